@@ -1,0 +1,300 @@
+//! Configuration: TOML text → [`raw::RawConfig`] (what the user wrote) → [`Config`] (checked).
+//!
+//! Everything that can fail fails here, at load time, on the main thread: files are read,
+//! certificates and keys parsed and matched, upstream names resolved, routes compiled.
+//! Each problem becomes a [`ConfigError`] naming the file, the TOML line and column, the
+//! field, and the reason; all problems are collected, not just the first. Workers only ever
+//! see a finished, immutable [`Config`].
+//!
+//! This module never runs on a worker thread: it blocks on files and DNS by design.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::sign::CertifiedKey;
+
+pub use validate::from_toml_str;
+
+/// A checked, ready-to-run configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path, or `<demo>`), for messages.
+    pub source: String,
+    pub server: ServerSettings,
+    pub http: HttpSettings,
+    pub listeners: Vec<ListenerConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub workers: usize,
+    pub shutdown_timeout: Duration,
+    pub max_connections_per_worker: usize,
+    pub io_uring: bool,
+    pub pin_workers: bool,
+}
+
+/// `[http]`: client-side limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_request_line_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// 0 = unlimited.
+    pub max_request_body_bytes: u64,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub send_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u64,
+}
+
+impl Default for HttpSettings {
+    /// nginx's defaults, except the head limits, which nginx spreads over several buffers.
+    fn default() -> Self {
+        HttpSettings {
+            max_request_line_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_request_body_bytes: 0,
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+        }
+    }
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub backlog: i32,
+    pub tls: Option<TlsSettings>,
+}
+
+/// Minimum TLS protocol version offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Kernel TLS offload mode (`ktls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KtlsMode {
+    Auto,
+    On,
+    Off,
+}
+
+/// `[listener.tls]`, with every certificate loaded and checked.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub certificates: Vec<LoadedCertificate>,
+    /// Index into `certificates` of the one served without (matching) SNI.
+    pub default_certificate: usize,
+    pub min_version: TlsMinVersion,
+    pub handshake_timeout: Duration,
+    pub session_cache_entries: usize,
+    pub session_tickets: bool,
+    pub ktls: KtlsMode,
+}
+
+/// A certificate chain with its private key, parsed and matched.
+#[derive(Clone)]
+pub struct LoadedCertificate {
+    pub key: Arc<CertifiedKey>,
+    /// Lower-case SNI names, exact (`api.example.com`) or wildcard (`*.example.com`).
+    pub server_names: Vec<String>,
+    pub cert_path: PathBuf,
+}
+
+impl fmt::Debug for LoadedCertificate {
+    // Never prints key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedCertificate")
+            .field("cert_path", &self.cert_path)
+            .field("server_names", &self.server_names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Host pattern of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case, no port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`; matches one or more labels in front.
+    Suffix(String),
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub host: HostMatch,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+}
+
+/// Load-balancing algorithm of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+}
+
+/// One `[upstream.NAME]`, with its servers resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub servers: Vec<UpstreamServer>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u64,
+}
+
+/// One server of an upstream: what the user wrote and the address it resolved to.
+#[derive(Debug, Clone)]
+pub struct UpstreamServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `Host` sent when the client sent none (HTTP/1.0).
+    pub host_header: String,
+}
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line and column in the TOML text, when the problem has a place.
+    pub line: Option<(usize, usize)>,
+    /// Dotted path of the field, e.g. `listener[0].tls.certificates[1].key`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some((l, c)) => write!(f, "{}:{}:{}: ", self.file, l, c)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and checks the file at `path`. Relative paths inside it are taken from its folder.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: shown.clone(),
+                line: None,
+                field: String::new(),
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        from_toml_str(&text, &shown, &base)
+    }
+
+    /// One line per listener, route and upstream, for `ringgate check`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: ok — {} worker(s), {} listener(s), {} route(s), {} upstream(s)\n",
+            self.source,
+            self.server.workers,
+            self.listeners.len(),
+            self.routes.len(),
+            self.upstreams.len()
+        );
+        for l in &self.listeners {
+            match &l.tls {
+                Some(t) => {
+                    let names: Vec<String> = t
+                        .certificates
+                        .iter()
+                        .map(|c| c.server_names.join(","))
+                        .collect();
+                    s += &format!(
+                        "  listener {} https, certificates: [{}]\n",
+                        l.addr,
+                        names.join("; ")
+                    );
+                }
+                None => s += &format!("  listener {} http\n", l.addr),
+            }
+        }
+        for r in &self.routes {
+            let host = match &r.host {
+                HostMatch::Any => "*".to_string(),
+                HostMatch::Exact(h) => h.clone(),
+                HostMatch::Suffix(h) => format!("*{h}"),
+            };
+            s += &format!(
+                "  route {host}{} -> {}{}\n",
+                r.path_prefix,
+                self.upstreams[r.upstream].name,
+                if r.strip_prefix {
+                    " (strip prefix)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for u in &self.upstreams {
+            let servers: Vec<String> = u
+                .servers
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.addr))
+                .collect();
+            s += &format!("  upstream {}: {}\n", u.name, servers.join(", "));
+        }
+        s
+    }
+}

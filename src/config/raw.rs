@@ -1,0 +1,144 @@
+//! What the user wrote: serde structs that mirror the TOML file one to one.
+//!
+//! Nothing here reads files or checks meaning; [`super::validate`] turns a [`RawConfig`]
+//! into a [`super::Config`]. Fields that are checked later keep their source span
+//! ([`Spanned`]) so an error can name the TOML line. Unknown keys are rejected, so a typo
+//! is an error, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub listener: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `"auto"` (one per core) or a number. nginx: `worker_processes`.
+    pub workers: Option<Spanned<toml::Value>>,
+    /// Grace period for in-flight requests after SIGTERM/SIGINT. nginx: `worker_shutdown_timeout`.
+    pub shutdown_timeout_ms: Option<Spanned<i64>>,
+    /// Open connections per worker before new ones are refused. nginx: `worker_connections`.
+    pub max_connections_per_worker: Option<Spanned<i64>>,
+    /// `"auto"` (io_uring, epoll fallback) or `"off"` (always epoll).
+    pub io_uring: Option<Spanned<String>>,
+    /// Pin each worker thread to one core (default true).
+    pub pin_workers: Option<bool>,
+}
+
+/// `[http]`: client-side HTTP/1.1 limits and timeouts, shared by all listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// nginx: `large_client_header_buffers` size for the request line → 414.
+    pub max_request_line_bytes: Option<Spanned<i64>>,
+    /// Whole request head → 431.
+    pub max_header_bytes: Option<Spanned<i64>>,
+    /// Number of header fields → 431.
+    pub max_headers: Option<Spanned<i64>>,
+    /// nginx: `client_max_body_size` (0 = unlimited) → 413.
+    pub max_request_body_bytes: Option<Spanned<i64>>,
+    /// nginx: `client_header_timeout`: the whole head must arrive within it.
+    pub client_header_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `client_body_timeout`: longest gap between two body reads.
+    pub client_body_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `send_timeout`: longest a single write to the client may stall.
+    pub send_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `keepalive_timeout`: idle time allowed between requests.
+    pub keepalive_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `keepalive_requests`.
+    pub keepalive_requests: Option<Spanned<i64>>,
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub addr: Spanned<String>,
+    /// nginx: `listen ... backlog=`.
+    pub backlog: Option<Spanned<i64>>,
+    /// Absent: plain HTTP.
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `[listener.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Spanned<Vec<Spanned<RawCertificate>>>,
+    /// `"1.2"` (default) or `"1.3"`. nginx: `ssl_protocols`.
+    pub min_version: Option<Spanned<String>>,
+    /// nginx has none (it rides on `client_header_timeout`).
+    pub handshake_timeout_ms: Option<Spanned<i64>>,
+    /// Server-side session cache entries (TLS 1.2 session IDs). nginx: `ssl_session_cache`.
+    pub session_cache_entries: Option<Spanned<i64>>,
+    /// Issue session tickets (default true). nginx: `ssl_session_tickets`.
+    pub session_tickets: Option<bool>,
+    /// `"auto"`, `"on"` or `"off"`: kernel TLS offload after the handshake.
+    pub ktls: Option<Spanned<String>>,
+}
+
+/// One certificate chain and its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    /// SNI names this certificate answers for; default: the DNS names in its SAN.
+    pub server_names: Option<Vec<Spanned<String>>>,
+    /// Served when SNI is absent or matches nothing (default: the first certificate).
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Exact name or `*.example.com`; absent: any host.
+    pub host: Option<Spanned<String>>,
+    /// Longest prefix wins (default `/`). nginx: `location /prefix/`.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Remove `path_prefix` before forwarding (nginx: `proxy_pass http://up/;`).
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub upstream: Spanned<String>,
+}
+
+/// `[upstream.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// `host:port`; names are resolved once, at load.
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    /// `"round_robin"` (default) or `"least_conn"`.
+    pub balance: Option<Spanned<String>>,
+    /// nginx: `proxy_connect_timeout`.
+    pub connect_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `proxy_read_timeout`: longest gap between two reads from the upstream.
+    pub read_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `proxy_send_timeout`: longest a write to the upstream may stall.
+    pub write_timeout_ms: Option<Spanned<i64>>,
+    /// Idle keep-alive connections kept per server per worker. nginx: `keepalive`.
+    pub keepalive: Option<Spanned<i64>>,
+    /// nginx: `keepalive_timeout` in the upstream block.
+    pub keepalive_timeout_ms: Option<Spanned<i64>>,
+    /// nginx: `keepalive_requests` in the upstream block.
+    pub keepalive_requests: Option<Spanned<i64>>,
+}

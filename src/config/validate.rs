@@ -1,0 +1,730 @@
+//! [`RawConfig`] → [`Config`]: reads files, parses certificates, resolves names, checks
+//! every value, and reports each problem with file, line, field and reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use toml::Spanned;
+
+use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
+use super::*;
+
+/// Longest timeout accepted anywhere: one day. Longer is almost certainly a unit mistake.
+const MAX_TIMEOUT_MS: i64 = 86_400_000;
+
+/// Parses and checks `text`; `file` names it in errors and `base` anchors relative paths.
+pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        text,
+        file,
+        base,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map(|s| v.line_col(s.start));
+            let message = e.message().trim().to_string();
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                line,
+                field: String::new(),
+                message,
+            }]));
+        }
+    };
+    let config = v.config(&raw);
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        (line, col)
+    }
+
+    fn error(&mut self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) {
+        let line = span.map(|s| self.line_col(s.start));
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// An integer field within `range`, or `default` when absent.
+    fn int(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        field: &str,
+        default: i64,
+        range: RangeInclusive<i64>,
+    ) -> i64 {
+        match value {
+            None => default,
+            Some(v) if range.contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                let msg = format!(
+                    "{} is out of range (allowed {}..={})",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                );
+                self.error(Some(v.span()), field, msg);
+                default
+            }
+        }
+    }
+
+    /// A `*_ms` duration field: whole milliseconds, at least 1, at most a day.
+    fn millis(&mut self, value: &Option<Spanned<i64>>, field: &str, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) if (1..=MAX_TIMEOUT_MS).contains(v.get_ref()) => {
+                Duration::from_millis(*v.get_ref() as u64)
+            }
+            Some(v) => {
+                let msg = format!(
+                    "bad duration {} ms: must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}",
+                    v.get_ref()
+                );
+                self.error(Some(v.span()), field, msg);
+                default
+            }
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> Config {
+        let server = self.server(raw);
+        let http = self.http(raw);
+        if raw.listener.is_empty() {
+            self.error(
+                None,
+                "listener",
+                "no [[listener]] defined: nothing to serve",
+            );
+        }
+        let mut listeners: Vec<ListenerConfig> = Vec::new();
+        for (i, l) in raw.listener.iter().enumerate() {
+            if let Some(lc) = self.listener(i, l.get_ref()) {
+                if listeners.iter().any(|o| o.addr == lc.addr) {
+                    let msg = format!("duplicate listener address {}", lc.addr);
+                    self.error(
+                        Some(l.get_ref().addr.span()),
+                        &format!("listener[{i}].addr"),
+                        msg,
+                    );
+                } else {
+                    listeners.push(lc);
+                }
+            }
+        }
+        let mut upstreams = Vec::new();
+        let mut upstream_index = HashMap::new();
+        for (name, u) in &raw.upstream {
+            if let Some(uc) = self.upstream(name, u) {
+                upstream_index.insert(name.clone(), upstreams.len());
+                upstreams.push(uc);
+            }
+        }
+        let routes = self.routes(raw, &upstream_index);
+        Config {
+            source: self.file.to_string(),
+            server,
+            http,
+            listeners,
+            routes,
+            upstreams,
+        }
+    }
+
+    fn server(&mut self, raw: &RawConfig) -> ServerSettings {
+        let s = &raw.server;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers = match &s.workers {
+            None => cores,
+            Some(v) => match v.get_ref() {
+                toml::Value::String(a) if a == "auto" => cores,
+                toml::Value::Integer(n) if (1..=1024).contains(n) => *n as usize,
+                other => {
+                    let msg = format!("expected \"auto\" or a number from 1 to 1024, got {other}");
+                    self.error(Some(v.span()), "server.workers", msg);
+                    cores
+                }
+            },
+        };
+        let io_uring = match &s.io_uring {
+            None => true,
+            Some(v) => match v.get_ref().as_str() {
+                "auto" => true,
+                "off" => false,
+                other => {
+                    let msg = format!("expected \"auto\" or \"off\", got {other:?}");
+                    self.error(Some(v.span()), "server.io_uring", msg);
+                    true
+                }
+            },
+        };
+        ServerSettings {
+            workers,
+            shutdown_timeout: self.millis(
+                &s.shutdown_timeout_ms,
+                "server.shutdown_timeout_ms",
+                Duration::from_secs(30),
+            ),
+            max_connections_per_worker: self.int(
+                &s.max_connections_per_worker,
+                "server.max_connections_per_worker",
+                16_384,
+                1..=10_000_000,
+            ) as usize,
+            io_uring,
+            pin_workers: s.pin_workers.unwrap_or(true),
+        }
+    }
+
+    fn http(&mut self, raw: &RawConfig) -> HttpSettings {
+        let h = &raw.http;
+        let d = HttpSettings::default();
+        HttpSettings {
+            max_request_line_bytes: self.int(
+                &h.max_request_line_bytes,
+                "http.max_request_line_bytes",
+                d.max_request_line_bytes as i64,
+                64..=1 << 20,
+            ) as usize,
+            max_header_bytes: self.int(
+                &h.max_header_bytes,
+                "http.max_header_bytes",
+                d.max_header_bytes as i64,
+                256..=1 << 24,
+            ) as usize,
+            max_headers: self.int(
+                &h.max_headers,
+                "http.max_headers",
+                d.max_headers as i64,
+                1..=10_000,
+            ) as usize,
+            max_request_body_bytes: self.int(
+                &h.max_request_body_bytes,
+                "http.max_request_body_bytes",
+                0,
+                0..=i64::MAX,
+            ) as u64,
+            client_header_timeout: self.millis(
+                &h.client_header_timeout_ms,
+                "http.client_header_timeout_ms",
+                d.client_header_timeout,
+            ),
+            client_body_timeout: self.millis(
+                &h.client_body_timeout_ms,
+                "http.client_body_timeout_ms",
+                d.client_body_timeout,
+            ),
+            send_timeout: self.millis(&h.send_timeout_ms, "http.send_timeout_ms", d.send_timeout),
+            keepalive_timeout: self.millis(
+                &h.keepalive_timeout_ms,
+                "http.keepalive_timeout_ms",
+                d.keepalive_timeout,
+            ),
+            keepalive_requests: self.int(
+                &h.keepalive_requests,
+                "http.keepalive_requests",
+                d.keepalive_requests as i64,
+                1..=i64::MAX,
+            ) as u64,
+        }
+    }
+
+    fn listener(&mut self, i: usize, l: &RawListener) -> Option<ListenerConfig> {
+        let field = format!("listener[{i}]");
+        let addr = match l.addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let msg = format!(
+                    "{:?} is not an IP address and port (e.g. \"0.0.0.0:443\" or \"[::]:443\")",
+                    l.addr.get_ref()
+                );
+                self.error(Some(l.addr.span()), &format!("{field}.addr"), msg);
+                None
+            }
+        };
+        // nginx's default backlog on Linux is 511.
+        let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
+        let tls = match &l.tls {
+            Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
+            None => None,
+        };
+        Some(ListenerConfig {
+            addr: addr?,
+            backlog,
+            tls,
+        })
+    }
+
+    fn tls(&mut self, field: &str, t: &Spanned<RawTls>) -> Option<TlsSettings> {
+        let raw = t.get_ref();
+        let errors_before = self.errors.len();
+        if raw.certificates.get_ref().is_empty() {
+            self.error(
+                Some(raw.certificates.span()),
+                &format!("{field}.certificates"),
+                "at least one certificate is needed",
+            );
+        }
+        let mut certificates = Vec::new();
+        let mut default_certificate = None;
+        for (j, c) in raw.certificates.get_ref().iter().enumerate() {
+            let cfield = format!("{field}.certificates[{j}]");
+            if let Some(lc) = self.certificate(&cfield, c.get_ref()) {
+                if c.get_ref().default {
+                    if default_certificate.is_some() {
+                        self.error(
+                            Some(c.span()),
+                            &format!("{cfield}.default"),
+                            "only one certificate may be the default",
+                        );
+                    }
+                    default_certificate = Some(certificates.len());
+                }
+                certificates.push(lc);
+            }
+        }
+        let min_version = match &raw.min_version {
+            None => TlsMinVersion::Tls12,
+            Some(v) => match v.get_ref().as_str() {
+                "1.2" => TlsMinVersion::Tls12,
+                "1.3" => TlsMinVersion::Tls13,
+                other => {
+                    let msg = format!(
+                        "unsupported TLS version {other:?}: \"1.2\" or \"1.3\" (older versions are never offered)"
+                    );
+                    self.error(Some(v.span()), &format!("{field}.min_version"), msg);
+                    TlsMinVersion::Tls12
+                }
+            },
+        };
+        let ktls = match &raw.ktls {
+            None => KtlsMode::Auto,
+            Some(v) => match v.get_ref().as_str() {
+                "auto" => KtlsMode::Auto,
+                "on" => KtlsMode::On,
+                "off" => KtlsMode::Off,
+                other => {
+                    let msg = format!("expected \"auto\", \"on\" or \"off\", got {other:?}");
+                    self.error(Some(v.span()), &format!("{field}.ktls"), msg);
+                    KtlsMode::Auto
+                }
+            },
+        };
+        let handshake_timeout = self.millis(
+            &raw.handshake_timeout_ms,
+            &format!("{field}.handshake_timeout_ms"),
+            Duration::from_secs(10),
+        );
+        let session_cache_entries = self.int(
+            &raw.session_cache_entries,
+            &format!("{field}.session_cache_entries"),
+            20_480,
+            0..=10_000_000,
+        ) as usize;
+        if self.errors.len() > errors_before || certificates.is_empty() {
+            return None;
+        }
+        Some(TlsSettings {
+            certificates,
+            default_certificate: default_certificate.unwrap_or(0),
+            min_version,
+            handshake_timeout,
+            session_cache_entries,
+            session_tickets: raw.session_tickets.unwrap_or(true),
+            ktls,
+        })
+    }
+
+    fn certificate(&mut self, field: &str, c: &RawCertificate) -> Option<LoadedCertificate> {
+        let cert_path = self.path(c.cert.get_ref());
+        let key_path = self.path(c.key.get_ref());
+        let cert_field = format!("{field}.cert");
+        let key_field = format!("{field}.key");
+        let chain = match read_file(&cert_path).and_then(|pem| parse_chain(&pem)) {
+            Ok(chain) => Some(chain),
+            Err(e) => {
+                let msg = format!("{}: {e}", cert_path.display());
+                self.error(Some(c.cert.span()), &cert_field, msg);
+                None
+            }
+        };
+        let key = match read_file(&key_path).and_then(|pem| parse_key(&pem)) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                let msg = format!("{}: {e}", key_path.display());
+                self.error(Some(c.key.span()), &key_field, msg);
+                None
+            }
+        };
+        let (chain, key) = (chain?, key?);
+        let names_from_cert = match cert_dns_names(&chain[0]) {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = format!("{}: {e}", cert_path.display());
+                self.error(Some(c.cert.span()), &cert_field, msg);
+                return None;
+            }
+        };
+        let certified = match make_certified_key(chain, key) {
+            Ok(k) => k,
+            Err(e) => {
+                let msg = format!(
+                    "{} does not belong with {}: {e}",
+                    key_path.display(),
+                    cert_path.display()
+                );
+                self.error(Some(c.key.span()), &key_field, msg);
+                return None;
+            }
+        };
+        let server_names = match &c.server_names {
+            Some(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    match normalize_server_name(n.get_ref()) {
+                        Some(s) => out.push(s),
+                        None => {
+                            let msg = format!("{:?} is not a DNS name or *.wildcard", n.get_ref());
+                            self.error(Some(n.span()), &format!("{field}.server_names"), msg);
+                        }
+                    }
+                }
+                out
+            }
+            None => names_from_cert
+                .iter()
+                .filter_map(|n| normalize_server_name(n))
+                .collect(),
+        };
+        Some(LoadedCertificate {
+            key: Arc::new(certified),
+            server_names,
+            cert_path,
+        })
+    }
+
+    fn upstream(&mut self, name: &str, u: &Spanned<RawUpstream>) -> Option<UpstreamConfig> {
+        let raw = u.get_ref();
+        let field = format!("upstream.{name}");
+        let errors_before = self.errors.len();
+        if raw.servers.get_ref().is_empty() {
+            self.error(
+                Some(raw.servers.span()),
+                &format!("{field}.servers"),
+                "at least one server is needed",
+            );
+        }
+        let mut servers = Vec::new();
+        for s in raw.servers.get_ref() {
+            match resolve(s.get_ref()) {
+                Ok(addr) => servers.push(UpstreamServer {
+                    name: s.get_ref().clone(),
+                    addr,
+                    host_header: s.get_ref().clone(),
+                }),
+                Err(e) => self.error(Some(s.span()), &format!("{field}.servers"), e),
+            }
+        }
+        let balance = match &raw.balance {
+            None => Balance::RoundRobin,
+            Some(b) => match b.get_ref().as_str() {
+                "round_robin" => Balance::RoundRobin,
+                "least_conn" => Balance::LeastConn,
+                other => {
+                    let msg =
+                        format!("unknown balance {other:?}: \"round_robin\" or \"least_conn\"");
+                    self.error(Some(b.span()), &format!("{field}.balance"), msg);
+                    Balance::RoundRobin
+                }
+            },
+        };
+        let uc = UpstreamConfig {
+            name: name.to_string(),
+            servers,
+            balance,
+            connect_timeout: self.millis(
+                &raw.connect_timeout_ms,
+                &format!("{field}.connect_timeout_ms"),
+                Duration::from_secs(5),
+            ),
+            read_timeout: self.millis(
+                &raw.read_timeout_ms,
+                &format!("{field}.read_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            write_timeout: self.millis(
+                &raw.write_timeout_ms,
+                &format!("{field}.write_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            keepalive: self.int(
+                &raw.keepalive,
+                &format!("{field}.keepalive"),
+                64,
+                0..=100_000,
+            ) as usize,
+            keepalive_timeout: self.millis(
+                &raw.keepalive_timeout_ms,
+                &format!("{field}.keepalive_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            keepalive_requests: self.int(
+                &raw.keepalive_requests,
+                &format!("{field}.keepalive_requests"),
+                1000,
+                1..=i64::MAX,
+            ) as u64,
+        };
+        (self.errors.len() == errors_before).then_some(uc)
+    }
+
+    fn routes(&mut self, raw: &RawConfig, upstreams: &HashMap<String, usize>) -> Vec<RouteConfig> {
+        let mut routes = Vec::new();
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            let r = r.get_ref();
+            let field = format!("route[{i}]");
+            let upstream = match upstreams.get(r.upstream.get_ref()) {
+                Some(&u) => Some(u),
+                None => {
+                    let known: Vec<&str> = raw.upstream.keys().map(String::as_str).collect();
+                    let msg = format!(
+                        "unknown upstream {:?} (defined: {})",
+                        r.upstream.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    // An upstream that exists but failed its own checks is reported there.
+                    if !raw.upstream.contains_key(r.upstream.get_ref()) {
+                        self.error(Some(r.upstream.span()), &format!("{field}.upstream"), msg);
+                    }
+                    None
+                }
+            };
+            let host = match &r.host {
+                None => Some(HostMatch::Any),
+                Some(h) => match parse_host_match(h.get_ref()) {
+                    Some(m) => Some(m),
+                    None => {
+                        let msg = format!(
+                            "{:?} is not a host name, \"*.suffix\" wildcard, or absent",
+                            h.get_ref()
+                        );
+                        self.error(Some(h.span()), &format!("{field}.host"), msg);
+                        None
+                    }
+                },
+            };
+            let path_prefix = match &r.path_prefix {
+                None => Some("/".to_string()),
+                Some(p)
+                    if p.get_ref().starts_with('/') && p.get_ref().bytes().all(is_path_byte) =>
+                {
+                    Some(p.get_ref().clone())
+                }
+                Some(p) => {
+                    let msg = format!(
+                        "{:?} must start with '/' and contain only URL path characters",
+                        p.get_ref()
+                    );
+                    self.error(Some(p.span()), &format!("{field}.path_prefix"), msg);
+                    None
+                }
+            };
+            let (Some(upstream), Some(host), Some(path_prefix)) = (upstream, host, path_prefix)
+            else {
+                continue;
+            };
+            let key = (format!("{host:?}"), path_prefix.clone());
+            if let Some(first) = seen.insert(key, i) {
+                let msg =
+                    format!("same host and path_prefix as route[{first}]: it could never match");
+                let span = r
+                    .path_prefix
+                    .as_ref()
+                    .map(|p| p.span())
+                    .unwrap_or(r.upstream.span());
+                self.error(Some(span), &field, msg);
+                continue;
+            }
+            routes.push(RouteConfig {
+                host,
+                path_prefix,
+                strip_prefix: r.strip_prefix,
+                upstream,
+            });
+        }
+        routes
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut chain = Vec::new();
+    for item in CertificateDer::pem_slice_iter(pem) {
+        chain.push(item.map_err(|e| format!("bad PEM: {e}"))?);
+    }
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block found in PEM file".into());
+    }
+    for (i, c) in chain.iter().enumerate() {
+        x509_parser::parse_x509_certificate(c)
+            .map_err(|e| format!("certificate #{} in the file is not valid X.509: {e}", i + 1))?;
+    }
+    Ok(chain)
+}
+
+fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "no private key found (expected PKCS#8 \"PRIVATE KEY\", SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\")"
+                .to_string()
+        }
+        other => format!("bad PEM private key: {other}"),
+    })
+}
+
+fn make_certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, String> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unsupported or corrupt private key: {e}"))?;
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        Ok(()) => Ok(ck),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err("the private key does not match the certificate's public key".into())
+        }
+        Err(e) => Err(format!("cannot check key against certificate: {e}")),
+    }
+}
+
+/// DNS names from the certificate's subjectAltName (falling back to the subject CN).
+fn cert_dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("not valid X.509: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Lower-cases and checks an SNI name or `*.wildcard`; `None` if it is neither.
+pub(crate) fn normalize_server_name(name: &str) -> Option<String> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    let labels = n.strip_prefix("*.").unwrap_or(&n);
+    valid_dns_name(labels).then_some(n)
+}
+
+fn valid_dns_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn parse_host_match(h: &str) -> Option<HostMatch> {
+    let n = h.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(suffix) = n.strip_prefix("*.") {
+        return valid_dns_name(suffix).then(|| HostMatch::Suffix(format!(".{suffix}")));
+    }
+    if n.parse::<std::net::IpAddr>().is_ok() || valid_dns_name(&n) {
+        return Some(HostMatch::Exact(n));
+    }
+    // A bracketed IPv6 literal, as it appears in a Host header.
+    let inner = n.strip_prefix('[').and_then(|s| s.strip_suffix(']'))?;
+    inner
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|_| HostMatch::Exact(n.clone()))
+}
+
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)
+}
+
+/// Resolves `host:port` once, at load (this is the only place upstream names hit DNS).
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if s.rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_none()
+    {
+        return Err(format!("{s:?} must be host:port (e.g. \"10.0.0.5:8080\")"));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{s:?} resolved to no address")),
+        Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
+    }
+}

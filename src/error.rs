@@ -1,0 +1,101 @@
+//! The one error type of the request path.
+//!
+//! Every failure while serving an exchange becomes a [`ProxyError`]: which side failed
+//! ([`Side`]), what happened ([`Kind`]), and whether the request may be retried on a fresh
+//! upstream connection. [`ProxyError::status`] is the single place that maps a failure to
+//! the status the client sees (when a response head has not been sent yet).
+
+use std::fmt;
+use std::io;
+
+/// Which party the failure belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// The client sent something that is not valid HTTP/1.1 (status inside).
+    BadRequest(u16),
+    /// The client closed or reset its connection.
+    ClientGone,
+    /// The client stalled longer than a client timeout.
+    ClientTimeout,
+    /// The request body exceeded `max_request_body_bytes`.
+    BodyTooLarge,
+    /// The upstream refused or could not be reached.
+    ConnectFailed,
+    /// Connecting to the upstream took longer than `connect_timeout_ms`.
+    ConnectTimeout,
+    /// The upstream closed or reset the connection.
+    UpstreamClosed,
+    /// The upstream stalled longer than its read/write timeout.
+    UpstreamTimeout,
+    /// The upstream sent something that is not valid HTTP/1.1.
+    UpstreamProtocol,
+}
+
+/// A failure on the request path.
+#[derive(Debug)]
+pub struct ProxyError {
+    pub side: Side,
+    pub kind: Kind,
+    /// Nothing of the request reached the upstream application in a way that matters:
+    /// sending it again on a fresh connection is safe.
+    pub retry: bool,
+    pub detail: Option<io::Error>,
+    pub reason: &'static str,
+}
+
+impl ProxyError {
+    pub fn new(side: Side, kind: Kind, reason: &'static str) -> Self {
+        ProxyError {
+            side,
+            kind,
+            retry: false,
+            detail: None,
+            reason,
+        }
+    }
+
+    pub fn io(side: Side, kind: Kind, reason: &'static str, e: io::Error) -> Self {
+        ProxyError {
+            detail: Some(e),
+            ..ProxyError::new(side, kind, reason)
+        }
+    }
+
+    pub fn retryable(mut self) -> Self {
+        self.retry = true;
+        self
+    }
+
+    /// The status to answer with, if a response can still be sent.
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            Kind::BadRequest(s) => Some(s),
+            Kind::ClientGone => None,
+            Kind::ClientTimeout => Some(408),
+            Kind::BodyTooLarge => Some(413),
+            Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
+            Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
+        }
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?}: {}", self.side, self.kind, self.reason)?;
+        if let Some(e) = &self.detail {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProxyError {}

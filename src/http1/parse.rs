@@ -1,0 +1,587 @@
+//! HTTP/1.1 message heads: bytes in, a [`RequestHead`] / [`ResponseHead`] out. No I/O.
+//!
+//! `parse_request` returns [`Parsed::Complete`], [`Parsed::Incomplete`] ("read more") or
+//! [`Parsed::Invalid`] with the status to answer. httparse does the tokenising; this module
+//! adds what a proxy must be strict about (RFC 9112 §6.3, request smuggling): exactly one
+//! framing, no obs-fold, no control bytes, one Host, valid targets. Header names and values
+//! are `Bytes` slices of the read buffer — never copied.
+
+use bytes::{Bytes, BytesMut};
+
+/// One header field: slices of the buffer the head was read into.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: Bytes,
+    pub value: Bytes,
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes (responses only).
+    UntilClose,
+}
+
+/// HTTP/1.x minor version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// A checked request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Bytes,
+    pub target: Bytes,
+    pub version: Version,
+    pub headers: Vec<Header>,
+    /// Lower-case host without port, from the absolute-form target or the Host header.
+    pub host: Option<Bytes>,
+    pub body: BodyKind,
+    /// The client asked to keep the connection open (after version defaults).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was present.
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The path part of the target (`/a/b?q`), also for absolute-form targets.
+    pub fn path(&self) -> Bytes {
+        path_of(&self.target)
+            .map(|r| self.target.slice(r))
+            .unwrap_or_else(|| Bytes::from_static(b"/"))
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method.as_ref() == b"HEAD"
+    }
+}
+
+/// A checked response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Bytes,
+    pub version: Version,
+    pub headers: Vec<Header>,
+    /// Framing as sent by the upstream, before taking the request method into account.
+    pub body: BodyKind,
+    pub keep_alive: bool,
+}
+
+/// Result of trying to parse a head from the bytes read so far.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// A head, and how many bytes of the buffer it used.
+    Complete(T, usize),
+    /// Not enough bytes yet.
+    Incomplete,
+    /// Never valid, whatever follows: answer `status` and close.
+    Invalid(Reject),
+}
+
+/// Why a message was refused, and with which status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn reject(status: u16, reason: &'static str) -> Reject {
+    Reject { status, reason }
+}
+
+/// Limits applied while parsing a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_request_line: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// Upper bound for the header array handed to httparse for responses.
+const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// Parses a request head from the start of `buf`.
+///
+/// On `Complete` the caller splits off the used bytes; the returned head holds slices of
+/// `frozen`, which must be `buf[..used]` frozen — see [`take_request`].
+pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Parsed<RawRequest> {
+    // Request-line limit first: it must hold even while the line is incomplete.
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    match line_end {
+        None if buf.len() > limits.max_request_line => {
+            return Parsed::Invalid(reject(414, "request line too long"));
+        }
+        Some(n) if n > limits.max_request_line => {
+            return Parsed::Invalid(reject(414, "request line too long"));
+        }
+        _ => {}
+    }
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let mut heap;
+    let headers: &mut [httparse::Header] = if limits.max_headers <= storage.len() {
+        &mut storage[..limits.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(headers);
+    let status = req.parse(buf);
+    let used = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head_bytes {
+                return Parsed::Invalid(reject(431, "request header fields too large"));
+            }
+            return Parsed::Incomplete;
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Invalid(reject(431, "too many header fields"));
+        }
+        Err(httparse::Error::Version) => {
+            return Parsed::Invalid(version_reject(buf));
+        }
+        Err(httparse::Error::Token) => {
+            return Parsed::Invalid(reject(400, "invalid method or request line"));
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Parsed::Invalid(reject(
+                400,
+                "invalid header name (obs-fold or space before colon?)",
+            ));
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Parsed::Invalid(reject(400, "invalid byte in header value"));
+        }
+        Err(httparse::Error::NewLine) => {
+            return Parsed::Invalid(reject(400, "bare CR or invalid line ending"));
+        }
+        Err(_) => return Parsed::Invalid(reject(400, "malformed request")),
+    };
+    if used > limits.max_head_bytes {
+        return Parsed::Invalid(reject(431, "request header fields too large"));
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let version = if req.version == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let mut raw = RawRequest {
+        method: offset(method.as_bytes()),
+        target: offset(target.as_bytes()),
+        version,
+        headers: Vec::with_capacity(req.headers.len()),
+    };
+    for h in req.headers.iter() {
+        raw.headers
+            .push((offset(h.name.as_bytes()), offset(h.value)));
+    }
+    Parsed::Complete(raw, used)
+}
+
+fn version_reject(buf: &[u8]) -> Reject {
+    // "GET / HTTP/2.0" or "PRI * HTTP/2.0" (the h2 preface without ALPN) → 505.
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+    if line.windows(5).any(|w| w == b"HTTP/") {
+        reject(505, "HTTP version not supported")
+    } else {
+        reject(400, "malformed request line")
+    }
+}
+
+/// Offsets of a parsed request into its buffer; [`take_request`] turns it into slices.
+#[derive(Debug)]
+pub struct RawRequest {
+    method: (usize, usize),
+    target: (usize, usize),
+    version: Version,
+    headers: Vec<((usize, usize), (usize, usize))>,
+}
+
+/// Splits the head off `buf` and checks its meaning; the head keeps slices of those bytes.
+pub fn take_request(
+    buf: &mut BytesMut,
+    raw: RawRequest,
+    used: usize,
+) -> Result<RequestHead, Reject> {
+    let frozen = buf.split_to(used).freeze();
+    let s = |(o, l): (usize, usize)| frozen.slice(o..o + l);
+    let headers: Vec<Header> = raw
+        .headers
+        .iter()
+        .map(|&(n, v)| Header {
+            name: s(n),
+            value: s(v),
+        })
+        .collect();
+    let method = s(raw.method);
+    let target = s(raw.target);
+    check_request(method, target, raw.version, headers)
+}
+
+fn check_request(
+    method: Bytes,
+    target: Bytes,
+    version: Version,
+    headers: Vec<Header>,
+) -> Result<RequestHead, Reject> {
+    check_target(&method, &target)?;
+    let mut framing = Framing::default();
+    let mut host: Option<&Bytes> = None;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    let mut expect_continue = false;
+    for h in &headers {
+        check_value(&h.value)?;
+        let name = h.name.as_ref();
+        if name.eq_ignore_ascii_case(b"host") {
+            if host.is_some() {
+                return Err(reject(400, "more than one Host header"));
+            }
+            host = Some(&h.value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in comma_tokens(&h.value) {
+                connection_close |= token.eq_ignore_ascii_case(b"close");
+                connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if trim(&h.value).eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(reject(417, "unsupported Expect"));
+            }
+        } else {
+            framing.add(name, &h.value)?;
+        }
+    }
+    let body = match framing.resolve()? {
+        BodyKind::Chunked if version == Version::Http10 => {
+            return Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        BodyKind::UntilClose => BodyKind::Empty,
+        b => b,
+    };
+    let host_value = match host_from_target(&target) {
+        Some(h) => Some(h),
+        None => match host {
+            Some(h) => Some(parse_host_header(h)?),
+            None if version == Version::Http11 => {
+                return Err(reject(400, "HTTP/1.1 request without Host"));
+            }
+            None => None,
+        },
+    };
+    let keep_alive = match version {
+        Version::Http11 => !connection_close,
+        Version::Http10 => connection_keep_alive && !connection_close,
+    };
+    Ok(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        host: host_value,
+        body,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::Http11,
+    })
+}
+
+/// Parses a response head from the start of `buf` (from an upstream; any header count up
+/// to [`MAX_RESPONSE_HEADERS`]).
+pub fn parse_response(buf: &mut BytesMut, max_head_bytes: usize) -> Parsed<ResponseHead> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > max_head_bytes => {
+            return Parsed::Invalid(reject(502, "upstream response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(_) => return Parsed::Invalid(reject(502, "malformed upstream response head")),
+    };
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let status = resp.code.unwrap_or(0);
+    let version = if resp.version == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let reason = offset(resp.reason.unwrap_or("").as_bytes());
+    let offsets: Vec<_> = resp
+        .headers
+        .iter()
+        .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
+        .collect();
+    let frozen = buf.split_to(used).freeze();
+    let s = |(o, l): (usize, usize)| frozen.slice(o..o + l);
+    let headers: Vec<Header> = offsets
+        .into_iter()
+        .map(|(n, v)| Header {
+            name: s(n),
+            value: s(v),
+        })
+        .collect();
+    let mut framing = Framing::default();
+    let mut close = false;
+    let mut keep = false;
+    for h in &headers {
+        if h.name.eq_ignore_ascii_case(b"connection") {
+            for t in comma_tokens(&h.value) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if let Err(r) = framing.add(&h.name, &h.value) {
+            return Parsed::Invalid(reject(502, r.reason));
+        }
+    }
+    let body = match framing.resolve_response() {
+        Ok(b) => b,
+        Err(r) => return Parsed::Invalid(reject(502, r.reason)),
+    };
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep && !close,
+    } && body != BodyKind::UntilClose;
+    Parsed::Complete(
+        ResponseHead {
+            status,
+            reason: s(reason),
+            version,
+            headers,
+            body,
+            keep_alive,
+        },
+        used,
+    )
+}
+
+/// Collects Content-Length and Transfer-Encoding and decides the framing.
+#[derive(Default)]
+struct Framing {
+    length: Option<u64>,
+    te_seen: bool,
+    te_chunked_last: bool,
+    te_chunked_count: usize,
+    te_other: bool,
+}
+
+impl Framing {
+    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // A list of identical values ("5, 5") is one length (RFC 9110 §8.6).
+            for part in value.split(|&b| b == b',') {
+                let n = parse_content_length(trim(part))
+                    .ok_or(reject(400, "invalid Content-Length"))?;
+                match self.length {
+                    Some(prev) if prev != n => {
+                        return Err(reject(400, "conflicting Content-Length values"));
+                    }
+                    _ => self.length = Some(n),
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in value.split(|&b| b == b',') {
+                let coding = trim(coding);
+                if coding.is_empty() {
+                    continue;
+                }
+                self.te_seen = true;
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    self.te_chunked_count += 1;
+                    self.te_chunked_last = true;
+                } else {
+                    self.te_other = true;
+                    self.te_chunked_last = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self) -> Result<BodyKind, Reject> {
+        if self.te_seen {
+            if self.length.is_some() {
+                return Err(reject(400, "both Content-Length and Transfer-Encoding"));
+            }
+            if !self.te_chunked_last || self.te_chunked_count != 1 {
+                return Err(reject(
+                    400,
+                    "Transfer-Encoding must end in a single chunked",
+                ));
+            }
+            if self.te_other {
+                return Err(reject(501, "transfer coding not implemented"));
+            }
+            return Ok(BodyKind::Chunked);
+        }
+        Ok(match self.length {
+            Some(0) | None => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+        })
+    }
+
+    fn resolve_response(&self) -> Result<BodyKind, Reject> {
+        if self.te_seen {
+            // RFC 9112 §6.3: chunked wins over Content-Length; anything else we can't frame.
+            if !self.te_chunked_last || self.te_chunked_count != 1 || self.te_other {
+                return Err(reject(
+                    502,
+                    "upstream sent an unsupported Transfer-Encoding",
+                ));
+            }
+            return Ok(BodyKind::Chunked);
+        }
+        Ok(match self.length {
+            Some(0) => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::UntilClose,
+        })
+    }
+}
+
+fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// httparse lets obs-text and DEL through in values; a proxy refuses control bytes.
+fn check_value(v: &[u8]) -> Result<(), Reject> {
+    if v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(reject(400, "control byte in header value"));
+    }
+    Ok(())
+}
+
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
+    if target.is_empty() || !target.iter().all(|&b| b > 0x20 && b < 0x7f) {
+        return Err(reject(400, "invalid request target"));
+    }
+    if method == b"CONNECT" {
+        return Err(reject(405, "CONNECT is not supported"));
+    }
+    if target == b"*" {
+        return if method == b"OPTIONS" {
+            Ok(())
+        } else {
+            Err(reject(400, "asterisk-form target is only for OPTIONS"))
+        };
+    }
+    if target[0] == b'/' {
+        return Ok(());
+    }
+    let lower = target.to_ascii_lowercase();
+    if (lower.starts_with(b"http://") || lower.starts_with(b"https://"))
+        && host_from_target_bytes(target).is_some()
+    {
+        return Ok(());
+    }
+    Err(reject(400, "invalid request target"))
+}
+
+/// For an absolute-form target, the range of its path (`/…`); for origin-form, all of it.
+fn path_of(target: &[u8]) -> Option<std::ops::Range<usize>> {
+    if target.first() == Some(&b'/') {
+        return Some(0..target.len());
+    }
+    let after_scheme = target.windows(3).position(|w| w == b"://")? + 3;
+    let rest = &target[after_scheme..];
+    match rest.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(p) if rest[p] == b'/' => Some(after_scheme + p..target.len()),
+        _ => None,
+    }
+}
+
+fn host_from_target_bytes(target: &[u8]) -> Option<(usize, usize)> {
+    let start = target.windows(3).position(|w| w == b"://")? + 3;
+    let rest = &target[start..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() || authority.contains(&b'@') {
+        return None;
+    }
+    Some((start, end))
+}
+
+fn host_from_target(target: &Bytes) -> Option<Bytes> {
+    if target.first() == Some(&b'/') || target.as_ref() == b"*" {
+        return None;
+    }
+    let (start, len) = host_from_target_bytes(target)?;
+    let auth = target.slice(start..start + len);
+    parse_host_header(&auth).ok()
+}
+
+/// Checks a Host value (`name`, `name:port`, `[v6]:port`) and returns it lower-cased,
+/// without port or trailing dot.
+fn parse_host_header(v: &Bytes) -> Result<Bytes, Reject> {
+    let v = trim(v);
+    let bad = reject(400, "invalid Host header");
+    if v.is_empty() {
+        return Err(bad);
+    }
+    let host: &[u8] = if v[0] == b'[' {
+        let close = v.iter().position(|&b| b == b']').ok_or(bad.clone())?;
+        let rest = &v[close + 1..];
+        if !(rest.is_empty() || (rest[0] == b':' && rest[1..].iter().all(u8::is_ascii_digit))) {
+            return Err(bad);
+        }
+        &v[..=close]
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(p) if v[p + 1..].iter().all(u8::is_ascii_digit) => &v[..p],
+            Some(_) => return Err(bad),
+            None => v,
+        }
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    let ok = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%[]:".contains(&b));
+    if !ok || host.is_empty() {
+        return Err(bad);
+    }
+    Ok(Bytes::from(host.to_ascii_lowercase()))
+}
+
+/// Trims optional whitespace (SP / HTAB) from both ends.
+pub fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// The comma-separated, trimmed, non-empty tokens of a list header.
+pub fn comma_tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -1,0 +1,375 @@
+//! Serialising heads: the request sent upstream and the response sent to the client.
+//!
+//! Heads are rebuilt, never forwarded raw: every line ends in CRLF, hop-by-hop fields
+//! (RFC 9110 §7.6.1: `Connection` and the fields it names, `Keep-Alive`, `TE`, `Trailer`,
+//! `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped, and framing headers are written
+//! by us from the framing we chose. No I/O, no allocation beyond the output buffer.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+
+use super::parse::{BodyKind, Header, RequestHead, ResponseHead, Version, comma_tokens};
+
+/// Fields a proxy never forwards; `Connection` may name more.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+}
+
+/// True when `name` is listed in a `Connection` header of `headers`.
+fn named_by_connection(headers: &[Header], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"connection"))
+        .any(|h| comma_tokens(&h.value).any(|t| t.eq_ignore_ascii_case(name)))
+}
+
+fn has_connection_header(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(b"connection"))
+}
+
+fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+fn put_u64(out: &mut BytesMut, n: u64) {
+    let mut b = itoa_buf(n);
+    out.put_slice(b.as_str());
+}
+
+struct ItoaBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl ItoaBuf {
+    fn as_str(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(mut n: u64) -> ItoaBuf {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    ItoaBuf { buf, start: i }
+}
+
+/// What the proxy knows about the client, for the forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    /// `"https"` or `"http"`.
+    pub proto: &'static str,
+}
+
+/// Writes the request head to send upstream.
+///
+/// `path` replaces the target (after any prefix strip); `body` is the framing we forward;
+/// `fallback_host` is used when the client sent no Host (HTTP/1.0).
+pub fn request_head(
+    out: &mut BytesMut,
+    head: &RequestHead,
+    path: &[u8],
+    body: BodyKind,
+    client: ClientInfo,
+    fallback_host: &str,
+) {
+    out.reserve(256 + head.headers.len() * 48);
+    out.put_slice(&head.method);
+    out.put_u8(b' ');
+    out.put_slice(path);
+    out.put_slice(b" HTTP/1.1\r\n");
+    let ip = client.addr.ip().to_canonical();
+    let mut xff_done = false;
+    let mut forwarded_done = false;
+    let mut host_seen = false;
+    let has_conn = has_connection_header(&head.headers);
+    for h in &head.headers {
+        let name = h.name.as_ref();
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"x-real-ip")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || (has_conn && named_by_connection(&head.headers, name))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"host") {
+            host_seen = true;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            // All earlier hops, joined, then this client: one header.
+            if !xff_done {
+                xff_done = true;
+                out.put_slice(b"X-Forwarded-For: ");
+                let mut first = true;
+                for v in head
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(b"x-forwarded-for"))
+                {
+                    let v = super::parse::trim(&v.value);
+                    if !v.is_empty() {
+                        if !first {
+                            out.put_slice(b", ");
+                        }
+                        out.put_slice(v);
+                        first = false;
+                    }
+                }
+                if !first {
+                    out.put_slice(b", ");
+                }
+                put_ip(out, ip);
+                out.put_slice(b"\r\n");
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"forwarded") {
+            if !forwarded_done {
+                forwarded_done = true;
+                out.put_slice(b"Forwarded: ");
+                for v in head
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(b"forwarded"))
+                {
+                    let v = super::parse::trim(&v.value);
+                    if !v.is_empty() {
+                        out.put_slice(v);
+                        out.put_slice(b", ");
+                    }
+                }
+                put_forwarded_element(out, ip, client.proto, head);
+                out.put_slice(b"\r\n");
+            }
+            continue;
+        }
+        put_header(out, name, &h.value);
+    }
+    if !host_seen {
+        match &head.host {
+            Some(h) => put_header(out, b"Host", h),
+            None => put_header(out, b"Host", fallback_host.as_bytes()),
+        }
+    }
+    if !xff_done {
+        out.put_slice(b"X-Forwarded-For: ");
+        put_ip(out, ip);
+        out.put_slice(b"\r\n");
+    }
+    if !forwarded_done {
+        out.put_slice(b"Forwarded: ");
+        put_forwarded_element(out, ip, client.proto, head);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"X-Real-IP: ");
+    put_ip(out, ip);
+    out.put_slice(b"\r\nX-Forwarded-Proto: ");
+    out.put_slice(client.proto.as_bytes());
+    out.put_slice(b"\r\n");
+    match body {
+        BodyKind::Length(n) => {
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        BodyKind::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyKind::Empty | BodyKind::UntilClose => {
+            // Methods that usually carry a body announce an empty one explicitly.
+            if matches!(head.method.as_ref(), b"POST" | b"PUT" | b"PATCH") {
+                out.put_slice(b"Content-Length: 0\r\n");
+            }
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn put_ip(out: &mut BytesMut, ip: IpAddr) {
+    use std::io::Write;
+    let mut w = out.writer();
+    let _ = write!(w, "{ip}");
+}
+
+/// RFC 7239 §4: `for=` (IPv6 quoted and bracketed), `proto=`, and `host=` when known.
+fn put_forwarded_element(out: &mut BytesMut, ip: IpAddr, proto: &str, head: &RequestHead) {
+    use std::io::Write;
+    let mut w = out.writer();
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(w, "for={v4};proto={proto}"),
+        IpAddr::V6(v6) => write!(w, "for=\"[{v6}]\";proto={proto}"),
+    };
+    if let Some(h) = &head.host
+        && h.iter().all(|&b| super::body::is_tchar(b))
+    {
+        let _ = w.write_all(b";host=");
+        let _ = w.write_all(h);
+    }
+}
+
+/// How the response body travels to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body bytes follow (HEAD, 204, 304, or empty).
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// Body until we close (HTTP/1.0 clients only).
+    Close,
+}
+
+/// Writes the response head for the client. `keep_alive` decides the `Connection` header.
+pub fn response_head(
+    out: &mut BytesMut,
+    head: &ResponseHead,
+    framing: ClientFraming,
+    client_version: Version,
+    keep_alive: bool,
+    keep_upstream_length: bool,
+) {
+    out.reserve(128 + head.headers.len() * 48);
+    out.put_slice(match client_version {
+        Version::Http11 => b"HTTP/1.1 ",
+        Version::Http10 => b"HTTP/1.0 ",
+    });
+    put_u64(out, u64::from(head.status));
+    out.put_u8(b' ');
+    out.put_slice(&head.reason);
+    out.put_slice(b"\r\n");
+    let has_conn = has_connection_header(&head.headers);
+    for h in &head.headers {
+        let name = h.name.as_ref();
+        if is_hop_by_hop(name)
+            || (!keep_upstream_length && name.eq_ignore_ascii_case(b"content-length"))
+            || (has_conn && named_by_connection(&head.headers, name))
+        {
+            continue;
+        }
+        put_header(out, name, &h.value);
+    }
+    match framing {
+        ClientFraming::Length(n) if !keep_upstream_length => {
+            out.put_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        ClientFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    connection_header(out, client_version, keep_alive);
+    out.put_slice(b"\r\n");
+}
+
+fn connection_header(out: &mut BytesMut, version: Version, keep_alive: bool) {
+    match (version, keep_alive) {
+        (Version::Http11, false) | (Version::Http10, false) => {
+            out.put_slice(b"Connection: close\r\n")
+        }
+        (Version::Http10, true) => out.put_slice(b"Connection: keep-alive\r\n"),
+        (Version::Http11, true) => {}
+    }
+}
+
+/// A complete response generated by the proxy itself (errors, 100 Continue aside).
+pub fn simple_response(
+    out: &mut BytesMut,
+    status: u16,
+    reason: &str,
+    version: Version,
+    keep_alive: bool,
+) {
+    let body_len = reason.len() as u64 + 1;
+    out.put_slice(match version {
+        Version::Http11 => b"HTTP/1.1 ",
+        Version::Http10 => b"HTTP/1.0 ",
+    });
+    put_u64(out, u64::from(status));
+    out.put_u8(b' ');
+    out.put_slice(status_text(status).as_bytes());
+    out.put_slice(
+        b"\r\nServer: ringgate\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
+    );
+    put_u64(out, body_len);
+    out.put_slice(b"\r\n");
+    connection_header(out, version, keep_alive);
+    out.put_slice(b"\r\n");
+    out.put_slice(reason.as_bytes());
+    out.put_u8(b'\n');
+}
+
+/// Canonical reason phrases for the statuses the proxy generates.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itoa_matches_display() {
+        for n in [0u64, 1, 9, 10, 99, 100, 12345, u64::MAX] {
+            assert_eq!(itoa_buf(n).as_str(), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        for n in [
+            "Connection",
+            "keep-alive",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            assert!(is_hop_by_hop(n.as_bytes()), "{n}");
+        }
+        for n in ["Host", "Content-Type", "Authorization", "Proxy"] {
+            assert!(!is_hop_by_hop(n.as_bytes()), "{n}");
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! # ringgate
+//!
+//! An edge HTTPS reverse proxy and API gateway for dedicated Linux hosts: it terminates
+//! TLS for the APIs behind it and forwards HTTP/1.1 to keep-alive upstream pools, on
+//! shared-nothing workers — one thread per core, pinned, each with its own monoio
+//! (io_uring) runtime and its own SO_REUSEPORT socket.
+//!
+//! ## Data path, and who owns each step
+//!
+//! ```text
+//! client ─TCP─▶ ① accept         worker::accept_loop, listener   (SO_REUSEPORT, caps, EMFILE backoff)
+//!              ② TLS handshake   tls (ServerConfig, SNI), conn  (rustls, handshake timeout)
+//!              ③ kernel TLS      (next: hand the record layer to the kernel)
+//!              ④ HTTP/1 parse    http1::parse / body            (no I/O; strict framing)
+//!              ⑤ policy          (next: rate limits, auth)
+//!              ⑥ route           route                          (Host + longest prefix)
+//!              ⑦ upstream        upstream                       (per-worker pools, balance)
+//!              ⑧ response        proxy                          (streams bodies both ways)
+//! ```
+//!
+//! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
+//! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
+//! binds the sockets and starts the [`worker`]s, which share nothing else.
+//! [`demo`] is the embedded zero-config setup behind `ringgate demo`.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod error;
+pub mod http1;
+pub mod listener;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+pub mod worker;

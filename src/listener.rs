@@ -1,0 +1,96 @@
+//! ① Listening sockets: one SO_REUSEPORT socket per worker per listener (socket2).
+//!
+//! All sockets are made on the main thread before any worker starts, so a bad address or
+//! a port in use is an error at start-up, and port 0 is resolved once: the first socket
+//! binds, the others bind to the port it got. IPv6 listeners are IPv6-only, so `[::]:443`
+//! and `0.0.0.0:443` can both be configured. This module never accepts connections; the
+//! worker's accept loop does.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Creates `count` listening sockets sharing `addr` with SO_REUSEPORT. Returns them and
+/// the bound address (port 0 resolved).
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    backlog: i32,
+    count: usize,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let s = bind_one(bound, backlog)?;
+        bound = s.local_addr()?;
+        sockets.push(s);
+    }
+    Ok((sockets, bound))
+}
+
+fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    // Nonblocking for the epoll fallback; io_uring does not care.
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// Accept errors that mean "out of a resource, try again shortly" rather than "this
+/// connection failed".
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM
+    )
+}
+
+// Linux errno values (stable ABI), spelled out to avoid a libc dependency here.
+const ENOMEM: i32 = 12;
+const ENFILE: i32 = 23;
+const EMFILE: i32 = 24;
+const ENOBUFS: i32 = 105;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_shared_by_all_sockets() {
+        let (socks, addr) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, 3).unwrap();
+        assert_ne!(addr.port(), 0);
+        for s in &socks {
+            assert_eq!(s.local_addr().unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn busy_port_is_an_error_naming_the_address() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = plain.local_addr().unwrap();
+        let err = bind_reuseport(addr, 16, 1).unwrap_err();
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+
+    #[test]
+    fn emfile_is_resource_exhaustion() {
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(
+            EMFILE
+        )));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(104)));
+    }
+}

@@ -1,0 +1,206 @@
+//! The `ringgate` command: `run`, `check`, `demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringgate::config::Config;
+use ringgate::server::{Server, ServerHandle};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "Edge HTTPS reverse proxy and API gateway"
+)]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. "info" or "ringgate=debug". Env: RINGGATE_LOG.
+    #[arg(long, global = true, env = "RINGGATE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a configuration file.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print a summary (like `nginx -t`).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run with an embedded default: self-signed certificate and a built-in upstream.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Number of workers (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Print the generated configuration and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!(
+            "ringgate: bad --log filter {:?} ({e}); using \"info\"",
+            cli.log
+        );
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check { config } => match Config::from_file(&config) {
+            Ok(c) => {
+                print!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!(
+                    "ringgate: {}: configuration check failed ({} error(s))",
+                    config.display(),
+                    errors.0.len()
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => match Config::from_file(&config) {
+            Ok(c) => serve(c),
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!(
+                    "ringgate: {}: not started, the configuration has errors",
+                    config.display()
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo {
+            listen,
+            workers,
+            print_config,
+        } => demo(listen, workers, print_config),
+    }
+}
+
+fn demo(listen: SocketAddr, workers: Option<usize>, print_config: bool) -> ExitCode {
+    let files = match ringgate::demo::write_certificate() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ringgate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let backend =
+        match ringgate::demo::start_backend("127.0.0.1:0".parse().expect("literal address")) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("ringgate demo: cannot start the built-in upstream: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    if print_config {
+        print!(
+            "{}",
+            ringgate::demo::config_text(listen, backend, &files, workers)
+        );
+        return ExitCode::SUCCESS;
+    }
+    let config = match ringgate::demo::config(listen, backend, &files, workers) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringgate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let on_ready = |h: &ServerHandle| {
+        let addr = h.listen_addrs()[0];
+        eprintln!(
+            "ringgate demo: built-in upstream on http://{backend}, certificate in {}",
+            files.dir.display()
+        );
+        eprintln!("ringgate demo: try:");
+        eprintln!(
+            "  curl --cacert {} https://localhost:{}/",
+            files.cert.display(),
+            addr.port()
+        );
+        eprintln!("  curl -k https://{addr}/bytes/1024 | wc -c");
+    };
+    let code = serve_with(config, on_ready);
+    let _ = std::fs::remove_dir_all(&files.dir);
+    code
+}
+
+fn serve(config: Config) -> ExitCode {
+    serve_with(config, |_| {})
+}
+
+/// Starts the server, prints where it listens, and waits for SIGTERM/SIGINT.
+fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Register before starting so an early signal is not lost.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringgate: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workers = config.server.workers;
+    let handle = match Server::start(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ringgate: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for url in handle.urls() {
+        eprintln!("ringgate: listening on {url} ({workers} workers)");
+    }
+    on_ready(&handle);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(sig).is_err() {
+                break;
+            }
+        }
+    });
+    if let Ok(sig) = rx.recv() {
+        tracing::info!(signal = sig, "stopping: draining in-flight requests");
+    }
+    // A second signal while draining stops at once.
+    std::thread::spawn(move || {
+        if rx.recv().is_ok() {
+            eprintln!("ringgate: second signal, exiting now");
+            std::process::exit(1);
+        }
+    });
+    let reports = handle.shutdown();
+    let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            "drain deadline passed with connections still open"
+        );
+    }
+    eprintln!("ringgate: stopped");
+    ExitCode::SUCCESS
+}

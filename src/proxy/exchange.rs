@@ -1,0 +1,490 @@
+//! One exchange: request head + body stream → route → upstream → response head + body
+//! stream.
+//!
+//! The request body is forwarded as it arrives (Content-Length as is, chunked decoded and
+//! re-encoded), never held whole. The response is framed for the client: Content-Length
+//! passes through, chunked and close-delimited bodies become chunked for HTTP/1.1 clients
+//! and close-delimited for HTTP/1.0 ones. A pooled upstream connection that fails before
+//! any response byte is retried once on a fresh connection, when the whole request is
+//! still in hand to send again.
+
+use bytes::{Bytes, BytesMut};
+use tracing::debug;
+
+use super::{Connection, Next};
+use crate::error::{Kind, ProxyError, Side};
+use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
+use crate::http1::parse::{self, BodyKind, Parsed, RequestHead, ResponseHead, Version};
+use crate::http1::write::{self, ClientFraming, ClientInfo};
+use crate::upstream::Lease;
+
+/// Body read size while streaming (two TLS records).
+const BODY_READ: usize = 32 * 1024;
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Request body bytes sent together with the head (and kept for a retry).
+const FIRST_WRITE_BODY: usize = 64 * 1024;
+
+/// Progress of the request body.
+struct RequestBody {
+    kind: BodyKind,
+    /// Content-Length bytes still to read from the client.
+    remaining: u64,
+    decoder: Option<ChunkedDecoder>,
+    /// Total body bytes seen (for the size limit).
+    seen: u64,
+    /// Every body byte has been read from the client.
+    done: bool,
+}
+
+impl RequestBody {
+    fn new(kind: BodyKind) -> Self {
+        RequestBody {
+            kind,
+            remaining: match kind {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            },
+            decoder: (kind == BodyKind::Chunked).then(|| ChunkedDecoder::new(400)),
+            seen: 0,
+            done: matches!(kind, BodyKind::Empty | BodyKind::UntilClose),
+        }
+    }
+
+    /// Moves body bytes from the client buffer into `out`, in the upstream's framing.
+    fn take(
+        &mut self,
+        rbuf: &mut BytesMut,
+        out: &mut BytesMut,
+        limit: u64,
+    ) -> Result<(), ProxyError> {
+        match self.kind {
+            BodyKind::Length(_) => {
+                let n = (rbuf.len() as u64).min(self.remaining) as usize;
+                out.extend_from_slice(&rbuf.split_to(n));
+                self.remaining -= n as u64;
+                self.seen += n as u64;
+                self.done = self.remaining == 0;
+            }
+            BodyKind::Chunked => {
+                let dec = self.decoder.as_mut().expect("chunked body has a decoder");
+                loop {
+                    let chunk = dec.decode(rbuf).map_err(|r| {
+                        ProxyError::new(Side::Downstream, Kind::BadRequest(r.status), r.reason)
+                    })?;
+                    match chunk {
+                        Chunk::Data(d) => {
+                            self.seen += d.len() as u64;
+                            encode_chunk(out, &d);
+                        }
+                        Chunk::NeedMore => break,
+                        Chunk::Done => {
+                            out.extend_from_slice(LAST_CHUNK);
+                            self.done = true;
+                            break;
+                        }
+                    }
+                    if out.len() >= BODY_READ {
+                        break;
+                    }
+                }
+            }
+            BodyKind::Empty | BodyKind::UntilClose => {}
+        }
+        if limit > 0 && self.seen > limit {
+            return Err(ProxyError::new(
+                Side::Downstream,
+                Kind::BodyTooLarge,
+                "request body larger than max_request_body_bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// Serves one request whose head has been read.
+    pub(super) async fn exchange(&mut self, head: RequestHead) -> Next {
+        let config = self.ctx.config.clone();
+        let limit = config.http.max_request_body_bytes;
+        if let BodyKind::Length(n) = head.body
+            && limit > 0
+            && n > limit
+        {
+            self.respond(413, "request body larger than allowed", head.version, false)
+                .await;
+            return Next::Close;
+        }
+        let path = head.path();
+        let Some(selected) = self.ctx.router.select(head.host.as_deref(), &path) else {
+            // Keep the connection only when no unread body is in the way.
+            let keep =
+                head.keep_alive && head.body == BodyKind::Empty && !self.ctx.draining.is_raised();
+            self.respond(404, "no route for this host and path", head.version, keep)
+                .await;
+            return if keep { Next::KeepAlive } else { Next::Close };
+        };
+        let group = selected.route.upstream;
+        let upstream = &config.upstreams[group];
+        let mut scratch = Vec::new();
+        let up_path = selected.upstream_path(&path, &mut scratch);
+        let mut first = BytesMut::with_capacity(1024);
+        let client = ClientInfo {
+            addr: self.peer,
+            proto: self.listener.proto,
+        };
+        let fallback_host = &upstream.servers[0].host_header;
+        write::request_head(&mut first, &head, up_path, head.body, client, fallback_host);
+        let mut body = RequestBody::new(head.body);
+        // Body bytes already here travel with the head.
+        let mut first_body = BytesMut::new();
+        if let Err(e) = body.take(&mut self.rbuf, &mut first_body, limit) {
+            return self.fail(e, &head, &body).await;
+        }
+        if first_body.len() <= FIRST_WRITE_BODY || body.done {
+            first.extend_from_slice(&first_body);
+            first_body.clear();
+        }
+        let first = first.freeze();
+        let first_body = first_body.freeze();
+        let mut retried = false;
+        loop {
+            let lease = match self.ctx.upstreams.acquire(group, retried, None).await {
+                Ok(l) => l,
+                Err(e) => return self.fail(e, &head, &body).await,
+            };
+            match self
+                .forward(lease, &head, &first, &first_body, &mut body)
+                .await
+            {
+                Ok(next) => return next,
+                Err(e) if e.retry && !retried => {
+                    debug!(error = %e, "stale pooled upstream connection, retrying on a fresh one");
+                    retried = true;
+                }
+                Err(e) => return self.fail(e, &head, &body).await,
+            }
+        }
+    }
+
+    /// Answers a failure that happened before any response head was sent.
+    async fn fail(&mut self, e: ProxyError, head: &RequestHead, body: &RequestBody) -> Next {
+        debug!(peer = %self.peer, error = %e, "exchange failed");
+        if e.side == Side::Upstream {
+            self.ctx
+                .stats
+                .upstream_errors
+                .set(self.ctx.stats.upstream_errors.get() + 1);
+        }
+        let keep = body.done
+            && head.keep_alive
+            && e.side == Side::Upstream
+            && !self.ctx.draining.is_raised();
+        if let Some(status) = e.status() {
+            self.respond(status, e.reason, head.version, keep).await;
+        }
+        if keep { Next::KeepAlive } else { Next::Close }
+    }
+
+    /// Sends the request on `lease` and relays the response. `Err` only before the
+    /// response head went to the client; afterwards failures close the connection.
+    async fn forward(
+        &mut self,
+        mut lease: Lease,
+        head: &RequestHead,
+        first: &Bytes,
+        first_body: &Bytes,
+        body: &mut RequestBody,
+    ) -> Result<Next, ProxyError> {
+        // Retrying is safe only while the whole request is still in hand.
+        let replayable = lease.reused && body.done && first_body.is_empty();
+        let stale = |e: ProxyError| if replayable { e.retryable() } else { e };
+        upstream_write(&mut lease, first.clone())
+            .await
+            .map_err(stale)?;
+        let mut request_complete = true;
+        if !first_body.is_empty() || !body.done {
+            if head.expect_continue && self.rbuf.is_empty() && first_body.is_empty() {
+                self.write_client(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                    .await?;
+            }
+            request_complete = self.send_body(&mut lease, first_body.clone(), body).await?;
+        }
+        let mut ubuf = BytesMut::with_capacity(4096);
+        let resp = loop {
+            let resp = match read_response_head(&mut lease, &mut ubuf).await {
+                Ok(r) => r,
+                // Nothing came back on a pooled connection: it was closed under us.
+                Err(e) if ubuf.is_empty() && e.kind == Kind::UpstreamClosed => {
+                    return Err(stale(e));
+                }
+                Err(e) => return Err(e),
+            };
+            match resp.status {
+                100 => continue,
+                101 => {
+                    return Err(ProxyError::new(
+                        Side::Upstream,
+                        Kind::UpstreamProtocol,
+                        "upstream switched protocols without an Upgrade request",
+                    ));
+                }
+                102..=199 => {
+                    if head.version == Version::Http11 {
+                        let mut out = BytesMut::new();
+                        write::response_head(
+                            &mut out,
+                            &resp,
+                            ClientFraming::NoBody,
+                            Version::Http11,
+                            true,
+                            true,
+                        );
+                        self.write_client(out.freeze()).await?;
+                    }
+                }
+                _ => break resp,
+            }
+        };
+        self.relay_response(lease, head, resp, ubuf, request_complete && body.done)
+            .await
+    }
+
+    /// Streams the rest of the request body upstream. Returns false when the upstream
+    /// stopped reading (it may still answer, e.g. with 413).
+    async fn send_body(
+        &mut self,
+        lease: &mut Lease,
+        first_body: Bytes,
+        body: &mut RequestBody,
+    ) -> Result<bool, ProxyError> {
+        if !first_body.is_empty() && upstream_write(lease, first_body).await.is_err() {
+            return Ok(false);
+        }
+        let limit = self.ctx.config.http.max_request_body_bytes;
+        let mut out = BytesMut::new();
+        while !body.done {
+            if self.rbuf.is_empty() {
+                self.read_client_body(BODY_READ).await?;
+            }
+            body.take(&mut self.rbuf, &mut out, limit)?;
+            if !out.is_empty() && upstream_write(lease, out.split().freeze()).await.is_err() {
+                // Keep reading the response: the upstream may have answered early.
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends the response head and streams the body to the client.
+    async fn relay_response(
+        &mut self,
+        mut lease: Lease,
+        head: &RequestHead,
+        resp: ResponseHead,
+        mut ubuf: BytesMut,
+        request_complete: bool,
+    ) -> Result<Next, ProxyError> {
+        let no_body = head.is_head() || resp.status == 204 || resp.status == 304;
+        let up_body = if no_body { BodyKind::Empty } else { resp.body };
+        let framing = match (no_body, up_body, head.version) {
+            (true, _, _) => ClientFraming::NoBody,
+            (_, BodyKind::Empty, _) => ClientFraming::Length(0),
+            (_, BodyKind::Length(n), _) => ClientFraming::Length(n),
+            (_, _, Version::Http11) => ClientFraming::Chunked,
+            (_, _, Version::Http10) => ClientFraming::Close,
+        };
+        let keepalive_requests = self.ctx.config.http.keepalive_requests;
+        let keep = head.keep_alive
+            && request_complete
+            && framing != ClientFraming::Close
+            && self.served < keepalive_requests
+            && !self.ctx.draining.is_raised();
+        let mut out = BytesMut::with_capacity(512);
+        // HEAD and 304 keep the upstream's Content-Length: it describes the representation.
+        let keep_length = head.is_head() || resp.status == 304;
+        write::response_head(&mut out, &resp, framing, head.version, keep, keep_length);
+        let upstream_keep = resp.keep_alive && request_complete;
+        let relayed = self
+            .relay_body(&mut lease, up_body, framing, &mut ubuf, out)
+            .await;
+        match relayed {
+            Ok(()) => {
+                if upstream_keep && ubuf.is_empty() {
+                    self.ctx.upstreams.release(lease);
+                }
+                Ok(if keep { Next::KeepAlive } else { Next::Close })
+            }
+            Err(e) => {
+                // The head is out: the only honest signal left is closing the connection.
+                debug!(peer = %self.peer, error = %e, "response aborted");
+                if e.side == Side::Upstream {
+                    self.ctx
+                        .stats
+                        .upstream_errors
+                        .set(self.ctx.stats.upstream_errors.get() + 1);
+                }
+                Ok(Next::Close)
+            }
+        }
+    }
+
+    /// Copies the body from `lease` to the client; `out` holds the response head.
+    async fn relay_body(
+        &mut self,
+        lease: &mut Lease,
+        kind: BodyKind,
+        framing: ClientFraming,
+        ubuf: &mut BytesMut,
+        mut out: BytesMut,
+    ) -> Result<(), ProxyError> {
+        let chunked_out = framing == ClientFraming::Chunked;
+        match kind {
+            BodyKind::Empty => self.write_client(out.freeze()).await,
+            BodyKind::Length(n) => {
+                let mut remaining = n;
+                loop {
+                    let take = (ubuf.len() as u64).min(remaining) as usize;
+                    remaining -= take as u64;
+                    if out.is_empty() {
+                        out = ubuf.split_to(take);
+                    } else {
+                        out.extend_from_slice(&ubuf.split_to(take));
+                    }
+                    if !out.is_empty() {
+                        self.write_client(out.split().freeze()).await?;
+                    }
+                    if remaining == 0 {
+                        return Ok(());
+                    }
+                    let want = (remaining as usize).min(BODY_READ);
+                    if upstream_read(lease, ubuf, want).await? == 0 {
+                        return Err(ProxyError::new(
+                            Side::Upstream,
+                            Kind::UpstreamClosed,
+                            "upstream closed mid-body",
+                        ));
+                    }
+                }
+            }
+            BodyKind::Chunked => {
+                let mut dec = ChunkedDecoder::new(502);
+                loop {
+                    loop {
+                        let chunk = dec.decode(ubuf).map_err(|r| {
+                            ProxyError::new(Side::Upstream, Kind::UpstreamProtocol, r.reason)
+                        })?;
+                        match chunk {
+                            Chunk::Data(d) if chunked_out => encode_chunk(&mut out, &d),
+                            Chunk::Data(d) => out.extend_from_slice(&d),
+                            Chunk::NeedMore => break,
+                            Chunk::Done => {
+                                if chunked_out {
+                                    out.extend_from_slice(LAST_CHUNK);
+                                }
+                                return self.write_client(out.freeze()).await;
+                            }
+                        }
+                    }
+                    if !out.is_empty() {
+                        self.write_client(out.split().freeze()).await?;
+                    }
+                    if upstream_read(lease, ubuf, BODY_READ).await? == 0 {
+                        return Err(ProxyError::new(
+                            Side::Upstream,
+                            Kind::UpstreamClosed,
+                            "upstream closed mid-chunked-body",
+                        ));
+                    }
+                }
+            }
+            BodyKind::UntilClose => loop {
+                if chunked_out {
+                    encode_chunk(&mut out, &ubuf.split());
+                } else {
+                    out.extend_from_slice(&ubuf.split());
+                }
+                if !out.is_empty() {
+                    self.write_client(out.split().freeze()).await?;
+                }
+                if upstream_read(lease, ubuf, BODY_READ).await? == 0 {
+                    if chunked_out {
+                        self.write_client(Bytes::from_static(LAST_CHUNK)).await?;
+                    }
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+/// Reads until a full response head is parsed.
+async fn read_response_head(
+    lease: &mut Lease,
+    ubuf: &mut BytesMut,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        if !ubuf.is_empty() {
+            match parse::parse_response(ubuf, MAX_RESPONSE_HEAD) {
+                Parsed::Complete(resp, _) => return Ok(resp),
+                Parsed::Incomplete => {}
+                Parsed::Invalid(r) => {
+                    return Err(ProxyError::new(
+                        Side::Upstream,
+                        Kind::UpstreamProtocol,
+                        r.reason,
+                    ));
+                }
+            }
+        }
+        if upstream_read(lease, ubuf, 4096).await? == 0 {
+            return Err(ProxyError::new(
+                Side::Upstream,
+                Kind::UpstreamClosed,
+                "upstream closed before the response head",
+            ));
+        }
+    }
+}
+
+/// Reads from the upstream within `read_timeout_ms`. Resets count as closes.
+async fn upstream_read(
+    lease: &mut Lease,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<usize, ProxyError> {
+    let t = lease.upstream().read_timeout;
+    match monoio::time::timeout(t, lease.stream.read(buf, want)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(ProxyError::io(
+            Side::Upstream,
+            Kind::UpstreamClosed,
+            "upstream read failed",
+            e,
+        )),
+        Err(_) => Err(ProxyError::new(
+            Side::Upstream,
+            Kind::UpstreamTimeout,
+            "upstream did not answer within read_timeout",
+        )),
+    }
+}
+
+/// Writes to the upstream within `write_timeout_ms`.
+async fn upstream_write(lease: &mut Lease, data: Bytes) -> Result<(), ProxyError> {
+    let t = lease.upstream().write_timeout;
+    match monoio::time::timeout(t, lease.stream.write(data)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ProxyError::io(
+            Side::Upstream,
+            Kind::UpstreamClosed,
+            "upstream write failed",
+            e,
+        )),
+        Err(_) => Err(ProxyError::new(
+            Side::Upstream,
+            Kind::UpstreamTimeout,
+            "upstream did not read within write_timeout",
+        )),
+    }
+}

@@ -1,0 +1,286 @@
+//! ⑧ The proxy: drives one client connection from accept to close.
+//!
+//! A connection moves through states: TLS handshake (bounded by `handshake_timeout_ms`)
+//! → read a request head (`client_header_timeout_ms`; idle keep-alive waits use
+//! `keepalive_timeout_ms` and hold no read buffer) → one *exchange* ([`exchange`]:
+//! route, upstream, stream both bodies) → back to reading, or close. The exchange is the
+//! unit later protocols (HTTP/2 streams, upgraded tunnels) will drive too.
+//!
+//! Status mapping for failures before a response head was sent: malformed request → 400
+//! (414/431 for limits, 501 unknown transfer coding, 505 version), slow head → 408,
+//! too-large body → 413, no route → 404, upstream refused/reset/garbage → 502, upstream
+//! timeout → 504. After the head was sent, a failure closes the connection so the client
+//! can never mistake a truncated body for a complete one. This module never blocks and
+//! never panics on peer input.
+
+mod exchange;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+use rustls::ServerConfig;
+use tracing::debug;
+
+use crate::conn::ClientStream;
+use crate::error::{Kind, ProxyError, Side};
+use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
+use crate::http1::write;
+use crate::worker::WorkerCtx;
+
+/// Per-listener settings a connection needs.
+pub struct ListenerCtx {
+    pub tls: Option<Arc<ServerConfig>>,
+    pub handshake_timeout: Duration,
+    /// `"https"` or `"http"`, for X-Forwarded-Proto and Forwarded.
+    pub proto: &'static str,
+}
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Read size for request heads; heads grow the buffer only when they need to.
+const HEAD_READ: usize = 4096;
+
+/// Serves one accepted connection to the end.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    listener: Rc<ListenerCtx>,
+) {
+    let stream = match &listener.tls {
+        Some(tls) => {
+            let conn = match rustls::ServerConnection::new(tls.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(%peer, error = %e, "cannot start TLS session");
+                    return;
+                }
+            };
+            let mut s = ClientStream::tls(tcp, conn);
+            match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
+                Ok(Ok(())) => s,
+                Ok(Err(e)) => {
+                    ctx.stats
+                        .handshake_failed
+                        .set(ctx.stats.handshake_failed.get() + 1);
+                    debug!(%peer, error = %e, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    ctx.stats
+                        .handshake_failed
+                        .set(ctx.stats.handshake_failed.get() + 1);
+                    debug!(%peer, "handshake timed out");
+                    return;
+                }
+            }
+        }
+        None => ClientStream::plain(tcp),
+    };
+    let mut conn = Connection {
+        stream,
+        peer,
+        ctx,
+        listener,
+        rbuf: BytesMut::new(),
+        served: 0,
+    };
+    conn.run().await;
+}
+
+/// One client connection after the handshake.
+pub struct Connection {
+    pub(crate) stream: ClientStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) ctx: Rc<WorkerCtx>,
+    pub(crate) listener: Rc<ListenerCtx>,
+    /// Bytes read from the client and not yet used (pipelined requests, body bytes).
+    pub(crate) rbuf: BytesMut,
+    pub(crate) served: u64,
+}
+
+impl Connection {
+    async fn run(&mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "request head refused");
+                    if let Some(status) = e.status() {
+                        self.respond(status, e.reason, Version::Http11, false).await;
+                    }
+                    break;
+                }
+            };
+            self.served += 1;
+            self.ctx
+                .stats
+                .requests
+                .set(self.ctx.stats.requests.get() + 1);
+            if self.exchange(head).await == Next::Close {
+                break;
+            }
+        }
+        let send_timeout = self.ctx.config.http.send_timeout;
+        let _ = monoio::time::timeout(send_timeout, self.stream.shutdown()).await;
+    }
+
+    /// Reads the next request head. `Ok(None)`: the connection ended quietly (client
+    /// closed, idle timeout, or the worker is draining).
+    async fn read_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
+        let http = &self.ctx.config.http;
+        let limits = HeadLimits {
+            max_request_line: http.max_request_line_bytes,
+            max_head_bytes: http.max_header_bytes,
+            max_headers: http.max_headers,
+        };
+        let header_timeout = http.client_header_timeout;
+        if self.rbuf.is_empty() && !self.stream.has_buffered() {
+            if self.served > 0 {
+                // Idle keep-alive: hold no read buffer while nothing arrives.
+                self.rbuf = BytesMut::new();
+                self.stream.release_buffers();
+            }
+            if self.ctx.draining.is_raised() {
+                return Ok(None);
+            }
+            let idle = if self.served == 0 {
+                header_timeout
+            } else {
+                http.keepalive_timeout
+            };
+            let ready = monoio::select! {
+                r = monoio::time::timeout(idle, self.stream.readable()) => r,
+                _ = self.ctx.draining.wait() => return Ok(None),
+            };
+            match ready {
+                Ok(Ok(())) => {}
+                // Idle too long, or the socket failed: close without a word, like nginx.
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+        }
+        let deadline = Instant::now() + header_timeout;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse::parse_request(&self.rbuf, &limits) {
+                    Parsed::Complete(raw, used) => {
+                        return parse::take_request(&mut self.rbuf, raw, used)
+                            .map(Some)
+                            .map_err(|r| {
+                                ProxyError::new(
+                                    Side::Downstream,
+                                    Kind::BadRequest(r.status),
+                                    r.reason,
+                                )
+                            });
+                    }
+                    Parsed::Incomplete => {}
+                    Parsed::Invalid(r) => {
+                        return Err(ProxyError::new(
+                            Side::Downstream,
+                            Kind::BadRequest(r.status),
+                            r.reason,
+                        ));
+                    }
+                }
+            }
+            let read =
+                monoio::time::timeout_at(deadline, self.stream.read(&mut self.rbuf, HEAD_READ))
+                    .await;
+            match read {
+                Ok(Ok(0)) if self.rbuf.is_empty() => return Ok(None),
+                Ok(Ok(0)) => {
+                    return Err(ProxyError::new(
+                        Side::Downstream,
+                        Kind::ClientGone,
+                        "closed mid-head",
+                    ));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(ProxyError::io(
+                        Side::Downstream,
+                        Kind::ClientGone,
+                        "read failed",
+                        e,
+                    ));
+                }
+                Err(_) if self.rbuf.is_empty() => return Ok(None),
+                Err(_) => {
+                    return Err(ProxyError::new(
+                        Side::Downstream,
+                        Kind::ClientTimeout,
+                        "request head not received within client_header_timeout",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sends a response generated by the proxy.
+    pub(crate) async fn respond(
+        &mut self,
+        status: u16,
+        reason: &str,
+        version: Version,
+        keep_alive: bool,
+    ) {
+        let mut out = BytesMut::with_capacity(256);
+        write::simple_response(&mut out, status, reason, version, keep_alive);
+        let _ = self.write_client(out.freeze()).await;
+    }
+
+    /// Writes to the client within `send_timeout_ms`.
+    pub(crate) async fn write_client(&mut self, data: Bytes) -> Result<(), ProxyError> {
+        let t = self.ctx.config.http.send_timeout;
+        match monoio::time::timeout(t, self.stream.write(data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ProxyError::io(
+                Side::Downstream,
+                Kind::ClientGone,
+                "write failed",
+                e,
+            )),
+            Err(_) => Err(ProxyError::new(
+                Side::Downstream,
+                Kind::ClientTimeout,
+                "client did not read within send_timeout",
+            )),
+        }
+    }
+
+    /// Reads more of the request body within `client_body_timeout_ms`; 0 means EOF.
+    pub(crate) async fn read_client_body(&mut self, want: usize) -> Result<usize, ProxyError> {
+        let t = self.ctx.config.http.client_body_timeout;
+        match monoio::time::timeout(t, self.stream.read(&mut self.rbuf, want)).await {
+            Ok(Ok(0)) => Err(ProxyError::new(
+                Side::Downstream,
+                Kind::ClientGone,
+                "closed mid-body",
+            )),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ProxyError::io(
+                Side::Downstream,
+                Kind::ClientGone,
+                "body read failed",
+                e,
+            )),
+            Err(_) => Err(ProxyError::new(
+                Side::Downstream,
+                Kind::ClientTimeout,
+                "request body stalled beyond client_body_timeout",
+            )),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! ⑥ Routing: Host + longest path prefix → upstream.
+//!
+//! Compiled once at load into a table shared read-only by all workers. Host matching
+//! tries the exact name, then wildcards from the most specific suffix, then host-less
+//! routes; within the chosen host, the longest `path_prefix` that the path starts with
+//! wins (plain byte prefix, like nginx's prefix `location`). No match → the proxy answers
+//! 404. Never allocates on lookup.
+
+use std::collections::HashMap;
+
+use crate::config::{HostMatch, RouteConfig};
+
+/// The routes of one host pattern, longest prefix first.
+#[derive(Debug, Default)]
+struct PrefixTable {
+    routes: Vec<RouteConfig>,
+}
+
+impl PrefixTable {
+    fn insert(&mut self, r: RouteConfig) {
+        self.routes.push(r);
+        self.routes
+            .sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+    }
+
+    fn find(&self, path: &[u8]) -> Option<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(r.path_prefix.as_bytes()))
+    }
+}
+
+/// The compiled routing table.
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<Vec<u8>, PrefixTable>,
+    /// Keyed by `.example.com`.
+    suffix: HashMap<Vec<u8>, PrefixTable>,
+    any: PrefixTable,
+}
+
+/// A selected route.
+#[derive(Debug, Clone, Copy)]
+pub struct Selected<'a> {
+    pub route: &'a RouteConfig,
+}
+
+impl<'a> Selected<'a> {
+    /// The path to send upstream: the original, or with the prefix removed (always
+    /// starting with `/`).
+    pub fn upstream_path<'p>(&self, path: &'p [u8], scratch: &'p mut Vec<u8>) -> &'p [u8] {
+        if !self.route.strip_prefix || self.route.path_prefix == "/" {
+            return path;
+        }
+        let rest = &path[self.route.path_prefix.len()..];
+        if rest.first() == Some(&b'/') {
+            return rest;
+        }
+        scratch.clear();
+        scratch.push(b'/');
+        scratch.extend_from_slice(rest);
+        scratch
+    }
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig]) -> Self {
+        let mut r = Router::default();
+        for route in routes {
+            match &route.host {
+                HostMatch::Any => r.any.insert(route.clone()),
+                HostMatch::Exact(h) => r
+                    .exact
+                    .entry(h.as_bytes().to_vec())
+                    .or_default()
+                    .insert(route.clone()),
+                HostMatch::Suffix(s) => r
+                    .suffix
+                    .entry(s.as_bytes().to_vec())
+                    .or_default()
+                    .insert(route.clone()),
+            }
+        }
+        r
+    }
+
+    /// Finds the route for a lower-case `host` (no port) and request `path`.
+    pub fn select(&self, host: Option<&[u8]>, path: &[u8]) -> Option<Selected<'_>> {
+        if let Some(host) = host {
+            if let Some(t) = self.exact.get(host)
+                && let Some(route) = t.find(path)
+            {
+                return Some(Selected { route });
+            }
+            if !self.suffix.is_empty() {
+                // "a.b.example.com" tries ".b.example.com", then ".example.com", then ".com".
+                let mut i = 0;
+                while let Some(dot) = host[i..].iter().position(|&b| b == b'.') {
+                    let suffix = &host[i + dot..];
+                    if let Some(t) = self.suffix.get(suffix)
+                        && let Some(route) = t.find(path)
+                    {
+                        return Some(Selected { route });
+                    }
+                    i += dot + 1;
+                }
+            }
+        }
+        self.any.find(path).map(|route| Selected { route })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: HostMatch, prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
+        RouteConfig {
+            host,
+            path_prefix: prefix.to_string(),
+            strip_prefix: strip,
+            upstream,
+        }
+    }
+
+    fn table() -> Router {
+        Router::new(&[
+            route(HostMatch::Exact("api.example.com".into()), "/", 0, false),
+            route(HostMatch::Exact("api.example.com".into()), "/v1/", 1, true),
+            route(HostMatch::Suffix(".example.com".into()), "/", 2, false),
+            route(HostMatch::Any, "/static/", 3, false),
+        ])
+    }
+
+    fn pick(r: &Router, host: &str, path: &str) -> Option<usize> {
+        r.select(Some(host.as_bytes()), path.as_bytes())
+            .map(|s| s.route.upstream)
+    }
+
+    #[test]
+    fn exact_wildcard_any_and_longest_prefix() {
+        let r = table();
+        assert_eq!(pick(&r, "api.example.com", "/v1/users"), Some(1));
+        assert_eq!(pick(&r, "api.example.com", "/v2/users"), Some(0));
+        assert_eq!(pick(&r, "www.example.com", "/x"), Some(2));
+        assert_eq!(pick(&r, "a.b.example.com", "/x"), Some(2));
+        assert_eq!(pick(&r, "example.com", "/static/a"), Some(3));
+        assert_eq!(pick(&r, "other.org", "/x"), None);
+        assert_eq!(
+            r.select(None, b"/static/x").map(|s| s.route.upstream),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let r = table();
+        let sel = r
+            .select(Some(b"api.example.com"), b"/v1/users?x=1")
+            .unwrap();
+        let mut scratch = Vec::new();
+        assert_eq!(
+            sel.upstream_path(b"/v1/users?x=1", &mut scratch),
+            b"/users?x=1"
+        );
+        let r2 = Router::new(&[route(HostMatch::Any, "/api", 0, true)]);
+        let sel = r2.select(None, b"/api?q").unwrap();
+        assert_eq!(sel.upstream_path(b"/api?q", &mut scratch), b"/?q");
+    }
+}

@@ -1,0 +1,198 @@
+//! Starting and stopping the whole proxy: sockets, TLS configs and worker threads.
+//!
+//! [`Server::start`] does everything that can fail up front (TLS setup, binding every
+//! socket, spawning and readying every worker) and returns a [`ServerHandle`] only when
+//! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use futures_channel::oneshot;
+use tracing::info;
+
+use crate::config::Config;
+use crate::route::Router;
+use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
+
+/// Why the server did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener's TLS configuration could not be built.
+    Tls {
+        addr: SocketAddr,
+        error: crate::tls::TlsSetupError,
+    },
+    /// A socket could not be created or bound.
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    /// A worker thread could not be spawned or could not set up.
+    Worker(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Tls { addr, error } => write!(f, "listener {addr}: {error}"),
+            StartError::Bind { addr, error } => write!(f, "listener {addr}: {error}"),
+            StartError::Worker(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Entry point for running the proxy.
+pub struct Server;
+
+/// A running proxy. Dropping it stops it (gracefully, like [`ServerHandle::shutdown`]).
+pub struct ServerHandle {
+    addrs: Vec<SocketAddr>,
+    tls: Vec<bool>,
+    stops: Vec<oneshot::Sender<()>>,
+    threads: Vec<JoinHandle<WorkerReport>>,
+}
+
+impl Server {
+    /// Binds every listener, starts every worker, and returns once all accept.
+    pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+        let config = Arc::new(config);
+        let router = Arc::new(Router::new(&config.routes));
+        let workers = config.server.workers;
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, ListenerSpec)>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        let mut tls_flags = Vec::new();
+        for l in &config.listeners {
+            let tls = match &l.tls {
+                Some(t) => Some(
+                    crate::tls::server_config(t).map_err(|error| StartError::Tls {
+                        addr: l.addr,
+                        error,
+                    })?,
+                ),
+                None => None,
+            };
+            let handshake_timeout = l
+                .tls
+                .as_ref()
+                .map(|t| t.handshake_timeout)
+                .unwrap_or_default();
+            let (sockets, bound) = crate::listener::bind_reuseport(l.addr, l.backlog, workers)
+                .map_err(|error| StartError::Bind {
+                    addr: l.addr,
+                    error,
+                })?;
+            let spec = ListenerSpec {
+                tls,
+                handshake_timeout,
+                addr: bound,
+            };
+            for (w, s) in sockets.into_iter().enumerate() {
+                per_worker[w].push((s, spec.clone()));
+            }
+            addrs.push(bound);
+            tls_flags.push(l.tls.is_some());
+        }
+        let cores = if config.server.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut handle = ServerHandle {
+            addrs,
+            tls: tls_flags,
+            stops: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (id, listeners) in per_worker.into_iter().enumerate() {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let spec = WorkerSpec {
+                id,
+                core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+                config: config.clone(),
+                router: router.clone(),
+                listeners,
+                stop: stop_rx,
+                ready: ready_tx.clone(),
+            };
+            match worker::spawn(spec) {
+                Ok(t) => {
+                    handle.stops.push(stop_tx);
+                    handle.threads.push(t);
+                }
+                Err(e) => {
+                    handle.stop_and_join();
+                    return Err(StartError::Worker(format!("cannot spawn worker {id}: {e}")));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    handle.stop_and_join();
+                    return Err(StartError::Worker(e));
+                }
+                Err(_) => {
+                    handle.stop_and_join();
+                    return Err(StartError::Worker("a worker exited during start-up".into()));
+                }
+            }
+        }
+        Ok(handle)
+    }
+}
+
+impl ServerHandle {
+    /// The bound address of each listener, in config order (port 0 resolved).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// `https://addr` or `http://addr` per listener, for start-up messages.
+    pub fn urls(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .zip(&self.tls)
+            .map(|(a, tls)| format!("{}://{a}", if *tls { "https" } else { "http" }))
+            .collect()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_ms`),
+    /// waits for every worker, and returns their totals.
+    pub fn shutdown(mut self) -> Vec<WorkerReport> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Vec<WorkerReport> {
+        for s in self.stops.drain(..) {
+            let _ = s.send(());
+        }
+        let mut reports = Vec::new();
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(r) => {
+                    worker::log_report(&r);
+                    reports.push(r);
+                }
+                Err(_) => tracing::error!("a worker thread panicked"),
+            }
+        }
+        if !reports.is_empty() {
+            info!(workers = reports.len(), "all workers stopped");
+        }
+        reports
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

@@ -1,0 +1,72 @@
+//! TLS termination setup: one rustls `ServerConfig` per listener, shared by all workers.
+//!
+//! Built once at load from checked [`TlsSettings`]: TLS 1.2 and 1.3 only, AEAD suites
+//! only (the aws-lc-rs provider offers nothing else), ALPN `http/1.1`, certificates chosen
+//! by SNI ([`SniResolver`]), resumption by tickets (one ticketer per listener, so any
+//! worker can resume any session) and by a server-side session cache. This module never
+//! touches a socket; the handshake itself runs in [`crate::conn`].
+
+mod sni;
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::server::ServerSessionMemoryCache;
+
+use crate::config::{TlsMinVersion, TlsSettings};
+
+pub use sni::SniResolver;
+
+/// Why a TLS listener could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// The crypto provider refused the protocol versions.
+    Versions(rustls::Error),
+    /// The ticket encryption key could not be generated.
+    Ticketer(rustls::Error),
+}
+
+impl std::fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsSetupError::Versions(e) => write!(f, "TLS protocol versions: {e}"),
+            TlsSetupError::Ticketer(e) => write!(f, "session ticket key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
+/// Builds the listener's rustls configuration.
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
+        TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(TlsSetupError::Versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver::new(settings)));
+    // HTTP/1.1 first; HTTP/1.0-only clients are served too. A client offering only
+    // protocols we lack (h2 alone) gets the no_application_protocol alert (RFC 7301).
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+    config.session_storage = if settings.session_cache_entries > 0 {
+        ServerSessionMemoryCache::new(settings.session_cache_entries)
+    } else {
+        Arc::new(rustls::server::NoServerSessionStorage {})
+    };
+    if settings.session_tickets {
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsSetupError::Ticketer)?;
+        // Two tickets, like most servers: one for a parallel connection.
+        config.send_tls13_tickets = 2;
+    } else {
+        config.send_tls13_tickets = 0;
+    }
+    // Kernel TLS needs the traffic secrets after the handshake.
+    config.enable_secret_extraction = true;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,318 @@
+//! Workers: one OS thread per core, pinned, each with its own monoio runtime (io_uring,
+//! or epoll where io_uring is unavailable or disabled), its own SO_REUSEPORT sockets,
+//! its own upstream pools and counters. Workers share only the immutable `Arc<Config>`
+//! and routing table; nothing on the request path crosses threads.
+//!
+//! Shutdown: the main thread sends each worker a stop message; the worker closes its
+//! listening sockets, wakes idle keep-alive connections so they close, lets in-flight
+//! exchanges finish up to `shutdown_timeout_ms`, then drops whatever is left. A worker
+//! never blocks on files, DNS or locks; thread spawn failures are errors, not panics.
+
+pub mod signal;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use monoio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::proxy::{self, ListenerCtx};
+use crate::route::Router;
+use crate::upstream::Upstreams;
+use signal::LocalSignal;
+
+/// Per-worker counters (plain cells: only this worker touches them).
+#[derive(Default)]
+pub struct Stats {
+    pub accepted: Cell<u64>,
+    /// Closed at once because `max_connections_per_worker` was reached.
+    pub refused: Cell<u64>,
+    pub requests: Cell<u64>,
+    pub handshake_failed: Cell<u64>,
+    pub upstream_errors: Cell<u64>,
+}
+
+/// What every connection task of a worker can reach.
+pub struct WorkerCtx {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub router: Arc<Router>,
+    pub upstreams: Rc<Upstreams>,
+    /// Raised when the worker stops accepting; idle connections close on it.
+    pub draining: LocalSignal,
+    /// Raised when draining and the last connection has closed.
+    closed_all: LocalSignal,
+    pub active: Cell<usize>,
+    pub stats: Stats,
+}
+
+/// A worker's totals, returned when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    pub id: usize,
+    pub driver: &'static str,
+    pub accepted: u64,
+    pub refused: u64,
+    pub requests: u64,
+    pub handshake_failed: u64,
+    pub upstream_errors: u64,
+    pub upstream_opened: u64,
+    pub upstream_reused: u64,
+    /// Connections still open when the drain deadline passed.
+    pub abandoned: usize,
+}
+
+/// Everything a worker thread is started with.
+pub struct WorkerSpec {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub config: Arc<Config>,
+    pub router: Arc<Router>,
+    pub listeners: Vec<(std::net::TcpListener, ListenerSpec)>,
+    pub stop: oneshot::Receiver<()>,
+    pub ready: mpsc::Sender<Result<(), String>>,
+}
+
+/// A listener's shared settings, cloned into each worker.
+#[derive(Clone)]
+pub struct ListenerSpec {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub handshake_timeout: Duration,
+    pub addr: SocketAddr,
+}
+
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Starts the worker thread.
+pub fn spawn(spec: WorkerSpec) -> io::Result<std::thread::JoinHandle<WorkerReport>> {
+    std::thread::Builder::new()
+        .name(format!("ringgate-w{}", spec.id))
+        .spawn(move || run(spec))
+}
+
+fn run(spec: WorkerSpec) -> WorkerReport {
+    if let Some(core) = spec.core
+        && !core_affinity::set_for_current(core)
+    {
+        warn!(
+            worker = spec.id,
+            core = core.id,
+            "could not pin worker to its core"
+        );
+    }
+    if spec.config.server.io_uring {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => return rt.block_on(worker_main(spec, "io_uring")),
+            Err(e) => {
+                if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    warn!(error = %e, "io_uring unavailable, falling back to epoll");
+                }
+            }
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(worker_main(spec, "epoll")),
+        Err(e) => {
+            let _ = spec.ready.send(Err(format!(
+                "worker {}: cannot build runtime: {e}",
+                spec.id
+            )));
+            WorkerReport {
+                id: spec.id,
+                ..WorkerReport::default()
+            }
+        }
+    }
+}
+
+async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
+    let ctx = Rc::new(WorkerCtx {
+        id: spec.id,
+        upstreams: Upstreams::new(spec.config.clone()),
+        config: spec.config,
+        router: spec.router,
+        draining: LocalSignal::default(),
+        closed_all: LocalSignal::default(),
+        active: Cell::new(0),
+        stats: Stats::default(),
+    });
+    let mut listeners = Vec::new();
+    for (std_listener, ls) in spec.listeners {
+        match TcpListener::from_std(std_listener) {
+            Ok(l) => listeners.push((l, ls)),
+            Err(e) => {
+                let _ = spec
+                    .ready
+                    .send(Err(format!("worker {}: listener {}: {e}", ctx.id, ls.addr)));
+                return report(&ctx, driver, 0);
+            }
+        }
+    }
+    for (l, ls) in listeners {
+        let lctx = Rc::new(ListenerCtx {
+            proto: if ls.tls.is_some() { "https" } else { "http" },
+            tls: ls.tls,
+            handshake_timeout: ls.handshake_timeout,
+        });
+        monoio::spawn(accept_loop(l, lctx, ctx.clone()));
+    }
+    monoio::spawn(sweep_loop(ctx.clone()));
+    let _ = spec.ready.send(Ok(()));
+    debug!(worker = ctx.id, driver, "worker started");
+
+    // A dropped sender (the handle went away) stops the worker too.
+    let _ = spec.stop.await;
+    ctx.draining.raise();
+    if ctx.active.get() > 0 {
+        let deadline = ctx.config.server.shutdown_timeout;
+        let _ = monoio::time::timeout(deadline, ctx.closed_all.wait()).await;
+    }
+    ctx.upstreams.close_idle();
+    report(&ctx, driver, ctx.active.get())
+}
+
+fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerReport {
+    WorkerReport {
+        id: ctx.id,
+        driver,
+        accepted: ctx.stats.accepted.get(),
+        refused: ctx.stats.refused.get(),
+        requests: ctx.stats.requests.get(),
+        handshake_failed: ctx.stats.handshake_failed.get(),
+        upstream_errors: ctx.stats.upstream_errors.get(),
+        upstream_opened: ctx.upstreams.opened.get(),
+        upstream_reused: ctx.upstreams.reused.get(),
+        abandoned,
+    }
+}
+
+/// Pause after EMFILE/ENFILE before accepting again (nginx waits 500 ms; a shorter
+/// pause recovers faster once descriptors free up, at a few wakeups per second).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<WorkerCtx>) {
+    let max = ctx.config.server.max_connections_per_worker;
+    let mut last_warning: Option<std::time::Instant> = None;
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = ctx.draining.wait() => break,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                if ctx.active.get() >= max {
+                    ctx.stats.refused.set(ctx.stats.refused.get() + 1);
+                    warn_rate_limited(&mut last_warning, || {
+                        warn!(
+                            worker = ctx.id,
+                            max, "max_connections_per_worker reached, refusing connections"
+                        )
+                    });
+                    drop(tcp);
+                    continue;
+                }
+                let _ = tcp.set_nodelay(true);
+                ctx.stats.accepted.set(ctx.stats.accepted.get() + 1);
+                ctx.active.set(ctx.active.get() + 1);
+                let (ctx, lctx) = (ctx.clone(), lctx.clone());
+                monoio::spawn(async move {
+                    let served =
+                        CatchUnwind(Box::pin(proxy::serve(tcp, peer, ctx.clone(), lctx))).await;
+                    if served.is_err() {
+                        // A bug, not an input: this connection is lost, the worker goes on.
+                        tracing::error!(worker = ctx.id, %peer, "connection task panicked; connection closed");
+                    }
+                    ctx.active.set(ctx.active.get() - 1);
+                    if ctx.active.get() == 0 && ctx.draining.is_raised() {
+                        ctx.closed_all.raise();
+                    }
+                });
+            }
+            Err(e) if crate::listener::is_resource_exhaustion(&e) => {
+                warn_rate_limited(
+                    &mut last_warning,
+                    || warn!(worker = ctx.id, error = %e, "accept: out of resources, backing off"),
+                );
+                monoio::select! {
+                    _ = monoio::time::sleep(ACCEPT_BACKOFF) => {},
+                    _ = ctx.draining.wait() => break,
+                }
+            }
+            // ECONNABORTED and friends concern one connection only.
+            Err(e) => debug!(worker = ctx.id, error = %e, "accept failed"),
+        }
+    }
+    // Dropping the listener closes this worker's socket: new connections go elsewhere or
+    // are refused once every worker has closed its own.
+    drop(listener);
+}
+
+/// Runs a connection future, turning a panic inside it into an `Err` so one bad
+/// connection cannot take the worker (and every other connection on it) down.
+struct CatchUnwind<F: Future>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.get_mut().0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+fn warn_rate_limited(last: &mut Option<std::time::Instant>, log: impl FnOnce()) {
+    let now = std::time::Instant::now();
+    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        *last = Some(now);
+        log();
+    }
+}
+
+async fn sweep_loop(ctx: Rc<WorkerCtx>) {
+    let every = ctx.upstreams.sweep_interval();
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(every) => ctx.upstreams.sweep(),
+            _ = ctx.draining.wait() => return,
+        }
+    }
+}
+
+/// Logs a worker's totals at shutdown.
+pub fn log_report(r: &WorkerReport) {
+    info!(
+        worker = r.id,
+        driver = r.driver,
+        accepted = r.accepted,
+        refused = r.refused,
+        requests = r.requests,
+        handshake_failed = r.handshake_failed,
+        upstream_errors = r.upstream_errors,
+        upstream_opened = r.upstream_opened,
+        upstream_reused = r.upstream_reused,
+        abandoned = r.abandoned,
+        "worker stopped"
+    );
+}
