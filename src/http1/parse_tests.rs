@@ -1,1 +1,214 @@
 use super::*;
+
+const LIMITS: HeadLimits = HeadLimits {
+    max_request_line: 8192,
+    max_head_bytes: 32768,
+    max_headers: 100,
+};
+
+/// Parses `input` fed in two pieces split at `split`; the first piece alone must never
+/// be `Complete` unless it holds the whole head.
+fn parse_split(input: &[u8], split: usize) -> Result<(RequestHead, usize), Reject> {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&input[..split]);
+    match parse_request(&buf, &LIMITS) {
+        Parsed::Invalid(r) => return Err(r),
+        Parsed::Complete(raw, used) => {
+            let head = take_request(&mut buf, raw, used)?;
+            return Ok((head, used));
+        }
+        Parsed::Incomplete => {}
+    }
+    buf.extend_from_slice(&input[split..]);
+    match parse_request(&buf, &LIMITS) {
+        Parsed::Invalid(r) => Err(r),
+        Parsed::Complete(raw, used) => Ok((take_request(&mut buf, raw, used)?, used)),
+        Parsed::Incomplete => Err(Reject {
+            status: 0,
+            reason: "incomplete",
+        }),
+    }
+}
+
+fn parse_all_splits(input: &[u8]) -> Result<(RequestHead, usize), Reject> {
+    let whole = parse_split(input, input.len());
+    for split in 0..input.len() {
+        let r = parse_split(input, split);
+        match (&whole, &r) {
+            (Ok((_, a)), Ok((_, b))) => assert_eq!(a, b, "split {split}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "split {split}"),
+            _ => panic!("split {split} disagrees: {whole:?} vs {r:?}"),
+        }
+    }
+    whole
+}
+
+fn header<'a>(h: &'a RequestHead, name: &str) -> Option<&'a [u8]> {
+    h.headers
+        .iter()
+        .find(|x| x.name.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|x| x.value.as_ref())
+}
+
+#[test]
+fn simple_get_at_every_split() {
+    let input = b"GET /a/b?c=d HTTP/1.1\r\nHost: Example.COM:8443\r\nAccept: */*\r\n\r\nNEXT";
+    let (h, used) = parse_all_splits(input).unwrap();
+    assert_eq!(used, input.len() - 4);
+    assert_eq!(&h.method[..], b"GET");
+    assert_eq!(&h.path()[..], b"/a/b?c=d");
+    assert_eq!(h.host.as_deref(), Some(&b"example.com"[..]));
+    assert_eq!(h.body, BodyKind::Empty);
+    assert!(h.keep_alive);
+    assert_eq!(header(&h, "accept"), Some(&b"*/*"[..]));
+}
+
+#[test]
+fn headers_are_slices_of_the_read_buffer() {
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n"[..]);
+    let start = buf.as_ptr() as usize;
+    let end = start + buf.len();
+    let Parsed::Complete(raw, used) = parse_request(&buf, &LIMITS) else {
+        panic!("complete head expected");
+    };
+    let h = take_request(&mut buf, raw, used).unwrap();
+    for x in &h.headers {
+        let p = x.value.as_ptr() as usize;
+        assert!(p >= start && p < end, "value copied out of the buffer");
+    }
+}
+
+#[test]
+fn framing_is_read() {
+    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap();
+    assert_eq!(h.body, BodyKind::Length(12));
+    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+    assert_eq!(h.body, BodyKind::Chunked);
+    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+    assert_eq!(h.body, BodyKind::Length(5));
+    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
+    assert_eq!(h.body, BodyKind::Length(5));
+}
+
+#[test]
+fn keep_alive_defaults() {
+    let (h, _) = parse_all_splits(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(!h.keep_alive);
+    assert_eq!(h.host, None);
+    let (h, _) = parse_all_splits(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+    assert!(h.keep_alive);
+    let (h, _) = parse_all_splits(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n").unwrap();
+    assert!(!h.keep_alive);
+}
+
+#[test]
+fn absolute_form_target_gives_host_and_path() {
+    let (h, _) = parse_all_splits(b"GET http://API.test:80/x?y HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+    assert_eq!(h.host.as_deref(), Some(&b"api.test"[..]));
+    assert_eq!(&h.path()[..], b"/x?y");
+}
+
+fn status_of(input: &[u8]) -> u16 {
+    match parse_all_splits(input) {
+        Ok(h) => panic!("{:?} accepted: {h:?}", String::from_utf8_lossy(input)),
+        Err(r) => r.status,
+    }
+}
+
+#[test]
+fn smuggling_vectors_are_refused() {
+    let cases: &[(&[u8], u16)] = &[
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400),
+        (b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
+    ];
+    for (input, status) in cases {
+        assert_eq!(status_of(input), *status, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+/// Status for a large input, split at a few places only (every split would be slow).
+fn status_sampled(input: &[u8]) -> u16 {
+    let mut status = None;
+    for split in [0, 1, input.len() / 3, input.len() / 2, input.len() - 1, input.len()] {
+        let s = parse_split(input, split).expect_err("must be refused").status;
+        assert!(status.is_none_or(|p| p == s), "split {split} disagrees");
+        status = Some(s);
+    }
+    status.unwrap()
+}
+
+#[test]
+fn limits_give_414_and_431() {
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_sampled(long_target.as_bytes()), 414);
+    // Still incomplete but already too long: refused without waiting for the rest.
+    let partial = format!("GET /{}", "a".repeat(9000));
+    assert!(matches!(
+        parse_request(partial.as_bytes(), &LIMITS),
+        Parsed::Invalid(Reject { status: 414, .. })
+    ));
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(40000));
+    assert_eq!(status_sampled(big.as_bytes()), 431);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..120 {
+        many += &format!("X-{i}: v\r\n");
+    }
+    many += "\r\n";
+    assert_eq!(status_sampled(many.as_bytes()), 431);
+}
+
+#[test]
+fn response_heads() {
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..]);
+    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+        panic!()
+    };
+    assert_eq!((r.status, r.body, r.keep_alive), (200, BodyKind::Length(3), true));
+    assert_eq!(&buf[..], b"abc");
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nabc"[..]);
+    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+        panic!()
+    };
+    assert_eq!((r.body, r.keep_alive), (BodyKind::UntilClose, false));
+    // chunked wins over Content-Length from an upstream.
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+        panic!()
+    };
+    assert_eq!(r.body, BodyKind::Chunked);
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..]);
+    assert!(matches!(
+        parse_response(&mut buf, 65536),
+        Parsed::Invalid(Reject { status: 502, .. })
+    ));
+    let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
+    assert!(matches!(
+        parse_response(&mut buf, 65536),
+        Parsed::Invalid(Reject { status: 502, .. })
+    ));
+}
