@@ -144,9 +144,17 @@ impl ClientStream {
         self.tcp.readable(false).await
     }
 
-    /// True when a read can be served without waiting on the socket.
-    pub fn has_buffered(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.pending() > 0)
+    /// True when a read can be served without waiting on the socket: ciphertext not yet
+    /// processed, plaintext rustls already decrypted (a request that arrived with the
+    /// client's Finished), or a close_notify/EOF already seen.
+    pub fn has_buffered(&mut self) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        if tls.pending() > 0 || tls.eof {
+            return true;
+        }
+        !matches!(tls.conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.

@@ -20,7 +20,7 @@ impl PrefixTable {
     fn insert(&mut self, r: RouteConfig) {
         self.routes.push(r);
         self.routes
-            .sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+            .sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
     }
 
     fn find(&self, path: &[u8]) -> Option<&RouteConfig> {

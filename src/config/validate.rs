@@ -44,6 +44,8 @@ pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, Conf
     if v.errors.is_empty() {
         Ok(config)
     } else {
+        // In file order; errors without a place (missing sections) last.
+        v.errors.sort_by_key(|e| e.line.unwrap_or((usize::MAX, 0)));
         Err(ConfigErrors(v.errors))
     }
 }
@@ -135,18 +137,18 @@ impl Validator<'_> {
             );
         }
         let mut listeners: Vec<ListenerConfig> = Vec::new();
+        let mut seen_addrs: HashMap<SocketAddr, usize> = HashMap::new();
         for (i, l) in raw.listener.iter().enumerate() {
+            let addr = &l.get_ref().addr;
+            if let Ok(a) = addr.get_ref().parse::<SocketAddr>()
+                && let Some(first) = seen_addrs.insert(a, i)
+            {
+                let msg = format!("duplicate listener address {a} (also listener[{first}])");
+                self.error(Some(addr.span()), &format!("listener[{i}].addr"), msg);
+                continue;
+            }
             if let Some(lc) = self.listener(i, l.get_ref()) {
-                if listeners.iter().any(|o| o.addr == lc.addr) {
-                    let msg = format!("duplicate listener address {}", lc.addr);
-                    self.error(
-                        Some(l.get_ref().addr.span()),
-                        &format!("listener[{i}].addr"),
-                        msg,
-                    );
-                } else {
-                    listeners.push(lc);
-                }
+                listeners.push(lc);
             }
         }
         let mut upstreams = Vec::new();

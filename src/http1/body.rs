@@ -260,11 +260,8 @@ mod tests {
         let mut out = Vec::new();
         for &b in GOOD {
             buf.put_u8(b);
-            loop {
-                match dec.decode(&mut buf).unwrap() {
-                    Chunk::Data(d) => out.extend_from_slice(&d),
-                    Chunk::NeedMore | Chunk::Done => break,
-                }
+            while let Chunk::Data(d) = dec.decode(&mut buf).unwrap() {
+                out.extend_from_slice(&d);
             }
         }
         assert!(dec.is_done());

@@ -80,13 +80,20 @@ fn headers_are_slices_of_the_read_buffer() {
 
 #[test]
 fn framing_is_read() {
-    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap();
+    let (h, _) =
+        parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap();
     assert_eq!(h.body, BodyKind::Length(12));
-    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+    let (h, _) =
+        parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .unwrap();
     assert_eq!(h.body, BodyKind::Chunked);
-    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+    let (h, _) = parse_all_splits(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(h.body, BodyKind::Length(5));
-    let (h, _) = parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
+    let (h, _) =
+        parse_all_splits(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
     assert_eq!(h.body, BodyKind::Length(5));
 }
 
@@ -97,13 +104,15 @@ fn keep_alive_defaults() {
     assert_eq!(h.host, None);
     let (h, _) = parse_all_splits(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
     assert!(h.keep_alive);
-    let (h, _) = parse_all_splits(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n").unwrap();
+    let (h, _) =
+        parse_all_splits(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n").unwrap();
     assert!(!h.keep_alive);
 }
 
 #[test]
 fn absolute_form_target_gives_host_and_path() {
-    let (h, _) = parse_all_splits(b"GET http://API.test:80/x?y HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+    let (h, _) =
+        parse_all_splits(b"GET http://API.test:80/x?y HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
     assert_eq!(h.host.as_deref(), Some(&b"api.test"[..]));
     assert_eq!(&h.path()[..], b"/x?y");
 }
@@ -147,15 +156,29 @@ fn smuggling_vectors_are_refused() {
         (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
     ];
     for (input, status) in cases {
-        assert_eq!(status_of(input), *status, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            status_of(input),
+            *status,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
 /// Status for a large input, split at a few places only (every split would be slow).
 fn status_sampled(input: &[u8]) -> u16 {
     let mut status = None;
-    for split in [0, 1, input.len() / 3, input.len() / 2, input.len() - 1, input.len()] {
-        let s = parse_split(input, split).expect_err("must be refused").status;
+    for split in [
+        0,
+        1,
+        input.len() / 3,
+        input.len() / 2,
+        input.len() - 1,
+        input.len(),
+    ] {
+        let s = parse_split(input, split)
+            .expect_err("must be refused")
+            .status;
         assert!(status.is_none_or(|p| p == s), "split {split} disagrees");
         status = Some(s);
     }
@@ -172,7 +195,10 @@ fn limits_give_414_and_431() {
         parse_request(partial.as_bytes(), &LIMITS),
         Parsed::Invalid(Reject { status: 414, .. })
     ));
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(40000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "b".repeat(40000)
+    );
     assert_eq!(status_sampled(big.as_bytes()), 431);
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
     for i in 0..120 {
@@ -188,7 +214,10 @@ fn response_heads() {
     let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
         panic!()
     };
-    assert_eq!((r.status, r.body, r.keep_alive), (200, BodyKind::Length(3), true));
+    assert_eq!(
+        (r.status, r.body, r.keep_alive),
+        (200, BodyKind::Length(3), true)
+    );
     assert_eq!(&buf[..], b"abc");
     let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nabc"[..]);
     let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
@@ -196,12 +225,15 @@ fn response_heads() {
     };
     assert_eq!((r.body, r.keep_alive), (BodyKind::UntilClose, false));
     // chunked wins over Content-Length from an upstream.
-    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+    );
     let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
         panic!()
     };
     assert_eq!(r.body, BodyKind::Chunked);
-    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..]);
+    let mut buf =
+        BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..]);
     assert!(matches!(
         parse_response(&mut buf, 65536),
         Parsed::Invalid(Reject { status: 502, .. })
