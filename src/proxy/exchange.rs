@@ -51,7 +51,9 @@ impl RequestBody {
         }
     }
 
-    /// Moves body bytes from the client buffer into `out`, in the upstream's framing.
+    /// Moves every body byte buffered in `rbuf` into `out`, in the upstream's framing.
+    /// When it returns and the body is not done, nothing more can be taken without
+    /// reading from the client.
     fn take(
         &mut self,
         rbuf: &mut BytesMut,
@@ -61,7 +63,12 @@ impl RequestBody {
         match self.kind {
             BodyKind::Length(_) => {
                 let n = (rbuf.len() as u64).min(self.remaining) as usize;
-                out.extend_from_slice(&rbuf.split_to(n));
+                if out.is_empty() {
+                    // Hand over the client's bytes as they are: no copy.
+                    *out = rbuf.split_to(n);
+                } else {
+                    out.extend_from_slice(&rbuf.split_to(n));
+                }
                 self.remaining -= n as u64;
                 self.seen += n as u64;
                 self.done = self.remaining == 0;
@@ -83,9 +90,6 @@ impl RequestBody {
                             self.done = true;
                             break;
                         }
-                    }
-                    if out.len() >= BODY_READ {
-                        break;
                     }
                 }
             }
@@ -264,9 +268,7 @@ impl Connection {
         let limit = self.ctx.config.http.max_request_body_bytes;
         let mut out = BytesMut::new();
         while !body.done {
-            if self.rbuf.is_empty() {
-                self.read_client_body(BODY_READ).await?;
-            }
+            self.read_client_body(BODY_READ).await?;
             body.take(&mut self.rbuf, &mut out, limit)?;
             if !out.is_empty() && upstream_write(lease, out.split().freeze()).await.is_err() {
                 // Keep reading the response: the upstream may have answered early.
