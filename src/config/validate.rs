@@ -140,7 +140,9 @@ impl Validator<'_> {
         let mut seen_addrs: HashMap<SocketAddr, usize> = HashMap::new();
         for (i, l) in raw.listener.iter().enumerate() {
             let addr = &l.get_ref().addr;
+            // Port 0 asks the kernel for a fresh port each time: never a duplicate.
             if let Ok(a) = addr.get_ref().parse::<SocketAddr>()
+                && a.port() != 0
                 && let Some(first) = seen_addrs.insert(a, i)
             {
                 let msg = format!("duplicate listener address {a} (also listener[{first}])");

@@ -192,9 +192,23 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Parsed<RawRequest> {
 }
 
 fn version_reject(buf: &[u8]) -> Reject {
-    // "GET / HTTP/2.0" or "PRI * HTTP/2.0" (the h2 preface without ALPN) → 505.
+    // A well-formed line asking for another version ("GET / HTTP/2.0", or "PRI * HTTP/2.0",
+    // the h2 preface without ALPN) → 505; any other shape is a malformed line → 400.
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
-    if line.windows(5).any(|w| w == b"HTTP/") {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    // The line may still be incomplete: then its start must fit the pattern.
+    let complete = buf.contains(&b'\n');
+    let fits = |v: &[u8]| {
+        let pattern_ok = v.iter().enumerate().all(|(i, &b)| match i {
+            0..=4 => b == b"HTTP/"[i],
+            5 | 7 => b.is_ascii_digit(),
+            6 => b == b'.',
+            _ => false,
+        });
+        pattern_ok && (v.len() == 8 || (!complete && v.len() < 8))
+    };
+    if parts.len() == 3 && fits(parts[2]) {
         reject(505, "HTTP version not supported")
     } else {
         reject(400, "malformed request line")

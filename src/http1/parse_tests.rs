@@ -152,6 +152,9 @@ fn smuggling_vectors_are_refused() {
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTX/1.1\r\nHost: a\r\n\r\n", 400),
         (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
         (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
     ];

@@ -131,6 +131,9 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert!(a.as_mut().poll(&mut cx).is_ready());
         let mut late = Box::pin(sig.wait());
-        assert!(late.as_mut().poll(&mut cx).is_ready(), "a raised signal is ready at once");
+        assert!(
+            late.as_mut().poll(&mut cx).is_ready(),
+            "a raised signal is ready at once"
+        );
     }
 }
