@@ -1,0 +1,328 @@
+//! `ringgate check -c FILE` with the real binary: a good config passes with a summary; each
+//! kind of mistake fails with exit code 1 and a `FILE:LINE:COL: field: reason` message.
+//! Every config under `examples/` must pass.
+
+mod common;
+
+use std::path::Path;
+
+use common::backend::refusing_addr;
+use common::pki::{CertFiles, KeyEncoding, KeyType, TestPki};
+use common::proxy::{CliOutput, run_cli, toml_str};
+
+/// A config dir with a good certificate pair named `server.pem` / `server.key`, and a
+/// mismatched pair `mismatch.pem` / `mismatch.key`.
+struct Dir {
+    pki: TestPki,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        let pki = TestPki::new();
+        let good = pki.leaf(&["app.test"], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+        let bad = pki.mismatched(&["app.test"], KeyType::EcdsaP256);
+        copy_pair(&good, pki.dir(), "server");
+        copy_pair(&bad, pki.dir(), "mismatch");
+        Dir { pki }
+    }
+
+    fn path(&self) -> &Path {
+        self.pki.dir()
+    }
+
+    /// Writes `text` as `name` and runs `ringgate check -c <absolute path>`.
+    fn check(&self, name: &str, text: &str) -> CliOutput {
+        let file = self.path().join(name);
+        std::fs::write(&file, text).expect("write config");
+        run_cli(&["check", "-c", &file.to_string_lossy()], self.path())
+    }
+}
+
+fn copy_pair(files: &CertFiles, dir: &Path, stem: &str) {
+    std::fs::copy(&files.cert, dir.join(format!("{stem}.pem"))).expect("copy cert");
+    std::fs::copy(&files.key, dir.join(format!("{stem}.key"))).expect("copy key");
+}
+
+/// A valid config; `{CERT}`, `{KEY}`, `{UPSTREAM}`, `{TIMEOUT}` and `{EXTRA}` are
+/// replaced by the cases below.
+const TEMPLATE: &str = r#"# ringgate test config
+[server]
+workers = 2
+
+[http]
+max_headers = 50
+
+[[listener]]
+addr = "127.0.0.1:18443"
+[listener.tls]
+min_version = "1.2"
+[[listener.tls.certificates]]
+cert = {CERT}
+key = {KEY}
+
+[[route]]
+host = "app.test"
+path_prefix = "/"
+upstream = {UPSTREAM}
+
+[upstream.backend]
+servers = [{SERVER}]
+connect_timeout_ms = {TIMEOUT}
+read_timeout_ms = 30000
+{EXTRA}
+"#;
+
+fn config(cert: &str, key: &str, upstream: &str, timeout: &str, extra: &str) -> String {
+    TEMPLATE
+        .replace("{CERT}", &toml_str(cert))
+        .replace("{KEY}", &toml_str(key))
+        .replace("{UPSTREAM}", &toml_str(upstream))
+        .replace("{SERVER}", &toml_str(&refusing_addr().to_string()))
+        .replace("{TIMEOUT}", timeout)
+        .replace("{EXTRA}", extra)
+}
+
+fn good() -> String {
+    config("server.pem", "server.key", "backend", "5000", "")
+}
+
+/// 1-based number of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in config"))
+        + 1
+}
+
+/// Checks exit code 1 and a message line `NAME:LINE:...` that names `field` (if any), has a
+/// reason after it, and contains every word of `words` (case-insensitive).
+fn expect_error(out: &CliOutput, name: &str, line: usize, field: Option<&str>, words: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check of {name} must exit 1; output:\n{}",
+        out.text
+    );
+    let place = format!("{name}:{line}:");
+    let found = out.text.lines().find(|l| {
+        let lower = l.to_ascii_lowercase();
+        l.contains(&place)
+            && field.is_none_or(|f| {
+                l.split_once(&format!("{f}: "))
+                    .is_some_and(|(_, reason)| reason.trim().len() >= 3)
+            })
+            && words
+                .iter()
+                .all(|w| lower.contains(&w.to_ascii_lowercase()))
+    });
+    assert!(
+        found.is_some(),
+        "expected a line with {place:?}, field {field:?} followed by a reason, and words \
+         {words:?}; output:\n{}",
+        out.text
+    );
+}
+
+#[test]
+fn good_config_passes_with_a_summary() {
+    let d = Dir::new();
+    let out = d.check("good.toml", &good());
+    assert_eq!(out.status.code(), Some(0), "output:\n{}", out.text);
+    let lower = out.text.to_ascii_lowercase();
+    assert!(lower.contains("ok"), "a summary saying ok:\n{}", out.text);
+    assert!(
+        out.text.contains("127.0.0.1:18443") && out.text.contains("backend"),
+        "the summary names the listener and the upstream:\n{}",
+        out.text
+    );
+}
+
+#[test]
+fn unreadable_certificate_file() {
+    let d = Dir::new();
+    let text = config("missing.pem", "server.key", "backend", "5000", "");
+    let out = d.check("bad-cert.toml", &text);
+    expect_error(
+        &out,
+        "bad-cert.toml",
+        line_of(&text, "missing.pem"),
+        Some("listener[0].tls.certificates[0].cert"),
+        &["missing.pem"],
+    );
+}
+
+#[test]
+fn key_not_matching_certificate() {
+    let d = Dir::new();
+    let text = config("mismatch.pem", "mismatch.key", "backend", "5000", "");
+    let out = d.check("bad-key.toml", &text);
+    expect_error(
+        &out,
+        "bad-key.toml",
+        line_of(&text, "mismatch.key"),
+        Some("listener[0].tls.certificates[0].key"),
+        &["match"],
+    );
+}
+
+#[test]
+fn unknown_upstream_in_route() {
+    let d = Dir::new();
+    let text = config("server.pem", "server.key", "nope", "5000", "");
+    let out = d.check("bad-route.toml", &text);
+    expect_error(
+        &out,
+        "bad-route.toml",
+        line_of(&text, "\"nope\""),
+        Some("route[0].upstream"),
+        &["nope", "backend"],
+    );
+}
+
+#[test]
+fn duplicate_listener_address() {
+    let d = Dir::new();
+    let mut text = good();
+    text += "\n[[listener]]\naddr = \"127.0.0.1:18080\"\n";
+    text += "\n[[listener]]\naddr = \"127.0.0.1:18080\"  # again\n";
+    let out = d.check("dup-listener.toml", &text);
+    expect_error(
+        &out,
+        "dup-listener.toml",
+        line_of(&text, "# again"),
+        Some("listener[2].addr"),
+        &["duplicate", "127.0.0.1:18080"],
+    );
+}
+
+#[test]
+fn zero_duration() {
+    let d = Dir::new();
+    let text = config("server.pem", "server.key", "backend", "0", "");
+    let out = d.check("zero-timeout.toml", &text);
+    expect_error(
+        &out,
+        "zero-timeout.toml",
+        line_of(&text, "connect_timeout_ms"),
+        Some("upstream.backend.connect_timeout_ms"),
+        &[],
+    );
+}
+
+#[test]
+fn negative_duration() {
+    let d = Dir::new();
+    let text = config("server.pem", "server.key", "backend", "-5", "");
+    let out = d.check("negative-timeout.toml", &text);
+    expect_error(
+        &out,
+        "negative-timeout.toml",
+        line_of(&text, "connect_timeout_ms"),
+        Some("upstream.backend.connect_timeout_ms"),
+        &["-5"],
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let d = Dir::new();
+    let text = config(
+        "server.pem",
+        "server.key",
+        "backend",
+        "5000",
+        "conect_timeout_ms = 100",
+    );
+    let out = d.check("typo.toml", &text);
+    expect_error(
+        &out,
+        "typo.toml",
+        line_of(&text, "conect_timeout_ms"),
+        None,
+        &["conect_timeout_ms"],
+    );
+}
+
+#[test]
+fn toml_syntax_error() {
+    let d = Dir::new();
+    let text = good().replace("max_headers = 50", "max_headers = = 50");
+    let out = d.check("syntax.toml", &text);
+    expect_error(
+        &out,
+        "syntax.toml",
+        line_of(&text, "max_headers = = 50"),
+        None,
+        &[],
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let d = Dir::new();
+    let text = config("missing.pem", "server.key", "nope", "-5", "");
+    let out = d.check("many.toml", &text);
+    expect_error(
+        &out,
+        "many.toml",
+        line_of(&text, "missing.pem"),
+        Some("listener[0].tls.certificates[0].cert"),
+        &[],
+    );
+    expect_error(
+        &out,
+        "many.toml",
+        line_of(&text, "\"nope\""),
+        Some("route[0].upstream"),
+        &["nope"],
+    );
+    expect_error(
+        &out,
+        "many.toml",
+        line_of(&text, "connect_timeout_ms"),
+        Some("upstream.backend.connect_timeout_ms"),
+        &["-5"],
+    );
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let d = Dir::new();
+    let out = run_cli(&["check", "-c", "does-not-exist.toml"], d.path());
+    assert_eq!(out.status.code(), Some(1), "output:\n{}", out.text);
+    assert!(
+        out.text.contains("does-not-exist.toml"),
+        "the message names the file:\n{}",
+        out.text
+    );
+}
+
+#[test]
+fn every_example_config_passes_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut examples: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) => {
+            println!("no examples/ directory ({e}): nothing to check yet");
+            return;
+        }
+    };
+    if examples.is_empty() {
+        println!("examples/ holds no .toml file yet: nothing to check");
+        return;
+    }
+    examples.sort();
+    for path in examples {
+        let out = run_cli(&["check", "-c", &path.to_string_lossy()], &dir);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} must pass `ringgate check`; output:\n{}",
+            path.display(),
+            out.text
+        );
+    }
+}

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# Build a bootable kernel + initramfs for ringgate's kTLS VM tests.
+#
+# Usage: tests/vm/build.sh [options] -g GUEST_SCRIPT [EXTRA_EXECUTABLE...]
+#
+#   -g FILE        guest script, run by /init as /guest.sh (busybox sh) [required]
+#   -c DIR         cache dir for the kernel .deb and extracted kernel
+#                  (default: $VM_CACHE or <repo>/target/vm-cache)
+#   -o DIR         output dir for vmlinuz, initrd.gz, kver (default: <cache>/out)
+#   -x FILE        extra host executable (repeatable; positional args work too).
+#                  Installed as /usr/local/bin/<basename> (on PATH in the guest)
+#                  together with every shared library `ldd` reports and the
+#                  dynamic loader, at the same absolute paths as on the host.
+#   -f SRC[:DST]   extra plain file (repeatable), copied to DST (absolute guest
+#                  path; default: /root/<basename of SRC>)
+#   -m MODULE      extra kernel module to ship (repeatable), e.g. -m veth;
+#                  its `modinfo -F depends` closure is shipped too
+#   -p MODULE      module to modprobe from /init before the guest script runs
+#   -k PACKAGE     kernel package (default: $VM_KERNEL_PKG, else whatever
+#                  linux-image-amd64 depends on according to apt-cache)
+#   -h             help
+#
+# Always shipped: busybox (static), tests/vm/probe/ktls_probe (built here with
+# gcc -static, on PATH as ktls_probe), tls.ko and the crypto modules kTLS
+# needs for AES-GCM-128/256, AES-CCM and ChaCha20-Poly1305 (generic and x86
+# accelerated), with busybox modprobe/depmod so the kernel's own
+# request_module() autoloading works too.
+#
+# Exit status: 0 ok, 77 when this host cannot build the VM (missing tool or no
+# access to the Debian archive; message on stderr starts with "SKIP:"),
+# anything else is a real error.
+
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
+
+log() { echo "vm-build: $*" >&2; }
+die() { echo "vm-build: ERROR: $*" >&2; exit 1; }
+skip() { echo "vm-build: SKIP: $*" >&2; exit 77; }
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+CACHE_DIR=${VM_CACHE:-$REPO_DIR/target/vm-cache}
+OUT_DIR=
+GUEST_SCRIPT=
+KERNEL_PKG=${VM_KERNEL_PKG:-}
+EXTRA_BINS=()
+EXTRA_FILES=()
+PRELOAD=()
+# kTLS itself plus every crypto piece the kernel's TLS ULP may ask for
+# (tls_set_sw_offload allocates "gcm(aes)", "ccm(aes)", "rfc7539(chacha20,poly1305)").
+MODULES=(tls gcm ghash-generic ctr ccm chacha20poly1305 chacha_generic poly1305_generic
+	aesni-intel ghash-clmulni-intel chacha-x86_64 poly1305-x86_64)
+
+while getopts ":g:c:o:x:f:m:p:k:h" opt; do
+	case "$opt" in
+	g) GUEST_SCRIPT=$OPTARG ;;
+	c) CACHE_DIR=$OPTARG ;;
+	o) OUT_DIR=$OPTARG ;;
+	x) EXTRA_BINS+=("$OPTARG") ;;
+	f) EXTRA_FILES+=("$OPTARG") ;;
+	m) MODULES+=("$OPTARG") ;;
+	p) PRELOAD+=("$OPTARG") MODULES+=("$OPTARG") ;;
+	k) KERNEL_PKG=$OPTARG ;;
+	h) usage; exit 0 ;;
+	:) die "option -$OPTARG needs an argument" ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+EXTRA_BINS+=("$@")
+
+[ -n "$GUEST_SCRIPT" ] || { usage >&2; die "missing -g GUEST_SCRIPT"; }
+[ -f "$GUEST_SCRIPT" ] || die "guest script not found: $GUEST_SCRIPT"
+mkdir -p "$CACHE_DIR"
+CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
+OUT_DIR=${OUT_DIR:-$CACHE_DIR/out}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+
+t_start=$(date +%s.%N)
+elapsed() { awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# ---------------------------------------------------------------- host tools
+APT_UPDATED=0
+apt_install() {
+	# install Debian packages when we can (root + apt-get); 1 if we cannot
+	[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+	log "installing Debian package(s): $*"
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1; then
+		[ "$APT_UPDATED" = 1 ] && return 1
+		apt-get update -qq >/dev/null 2>&1 || return 1
+		APT_UPDATED=1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || return 1
+	fi
+}
+
+is_static() {
+	local out
+	out=$(LC_ALL=C ldd "$1" 2>&1 || true)
+	case "$out" in *"not a dynamic executable"* | *"statically linked"*) return 0 ;; esac
+	return 1
+}
+
+find_busybox() {
+	local b
+	for b in /bin/busybox /usr/bin/busybox "$(command -v busybox 2>/dev/null || true)"; do
+		if [ -n "$b" ] && [ -x "$b" ] && is_static "$b"; then
+			echo "$b"
+			return 0
+		fi
+	done
+	return 1
+}
+
+for tool in dpkg-deb gzip ldd; do
+	command -v "$tool" >/dev/null || skip "'$tool' not found"
+done
+command -v cpio >/dev/null || apt_install cpio || skip "'cpio' not found (apt-get install cpio)"
+BUSYBOX=$(find_busybox) || { apt_install busybox-static && BUSYBOX=$(find_busybox); } ||
+	skip "no static busybox (apt-get install busybox-static)"
+command -v gcc >/dev/null || skip "'gcc' not found (needed for the ktls probe)"
+
+# -------------------------------------------------------------- kernel .deb
+DEB_DIR=$CACHE_DIR/debs
+mkdir -p "$DEB_DIR"
+# serialize cache updates between concurrent builds
+exec 9>"$CACHE_DIR/.lock"
+flock 9
+
+resolve_kernel_pkg() {
+	apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+		--no-replaces --no-enhances linux-image-amd64 2>/dev/null |
+		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+}
+candidate_version() {
+	apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }'
+}
+
+KPKG=$KERNEL_PKG
+[ -n "$KPKG" ] || KPKG=$(resolve_kernel_pkg || true)
+if [ -z "$KPKG" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	log "apt-cache knows no linux-image-amd64; running apt-get update"
+	if apt-get update -qq >/dev/null 2>&1; then APT_UPDATED=1; fi
+	KPKG=$(resolve_kernel_pkg || true)
+fi
+KVERSION=
+[ -z "$KPKG" ] || KVERSION=$(candidate_version "$KPKG" || true)
+
+DEB=
+if [ -n "$KPKG" ] && [ -n "$KVERSION" ]; then
+	# apt writes the epoch colon as %3a in file names
+	DEB=$DEB_DIR/${KPKG}_${KVERSION//:/%3a}_amd64.deb
+	if [ -s "$DEB" ] && dpkg-deb --info "$DEB" >/dev/null 2>&1; then
+		log "kernel package $KPKG $KVERSION: cached"
+	else
+		log "kernel package $KPKG $KVERSION: downloading"
+		rm -f "$DEB"
+		# -o APT::Sandbox::User=root: _apt may not be able to write to the cache dir
+		(cd "$DEB_DIR" && apt-get download -q -o APT::Sandbox::User=root "$KPKG=$KVERSION" >&2) ||
+			skip "apt-get download $KPKG=$KVERSION failed (no access to the Debian archive?)"
+		[ -s "$DEB" ] || die "apt-get download did not produce $DEB"
+	fi
+else
+	# offline / no apt lists: fall back to the newest cached kernel package
+	DEB=$(find "$DEB_DIR" -maxdepth 1 -name "${KPKG:-linux-image-*}_*_amd64.deb" 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$DEB" ] || skip "cannot resolve the Debian kernel package (${KPKG:-linux-image-amd64}) with apt-cache and none is cached in $DEB_DIR"
+	log "apt-cache could not resolve the kernel package; using cached $(basename "$DEB")"
+fi
+
+# ------------------------------------------- vmlinuz + module closure (cached)
+modinfo_field() {
+	# modinfo_field FIELD FILE.ko -- kmod's modinfo when present, else read
+	# the NUL-separated .modinfo strings directly
+	if command -v modinfo >/dev/null; then
+		modinfo -F "$1" "$2" 2>/dev/null || true
+	else
+		tr '\0' '\n' <"$2" | sed -n "s/^$1=//p" | head -n 1
+	fi
+}
+
+modset_key=$(printf '%s\n' "${MODULES[@]}" | sort -u | md5sum | cut -c1-12)
+KCACHE=$CACHE_DIR/kernel/$(basename "$DEB" .deb)/mods-$modset_key
+if [ ! -f "$KCACHE/.complete" ]; then
+	log "extracting $(basename "$DEB") (dpkg-deb -x)"
+	rm -rf "$KCACHE"
+	tmpx=$(mktemp -d "$CACHE_DIR/extract.XXXXXX")
+	trap 'rm -rf "$tmpx"' EXIT
+	dpkg-deb -x "$DEB" "$tmpx"
+	vmlinuz=$(find "$tmpx/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n 1)
+	[ -n "$vmlinuz" ] || die "no /boot/vmlinuz-* in $(basename "$DEB")"
+	kver=${vmlinuz##*/vmlinuz-}
+	# /lib/modules may live under /usr/lib on merged-/usr packages
+	srcmods=
+	for d in "$tmpx/lib/modules/$kver" "$tmpx/usr/lib/modules/$kver"; do
+		[ -d "$d" ] && srcmods=$d && break
+	done
+	[ -n "$srcmods" ] || die "no modules dir for $kver in $(basename "$DEB")"
+
+	stage=$(mktemp -d "$CACHE_DIR/stage.XXXXXX")
+	mkdir -p "$stage/lib/modules/$kver"
+	cp "$vmlinuz" "$stage/vmlinuz"
+	echo "$kver" >"$stage/kver"
+	cp "$tmpx/boot/config-$kver" "$stage/config" 2>/dev/null || true
+
+	# index: module name (with - and _ folded to _) -> path relative to srcmods
+	index=$stage/.index
+	(cd "$srcmods" && find kernel -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz') |
+		awk '{ n = $0; sub(/.*\//, "", n); sub(/\.ko(\.xz|\.zst|\.gz)?$/, "", n); gsub(/-/, "_", n); print n, $0 }' >"$index"
+
+	declare -A seen=()
+	queue=("${MODULES[@]}")
+	shipped=()
+	compressed=()
+	while [ "${#queue[@]}" -gt 0 ]; do
+		name=${queue[0]}
+		queue=("${queue[@]:1}")
+		key=${name//-/_}
+		[ -n "${seen[$key]:-}" ] && continue
+		seen[$key]=1
+		rel=$(awk -v k="$key" '$1 == k { print $2; exit }' "$index")
+		if [ -z "$rel" ]; then
+			if grep -qE "/${key//_/[-_]}\.ko$" "$srcmods/modules.builtin" 2>/dev/null; then
+				continue # built into vmlinuz
+			fi
+			die "kernel module '$name' not found in $(basename "$DEB")"
+		fi
+		dst=$stage/lib/modules/$kver/$rel
+		mkdir -p "$(dirname "$dst")"
+		case "$rel" in
+		*.ko.xz) xz -dc "$srcmods/$rel" >"${dst%.xz}" || die "cannot decompress $rel (xz-utils missing?)"; compressed+=("$rel") ;;
+		*.ko.zst) zstd -qdc "$srcmods/$rel" >"${dst%.zst}" || die "cannot decompress $rel (zstd missing?)"; compressed+=("$rel") ;;
+		*.ko.gz) gzip -dc "$srcmods/$rel" >"${dst%.gz}"; compressed+=("$rel") ;;
+		*) cp "$srcmods/$rel" "$dst" ;;
+		esac
+		shipped+=("${key}")
+		deps=$(modinfo_field depends "$srcmods/$rel")
+		if [ -n "$deps" ]; then
+			IFS=, read -r -a deplist <<<"$deps"
+			queue+=("${deplist[@]}")
+		fi
+	done
+	cp "$srcmods/modules.builtin" "$srcmods/modules.order" "$stage/lib/modules/$kver/" 2>/dev/null || true
+	cp "$srcmods/modules.builtin.modinfo" "$stage/lib/modules/$kver/" 2>/dev/null || true
+	rm -f "$index"
+	printf '%s\n' "${shipped[@]}" >"$stage/modules.list"
+	if [ "${#compressed[@]}" -gt 0 ]; then
+		log "decompressed ${#compressed[@]} compressed module(s) for busybox insmod"
+	fi
+	mkdir -p "$(dirname "$KCACHE")"
+	mv "$stage" "$KCACHE"
+	touch "$KCACHE/.complete"
+	rm -rf "$tmpx"
+	trap - EXIT
+fi
+flock -u 9
+KVER=$(cat "$KCACHE/kver")
+log "kernel $KVER, modules: $(tr '\n' ' ' <"$KCACHE/modules.list")"
+
+# ----------------------------------------------------------------- initramfs
+ROOT=$(mktemp -d "$OUT_DIR/root.XXXXXX")
+trap 'rm -rf "$ROOT"' EXIT
+mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc/vm,proc,sys,dev,tmp,run,root,lib,lib64,var/log}
+chmod 1777 "$ROOT/tmp"
+
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+# /init runs `busybox --install -s` first thing; it only needs /bin/sh
+ln -s busybox "$ROOT/bin/sh"
+
+cp -a "$KCACHE/lib/modules" "$ROOT/lib/"
+printf '%s\n' "${PRELOAD[@]}" | sed '/^$/d' >"$ROOT/etc/vm/preload-modules"
+
+install -m 0755 "$SCRIPT_DIR/init.sh" "$ROOT/init"
+install -m 0755 "$GUEST_SCRIPT" "$ROOT/guest.sh"
+
+cat >"$ROOT/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$ROOT/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+cat >"$ROOT/etc/hosts" <<'EOF'
+127.0.0.1	localhost ringgate-vm
+::1	localhost ip6-localhost ip6-loopback
+EOF
+echo 'hosts: files' >"$ROOT/etc/nsswitch.conf"
+: >"$ROOT/etc/resolv.conf"
+
+# the kTLS probe
+gcc -static -O2 -Wall -Wextra -o "$ROOT/usr/local/bin/ktls_probe" "$SCRIPT_DIR/probe/ktls_probe.c" ||
+	die "building tests/vm/probe/ktls_probe.c failed (is libc6-dev installed?)"
+
+copy_with_libs() {
+	# copy_with_libs HOST_EXE GUEST_PATH
+	local src=$1 dst=$2 lib
+	install -D -m 0755 "$src" "$ROOT$dst"
+	is_static "$src" && return 0
+	if ldd "$src" | grep -q 'not found'; then
+		die "$src: missing shared libraries: $(ldd "$src" | grep 'not found' | tr -s ' \t' ' ')"
+	fi
+	# "libx.so => /path (0x..)" and "/lib64/ld-linux-x86-64.so.2 (0x..)"
+	while read -r lib; do
+		[ -n "$lib" ] || continue
+		[ -e "$ROOT$lib" ] && continue
+		mkdir -p "$ROOT$(dirname "$lib")"
+		cp -L "$lib" "$ROOT$lib"
+	done < <(ldd "$src" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+}
+
+for exe in "${EXTRA_BINS[@]}"; do
+	if [ ! -f "$exe" ] || [ ! -x "$exe" ]; then
+		die "extra executable not found or not executable: $exe"
+	fi
+	copy_with_libs "$exe" "/usr/local/bin/$(basename "$exe")"
+done
+for spec in "${EXTRA_FILES[@]}"; do
+	src=${spec%%:*}
+	dst=${spec#*:}
+	[ "$dst" != "$spec" ] || dst=/root/$(basename "$src")
+	[ -e "$src" ] || die "extra file not found: $src"
+	mkdir -p "$ROOT$(dirname "$dst")"
+	# -L: a symlink on the host (e.g. /etc/os-release) must arrive as content
+	cp -RL "$src" "$ROOT$dst"
+done
+
+initrd_tmp=$OUT_DIR/.initrd.gz.$$
+(cd "$ROOT" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+	cpio --null --create --format=newc --owner=0:0 --quiet) | gzip -1 >"$initrd_tmp"
+mv "$initrd_tmp" "$OUT_DIR/initrd.gz"
+cp "$KCACHE/vmlinuz" "$OUT_DIR/vmlinuz"
+echo "$KVER" >"$OUT_DIR/kver"
+
+log "built $OUT_DIR/{vmlinuz,initrd.gz} (initrd $(du -h "$OUT_DIR/initrd.gz" | cut -f1)) in $(elapsed)"
