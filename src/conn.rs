@@ -59,11 +59,40 @@ impl std::fmt::Display for HandshakeError {
     }
 }
 
-/// The client's connection: plaintext HTTP in and out, whatever the transport.
+/// The client's connection: plaintext HTTP in and out, whatever the transport: plain
+/// TCP, rustls in userspace (`tls`), or kernel TLS after the switch (`ktls`).
 pub struct ClientStream {
     tcp: TcpStream,
     tls: Option<Box<TlsState>>,
+    ktls: Option<KtlsState>,
+    /// Read handshake records one by one, so no byte after the handshake is taken from
+    /// the socket before the kernel can (set when kTLS may follow).
+    exact_records: bool,
 }
+
+/// A connection whose record layer is in the kernel.
+#[derive(Default)]
+struct KtlsState {
+    /// close_notify received.
+    eof: bool,
+    /// Data that arrived through the control-record path.
+    pending: Vec<u8>,
+}
+
+/// Outcome of [`ClientStream::offload`].
+#[derive(Debug)]
+pub enum Offload {
+    /// The kernel now does the record layer.
+    Kernel,
+    /// The connection stays in userspace rustls.
+    Fallback(crate::ktls::Fallback),
+    /// The switch failed after the secrets left rustls: the connection must close.
+    Failed(String),
+}
+
+/// Peer KeyUpdates that closed a kTLS connection (the kernel here cannot re-key).
+pub static KTLS_KEYUPDATE_CLOSES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 struct TlsState {
     conn: ServerConnection,
@@ -79,10 +108,16 @@ struct TlsState {
 
 impl ClientStream {
     pub fn plain(tcp: TcpStream) -> Self {
-        ClientStream { tcp, tls: None }
+        ClientStream {
+            tcp,
+            tls: None,
+            ktls: None,
+            exact_records: false,
+        }
     }
 
-    pub fn tls(tcp: TcpStream, conn: ServerConnection) -> Self {
+    /// A TLS connection; `exact_records` when the connection may move to kernel TLS.
+    pub fn tls(tcp: TcpStream, conn: ServerConnection, exact_records: bool) -> Self {
         ClientStream {
             tcp,
             tls: Some(Box::new(TlsState {
@@ -92,6 +127,64 @@ impl ClientStream {
                 eof: false,
                 cipher_out: Vec::new(),
             })),
+            ktls: None,
+            exact_records,
+        }
+    }
+
+    /// True once the kernel does the record layer.
+    pub fn is_ktls(&self) -> bool {
+        self.ktls.is_some()
+    }
+
+    /// The socket, when bytes written to it reach the client as they are (plain TCP or
+    /// kernel TLS): the condition for splicing bodies.
+    pub fn splice_socket(&mut self) -> Option<&mut TcpStream> {
+        (self.tls.is_none()).then_some(&mut self.tcp)
+    }
+
+    /// Moves the record layer into the kernel after a completed handshake. Plaintext
+    /// rustls already decrypted is appended to `plaintext`.
+    pub fn offload(&mut self, plaintext: &mut BytesMut) -> Offload {
+        use crate::ktls::{self, Fallback};
+        let Some(tls) = self.tls.as_mut() else {
+            return Offload::Fallback(Fallback::Setup);
+        };
+        let support = ktls::support();
+        if !support.is_available() {
+            return Offload::Fallback(Fallback::Unavailable);
+        }
+        match tls.conn.negotiated_cipher_suite() {
+            Some(s) if support.offers(s.suite()) => {}
+            _ => return Offload::Fallback(Fallback::Cipher),
+        }
+        if tls.pending() > 0 || tls.conn.wants_write() || tls.conn.is_handshaking() {
+            return Offload::Fallback(Fallback::Buffered);
+        }
+        // Plaintext rustls decrypted before the switch belongs to the HTTP layer.
+        loop {
+            let mut reader = tls.conn.reader();
+            match reader.fill_buf() {
+                Ok(b) if !b.is_empty() => {
+                    let n = b.len();
+                    plaintext.extend_from_slice(b);
+                    reader.consume(n);
+                }
+                _ => break,
+            }
+        }
+        if let Err(reason) = ktls::attach_ulp(&self.tcp) {
+            return Offload::Fallback(reason);
+        }
+        let Some(tls) = self.tls.take() else {
+            return Offload::Failed("no TLS state".into());
+        };
+        match ktls::install_secrets(&self.tcp, tls.conn) {
+            Ok(()) => {
+                self.ktls = Some(KtlsState::default());
+                Offload::Kernel
+            }
+            Err(e) => Offload::Failed(e.0),
         }
     }
 
@@ -118,9 +211,12 @@ impl ClientStream {
                 return Ok(());
             }
             if tls.pending() == 0 {
-                let n = read_cipher(&mut self.tcp, tls)
-                    .await
-                    .map_err(HandshakeError::Io)?;
+                let n = if self.exact_records {
+                    read_record(&mut self.tcp, tls).await
+                } else {
+                    read_cipher(&mut self.tcp, tls).await
+                }
+                .map_err(HandshakeError::Io)?;
                 if n == 0 {
                     return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
@@ -148,6 +244,9 @@ impl ClientStream {
     /// processed, plaintext rustls already decrypted (a request that arrived with the
     /// client's Finished), or a close_notify/EOF already seen.
     pub fn has_buffered(&mut self) -> bool {
+        if let Some(k) = &self.ktls {
+            return k.eof || !k.pending.is_empty();
+        }
         let Some(tls) = self.tls.as_mut() else {
             return false;
         };
@@ -159,6 +258,9 @@ impl ClientStream {
 
     /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.
     pub async fn read(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
+        if self.ktls.is_some() {
+            return self.read_ktls(dst, want).await;
+        }
         let Some(tls) = self.tls.as_mut() else {
             return read_tcp(&mut self.tcp, dst, want).await;
         };
@@ -197,6 +299,60 @@ impl ClientStream {
         }
     }
 
+    /// Reads plaintext from a kTLS socket; control records (alerts, KeyUpdate) come
+    /// through as EIO and are read with their type.
+    async fn read_ktls(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
+        use crate::ktls::{self, ControlRecord};
+        const EIO: i32 = 5;
+        // A record that keeps failing without a control message is a kernel problem,
+        // not something to spin on.
+        for _ in 0..8 {
+            let Some(k) = self.ktls.as_mut() else {
+                return Ok(0);
+            };
+            if !k.pending.is_empty() {
+                let n = k.pending.len().min(want.max(1));
+                dst.extend_from_slice(&k.pending[..n]);
+                k.pending.drain(..n);
+                return Ok(n);
+            }
+            if k.eof {
+                return Ok(0);
+            }
+            match read_tcp(&mut self.tcp, dst, want).await {
+                Err(e) if e.raw_os_error() == Some(EIO) => {
+                    let Some(k) = self.ktls.as_mut() else {
+                        return Ok(0);
+                    };
+                    match ktls::recv_control(&self.tcp, &mut k.pending)? {
+                        ControlRecord::CloseNotify => k.eof = true,
+                        ControlRecord::Alert(level, desc) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::ConnectionAborted,
+                                format!("peer sent TLS alert {desc} (level {level})"),
+                            ));
+                        }
+                        ControlRecord::KeyUpdate => {
+                            KTLS_KEYUPDATE_CLOSES
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return Err(io::Error::new(
+                                io::ErrorKind::ConnectionAborted,
+                                "peer sent a TLS 1.3 KeyUpdate; this kernel path cannot re-key, closing",
+                            ));
+                        }
+                        ControlRecord::Handshake(_)
+                        | ControlRecord::Data(_)
+                        | ControlRecord::WouldBlock => {}
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(io::Error::other(
+            "kTLS socket keeps failing reads without a control record",
+        ))
+    }
+
     /// Writes all of `data`.
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         let Some(tls) = self.tls.as_mut() else {
@@ -213,6 +369,9 @@ impl ClientStream {
 
     /// Ends the stream politely: close_notify for TLS, then FIN.
     pub async fn shutdown(&mut self) {
+        if self.ktls.is_some() {
+            let _ = crate::ktls::send_close_notify(&self.tcp);
+        }
         if let Some(tls) = self.tls.as_mut() {
             tls.conn.send_close_notify();
             let _ = flush_tls(&mut self.tcp, tls).await;
@@ -236,6 +395,45 @@ impl ClientStream {
 /// TLS record, whose first byte is a content type from 20 to 23.
 fn looks_like_plain_http(b: &[u8]) -> bool {
     b.first().is_some_and(u8::is_ascii_uppercase)
+}
+
+/// Largest TLS record on the wire: 2^14 plaintext + 2048 expansion (RFC 8446 §5.2).
+const MAX_RECORD: usize = 16 * 1024 + 2048;
+
+/// Reads exactly one TLS record (header + body) into the (empty) input buffer, so no
+/// byte beyond the handshake leaves the socket. Returns the byte count, 0 at EOF. A
+/// first byte that is not a TLS content type returns the 5 bytes read, for the caller
+/// to reject.
+async fn read_record(tcp: &mut TcpStream, tls: &mut TlsState) -> io::Result<usize> {
+    let mut buf = std::mem::take(&mut tls.cipher_in);
+    buf.clear();
+    buf.reserve(5 + MAX_RECORD);
+    tls.cipher_pos = 0;
+    let res = read_exact(tcp, &mut buf, 5).await;
+    let res = match res {
+        Ok(5) if (20..=23).contains(&buf[0]) => {
+            let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+            // An oversized length is rustls' to reject; read no further than a record.
+            read_exact(tcp, &mut buf, 5 + len.min(MAX_RECORD)).await
+        }
+        other => other,
+    };
+    tls.cipher_in = buf;
+    res
+}
+
+/// Reads until `buf` holds `target` bytes; returns its length (short only at EOF).
+async fn read_exact(tcp: &mut TcpStream, buf: &mut Vec<u8>, target: usize) -> io::Result<usize> {
+    while buf.len() < target {
+        let b = std::mem::take(buf);
+        let len = b.len();
+        let (res, slice) = tcp.read(b.slice_mut(len..target)).await;
+        *buf = slice.into_inner();
+        if res? == 0 {
+            break;
+        }
+    }
+    Ok(buf.len())
 }
 
 /// Reads ciphertext into the (empty) input buffer; returns the byte count, 0 at EOF.

@@ -30,6 +30,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod http1;
+pub mod ktls;
 pub mod listener;
 pub mod proxy;
 pub mod route;

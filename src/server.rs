@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use futures_channel::oneshot;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, KtlsMode};
 use crate::route::Router;
 use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
 
@@ -31,6 +31,8 @@ pub enum StartError {
     },
     /// A worker thread could not be spawned or could not set up.
     Worker(String),
+    /// `ktls = "on"` but the kernel cannot do TLS.
+    Ktls { addr: SocketAddr, reason: String },
 }
 
 impl std::fmt::Display for StartError {
@@ -39,6 +41,12 @@ impl std::fmt::Display for StartError {
             StartError::Tls { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Bind { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Worker(e) => write!(f, "{e}"),
+            StartError::Ktls { addr, reason } => {
+                write!(
+                    f,
+                    "listener {addr}: ktls = \"on\" but kernel TLS is unavailable: {reason}"
+                )
+            }
         }
     }
 }
@@ -67,6 +75,18 @@ impl Server {
         let mut addrs = Vec::new();
         let mut tls_flags = Vec::new();
         for l in &config.listeners {
+            if let Some(t) = &l.tls
+                && t.ktls != KtlsMode::Off
+            {
+                // Probed here, on the main thread, so no worker ever blocks on it.
+                let support = crate::ktls::support();
+                if t.ktls == KtlsMode::On && !support.is_available() {
+                    return Err(StartError::Ktls {
+                        addr: l.addr,
+                        reason: support.describe(),
+                    });
+                }
+            }
             let tls = match &l.tls {
                 Some(t) => Some(
                     crate::tls::server_config(t).map_err(|error| StartError::Tls {
@@ -86,9 +106,11 @@ impl Server {
                     addr: l.addr,
                     error,
                 })?;
+            let ktls = l.tls.as_ref().map_or(KtlsMode::Off, |t| t.ktls);
             let spec = ListenerSpec {
                 tls,
                 handshake_timeout,
+                ktls,
                 addr: bound,
             };
             for (w, s) in sockets.into_iter().enumerate() {

@@ -394,3 +394,36 @@ fn curl_interoperates() {
     let got = std::fs::read(&out_path).expect("read curl output");
     assert_eq!(sha256_hex(&got), sha, "curl received a different body");
 }
+
+/// `ktls = "on"` refuses to start where the kernel cannot do TLS, naming the reason;
+/// where it can, the proxy starts and serves.
+#[test]
+fn ktls_on_refuses_to_start_without_kernel_tls() {
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let backend = Backend::start();
+    let toml = ConfigBuilder::new()
+        .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"on\"")])
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[backend.addr], &[])
+        .build();
+    let config = ringgate::config::from_toml_str(&toml, "test.toml", pki.dir()).unwrap();
+    let available = ringgate::ktls::support().is_available();
+    match ringgate::server::Server::start(config) {
+        Ok(handle) => {
+            assert!(
+                available,
+                "started with ktls = \"on\" although kTLS is unavailable"
+            );
+            handle.shutdown();
+        }
+        Err(e) => {
+            assert!(!available, "refused although kTLS is available: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("ktls = \"on\"") && msg.contains("kernel TLS is unavailable"),
+                "{msg}"
+            );
+        }
+    }
+}

@@ -56,6 +56,8 @@ pub struct HttpSettings {
     pub send_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
+    /// 0 = never splice.
+    pub splice_threshold_bytes: u64,
 }
 
 impl Default for HttpSettings {
@@ -71,6 +73,7 @@ impl Default for HttpSettings {
             send_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             keepalive_requests: 1000,
+            splice_threshold_bytes: 256 * 1024,
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct RawHttp {
     pub keepalive_timeout_ms: Option<Spanned<i64>>,
     /// nginx: `keepalive_requests`.
     pub keepalive_requests: Option<Spanned<i64>>,
+    /// Content-Length bodies at least this large are spliced socket → pipe → socket when
+    /// the client side is plain TCP or kernel TLS (0 = never). nginx: `sendfile` + `aio`.
+    pub splice_threshold_bytes: Option<Spanned<i64>>,
 }
 
 /// `[[listener]]`.

@@ -269,6 +269,12 @@ impl Validator<'_> {
                 d.keepalive_requests as i64,
                 1..=i64::MAX,
             ) as u64,
+            splice_threshold_bytes: self.int(
+                &h.splice_threshold_bytes,
+                "http.splice_threshold_bytes",
+                d.splice_threshold_bytes as i64,
+                0..=i64::MAX,
+            ) as u64,
         }
     }
 

@@ -26,7 +26,7 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const FIRST_WRITE_BODY: usize = 64 * 1024;
 
 /// Progress of the request body.
-struct RequestBody {
+pub(super) struct RequestBody {
     kind: BodyKind,
     /// Content-Length bytes still to read from the client.
     remaining: u64,
@@ -266,6 +266,18 @@ impl Connection {
             return Ok(false);
         }
         let limit = self.ctx.config.http.max_request_body_bytes;
+        if let BodyKind::Length(n) = body.kind
+            && !body.done
+            && self.rbuf.is_empty()
+            && self.splice_wanted(n)
+        {
+            let remaining = body.remaining;
+            self.splice_to_upstream(lease, remaining).await?;
+            body.remaining = 0;
+            body.seen += remaining;
+            body.done = true;
+            return Ok(true);
+        }
         let mut out = BytesMut::new();
         while !body.done {
             self.read_client_body(BODY_READ).await?;
@@ -359,6 +371,9 @@ impl Connection {
                     if remaining == 0 {
                         return Ok(());
                     }
+                    if self.splice_wanted(n) && ubuf.is_empty() {
+                        return self.splice_to_client(lease, remaining).await;
+                    }
                     let want = (remaining as usize).min(BODY_READ);
                     if upstream_read(lease, ubuf, want).await? == 0 {
                         return Err(ProxyError::new(
@@ -450,7 +465,7 @@ async fn read_response_head(
 }
 
 /// Reads from the upstream within `read_timeout_ms`. Resets count as closes.
-async fn upstream_read(
+pub(super) async fn upstream_read(
     lease: &mut Lease,
     buf: &mut BytesMut,
     want: usize,

@@ -14,6 +14,7 @@
 //! never panics on peer input.
 
 mod exchange;
+mod splice;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,7 +27,8 @@ use monoio::time::Instant;
 use rustls::ServerConfig;
 use tracing::debug;
 
-use crate::conn::ClientStream;
+use crate::config::KtlsMode;
+use crate::conn::{ClientStream, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write;
@@ -36,6 +38,7 @@ use crate::worker::WorkerCtx;
 pub struct ListenerCtx {
     pub tls: Option<Arc<ServerConfig>>,
     pub handshake_timeout: Duration,
+    pub ktls: KtlsMode,
     /// `"https"` or `"http"`, for X-Forwarded-Proto and Forwarded.
     pub proto: &'static str,
 }
@@ -57,34 +60,12 @@ pub async fn serve(
     ctx: Rc<WorkerCtx>,
     listener: Rc<ListenerCtx>,
 ) {
+    let mut rbuf = BytesMut::new();
     let stream = match &listener.tls {
-        Some(tls) => {
-            let conn = match rustls::ServerConnection::new(tls.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!(%peer, error = %e, "cannot start TLS session");
-                    return;
-                }
-            };
-            let mut s = ClientStream::tls(tcp, conn);
-            match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
-                Ok(Ok(())) => s,
-                Ok(Err(e)) => {
-                    ctx.stats
-                        .handshake_failed
-                        .set(ctx.stats.handshake_failed.get() + 1);
-                    debug!(%peer, error = %e, "handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    ctx.stats
-                        .handshake_failed
-                        .set(ctx.stats.handshake_failed.get() + 1);
-                    debug!(%peer, "handshake timed out");
-                    return;
-                }
-            }
-        }
+        Some(tls) => match handshake(tcp, peer, tls, &ctx, &listener, &mut rbuf).await {
+            Some(s) => s,
+            None => return,
+        },
         None => ClientStream::plain(tcp),
     };
     let mut conn = Connection {
@@ -92,10 +73,62 @@ pub async fn serve(
         peer,
         ctx,
         listener,
-        rbuf: BytesMut::new(),
+        rbuf,
         served: 0,
     };
     conn.run().await;
+}
+
+/// TLS handshake (bounded by `handshake_timeout_ms`), then the move to kernel TLS where
+/// the listener wants it. `None`: the connection is over.
+async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: &Arc<ServerConfig>,
+    ctx: &WorkerCtx,
+    listener: &ListenerCtx,
+    rbuf: &mut BytesMut,
+) -> Option<ClientStream> {
+    let stats = &ctx.stats;
+    let conn = match rustls::ServerConnection::new(tls.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%peer, error = %e, "cannot start TLS session");
+            return None;
+        }
+    };
+    let want_ktls = listener.ktls != KtlsMode::Off && crate::ktls::support().is_available();
+    let mut s = ClientStream::tls(tcp, conn, want_ktls);
+    match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
+            debug!(%peer, error = %e, "handshake failed");
+            return None;
+        }
+        Err(_) => {
+            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
+            debug!(%peer, "handshake timed out");
+            return None;
+        }
+    }
+    if listener.ktls == KtlsMode::Off {
+        return Some(s);
+    }
+    match s.offload(rbuf) {
+        Offload::Kernel => stats.ktls_offloaded.set(stats.ktls_offloaded.get() + 1),
+        Offload::Fallback(reason) => {
+            let c = &stats.ktls_fallback[reason.index()];
+            c.set(c.get() + 1);
+            crate::worker::log_fallback_once(reason);
+        }
+        Offload::Failed(e) => {
+            stats.ktls_failed.set(stats.ktls_failed.get() + 1);
+            tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
+            return None;
+        }
+    }
+    Some(s)
 }
 
 /// One client connection after the handshake.

@@ -27,7 +27,8 @@ use futures_channel::oneshot;
 use monoio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, KtlsMode};
+use crate::ktls::Fallback;
 use crate::proxy::{self, ListenerCtx};
 use crate::route::Router;
 use crate::upstream::Upstreams;
@@ -42,6 +43,14 @@ pub struct Stats {
     pub requests: Cell<u64>,
     pub handshake_failed: Cell<u64>,
     pub upstream_errors: Cell<u64>,
+    /// Connections whose record layer moved into the kernel.
+    pub ktls_offloaded: Cell<u64>,
+    /// Connections that stayed in userspace TLS, by [`Fallback`] reason.
+    pub ktls_fallback: [Cell<u64>; 4],
+    /// Connections closed because the switch failed midway.
+    pub ktls_failed: Cell<u64>,
+    /// Response bodies moved upstream → client with splice.
+    pub spliced_bodies: Cell<u64>,
 }
 
 /// What every connection task of a worker can reach.
@@ -56,6 +65,8 @@ pub struct WorkerCtx {
     closed_all: LocalSignal,
     pub active: Cell<usize>,
     pub stats: Stats,
+    /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
+    pub pipes: std::cell::RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
 }
 
 /// A worker's totals, returned when it stops.
@@ -70,6 +81,11 @@ pub struct WorkerReport {
     pub upstream_errors: u64,
     pub upstream_opened: u64,
     pub upstream_reused: u64,
+    pub ktls_offloaded: u64,
+    /// (reason, count) for every reason with a non-zero count.
+    pub ktls_fallback: Vec<(&'static str, u64)>,
+    pub ktls_failed: u64,
+    pub spliced_bodies: u64,
     /// Connections still open when the drain deadline passed.
     pub abandoned: usize,
 }
@@ -90,6 +106,7 @@ pub struct WorkerSpec {
 pub struct ListenerSpec {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub handshake_timeout: Duration,
+    pub ktls: KtlsMode,
     pub addr: SocketAddr,
 }
 
@@ -153,6 +170,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
         closed_all: LocalSignal::default(),
         active: Cell::new(0),
         stats: Stats::default(),
+        pipes: std::cell::RefCell::new(Vec::new()),
     });
     let mut listeners = Vec::new();
     for (std_listener, ls) in spec.listeners {
@@ -171,6 +189,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
             proto: if ls.tls.is_some() { "https" } else { "http" },
             tls: ls.tls,
             handshake_timeout: ls.handshake_timeout,
+            ktls: ls.ktls,
         });
         monoio::spawn(accept_loop(l, lctx, ctx.clone()));
     }
@@ -200,6 +219,14 @@ fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerRepo
         upstream_errors: ctx.stats.upstream_errors.get(),
         upstream_opened: ctx.upstreams.opened.get(),
         upstream_reused: ctx.upstreams.reused.get(),
+        ktls_offloaded: ctx.stats.ktls_offloaded.get(),
+        ktls_fallback: Fallback::ALL
+            .iter()
+            .map(|r| (r.name(), ctx.stats.ktls_fallback[r.index()].get()))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        ktls_failed: ctx.stats.ktls_failed.get(),
+        spliced_bodies: ctx.stats.spliced_bodies.get(),
         abandoned,
     }
 }
@@ -300,6 +327,18 @@ async fn sweep_loop(ctx: Rc<WorkerCtx>) {
     }
 }
 
+static FALLBACK_SEEN: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
+
+/// Logs the first kTLS fallback of each reason in this process (not one per connection).
+pub fn log_fallback_once(reason: Fallback) {
+    if !FALLBACK_SEEN[reason.index()].swap(true, Ordering::Relaxed) {
+        warn!(
+            reason = reason.name(),
+            "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
+        );
+    }
+}
+
 /// Logs a worker's totals at shutdown.
 pub fn log_report(r: &WorkerReport) {
     info!(
@@ -312,6 +351,10 @@ pub fn log_report(r: &WorkerReport) {
         upstream_errors = r.upstream_errors,
         upstream_opened = r.upstream_opened,
         upstream_reused = r.upstream_reused,
+        ktls_offloaded = r.ktls_offloaded,
+        ktls_fallback = ?r.ktls_fallback,
+        ktls_failed = r.ktls_failed,
+        spliced_bodies = r.spliced_bodies,
         abandoned = r.abandoned,
         "worker stopped"
     );

@@ -100,7 +100,7 @@ impl ConfigBuilder {
     /// A TLS listener on `127.0.0.1:0` serving `certs` (the first is the default).
     pub fn tls_listener(self, certs: &[&CertFiles]) -> Self {
         let entries: Vec<CertEntry> = certs.iter().map(|c| CertEntry::from(*c)).collect();
-        self.tls_listener_with(&entries, &[("ktls", "\"off\"")])
+        self.tls_listener_with(&entries, &[("ktls", "\"auto\"")])
     }
 
     /// A TLS listener with explicit entries and extra `[listener.tls]` settings (TOML values).
@@ -219,17 +219,26 @@ impl Proxy {
         self.stop();
     }
 
+    /// Graceful stop, returning each worker's totals (counters checked by tests).
+    #[allow(dead_code, reason = "used by some test binaries only")]
+    pub fn shutdown_reports(mut self) -> Vec<ringgate::worker::WorkerReport> {
+        self.stop()
+    }
+
     /// Shuts down on another thread so a stuck worker fails the test instead of hanging it.
-    fn stop(&mut self) {
+    fn stop(&mut self) -> Vec<ringgate::worker::WorkerReport> {
         let Some(handle) = self.handle.take() else {
-            return;
+            return Vec::new();
         };
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            handle.shutdown();
-            let _ = tx.send(());
+            let _ = tx.send(handle.shutdown());
         });
-        if rx.recv_timeout(SHUTDOWN_GUARD).is_err() {
+        let reports = rx.recv_timeout(SHUTDOWN_GUARD);
+        if let Ok(r) = reports {
+            return r;
+        }
+        {
             let msg = format!(
                 "the proxy's workers did not exit within {SHUTDOWN_GUARD:?} of shutdown() \
                  (a worker is stuck); leaking it"
@@ -240,12 +249,13 @@ impl Proxy {
                 panic!("{msg}");
             }
         }
+        Vec::new()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

@@ -1,0 +1,381 @@
+//! ③ Kernel TLS: after rustls finishes the handshake, the record layer moves into the
+//! kernel (`TCP_ULP "tls"`, `TLS_TX`, `TLS_RX`), and the worker reads and writes plaintext
+//! on the socket — which also lets bodies be spliced without entering userspace.
+//!
+//! This module is the only home of `unsafe` socket calls besides the runtime. It uses
+//! ktls-core for the kernel ABI (crypto-info structs, `setsockopt` wrappers, the cipher
+//! probe, and the conversion of rustls' extracted secrets) and adds only what monoio
+//! needs: non-blocking control-record I/O (`recvmsg`/`sendmsg` with `SOL_TLS` control
+//! messages and `MSG_DONTWAIT`, because monoio leaves accepted sockets blocking) and the
+//! switch itself.
+//!
+//! What it must never do: block a worker, panic on a peer's record, or leave a connection
+//! half-switched — a failure before the secrets leave rustls keeps the connection in
+//! userspace (a *fallback*, counted by [`Fallback`] reason); a failure after that closes
+//! the connection. Key material is never logged.
+
+#![allow(
+    unsafe_code,
+    reason = "the kTLS kernel interface is setsockopt/recvmsg/sendmsg with raw pointers"
+)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::OnceLock;
+
+use ktls_core::probe::{Compatibilities, Compatibility};
+use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
+use rustls::{CipherSuite, ServerConnection};
+
+/// Why a connection stayed in userspace rustls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// The kernel has no `tls` module (or TCP_ULP is not allowed).
+    Unavailable,
+    /// The negotiated version × cipher suite is not offered by this kernel.
+    Cipher,
+    /// Setting the ULP on this socket failed.
+    Setup,
+    /// Handshake bytes were left over that the kernel could not take.
+    Buffered,
+}
+
+impl Fallback {
+    pub const ALL: [Fallback; 4] = [
+        Fallback::Unavailable,
+        Fallback::Cipher,
+        Fallback::Setup,
+        Fallback::Buffered,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::Unavailable => "kernel_tls_unavailable",
+            Fallback::Cipher => "cipher_unsupported",
+            Fallback::Setup => "setup_failed",
+            Fallback::Buffered => "buffered_handshake_bytes",
+        }
+    }
+}
+
+/// What the kernel offers, probed once per process on loopback sockets.
+#[derive(Debug, Clone)]
+pub struct Support {
+    /// `Err(reason)` when kTLS cannot be used at all.
+    pub available: Result<Compatibilities, String>,
+}
+
+static SUPPORT: OnceLock<Support> = OnceLock::new();
+
+/// Probes kTLS support (blocking: call at start-up, never on a worker first).
+pub fn support() -> &'static Support {
+    SUPPORT.get_or_init(|| Support {
+        available: match Compatibilities::probe() {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err("the kernel refuses TCP_ULP \"tls\" (no tls module: modprobe tls, or CONFIG_TLS is off)".into()),
+            Err(e) => Err(format!("probe failed: {e}")),
+        },
+    })
+}
+
+impl Support {
+    pub fn is_available(&self) -> bool {
+        self.available.is_ok()
+    }
+
+    /// Human-readable list of offloadable version × cipher pairs.
+    pub fn describe(&self) -> String {
+        match &self.available {
+            Err(e) => e.clone(),
+            Ok(c) => {
+                let list = |v: &str, c: &Compatibility| {
+                    let mut s = Vec::new();
+                    if c.aes_128_gcm() {
+                        s.push(format!("{v} AES-128-GCM"));
+                    }
+                    if c.aes_256_gcm() {
+                        s.push(format!("{v} AES-256-GCM"));
+                    }
+                    if c.chacha20_poly1305() {
+                        s.push(format!("{v} CHACHA20-POLY1305"));
+                    }
+                    s
+                };
+                let mut all = list("TLS1.2", &c.tls12);
+                all.extend(list("TLS1.3", &c.tls13));
+                all.join(", ")
+            }
+        }
+    }
+
+    /// Whether this suite can be offloaded.
+    pub fn offers(&self, suite: CipherSuite) -> bool {
+        let Ok(c) = &self.available else {
+            return false;
+        };
+        use CipherSuite as S;
+        match suite {
+            S::TLS13_AES_128_GCM_SHA256 => c.tls13.aes_128_gcm(),
+            S::TLS13_AES_256_GCM_SHA384 => c.tls13.aes_256_gcm(),
+            S::TLS13_CHACHA20_POLY1305_SHA256 => c.tls13.chacha20_poly1305(),
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => c.tls12.aes_128_gcm(),
+            S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => c.tls12.aes_256_gcm(),
+            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => c.tls12.chacha20_poly1305(),
+            _ => false,
+        }
+    }
+}
+
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: callers pass the descriptor of a TcpStream they hold for the duration of
+    // the call; the borrow is used only inside that call and never stored.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Step 1: attach the `tls` ULP. Reversible in effect: until TLS_TX/RX are set the
+/// socket still carries bytes unchanged, so a failure here keeps userspace TLS working.
+pub fn attach_ulp(fd: &impl AsRawFd) -> Result<(), Fallback> {
+    ktls_core::setup_ulp(&borrow(fd.as_raw_fd())).map_err(|_| Fallback::Setup)
+}
+
+/// Why the switch failed after the secrets left rustls (the connection must close).
+#[derive(Debug)]
+pub struct SwitchError(pub String);
+
+/// Step 2: move the traffic secrets from rustls into the kernel. Consumes the rustls
+/// connection; on error the connection cannot continue.
+pub fn install_secrets(fd: &impl AsRawFd, conn: ServerConnection) -> Result<(), SwitchError> {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => ProtocolVersion::TLSv1_3,
+        Some(rustls::ProtocolVersion::TLSv1_2) => ProtocolVersion::TLSv1_2,
+        other => return Err(SwitchError(format!("unsupported protocol {other:?}"))),
+    };
+    let secrets = conn
+        .dangerous_extract_secrets()
+        .map_err(|e| SwitchError(format!("extracting secrets: {e}")))?;
+    let secrets = ktls_core::ExtractedSecrets::try_from(secrets)
+        .map_err(|e| SwitchError(format!("converting secrets: {e}")))?;
+    let ktls_core::ExtractedSecrets {
+        tx: (tx_seq, tx),
+        rx: (rx_seq, rx),
+    } = secrets;
+    let sock = borrow(fd.as_raw_fd());
+    TlsCryptoInfoTx::new(version, tx, tx_seq)
+        .and_then(|info| info.set(&sock))
+        .map_err(|e| SwitchError(format!("TLS_TX: {e}")))?;
+    TlsCryptoInfoRx::new(version, rx, rx_seq)
+        .and_then(|info| info.set(&sock))
+        .map_err(|e| SwitchError(format!("TLS_RX: {e}")))?;
+    Ok(())
+}
+
+/// TLS record content types (RFC 8446 §5.1).
+pub const CONTENT_ALERT: u8 = 21;
+pub const CONTENT_HANDSHAKE: u8 = 22;
+pub const CONTENT_APPLICATION_DATA: u8 = 23;
+
+/// A record the kernel would not hand over as plain data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ControlRecord {
+    /// `close_notify`: a clean end of stream.
+    CloseNotify,
+    /// Any other alert (level, description).
+    Alert(u8, u8),
+    /// TLS 1.3 KeyUpdate: the peer rotated its keys.
+    KeyUpdate,
+    /// Another handshake message (e.g. a NewSessionTicket; never expected from a client).
+    Handshake(u8),
+    /// Application data that came with a control message (appended to the buffer).
+    Data(usize),
+    /// Nothing to read right now.
+    WouldBlock,
+}
+
+const CMSG_SPACE: usize = 64;
+
+/// Reads one record with its type after a plain read failed with EIO. Never blocks
+/// (`MSG_DONTWAIT`); application data is appended to `data`.
+pub fn recv_control(fd: &impl AsRawFd, data: &mut Vec<u8>) -> io::Result<ControlRecord> {
+    let mut payload = [0u8; 16 * 1024 + 256];
+    let mut control = [0u8; CMSG_SPACE];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty header; the fields set below point at
+    // `iov` and `control`, which outlive the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    // SAFETY: fd is an open socket owned by the caller; msg describes valid buffers.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(ControlRecord::WouldBlock);
+        }
+        return Err(e);
+    }
+    let n = n as usize;
+    let mut record_type = CONTENT_APPLICATION_DATA;
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR walk only within
+    // msg_controllen, and CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header holds one byte.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_TLS && (*cmsg).cmsg_type == libc::TLS_GET_RECORD_TYPE
+            {
+                record_type = *libc::CMSG_DATA(cmsg);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(classify(record_type, &payload[..n], data))
+}
+
+fn classify(record_type: u8, payload: &[u8], data: &mut Vec<u8>) -> ControlRecord {
+    match record_type {
+        CONTENT_ALERT if payload.len() >= 2 => {
+            if payload[1] == 0 {
+                ControlRecord::CloseNotify
+            } else {
+                ControlRecord::Alert(payload[0], payload[1])
+            }
+        }
+        CONTENT_ALERT => ControlRecord::Alert(0, 0),
+        CONTENT_HANDSHAKE => match payload.first() {
+            Some(24) => ControlRecord::KeyUpdate,
+            Some(&t) => ControlRecord::Handshake(t),
+            None => ControlRecord::Handshake(0),
+        },
+        _ => {
+            data.extend_from_slice(payload);
+            ControlRecord::Data(payload.len())
+        }
+    }
+}
+
+/// Sends a `close_notify` alert through the kernel (`TLS_SET_RECORD_TYPE`). Never blocks;
+/// a full send buffer just means the peer gets a FIN without it.
+pub fn send_close_notify(fd: &impl AsRawFd) -> io::Result<()> {
+    let mut payload = [1u8, 0u8]; // warning, close_notify
+    let mut control = [0u8; CMSG_SPACE];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; every pointer set below outlives sendmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE(1) is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(1) } as _;
+    // SAFETY: `control` is CMSG_SPACE bytes long (≥ CMSG_SPACE(1)), so the first header
+    // and its one data byte lie inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_TLS;
+        (*cmsg).cmsg_type = libc::TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = CONTENT_ALERT;
+    }
+    // SAFETY: fd is an open socket owned by the caller; msg describes valid buffers.
+    let n = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_records() {
+        let mut data = Vec::new();
+        assert_eq!(
+            classify(CONTENT_ALERT, &[1, 0], &mut data),
+            ControlRecord::CloseNotify
+        );
+        assert_eq!(
+            classify(CONTENT_ALERT, &[2, 40], &mut data),
+            ControlRecord::Alert(2, 40)
+        );
+        assert_eq!(
+            classify(CONTENT_ALERT, &[], &mut data),
+            ControlRecord::Alert(0, 0)
+        );
+        assert_eq!(
+            classify(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 0], &mut data),
+            ControlRecord::KeyUpdate
+        );
+        assert_eq!(
+            classify(CONTENT_HANDSHAKE, &[4, 0], &mut data),
+            ControlRecord::Handshake(4)
+        );
+        assert_eq!(
+            classify(CONTENT_APPLICATION_DATA, b"abc", &mut data),
+            ControlRecord::Data(3)
+        );
+        assert_eq!(data, b"abc");
+    }
+
+    #[test]
+    fn probe_gives_an_answer_and_never_panics() {
+        let s = support();
+        // On this CI host CONFIG_TLS is off; elsewhere it may be on. Either way there is
+        // a description, and the suite check agrees with availability.
+        assert!(!s.describe().is_empty());
+        if !s.is_available() {
+            assert!(!s.offers(CipherSuite::TLS13_AES_128_GCM_SHA256));
+        }
+    }
+
+    #[test]
+    fn control_io_on_a_plain_socket_fails_cleanly() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut data = Vec::new();
+        // Nothing sent yet: would block, never blocks.
+        assert_eq!(
+            recv_control(&s, &mut data).unwrap(),
+            ControlRecord::WouldBlock
+        );
+        std::io::Write::write_all(&mut &c, b"hi").unwrap();
+        // Without kTLS there is no record type: plain data.
+        loop {
+            match recv_control(&s, &mut data).unwrap() {
+                ControlRecord::WouldBlock => continue,
+                r => {
+                    assert_eq!(r, ControlRecord::Data(2));
+                    break;
+                }
+            }
+        }
+        // Without the tls ULP the kernel ignores the record-type control message and the
+        // two alert bytes go out as they are: the call itself never blocks or fails.
+        send_close_notify(&s).unwrap();
+        let mut got = [0u8; 2];
+        std::io::Read::read_exact(&mut &c, &mut got).unwrap();
+        assert_eq!(got, [1, 0]);
+    }
+}

@@ -1,0 +1,186 @@
+//! Zero-copy bodies: socket → pipe → socket with io_uring splice, for Content-Length
+//! bodies of at least `splice_threshold_bytes` when the client side carries bytes as they
+//! are (plain TCP, or kernel TLS after the switch — the kernel encrypts on the way out
+//! and decrypts on the way in). The bytes never enter userspace.
+//!
+//! Timeouts are the same as on the copying path: the upstream side by its read/write
+//! timeout, the client side by `send_timeout_ms` / `client_body_timeout_ms`. A pipe that
+//! ends an exchange empty goes back to the worker's pool; after an error it is dropped,
+//! because it may still hold bytes.
+
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::net::{Pipe, TcpStream};
+use std::time::Duration;
+
+use super::Connection;
+use crate::error::{Kind, ProxyError, Side};
+use crate::upstream::Lease;
+
+/// Bytes moved per splice: the default pipe capacity (16 pages).
+const PIPE_CHUNK: u64 = 64 * 1024;
+
+/// Which side a failure belongs to, for the error returned.
+#[derive(Clone, Copy)]
+enum Dir {
+    ToClient,
+    ToUpstream,
+}
+
+impl Connection {
+    /// Whether a body of `len` bytes should travel by splice on this connection.
+    pub(super) fn splice_wanted(&mut self, len: u64) -> bool {
+        let threshold = self.ctx.config.http.splice_threshold_bytes;
+        threshold > 0 && len >= threshold && self.stream.splice_socket().is_some()
+    }
+
+    fn take_pipe(&self) -> Result<(Pipe, Pipe), ProxyError> {
+        if let Some(p) = self.ctx.pipes.borrow_mut().pop() {
+            return Ok(p);
+        }
+        monoio::net::unix::new_pipe().map_err(|e| {
+            ProxyError::io(
+                Side::Internal,
+                Kind::UpstreamClosed,
+                "cannot create a pipe",
+                e,
+            )
+        })
+    }
+
+    /// Moves `remaining` response body bytes from the upstream to the client.
+    pub(super) async fn splice_to_client(
+        &mut self,
+        lease: &mut Lease,
+        remaining: u64,
+    ) -> Result<(), ProxyError> {
+        let read_timeout = lease.upstream().read_timeout;
+        let send_timeout = self.ctx.config.http.send_timeout;
+        let mut pipe = self.take_pipe()?;
+        let Some(client) = self.stream.splice_socket() else {
+            return Err(ProxyError::new(
+                Side::Internal,
+                Kind::ClientGone,
+                "client socket not spliceable",
+            ));
+        };
+        let moved = pump(
+            &mut lease.stream.tcp,
+            client,
+            &mut pipe,
+            remaining,
+            (read_timeout, send_timeout),
+            Dir::ToClient,
+        )
+        .await;
+        if moved.is_ok() {
+            self.ctx.pipes.borrow_mut().push(pipe);
+            self.ctx
+                .stats
+                .spliced_bodies
+                .set(self.ctx.stats.spliced_bodies.get() + 1);
+        }
+        moved
+    }
+
+    /// Moves `remaining` request body bytes from the client to the upstream.
+    pub(super) async fn splice_to_upstream(
+        &mut self,
+        lease: &mut Lease,
+        remaining: u64,
+    ) -> Result<(), ProxyError> {
+        let body_timeout = self.ctx.config.http.client_body_timeout;
+        let write_timeout = lease.upstream().write_timeout;
+        let mut pipe = self.take_pipe()?;
+        let Some(client) = self.stream.splice_socket() else {
+            return Err(ProxyError::new(
+                Side::Internal,
+                Kind::ClientGone,
+                "client socket not spliceable",
+            ));
+        };
+        let moved = pump(
+            client,
+            &mut lease.stream.tcp,
+            &mut pipe,
+            remaining,
+            (body_timeout, write_timeout),
+            Dir::ToUpstream,
+        )
+        .await;
+        if moved.is_ok() {
+            self.ctx.pipes.borrow_mut().push(pipe);
+        }
+        moved
+    }
+}
+
+/// Splices exactly `remaining` bytes from `src` to `dst` through `pipe`.
+async fn pump(
+    src: &mut TcpStream,
+    dst: &mut TcpStream,
+    pipe: &mut (Pipe, Pipe),
+    mut remaining: u64,
+    (src_timeout, dst_timeout): (Duration, Duration),
+    dir: Dir,
+) -> Result<(), ProxyError> {
+    let (src_err, dst_err) = match dir {
+        Dir::ToClient => (Side::Upstream, Side::Downstream),
+        Dir::ToUpstream => (Side::Downstream, Side::Upstream),
+    };
+    while remaining > 0 {
+        let chunk = remaining.min(PIPE_CHUNK) as u32;
+        let n = match monoio::time::timeout(src_timeout, src.splice_to_pipe(&mut pipe.1, chunk))
+            .await
+        {
+            Ok(Ok(0)) => return Err(closed(src_err, "closed mid-body (splice)")),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                return Err(ProxyError::io(
+                    src_err,
+                    closed_kind(src_err),
+                    "splice read failed",
+                    e,
+                ));
+            }
+            Err(_) => return Err(timed_out(src_err)),
+        };
+        let mut out = 0;
+        while out < n {
+            match monoio::time::timeout(dst_timeout, dst.splice_from_pipe(&mut pipe.0, n - out))
+                .await
+            {
+                Ok(Ok(0)) => return Err(closed(dst_err, "closed while receiving (splice)")),
+                Ok(Ok(m)) => out += m,
+                Ok(Err(e)) => {
+                    return Err(ProxyError::io(
+                        dst_err,
+                        closed_kind(dst_err),
+                        "splice write failed",
+                        e,
+                    ));
+                }
+                Err(_) => return Err(timed_out(dst_err)),
+            }
+        }
+        remaining -= u64::from(n);
+    }
+    Ok(())
+}
+
+fn closed_kind(side: Side) -> Kind {
+    match side {
+        Side::Upstream => Kind::UpstreamClosed,
+        _ => Kind::ClientGone,
+    }
+}
+
+fn closed(side: Side, reason: &'static str) -> ProxyError {
+    ProxyError::new(side, closed_kind(side), reason)
+}
+
+fn timed_out(side: Side) -> ProxyError {
+    match side {
+        Side::Upstream => ProxyError::new(side, Kind::UpstreamTimeout, "upstream stalled (splice)"),
+        _ => ProxyError::new(side, Kind::ClientTimeout, "client stalled (splice)"),
+    }
+}
