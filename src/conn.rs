@@ -90,6 +90,9 @@ pub enum Offload {
     Failed(String),
 }
 
+/// close_notify alerts received on kTLS connections (process-wide; read at shutdown).
+pub static KTLS_CLOSE_NOTIFY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Peer KeyUpdates that closed a kTLS connection (the kernel here cannot re-key).
 pub static KTLS_KEYUPDATE_CLOSES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
@@ -325,7 +328,10 @@ impl ClientStream {
                         return Ok(0);
                     };
                     match ktls::recv_control(&self.tcp, &mut k.pending)? {
-                        ControlRecord::CloseNotify => k.eof = true,
+                        ControlRecord::CloseNotify => {
+                            KTLS_CLOSE_NOTIFY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            k.eof = true;
+                        }
                         ControlRecord::Alert(level, desc) => {
                             return Err(io::Error::new(
                                 io::ErrorKind::ConnectionAborted,

@@ -6,8 +6,8 @@
 //! text pointing at both — the same path a real config file takes.
 //!
 //! The built-in upstream is a small keep-alive HTTP/1.1 origin on its own thread: `/`
-//! says hello, `/bytes/N` returns N bytes, and any request with a body gets it echoed
-//! back. It doubles as the backend of the load tests.
+//! says hello, `/bytes/N` returns N bytes, and POST/PUT/PATCH (or any request with a
+//! body) get the body echoed back. It doubles as the backend of the load tests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -188,9 +188,11 @@ async fn backend_conn(mut tcp: TcpStream) {
                 Ok(_) => {}
             }
         };
-        let ok = match head.body {
-            BodyKind::Length(_) | BodyKind::Chunked => echo(&mut tcp, &mut buf, head.body).await,
-            _ => answer_get(&mut tcp, &head.path(), head.is_head()).await,
+        let has_body = matches!(head.body, BodyKind::Length(_) | BodyKind::Chunked);
+        let ok = if has_body || matches!(head.method.as_ref(), b"POST" | b"PUT" | b"PATCH") {
+            echo(&mut tcp, &mut buf, head.body).await
+        } else {
+            answer_get(&mut tcp, &head.path(), head.is_head()).await
         };
         if !ok || !head.keep_alive {
             return;
@@ -247,6 +249,10 @@ async fn answer_get(tcp: &mut TcpStream, path: &[u8], head_only: bool) -> bool {
 async fn echo(tcp: &mut TcpStream, buf: &mut BytesMut, kind: BodyKind) -> bool {
     let mut out = BytesMut::with_capacity(128);
     match kind {
+        BodyKind::Empty | BodyKind::UntilClose => {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 0\r\n\r\n");
+            write_tcp(tcp, out.freeze()).await.is_ok()
+        }
         BodyKind::Length(n) => {
             out.extend_from_slice(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ",

@@ -28,6 +28,7 @@
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod http1;
 pub mod ktls;

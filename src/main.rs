@@ -37,6 +37,17 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Report what this host offers: kernel, io_uring, kernel TLS, limits, CPUs.
+    Doctor {
+        /// Check against this configuration (default: the built-in defaults).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Run only the built-in upstream (the demo's origin; also the load-test backend).
+    Origin {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
     /// Run with an embedded default: self-signed certificate and a built-in upstream.
     Demo {
         /// Address to listen on.
@@ -60,8 +71,10 @@ fn main() -> ExitCode {
         );
         tracing_subscriber::EnvFilter::new("info")
     });
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -96,6 +109,52 @@ fn main() -> ExitCode {
             workers,
             print_config,
         } => demo(listen, workers, print_config),
+        Command::Doctor { config } => doctor(config),
+        Command::Origin { listen } => origin(listen),
+    }
+}
+
+fn doctor(config: Option<PathBuf>) -> ExitCode {
+    let intent = match &config {
+        None => ringgate::doctor::Intent::defaults(),
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => ringgate::doctor::Intent::from_config(&c),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let (text, code) = ringgate::doctor::render(&ringgate::doctor::run(&intent));
+    print!("{text}");
+    if code == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn origin(listen: SocketAddr) -> ExitCode {
+    match ringgate::demo::start_backend(listen) {
+        Ok(addr) => {
+            eprintln!("ringgate origin: listening on http://{addr}");
+            let mut signals = match signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGINT,
+            ]) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("ringgate origin: cannot install signal handlers: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let _ = signals.forever().next();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringgate origin: cannot listen on {listen}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -207,7 +207,14 @@ impl ServerHandle {
             }
         }
         if !reports.is_empty() {
-            info!(workers = reports.len(), "all workers stopped");
+            use std::sync::atomic::Ordering::Relaxed;
+            info!(
+                workers = reports.len(),
+                ktls_offloaded = reports.iter().map(|r| r.ktls_offloaded).sum::<u64>(),
+                ktls_close_notify_received = crate::conn::KTLS_CLOSE_NOTIFY.load(Relaxed),
+                ktls_keyupdate_closes = crate::conn::KTLS_KEYUPDATE_CLOSES.load(Relaxed),
+                "all workers stopped"
+            );
         }
         reports
     }

@@ -9,6 +9,8 @@
 #[path = "vm/harness.rs"]
 mod harness;
 
+mod common;
+
 /// The guest script; also usable by hand (see tests/vm/README.md).
 const PROBE_SCRIPT: &str = include_str!("vm/guests/ktls_probe.sh");
 
@@ -68,5 +70,153 @@ fn ktls_works_in_vm() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(tx_sw > 0, "TlsTxSw counter did not move\n{ctx}");
+    report.assert_exit_ok();
+}
+
+/// The real thing: the release `ringgate` binary inside the VM, its built-in origin, and
+/// curl as the client, over loopback. For TLS 1.2 and 1.3 × AES-128-GCM, AES-256-GCM and
+/// CHACHA20-POLY1305: bodies of 0 B to 3 MB both ways (1 MiB and up spliced into the kTLS
+/// socket), SHA-256 equal; /proc/net/tls_stat TlsTxSw and TlsRxSw rise by exactly the
+/// number of connections; keep-alive, an early client close mid-body; and, before tls.ko
+/// is loaded, `ktls = "auto"` falls back while `ktls = "on"` refuses to start.
+#[test]
+fn ringgate_offloads_in_vm() {
+    const GUEST: &str = include_str!("vm/guests/ringgate_ktls.sh");
+    // Checked before the (slow) release build, so a host without qemu skips quickly.
+    if !harness::have_tool("qemu-system-x86_64") {
+        return harness::Skip(
+            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
+        )
+        .report();
+    }
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        return harness::Skip("curl not found (apt-get install curl)".into()).report();
+    };
+    let ringgate = harness::release_binary("ringgate");
+    let pki = common::pki::TestPki::new();
+    let cert = pki.leaf(
+        &["ktls.test"],
+        common::pki::KeyType::EcdsaP256,
+        common::pki::KeyEncoding::Pkcs8,
+    );
+    let dir = pki.dir();
+    let config = |port: u16, mode: &str| {
+        format!(
+            r#"[server]
+workers = 2
+shutdown_timeout_ms = 5000
+[http]
+splice_threshold_bytes = 262144
+[[listener]]
+addr = "127.0.0.1:{port}"
+[listener.tls]
+ktls = "{mode}"
+certificates = [{{ cert = "/etc/rg/cert.pem", key = "/etc/rg/key.pem" }}]
+[[route]]
+upstream = "origin"
+[upstream.origin]
+servers = ["127.0.0.1:9000"]
+"#
+        )
+    };
+    std::fs::write(dir.join("auto.toml"), config(8443, "auto")).unwrap();
+    std::fs::write(dir.join("on.toml"), config(8444, "on")).unwrap();
+    let mut cfg = harness::VmConfig::new(GUEST);
+    cfg.name = "ringgate-ktls".into();
+    cfg.extra_binaries = vec![ringgate, curl];
+    cfg.extra_files = vec![
+        (cert.cert.clone(), "/etc/rg/cert.pem".into()),
+        (cert.key.clone(), "/etc/rg/key.pem".into()),
+        (pki.root_pem_path().to_path_buf(), "/etc/rg/root.pem".into()),
+        (dir.join("auto.toml"), "/etc/rg/auto.toml".into()),
+        (dir.join("on.toml"), "/etc/rg/on.toml".into()),
+    ];
+    cfg.timeout = std::time::Duration::from_secs(900);
+    let report = match harness::run_vm_with(&cfg) {
+        Ok(r) => r,
+        Err(skip) => return skip.report(),
+    };
+    let ctx = report.describe();
+    eprintln!(
+        "VM build {:.1?}, boot+run {:.1?}\n{}",
+        report.build_time, report.boot_time, report.report
+    );
+    for line in [
+        "NOMODULE KTLS_ON_REFUSES OK",
+        "NOMODULE AUTO_FALLBACK_SERVES OK",
+        "NOMODULE FALLBACK_LOGGED OK",
+        "INSMOD OK",
+        "KEEPALIVE OK",
+        "EARLY_CLOSE OK",
+        "DECRYPT_ERRORS OK",
+        "NO_PANIC OK",
+        "STOP ktls exit=0",
+    ] {
+        assert!(report.has_line(line), "missing {line:?}\n{ctx}");
+    }
+    let cases = [
+        "tls12-aes128",
+        "tls12-aes256",
+        "tls12-chacha20",
+        "tls13-aes128",
+        "tls13-aes256",
+        "tls13-chacha20",
+    ];
+    for case in cases {
+        for size in [0, 1, 16384, 100000, 1048576, 3000000] {
+            for method in ["GET", "POST"] {
+                let line = format!("CASE {case} {method} {size} OK");
+                assert!(report.has_line(&line), "missing {line:?}\n{ctx}");
+            }
+        }
+        assert!(
+            report.has_line(&format!("CASE {case} CHUNKED OK")),
+            "{case} chunked\n{ctx}"
+        );
+        assert!(
+            report
+                .report
+                .lines()
+                .any(|l| l.starts_with(&format!("CASE {case} TLS_STAT OK"))),
+            "{case}: TlsTxSw/TlsRxSw did not rise by the number of connections\n{ctx}"
+        );
+    }
+    assert!(!report.contains("FAIL"), "a check failed\n{ctx}");
+    // Every connection after the module was loaded went through the kernel.
+    let total: u64 = report
+        .value_after("TOTAL_CONNECTIONS")
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total");
+    let offloaded: u64 = report
+        .report
+        .lines()
+        .find_map(|l| l.strip_prefix("ktls_offloaded="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ktls_offloaded count\n{ctx}"));
+    assert_eq!(offloaded, total, "connections offloaded vs made\n{ctx}");
+    let close_notify: u64 = report
+        .report
+        .lines()
+        .find_map(|l| l.strip_prefix("ktls_close_notify_received="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        close_notify > 0,
+        "no close_notify was read through the control-record path\n{ctx}"
+    );
+    let spliced: u64 = report
+        .report
+        .lines()
+        .filter_map(|l| l.strip_prefix("spliced_bodies="))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum();
+    assert!(
+        spliced >= 24,
+        "large bodies were not spliced ({spliced})\n{ctx}"
+    );
     report.assert_exit_ok();
 }

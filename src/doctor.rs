@@ -1,0 +1,387 @@
+//! `ringgate doctor`: what this host offers the proxy, one pass/warn/fail line per check,
+//! each with a hint. Runs on the main thread (it blocks on /proc reads and probes by
+//! design) and never changes the host. Any fail → non-zero exit.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, KtlsMode};
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub level: Level,
+    pub name: &'static str,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+fn check(level: Level, name: &'static str, detail: impl Into<String>, hint: Option<&str>) -> Check {
+    Check {
+        level,
+        name,
+        detail: detail.into(),
+        hint: hint.map(str::to_string),
+    }
+}
+
+/// What the checks need to know about the intended configuration.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub workers: usize,
+    pub max_connections_per_worker: usize,
+    pub io_uring: bool,
+    pub ktls: KtlsMode,
+}
+
+impl Intent {
+    /// From a checked configuration (the strictest kTLS mode of any listener).
+    pub fn from_config(c: &Config) -> Intent {
+        let ktls = c
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref().map(|t| t.ktls))
+            .fold(KtlsMode::Off, |acc, m| match (acc, m) {
+                (KtlsMode::On, _) | (_, KtlsMode::On) => KtlsMode::On,
+                (KtlsMode::Auto, _) | (_, KtlsMode::Auto) => KtlsMode::Auto,
+                _ => KtlsMode::Off,
+            });
+        Intent {
+            workers: c.server.workers,
+            max_connections_per_worker: c.server.max_connections_per_worker,
+            io_uring: c.server.io_uring,
+            ktls,
+        }
+    }
+
+    /// The built-in defaults (no configuration given).
+    pub fn defaults() -> Intent {
+        Intent {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections_per_worker: 16_384,
+            io_uring: true,
+            ktls: KtlsMode::Auto,
+        }
+    }
+}
+
+/// Runs every check.
+pub fn run(intent: &Intent) -> Vec<Check> {
+    let release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
+    let version = parse_version(&release);
+    vec![
+        kernel(&release, version),
+        io_uring(intent),
+        ktls(intent, version),
+        nofile(intent),
+        memlock(intent, version),
+        cpus(intent),
+    ]
+}
+
+/// Formats the report; the second value is the exit status to use.
+pub fn render(checks: &[Check]) -> (String, i32) {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.level {
+            Level::Pass => "pass",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        let _ = writeln!(out, "{tag}  {:<9} {}", c.name, c.detail);
+        if let Some(h) = &c.hint {
+            let _ = writeln!(out, "      {:<9} hint: {h}", "");
+        }
+    }
+    let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Pass);
+    let _ = writeln!(
+        out,
+        "{}",
+        match worst {
+            Level::Pass => "all checks passed",
+            Level::Warn => "usable, with warnings",
+            Level::Fail => "at least one check failed",
+        }
+    );
+    (out, i32::from(worst == Level::Fail))
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `6.1.0-28-amd64` → (6, 1).
+pub fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn kernel(release: &str, v: Option<(u32, u32)>) -> Check {
+    match v {
+        Some(v) if v >= (5, 10) => check(
+            Level::Pass,
+            "kernel",
+            format!("{release} (io_uring needs ≥ 5.10; kTLS re-key needs ≥ 6.14)"),
+            None,
+        ),
+        Some(_) => check(
+            Level::Warn,
+            "kernel",
+            format!("{release} is older than 5.10"),
+            Some("workers will use the epoll fallback; upgrade for io_uring"),
+        ),
+        None => check(
+            Level::Warn,
+            "kernel",
+            format!("cannot read the version ({release})"),
+            None,
+        ),
+    }
+}
+
+fn io_uring(intent: &Intent) -> Check {
+    if !intent.io_uring {
+        return check(
+            Level::Pass,
+            "io_uring",
+            "off in the configuration: workers use epoll",
+            None,
+        );
+    }
+    let disabled = read_trimmed("/proc/sys/kernel/io_uring_disabled").unwrap_or_else(|| "0".into());
+    if disabled == "2" {
+        return check(
+            Level::Warn,
+            "io_uring",
+            "disabled by kernel.io_uring_disabled = 2: workers fall back to epoll",
+            Some("sysctl -w kernel.io_uring_disabled=0"),
+        );
+    }
+    match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().build() {
+        Ok(_) => check(
+            Level::Pass,
+            "io_uring",
+            format!("available (kernel.io_uring_disabled = {disabled})"),
+            None,
+        ),
+        Err(e) => check(
+            Level::Warn,
+            "io_uring",
+            format!("cannot create a ring ({e}): workers fall back to epoll"),
+            Some("a seccomp profile (e.g. Docker's default) or RLIMIT_MEMLOCK may block it"),
+        ),
+    }
+}
+
+fn ktls(intent: &Intent, v: Option<(u32, u32)>) -> Check {
+    let support = crate::ktls::support();
+    let rekey = if v.is_some_and(|v| v >= (6, 14)) {
+        "; TLS 1.3 re-key supported"
+    } else {
+        "; a client KeyUpdate closes the connection (re-key needs ≥ 6.14)"
+    };
+    match (support.is_available(), intent.ktls) {
+        (true, KtlsMode::Off) => check(
+            Level::Pass,
+            "ktls",
+            format!(
+                "available ({}) but off in the configuration",
+                support.describe()
+            ),
+            None,
+        ),
+        (true, _) => check(
+            Level::Pass,
+            "ktls",
+            format!("TCP_ULP \"tls\" works: {}{rekey}", support.describe()),
+            None,
+        ),
+        (false, KtlsMode::On) => check(
+            Level::Fail,
+            "ktls",
+            format!(
+                "unavailable: {} — ktls = \"on\" will refuse to start",
+                support.describe()
+            ),
+            Some("modprobe tls (CONFIG_TLS=m), or set ktls = \"auto\""),
+        ),
+        (false, KtlsMode::Auto) => check(
+            Level::Warn,
+            "ktls",
+            format!(
+                "unavailable: {} — connections stay in userspace rustls",
+                support.describe()
+            ),
+            Some("modprobe tls; on kernels built without CONFIG_TLS there is no kernel TLS"),
+        ),
+        (false, KtlsMode::Off) => check(Level::Pass, "ktls", "off in the configuration", None),
+    }
+}
+
+/// Soft limit from /proc/self/limits (`None` = unlimited), by row name.
+fn limit(row: &str) -> Option<Option<u64>> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with(row))?;
+    let soft = line[row.len()..].split_whitespace().next()?;
+    Some(if soft == "unlimited" {
+        None
+    } else {
+        soft.parse().ok()
+    })
+}
+
+fn nofile(intent: &Intent) -> Check {
+    // A client socket and (at most) an upstream socket per connection, plus listeners,
+    // rings and pipes.
+    let need = (intent.workers * intent.max_connections_per_worker * 2 + 256) as u64;
+    match limit("Max open files") {
+        Some(None) => check(Level::Pass, "nofile", "unlimited", None),
+        Some(Some(n)) if n >= need => check(
+            Level::Pass,
+            "nofile",
+            format!(
+                "{n} ≥ {need} ({} workers × {} connections × 2)",
+                intent.workers, intent.max_connections_per_worker
+            ),
+            None,
+        ),
+        Some(Some(n)) => check(
+            Level::Warn,
+            "nofile",
+            format!(
+                "{n} < {need} needed for {} workers × {} connections × 2: accepts will back off (EMFILE)",
+                intent.workers, intent.max_connections_per_worker
+            ),
+            Some("raise LimitNOFILE= (systemd) or ulimit -n, or lower max_connections_per_worker"),
+        ),
+        None => check(Level::Warn, "nofile", "cannot read /proc/self/limits", None),
+    }
+}
+
+fn memlock(intent: &Intent, v: Option<(u32, u32)>) -> Check {
+    // Before 5.12 io_uring rings were charged to RLIMIT_MEMLOCK; ~256 KiB per worker ring.
+    let need = intent.workers as u64 * 256 * 1024;
+    let charged = v.is_some_and(|v| v < (5, 12));
+    match limit("Max locked memory") {
+        Some(None) => check(Level::Pass, "memlock", "unlimited", None),
+        Some(Some(n)) if !charged => check(
+            Level::Pass,
+            "memlock",
+            format!("{n} bytes (kernel ≥ 5.12 does not charge io_uring rings to it)"),
+            None,
+        ),
+        Some(Some(n)) if n >= need => check(
+            Level::Pass,
+            "memlock",
+            format!("{n} ≥ {need} bytes for the rings"),
+            None,
+        ),
+        Some(Some(n)) => check(
+            Level::Warn,
+            "memlock",
+            format!("{n} < {need} bytes: io_uring rings may fail to map on this kernel"),
+            Some("raise LimitMEMLOCK= (systemd) or ulimit -l"),
+        ),
+        None => check(
+            Level::Warn,
+            "memlock",
+            "cannot read /proc/self/limits",
+            None,
+        ),
+    }
+}
+
+fn cpus(intent: &Intent) -> Check {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.is_empty() {
+        return check(
+            Level::Warn,
+            "cpus",
+            "cannot read the CPU set: workers will not be pinned",
+            None,
+        );
+    }
+    let pinned = std::thread::spawn({
+        let cores = cores.clone();
+        move || cores.iter().all(|&c| core_affinity::set_for_current(c))
+    })
+    .join()
+    .unwrap_or(false);
+    let detail = format!(
+        "{} usable core(s), {} worker(s)",
+        cores.len(),
+        intent.workers
+    );
+    match (pinned, intent.workers > cores.len()) {
+        (false, _) => check(
+            Level::Warn,
+            "cpus",
+            format!("{detail}; pinning to a core failed"),
+            Some("check the cgroup cpuset / taskset of the service"),
+        ),
+        (true, true) => check(
+            Level::Warn,
+            "cpus",
+            format!("{detail}: more workers than cores share cores"),
+            Some("workers = \"auto\" runs one per core"),
+        ),
+        (true, false) => check(
+            Level::Pass,
+            "cpus",
+            format!("{detail}; pinning works"),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("6.1.0-28-amd64"), Some((6, 1)));
+        assert_eq!(parse_version("5.10.0"), Some((5, 10)));
+        assert_eq!(parse_version("x"), None);
+    }
+
+    #[test]
+    fn report_has_every_check_and_fails_only_on_fail() {
+        let checks = run(&Intent::defaults());
+        let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            ["kernel", "io_uring", "ktls", "nofile", "memlock", "cpus"]
+        );
+        let (text, code) = render(&checks);
+        assert_eq!(
+            code,
+            i32::from(checks.iter().any(|c| c.level == Level::Fail))
+        );
+        assert!(text.lines().count() > checks.len(), "{text}");
+    }
+
+    #[test]
+    fn ktls_on_without_kernel_support_is_a_failure() {
+        let mut intent = Intent::defaults();
+        intent.ktls = KtlsMode::On;
+        let c = ktls(&intent, Some((6, 1)));
+        if crate::ktls::support().is_available() {
+            assert_eq!(c.level, Level::Pass);
+        } else {
+            assert_eq!(c.level, Level::Fail);
+            assert!(c.hint.is_some());
+        }
+    }
+}
