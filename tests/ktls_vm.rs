@@ -77,7 +77,8 @@ fn ktls_works_in_vm() {
 /// curl as the client, over loopback. For TLS 1.2 and 1.3 × AES-128-GCM, AES-256-GCM and
 /// CHACHA20-POLY1305: bodies of 0 B to 3 MB both ways (1 MiB and up spliced into the kTLS
 /// socket), SHA-256 equal; /proc/net/tls_stat TlsTxSw and TlsRxSw rise by exactly the
-/// number of connections; keep-alive, an early client close mid-body; and, before tls.ko
+/// number of connections; keep-alive, an early client close mid-body, a client KeyUpdate
+/// (closed cleanly and counted: the 6.1 kernel cannot re-key); and, before tls.ko
 /// is loaded, `ktls = "auto"` falls back while `ktls = "on"` refuses to start.
 #[test]
 fn ringgate_offloads_in_vm() {
@@ -127,7 +128,14 @@ servers = ["127.0.0.1:9000"]
     std::fs::write(dir.join("on.toml"), config(8444, "on")).unwrap();
     let mut cfg = harness::VmConfig::new(GUEST);
     cfg.name = "ringgate-ktls".into();
-    cfg.extra_binaries = vec![ringgate, curl];
+    let Some(openssl) = ["/usr/bin/openssl", "/bin/openssl"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        return harness::Skip("openssl not found (apt-get install openssl)".into()).report();
+    };
+    cfg.extra_binaries = vec![ringgate, curl, openssl];
     cfg.extra_files = vec![
         (cert.cert.clone(), "/etc/rg/cert.pem".into()),
         (cert.key.clone(), "/etc/rg/key.pem".into()),
@@ -152,6 +160,9 @@ servers = ["127.0.0.1:9000"]
         "INSMOD OK",
         "KEEPALIVE OK",
         "EARLY_CLOSE OK",
+        "KEYUPDATE_SENT OK",
+        "AFTER_KEYUPDATE_SERVING OK",
+        "ktls_keyupdate_closes=1",
         "DECRYPT_ERRORS OK",
         "NO_PANIC OK",
         "STOP ktls exit=0",

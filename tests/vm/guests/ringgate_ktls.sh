@@ -118,6 +118,26 @@ got=$($CURL https://ktls.test:8443/bytes/5000 | wc -c)
 total=$((total + 1))
 if [ "$got" = "5000" ] && kill -0 $P; then echo "EARLY_CLOSE OK"; else echo "EARLY_CLOSE FAIL got=$got"; fi
 
+# A TLS 1.3 KeyUpdate from the client: this kernel (< 6.14) cannot re-key, so the proxy
+# answers the request before it, then closes cleanly and counts it.
+(
+	printf 'GET /bytes/10 HTTP/1.1\r\nHost: ktls.test\r\n\r\n'
+	sleep 2
+	echo k
+	sleep 3
+) | timeout 20 openssl s_client -connect 127.0.0.1:8443 -servername ktls.test \
+	-CAfile /etc/rg/root.pem -tls1_3 >/tmp/ku.out 2>&1
+total=$((total + 1))
+if grep -q 'HTTP/1.1 200' /tmp/ku.out && grep -q 'KEYUPDATE' /tmp/ku.out; then
+	echo "KEYUPDATE_SENT OK"
+else
+	echo "KEYUPDATE_SENT FAIL"
+	cat /tmp/ku.out
+fi
+got=$($CURL https://ktls.test:8443/bytes/5000 | wc -c)
+total=$((total + 1))
+if [ "$got" = "5000" ] && kill -0 $P; then echo "AFTER_KEYUPDATE_SERVING OK"; else echo "AFTER_KEYUPDATE_SERVING FAIL"; fi
+
 errors=$(stat_of TlsDecryptError)
 if [ "${errors:-0}" = "0" ]; then echo "DECRYPT_ERRORS OK"; else echo "DECRYPT_ERRORS FAIL $errors"; fi
 
@@ -125,6 +145,7 @@ stop $P ktls
 echo "TOTAL_CONNECTIONS $total"
 grep -o 'ktls_offloaded=[0-9]*' /tmp/auto.log | tail -1
 grep -o 'ktls_close_notify_received=[0-9]*' /tmp/auto.log | tail -1
+grep -o 'ktls_keyupdate_closes=[0-9]*' /tmp/auto.log | tail -1
 grep -o 'spliced_bodies=[0-9]*' /tmp/auto.log
 if grep -q 'panicked' /tmp/auto.log; then echo "PANIC FAIL"; cat /tmp/auto.log; else echo "NO_PANIC OK"; fi
 echo "--- /proc/net/tls_stat"
