@@ -191,3 +191,17 @@ fn no_matching_route_is_404_from_the_proxy() {
     let total: usize = r.backends().iter().map(|b| b.served()).sum();
     assert_eq!(total, 0, "no origin may see unrouted requests");
 }
+
+/// `OPTIONS *` is routed like `/` and reaches the origin with its `*` target intact.
+#[test]
+fn options_asterisk_is_forwarded_as_is() {
+    let f = common::Fixture::new();
+    let mut c = f.client();
+    let r = c.roundtrip(format!("OPTIONS * HTTP/1.1\r\nHost: {}\r\n\r\n", common::HOST).as_bytes());
+    assert!(r.status < 500, "{}", r.describe());
+    let seen = f.backend.last_request().expect("origin saw the request");
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("OPTIONS", "*")
+    );
+}

@@ -52,8 +52,12 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    /// The path part of the target (`/a/b?q`), also for absolute-form targets.
+    /// The path part of the target (`/a/b?q`), also for absolute-form targets; `*` for
+    /// `OPTIONS *`.
     pub fn path(&self) -> Bytes {
+        if self.target.as_ref() == b"*" {
+            return self.target.clone();
+        }
         path_of(&self.target)
             .map(|r| self.target.slice(r))
             .unwrap_or_else(|| Bytes::from_static(b"/"))

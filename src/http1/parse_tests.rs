@@ -247,3 +247,9 @@ fn response_heads() {
         Parsed::Invalid(Reject { status: 502, .. })
     ));
 }
+
+#[test]
+fn options_asterisk_keeps_its_target() {
+    let (h, _) = parse_all_splits(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(&h.path()[..], b"*");
+}

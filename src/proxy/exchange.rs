@@ -120,7 +120,10 @@ impl Connection {
             return Next::Close;
         }
         let path = head.path();
-        let Some(selected) = self.ctx.router.select(head.host.as_deref(), &path) else {
+        // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
+        let asterisk = path.as_ref() == b"*";
+        let route_path: &[u8] = if asterisk { b"/" } else { &path };
+        let Some(selected) = self.ctx.router.select(head.host.as_deref(), route_path) else {
             // Keep the connection only when no unread body is in the way.
             let keep =
                 head.keep_alive && head.body == BodyKind::Empty && !self.ctx.draining.is_raised();
@@ -131,7 +134,11 @@ impl Connection {
         let group = selected.route.upstream;
         let upstream = &config.upstreams[group];
         let mut scratch = Vec::new();
-        let up_path = selected.upstream_path(&path, &mut scratch);
+        let up_path: &[u8] = if asterisk {
+            &path
+        } else {
+            selected.upstream_path(&path, &mut scratch)
+        };
         let mut first = BytesMut::with_capacity(1024);
         let client = ClientInfo {
             addr: self.peer,
