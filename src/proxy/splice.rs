@@ -53,33 +53,12 @@ impl Connection {
         lease: &mut Lease,
         remaining: u64,
     ) -> Result<(), ProxyError> {
-        let read_timeout = lease.upstream().read_timeout;
-        let send_timeout = self.ctx.config.http.send_timeout;
-        let mut pipe = self.take_pipe()?;
-        let Some(client) = self.stream.splice_socket() else {
-            return Err(ProxyError::new(
-                Side::Internal,
-                Kind::ClientGone,
-                "client socket not spliceable",
-            ));
-        };
-        let moved = pump(
-            &mut lease.stream.tcp,
-            client,
-            &mut pipe,
-            remaining,
-            (read_timeout, send_timeout),
-            Dir::ToClient,
-        )
-        .await;
-        if moved.is_ok() {
-            self.ctx.pipes.borrow_mut().push(pipe);
-            self.ctx
-                .stats
-                .spliced_bodies
-                .set(self.ctx.stats.spliced_bodies.get() + 1);
-        }
-        moved
+        self.splice(lease, remaining, Dir::ToClient).await?;
+        self.ctx
+            .stats
+            .spliced_bodies
+            .set(self.ctx.stats.spliced_bodies.get() + 1);
+        Ok(())
     }
 
     /// Moves `remaining` request body bytes from the client to the upstream.
@@ -88,8 +67,21 @@ impl Connection {
         lease: &mut Lease,
         remaining: u64,
     ) -> Result<(), ProxyError> {
-        let body_timeout = self.ctx.config.http.client_body_timeout;
-        let write_timeout = lease.upstream().write_timeout;
+        self.splice(lease, remaining, Dir::ToUpstream).await
+    }
+
+    async fn splice(
+        &mut self,
+        lease: &mut Lease,
+        remaining: u64,
+        dir: Dir,
+    ) -> Result<(), ProxyError> {
+        let http = &self.ctx.config.http;
+        let upstream = lease.upstream();
+        let timeouts = match dir {
+            Dir::ToClient => (upstream.read_timeout, http.send_timeout),
+            Dir::ToUpstream => (http.client_body_timeout, upstream.write_timeout),
+        };
         let mut pipe = self.take_pipe()?;
         let Some(client) = self.stream.splice_socket() else {
             return Err(ProxyError::new(
@@ -98,15 +90,11 @@ impl Connection {
                 "client socket not spliceable",
             ));
         };
-        let moved = pump(
-            client,
-            &mut lease.stream.tcp,
-            &mut pipe,
-            remaining,
-            (body_timeout, write_timeout),
-            Dir::ToUpstream,
-        )
-        .await;
+        let upstream = &mut lease.stream.tcp;
+        let moved = match dir {
+            Dir::ToClient => pump(upstream, client, &mut pipe, remaining, timeouts, dir).await,
+            Dir::ToUpstream => pump(client, upstream, &mut pipe, remaining, timeouts, dir).await,
+        };
         if moved.is_ok() {
             self.ctx.pipes.borrow_mut().push(pipe);
         }
