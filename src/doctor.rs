@@ -345,9 +345,118 @@ fn cpus(intent: &Intent) -> Check {
     }
 }
 
+/// The sysctl profiles shipped in tuning/, built into the binary.
+pub const PROFILES: [(&str, &str); 2] = [
+    (
+        "edge-throughput",
+        include_str!("../tuning/edge-throughput.conf"),
+    ),
+    ("edge-latency", include_str!("../tuning/edge-latency.conf")),
+];
+
+/// `key = value` pairs of a profile (comments and blank lines skipped, whitespace in
+/// values folded), the same rules tuning/apply.sh follows.
+pub fn parse_profile(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), fold(v)))
+        .collect()
+}
+
+fn fold(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Compares the running kernel with profile `name`: one check listing the deviations.
+pub fn profile(name: &str) -> Check {
+    let Some((_, text)) = PROFILES.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+        return check(
+            Level::Fail,
+            "profile",
+            format!("unknown profile {name:?} (known: {})", known.join(", ")),
+            None,
+        );
+    };
+    let mut differ = Vec::new();
+    let mut absent = Vec::new();
+    let pairs = parse_profile(text);
+    for (key, want) in &pairs {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        match std::fs::read_to_string(&path) {
+            Ok(running) if fold(&running) == *want => {}
+            Ok(running) => differ.push(format!("{key} = {} (profile {want})", fold(&running))),
+            Err(_) => absent.push(key.clone()),
+        }
+    }
+    let hint =
+        format!("tuning/apply.sh {name} shows the diff; tuning/apply.sh {name} --apply sets it");
+    if differ.is_empty() {
+        let note = if absent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} absent on this kernel: {})",
+                absent.len(),
+                absent.join(", ")
+            )
+        };
+        check(
+            Level::Pass,
+            "profile",
+            format!("{name}: all {} keys match{note}", pairs.len()),
+            None,
+        )
+    } else {
+        check(
+            Level::Warn,
+            "profile",
+            format!(
+                "{name}: {} of {} keys differ: {}",
+                differ.len(),
+                pairs.len(),
+                differ.join("; ")
+            ),
+            Some(&hint),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shipped_profiles_parse_and_differ_where_goals_differ() {
+        let t = parse_profile(PROFILES[0].1);
+        let l = parse_profile(PROFILES[1].1);
+        assert!(t.len() >= 20 && l.len() >= 20, "{} {}", t.len(), l.len());
+        let get = |p: &[(String, String)], k: &str| {
+            p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(&t, "net.core.somaxconn"), Some("65535".into()));
+        assert_ne!(
+            get(&t, "net.ipv4.tcp_notsent_lowat"),
+            get(&l, "net.ipv4.tcp_notsent_lowat")
+        );
+        assert_eq!(
+            get(&t, "net.ipv4.tcp_rmem"),
+            Some("4096 131072 67108864".into()),
+            "whitespace folded"
+        );
+    }
+
+    #[test]
+    fn profile_check_names_deviations_or_passes() {
+        let c = profile("edge-throughput");
+        assert!(
+            c.level == Level::Pass || (c.level == Level::Warn && c.detail.contains("differ")),
+            "{c:?}"
+        );
+        assert_eq!(profile("nope").level, Level::Fail);
+    }
 
     #[test]
     fn versions_parse() {

@@ -42,6 +42,10 @@ enum Command {
         /// Check against this configuration (default: the built-in defaults).
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also compare the running sysctls with a tuning profile
+        /// (edge-throughput, edge-latency; see tuning/README.md).
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Run only the built-in upstream (the demo's origin; also the load-test backend).
     Origin {
@@ -109,12 +113,12 @@ fn main() -> ExitCode {
             workers,
             print_config,
         } => demo(listen, workers, print_config),
-        Command::Doctor { config } => doctor(config),
+        Command::Doctor { config, profile } => doctor(config, profile),
         Command::Origin { listen } => origin(listen),
     }
 }
 
-fn doctor(config: Option<PathBuf>) -> ExitCode {
+fn doctor(config: Option<PathBuf>, profile: Option<String>) -> ExitCode {
     let intent = match &config {
         None => ringgate::doctor::Intent::defaults(),
         Some(path) => match Config::from_file(path) {
@@ -125,7 +129,11 @@ fn doctor(config: Option<PathBuf>) -> ExitCode {
             }
         },
     };
-    let (text, code) = ringgate::doctor::render(&ringgate::doctor::run(&intent));
+    let mut checks = ringgate::doctor::run(&intent);
+    if let Some(name) = profile {
+        checks.push(ringgate::doctor::profile(&name));
+    }
+    let (text, code) = ringgate::doctor::render(&checks);
     print!("{text}");
     if code == 0 {
         ExitCode::SUCCESS
