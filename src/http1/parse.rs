@@ -6,6 +6,8 @@
 //! framing, no obs-fold, no control bytes, one Host, valid targets. Header names and values
 //! are `Bytes` slices of the read buffer — never copied.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 
 /// One header field: slices of the buffer the head was read into.
@@ -129,16 +131,20 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Parsed<RawRequest> {
         }
         _ => {}
     }
-    let mut storage = [httparse::EMPTY_HEADER; 128];
-    let mut heap;
-    let headers: &mut [httparse::Header] = if limits.max_headers <= storage.len() {
+    // Uninitialised header slots: zero-filling 128 slots would cost more than parsing a
+    // small request (benches/http1.rs).
+    let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut heap: Vec<MaybeUninit<httparse::Header>>;
+    let headers: &mut [MaybeUninit<httparse::Header>] = if limits.max_headers <= storage.len() {
         &mut storage[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        heap = (0..limits.max_headers)
+            .map(|_| MaybeUninit::uninit())
+            .collect();
         &mut heap
     };
-    let mut req = httparse::Request::new(headers);
-    let status = req.parse(buf);
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(buf, headers);
     let used = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
