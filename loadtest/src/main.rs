@@ -605,3 +605,48 @@ async fn connection_loop(ctx: ConnCtx) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let u = parse_url("https://127.0.0.1:8443/bytes/12").unwrap();
+        assert!(u.tls && u.host == "127.0.0.1" && u.port == 8443 && u.path == "/bytes/12");
+        let u = parse_url("http://localhost").unwrap();
+        assert!(!u.tls && u.port == 80 && u.path == "/");
+        let u = parse_url("https://[::1]:9443/x").unwrap();
+        assert!(u.host == "::1" && u.port == 9443);
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("https://h:notaport/").is_err());
+    }
+
+    #[test]
+    fn requests_are_well_formed_http() {
+        let args = Args::parse_from([
+            "ringgate-load",
+            "--method",
+            "POST",
+            "--body-bytes",
+            "5",
+            "-H",
+            "X-A: b",
+        ]);
+        let r = build_request(&args, "h.test", "/echo");
+        let mut buf = bytes::BytesMut::from(&r[..]);
+        let limits = ringgate::http1::parse::HeadLimits {
+            max_request_line: 8192,
+            max_head_bytes: 32768,
+            max_headers: 100,
+        };
+        let ringgate::http1::parse::Parsed::Complete(raw, used) =
+            ringgate::http1::parse::parse_request(&buf, &limits)
+        else {
+            panic!("not a complete request: {:?}", String::from_utf8_lossy(&r));
+        };
+        let head = ringgate::http1::parse::take_request(&mut buf, raw, used).unwrap();
+        assert_eq!(head.body, ringgate::http1::parse::BodyKind::Length(5));
+        assert_eq!(&buf[..], b"01234");
+    }
+}
