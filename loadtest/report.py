@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Helper for loadtest/compare.sh: parses load-tool output into JSON lines and prints the
+markdown tables. Not meant to be run by hand (but harmless: it only reads and appends).
+
+  report.py record --results R.jsonl --tool wrk|h2load|ringgate-load --out OUT
+                   [--h2log LOG] [--json J] --proxy P --scenario S --repeat I
+                   --connections C --secs D --cpu-ticks-before A --cpu-ticks-after B
+                   --clk-tck T
+  report.py idle   --results R.jsonl --proxy P --conns N --open O --failed F
+                   --rss-before-kb A --rss-after-kb B
+  report.py table  R.jsonl
+"""
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+
+PROXIES = ["ringgate", "nginx", "haproxy"]
+UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def wrk_time(s):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", s)
+    return float(m.group(1)) * UNIT_US[m.group(2)] if m else None
+
+
+def parse_wrk(text):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    r["requests"] = int(m.group(1)) if m else 0
+    r["duration_s"] = float(m.group(2)) * UNIT_US[m.group(3)] / 1e6 if m else None
+    m = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    errs = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errs += int(m.group(1))
+    r["errors"] = errs
+    for p in ("50", "90", "99"):
+        m = re.search(rf"^\s*{p}%\s+(\S+)", text, re.M)
+        r[f"p{p}_us"] = wrk_time(m.group(1)) if m else None
+    return r
+
+
+def percentile(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    i = min(len(sorted_vals) - 1, max(0, int(round(q * len(sorted_vals) + 0.5)) - 1))
+    return float(sorted_vals[i])
+
+
+def parse_h2load(text, log):
+    r = {}
+    m = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", text)
+    r["duration_s"] = float(m.group(1)) * UNIT_US[m.group(2)] / 1e6 if m else None
+    r["rps"] = float(m.group(3)) if m else 0.0
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text)
+    r["requests"] = int(m.group(1)) if m else 0
+    r["errors"] = sum(int(x) for x in m.groups()[1:]) if m else 0
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        r["errors"] += int(m.group(3)) + int(m.group(4))
+    lat = []
+    if log:
+        with open(log) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]))
+    lat.sort()
+    for p, q in (("50", 0.50), ("90", 0.90), ("99", 0.99)):
+        r[f"p{p}_us"] = percentile(lat, q)
+    return r
+
+
+def parse_rgl(path):
+    with open(path) as f:
+        j = json.load(f)
+    lat = j.get("latency_us", {})
+    return {
+        "requests": j.get("requests", 0), "errors": j.get("errors", 0),
+        "duration_s": j.get("duration_s"), "rps": j.get("rps", 0.0),
+        "p50_us": lat.get("p50"), "p90_us": lat.get("p90"), "p99_us": lat.get("p99"),
+        "throughput_bps": j.get("throughput_bps"),
+    }
+
+
+def record(a):
+    with open(a.out) as f:
+        text = f.read()
+    if a.tool == "wrk":
+        r = parse_wrk(text)
+    elif a.tool == "h2load":
+        r = parse_h2load(text, a.h2log)
+    else:
+        r = parse_rgl(a.json)
+    cpu_s = (a.cpu_ticks_after - a.cpu_ticks_before) / a.clk_tck
+    dur = r.get("duration_s") or a.secs
+    row = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "load", "proxy": a.proxy,
+        "scenario": a.scenario, "tool": a.tool, "repeat": a.repeat,
+        "connections": a.connections, **r, "proxy_cpu_s": round(cpu_s, 3),
+        "cpu_us_per_req": round(cpu_s * 1e6 / r["requests"], 2) if r["requests"] else None,
+        "proxy_cpu_util": round(cpu_s / dur, 3) if dur else None,
+    }
+    with open(a.results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"  {a.proxy:<12} {a.tool:<13} {a.scenario:<28} {r['rps']:>10.0f} req/s  "
+          f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])}  "
+          f"cpu {fmt_num(row['cpu_us_per_req'])} µs/req ({fmt_pct(row['proxy_cpu_util'])})  "
+          f"errors {r['errors']}", file=sys.stderr)
+
+
+def idle(a):
+    per = (a.rss_after_kb - a.rss_before_kb) / a.open if a.open else None
+    row = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "idle", "proxy": a.proxy,
+           "scenario": "idle TLS conns RSS", "conns": a.conns, "open": a.open,
+           "failed": a.failed, "rss_before_kb": a.rss_before_kb,
+           "rss_after_kb": a.rss_after_kb, "kb_per_conn": round(per, 2) if per else None}
+    with open(a.results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"  {a.proxy:<12} idle: {a.open} open ({a.failed} failed), RSS "
+          f"{a.rss_before_kb} → {a.rss_after_kb} kB = {fmt_num(row['kb_per_conn'])} kB/conn",
+          file=sys.stderr)
+
+
+def fmt_us(v):
+    if v is None:
+        return "–"
+    if v < 1000:
+        return f"{v:.0f}µs"
+    if v < 100_000:
+        return f"{v / 1000:.2f}ms"
+    return f"{v / 1000:.0f}ms"
+
+
+def fmt_num(v, nd=1):
+    return "–" if v is None else f"{v:.{nd}f}"
+
+
+def fmt_pct(v):
+    return "–" if v is None else f"{v * 100:.0f}%"
+
+
+def fmt_rps(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def ratio(a, b):
+    return "–" if not a or not b else f"{a / b:.2f}"
+
+
+def table(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    load = [r for r in rows if r["kind"] == "load"]
+    keys = []
+    for r in load:
+        k = (r["scenario"], r["tool"])
+        if k not in keys and r["proxy"] in PROXIES:
+            keys.append(k)
+    repeats = len({r["repeat"] for r in load}) if load else 0
+    out = []
+    out.append(f"Medians of {repeats} alternating run(s) per cell. Latency p50/p99 as "
+               "measured by the tool; CPU = proxy utime+stime per request "
+               "(proxy CPU utilisation in brackets; 100% = the proxy's core was saturated).")
+    out.append("")
+    hdr = ["scenario", "tool"] + [f"{p} req/s" for p in PROXIES] + \
+          ["rg/nginx", "rg/haproxy"] + [f"{p} p50/p99" for p in PROXIES] + \
+          [f"{p} CPU µs/req" for p in PROXIES] + ["errors"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    for scen, tool in keys:
+        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
+                    and r["proxy"] == p] for p in PROXIES}
+        rps = {p: med(cell[p], "rps") for p in PROXIES}
+        lat = [f"{fmt_us(med(cell[p], 'p50_us'))}/{fmt_us(med(cell[p], 'p99_us'))}"
+               for p in PROXIES]
+        cpu = [f"{fmt_num(med(cell[p], 'cpu_us_per_req'))} "
+               f"({fmt_pct(med(cell[p], 'proxy_cpu_util'))})" for p in PROXIES]
+        errs = sum(r["errors"] for p in PROXIES for r in cell[p])
+        out.append("| " + " | ".join(
+            [scen, tool] + [fmt_rps(rps[p]) for p in PROXIES] +
+            [ratio(rps["ringgate"], rps["nginx"]), ratio(rps["ringgate"], rps["haproxy"])] +
+            lat + cpu + [str(errs)]) + " |")
+
+    w2 = [r for r in load if r["proxy"] == "ringgate-w2"]
+    if w2:
+        out.append("")
+        out.append("ringgate scaling: workers=1 (pinned to CPU 0) vs workers=2 (unpinned, "
+                   "pin_workers=false; shares the 2 cores with origin + load generator)")
+        out.append("")
+        out.append("| scenario | tool | workers=1 req/s | workers=2 req/s | w2/w1 | "
+                   "w1 CPU µs/req | w2 CPU µs/req | w2 p50/p99 |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for scen, tool in dict.fromkeys((r["scenario"], r["tool"]) for r in w2):
+            c1 = [r for r in load if r["proxy"] == "ringgate" and r["scenario"] == scen
+                  and r["tool"] == tool]
+            c2 = [r for r in w2 if r["scenario"] == scen and r["tool"] == tool]
+            r1, r2 = med(c1, "rps"), med(c2, "rps")
+            out.append(f"| {scen} | {tool} | {fmt_rps(r1)} | {fmt_rps(r2)} | {ratio(r2, r1)} | "
+                       f"{fmt_num(med(c1, 'cpu_us_per_req'))} | "
+                       f"{fmt_num(med(c2, 'cpu_us_per_req'))} | "
+                       f"{fmt_us(med(c2, 'p50_us'))}/{fmt_us(med(c2, 'p99_us'))} |")
+
+    idl = [r for r in rows if r["kind"] == "idle"]
+    if idl:
+        out.append("")
+        out.append("RSS per idle TLS keep-alive connection (fresh proxy, one request per "
+                   "connection, then held)")
+        out.append("")
+        out.append("| proxy | open (failed) | RSS before | RSS after | kB/conn | ringgate ÷ this |")
+        out.append("|---|---|---|---|---|---|")
+        rg = med([r for r in idl if r["proxy"] == "ringgate"], "kb_per_conn")
+        for p in PROXIES:
+            c = [r for r in idl if r["proxy"] == p]
+            if not c:
+                continue
+            k = med(c, "kb_per_conn")
+            out.append(f"| {p} | {c[-1]['open']} ({c[-1]['failed']}) | "
+                       f"{c[-1]['rss_before_kb'] / 1024:.1f} MiB | "
+                       f"{c[-1]['rss_after_kb'] / 1024:.1f} MiB | {fmt_num(k, 2)} | "
+                       f"{ratio(rg, k) if p != 'ringgate' else '1.00'} |")
+    print("\n".join(out))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--results", required=True)
+    r.add_argument("--tool", required=True, choices=["wrk", "h2load", "ringgate-load"])
+    r.add_argument("--out", required=True)
+    r.add_argument("--h2log")
+    r.add_argument("--json")
+    r.add_argument("--proxy", required=True)
+    r.add_argument("--scenario", required=True)
+    r.add_argument("--repeat", type=int, required=True)
+    r.add_argument("--connections", type=int, required=True)
+    r.add_argument("--secs", type=float, required=True)
+    r.add_argument("--cpu-ticks-before", type=int, required=True)
+    r.add_argument("--cpu-ticks-after", type=int, required=True)
+    r.add_argument("--clk-tck", type=int, default=100)
+    i = sub.add_parser("idle")
+    i.add_argument("--results", required=True)
+    i.add_argument("--proxy", required=True)
+    i.add_argument("--conns", type=int, required=True)
+    i.add_argument("--open", type=int, required=True)
+    i.add_argument("--failed", type=int, required=True)
+    i.add_argument("--rss-before-kb", type=int, required=True)
+    i.add_argument("--rss-after-kb", type=int, required=True)
+    t = sub.add_parser("table")
+    t.add_argument("results")
+    a = ap.parse_args()
+    {"record": record, "idle": idle, "table": lambda a: table(a.results)}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
