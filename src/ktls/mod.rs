@@ -201,6 +201,18 @@ pub enum ControlRecord {
 
 const CMSG_SPACE: usize = 64;
 
+/// A msghdr with one iovec and a control buffer. The header holds raw pointers to `iov`
+/// and `control`: the caller keeps both alive and unmoved until the syscall returns.
+fn msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is a valid empty header (no name, no buffers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    msg
+}
+
 /// Reads one record with its type after a plain read failed with EIO. Never blocks
 /// (`MSG_DONTWAIT`); application data is appended to `data`.
 pub fn recv_control(fd: &impl AsRawFd, data: &mut Vec<u8>) -> io::Result<ControlRecord> {
@@ -210,14 +222,9 @@ pub fn recv_control(fd: &impl AsRawFd, data: &mut Vec<u8>) -> io::Result<Control
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
     };
-    // SAFETY: an all-zero msghdr is a valid empty header; the fields set below point at
-    // `iov` and `control`, which outlive the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    // SAFETY: fd is an open socket owned by the caller; msg describes valid buffers.
+    let mut msg = msghdr(&mut iov, &mut control);
+    // SAFETY: fd is an open socket owned by the caller; msg points at `iov` (→ `payload`)
+    // and `control`, all alive on this stack frame until the call returns.
     let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
         let e = io::Error::last_os_error();
@@ -274,11 +281,7 @@ pub fn send_close_notify(fd: &impl AsRawFd) -> io::Result<()> {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
     };
-    // SAFETY: zeroed msghdr is valid; every pointer set below outlives sendmsg.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
+    let mut msg = msghdr(&mut iov, &mut control);
     // SAFETY: CMSG_SPACE(1) is a pure size computation.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(1) } as _;
     // SAFETY: `control` is CMSG_SPACE bytes long (≥ CMSG_SPACE(1)), so the first header
