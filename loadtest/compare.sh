@@ -308,7 +308,7 @@ measure_idle() { # proxy
     kill -0 "$cpid" 2>/dev/null || break
     sleep 0.1
   done
-  sleep 1 # let the proxy settle (freed handshake buffers, allocator)
+  sleep 3 # let the proxy settle (freed handshake buffers; allocators purge on a timer)
   after=$(rss_kb)
   line=$(grep '^ready' "$out" || echo "ready open=0 failed=$idle_n")
   open=$(sed -E 's/.*open=([0-9]+).*/\1/' <<<"$line")

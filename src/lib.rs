@@ -25,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod config;
 pub mod conn;
 pub mod demo;

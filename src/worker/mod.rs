@@ -194,6 +194,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
         monoio::spawn(accept_loop(l, lctx, ctx.clone()));
     }
     monoio::spawn(sweep_loop(ctx.clone()));
+    monoio::spawn(memory_loop(ctx.clone()));
     let _ = spec.ready.send(Ok(()));
     debug!(worker = ctx.id, driver, "worker started");
 
@@ -322,6 +323,17 @@ async fn sweep_loop(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::select! {
             _ = monoio::time::sleep(every) => ctx.upstreams.sweep(),
+            _ = ctx.draining.wait() => return,
+        }
+    }
+}
+
+/// Once a second, hands pages freed on this worker back to the OS (see [`crate::alloc`]):
+/// without it a quiet worker keeps the memory of its last burst.
+async fn memory_loop(ctx: Rc<WorkerCtx>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(1)) => crate::alloc::release_free_memory(),
             _ = ctx.draining.wait() => return,
         }
     }
