@@ -6,13 +6,17 @@
 //! the HTTP layer above only ever sees plaintext. This module never parses HTTP and never
 //! decides a status code; it reports `io::Error`s and lets the proxy map them.
 
-use std::io::{self, BufRead, Write};
+use std::io;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
 /// Ciphertext read size: one maximal TLS record plus header fits.
 const CIPHER_READ: usize = 17 * 1024;
@@ -59,20 +63,52 @@ impl std::fmt::Display for HandshakeError {
     }
 }
 
+/// A failure on a TLS connection: the socket, or the peer's TLS.
+#[derive(Debug)]
+enum TlsError {
+    Io(io::Error),
+    Tls(rustls::Error),
+}
+
+impl From<io::Error> for TlsError {
+    fn from(e: io::Error) -> Self {
+        TlsError::Io(e)
+    }
+}
+
+impl From<TlsError> for io::Error {
+    fn from(e: TlsError) -> Self {
+        match e {
+            TlsError::Io(e) => e,
+            TlsError::Tls(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+impl From<TlsError> for HandshakeError {
+    fn from(e: TlsError) -> Self {
+        match e {
+            TlsError::Io(e) => HandshakeError::Io(e),
+            TlsError::Tls(e) => HandshakeError::Tls(e),
+        }
+    }
+}
+
 /// The client's connection: plaintext HTTP in and out, whatever the transport: plain
 /// TCP, rustls in userspace (`tls`), or kernel TLS after the switch (`ktls`).
 pub struct ClientStream {
     tcp: TcpStream,
     tls: Option<Box<TlsState>>,
-    ktls: Option<KtlsState>,
+    ktls: Option<Box<KtlsState>>,
     /// Read handshake records one by one, so no byte after the handshake is taken from
     /// the socket before the kernel can (set when kTLS may follow).
     exact_records: bool,
 }
 
 /// A connection whose record layer is in the kernel.
-#[derive(Default)]
 struct KtlsState {
+    /// What rustls keeps after the switch: the key schedule, for TLS 1.3 KeyUpdates.
+    kernel: KernelConnection<ServerConnectionData>,
     /// close_notify received.
     eof: bool,
     /// Data that arrived through the control-record path.
@@ -91,22 +127,49 @@ pub enum Offload {
 }
 
 /// close_notify alerts received on kTLS connections (process-wide; read at shutdown).
-pub static KTLS_CLOSE_NOTIFY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static KTLS_CLOSE_NOTIFY: AtomicU64 = AtomicU64::new(0);
 
-/// Peer KeyUpdates that closed a kTLS connection (the kernel here cannot re-key).
-pub static KTLS_KEYUPDATE_CLOSES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
+/// Peer KeyUpdates on kTLS connections that the kernel took (new keys installed).
+pub static KTLS_REKEYS: AtomicU64 = AtomicU64::new(0);
 
+/// Peer KeyUpdates that closed a kTLS connection (kernels before 6.14 cannot re-key).
+pub static KTLS_KEYUPDATE_CLOSES: AtomicU64 = AtomicU64::new(0);
+
+/// rustls' unbuffered connection with buffers this module owns, so an idle connection
+/// holds none of them: rustls decrypts in `cin` and encrypts straight into `out`.
 struct TlsState {
-    conn: ServerConnection,
-    /// Ciphertext read buffer; allocated while reading, released when idle.
-    cipher_in: Vec<u8>,
-    /// How much of `cipher_in` rustls has taken.
-    cipher_pos: usize,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext from the socket; `cin[cin_start..]` is not yet consumed by rustls
+    /// (a partial record, or records not yet processed).
+    cin: Vec<u8>,
+    cin_start: usize,
+    /// Plaintext decrypted but not yet handed to the caller (`plain[plain_pos..]`).
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Ciphertext to send.
+    out: Out,
     /// The peer closed TCP.
     eof: bool,
-    /// Ciphertext waiting to be written.
-    cipher_out: Vec<u8>,
+    /// close_notify received.
+    peer_closed: bool,
+}
+
+/// Where [`TlsState::drive`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driven {
+    /// Handshake done, nothing queued: application data may flow.
+    Traffic,
+    /// The handshake needs more bytes from the peer.
+    Blocked,
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+/// What to do once the connection can carry application data.
+enum Action<'a> {
+    None,
+    Encrypt(&'a [u8]),
+    CloseNotify,
 }
 
 impl ClientStream {
@@ -120,15 +183,18 @@ impl ClientStream {
     }
 
     /// A TLS connection; `exact_records` when the connection may move to kernel TLS.
-    pub fn tls(tcp: TcpStream, conn: ServerConnection, exact_records: bool) -> Self {
+    pub fn tls(tcp: TcpStream, conn: UnbufferedServerConnection, exact_records: bool) -> Self {
         ClientStream {
             tcp,
             tls: Some(Box::new(TlsState {
                 conn,
-                cipher_in: Vec::new(),
-                cipher_pos: 0,
+                cin: Vec::new(),
+                cin_start: 0,
+                plain: Vec::new(),
+                plain_pos: 0,
+                out: Out::default(),
                 eof: false,
-                cipher_out: Vec::new(),
+                peer_closed: false,
             })),
             ktls: None,
             exact_records,
@@ -161,20 +227,12 @@ impl ClientStream {
             Some(s) if support.offers(s.suite()) => {}
             _ => return Offload::Fallback(Fallback::Cipher),
         }
-        if tls.pending() > 0 || tls.conn.wants_write() || tls.conn.is_handshaking() {
+        if tls.cin_start < tls.cin.len()
+            || tls.out.len > 0
+            || tls.conn.is_handshaking()
+            || tls.peer_closed
+        {
             return Offload::Fallback(Fallback::Buffered);
-        }
-        // Plaintext rustls decrypted before the switch belongs to the HTTP layer.
-        loop {
-            let mut reader = tls.conn.reader();
-            match reader.fill_buf() {
-                Ok(b) if !b.is_empty() => {
-                    let n = b.len();
-                    plaintext.extend_from_slice(b);
-                    reader.consume(n);
-                }
-                _ => break,
-            }
         }
         if let Err(reason) = ktls::attach_ulp(&self.tcp) {
             return Offload::Fallback(reason);
@@ -182,17 +240,24 @@ impl ClientStream {
         let Some(tls) = self.tls.take() else {
             return Offload::Failed("no TLS state".into());
         };
-        match ktls::install_secrets(&self.tcp, tls.conn) {
-            Ok(()) => {
-                self.ktls = Some(KtlsState::default());
+        // Plaintext rustls decrypted before the switch belongs to the HTTP layer.
+        plaintext.extend_from_slice(&tls.plain[tls.plain_pos..]);
+        let TlsState { conn, .. } = *tls;
+        match ktls::install(&self.tcp, conn) {
+            Ok(kernel) => {
+                self.ktls = Some(Box::new(KtlsState {
+                    kernel,
+                    eof: false,
+                    pending: Vec::new(),
+                }));
                 Offload::Kernel
             }
             Err(e) => Offload::Failed(e.0),
         }
     }
 
-    /// The rustls connection, for SNI, version and cipher details.
-    pub fn tls_conn(&self) -> Option<&ServerConnection> {
+    /// The rustls connection, for SNI, version and cipher details (userspace TLS only).
+    pub fn tls_conn(&self) -> Option<&UnbufferedServerConnection> {
         self.tls.as_ref().map(|t| &t.conn)
     }
 
@@ -203,38 +268,32 @@ impl ClientStream {
         };
         let mut first = true;
         loop {
-            flush_tls(&mut self.tcp, tls)
-                .await
-                .map_err(HandshakeError::Io)?;
-            if !tls.conn.is_handshaking() {
-                if tls.pending() == 0 {
-                    tls.cipher_in = Vec::new();
-                    tls.cipher_pos = 0;
+            match tls.drive(&mut self.tcp, None, Action::None).await? {
+                Driven::Traffic if !tls.conn.is_handshaking() => {
+                    tls.compact();
+                    return Ok(());
                 }
-                return Ok(());
-            }
-            if tls.pending() == 0 {
-                let n = if self.exact_records {
-                    read_record(&mut self.tcp, tls).await
-                } else {
-                    read_cipher(&mut self.tcp, tls).await
-                }
-                .map_err(HandshakeError::Io)?;
-                if n == 0 {
+                Driven::Closed => {
                     return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
-                if first && looks_like_plain_http(&tls.cipher_in[..n]) {
-                    let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
-                    let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
-                    return Err(HandshakeError::PlainHttp);
-                }
-                first = false;
+                Driven::Traffic | Driven::Blocked => {}
             }
-            if let Err(e) = tls.feed() {
-                // Send the alert rustls queued, then give up.
-                let _ = flush_tls(&mut self.tcp, tls).await;
-                return Err(HandshakeError::Tls(e));
+            let before = tls.cin.len() - tls.cin_start;
+            let n = if self.exact_records {
+                tls.read_record(&mut self.tcp).await
+            } else {
+                tls.read_more(&mut self.tcp).await
             }
+            .map_err(HandshakeError::Io)?;
+            if n == 0 {
+                return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if first && before == 0 && looks_like_plain_http(&tls.cin[tls.cin_start..]) {
+                let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
+                let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
+                return Err(HandshakeError::PlainHttp);
+            }
+            first = false;
         }
     }
 
@@ -244,19 +303,19 @@ impl ClientStream {
     }
 
     /// True when a read can be served without waiting on the socket: ciphertext not yet
-    /// processed, plaintext rustls already decrypted (a request that arrived with the
-    /// client's Finished), or a close_notify/EOF already seen.
+    /// processed, plaintext already decrypted (a request that arrived with the client's
+    /// Finished), or a close_notify/EOF already seen.
     pub fn has_buffered(&mut self) -> bool {
         if let Some(k) = &self.ktls {
             return k.eof || !k.pending.is_empty();
         }
-        let Some(tls) = self.tls.as_mut() else {
+        let Some(tls) = self.tls.as_ref() else {
             return false;
         };
-        if tls.pending() > 0 || tls.eof {
-            return true;
-        }
-        !matches!(tls.conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        tls.plain_pos < tls.plain.len()
+            || tls.cin_start < tls.cin.len()
+            || tls.eof
+            || tls.peer_closed
     }
 
     /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.
@@ -267,38 +326,37 @@ impl ClientStream {
         let Some(tls) = self.tls.as_mut() else {
             return read_tcp(&mut self.tcp, dst, want).await;
         };
+        let want = want.max(1);
         loop {
-            // Plaintext rustls already decrypted comes first.
-            let mut reader = tls.conn.reader();
-            match reader.fill_buf() {
-                Ok(plain) if !plain.is_empty() => {
-                    let n = plain.len().min(want.max(1));
-                    dst.extend_from_slice(&plain[..n]);
-                    reader.consume(n);
-                    return Ok(n);
+            // Plaintext already decrypted comes first.
+            if tls.plain_pos < tls.plain.len() {
+                let n = (tls.plain.len() - tls.plain_pos).min(want);
+                dst.extend_from_slice(&tls.plain[tls.plain_pos..tls.plain_pos + n]);
+                tls.plain_pos += n;
+                if tls.plain_pos == tls.plain.len() {
+                    tls.plain.clear();
+                    tls.plain_pos = 0;
                 }
-                // close_notify received: clean end of stream.
-                Ok(_) => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer closed TCP without close_notify: treat as end of stream.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+                return Ok(n);
             }
-            if tls.eof {
+            let before = dst.len();
+            let driven = tls
+                .drive(&mut self.tcp, Some((&mut *dst, want)), Action::None)
+                .await?;
+            if dst.len() > before {
+                return Ok(dst.len() - before);
+            }
+            if tls.plain_pos < tls.plain.len() {
+                continue;
+            }
+            // close_notify received, or both sides closed: clean end of stream. The peer
+            // closing TCP without close_notify is treated as end of stream too.
+            if tls.peer_closed || driven == Driven::Closed || tls.eof {
                 return Ok(0);
             }
-            if tls.pending() == 0 {
-                let n = read_cipher(&mut self.tcp, tls).await?;
-                if n == 0 {
-                    tls.eof = true;
-                }
+            if tls.read_more(&mut self.tcp).await? == 0 {
+                tls.eof = true;
             }
-            if let Err(e) = tls.feed() {
-                let _ = flush_tls(&mut self.tcp, tls).await;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            // A KeyUpdate or alert may need an answer.
-            flush_tls(&mut self.tcp, tls).await?;
         }
     }
 
@@ -329,7 +387,7 @@ impl ClientStream {
                     };
                     match ktls::recv_control(&self.tcp, &mut k.pending)? {
                         ControlRecord::CloseNotify => {
-                            KTLS_CLOSE_NOTIFY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            KTLS_CLOSE_NOTIFY.fetch_add(1, Relaxed);
                             k.eof = true;
                         }
                         ControlRecord::Alert(level, desc) => {
@@ -338,13 +396,23 @@ impl ClientStream {
                                 format!("peer sent TLS alert {desc} (level {level})"),
                             ));
                         }
-                        ControlRecord::KeyUpdate => {
-                            KTLS_KEYUPDATE_CLOSES
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            return Err(io::Error::new(
-                                io::ErrorKind::ConnectionAborted,
-                                "peer sent a TLS 1.3 KeyUpdate; this kernel path cannot re-key, closing",
-                            ));
+                        ControlRecord::KeyUpdate(request) => {
+                            match ktls::rekey(&self.tcp, &mut k.kernel, request) {
+                                Ok(()) => {
+                                    KTLS_REKEYS.fetch_add(1, Relaxed);
+                                }
+                                Err(e) => {
+                                    KTLS_KEYUPDATE_CLOSES.fetch_add(1, Relaxed);
+                                    return Err(io::Error::new(
+                                        io::ErrorKind::ConnectionAborted,
+                                        format!("peer sent a TLS 1.3 KeyUpdate; closing: {e}"),
+                                    ));
+                                }
+                            }
+                        }
+                        ControlRecord::Invalid(why) => {
+                            let _ = ktls::send_alert(&self.tcp, ktls::ALERT_UNEXPECTED_MESSAGE);
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
                         }
                         ControlRecord::Handshake(_)
                         | ControlRecord::Data(_)
@@ -364,23 +432,26 @@ impl ClientStream {
         let Some(tls) = self.tls.as_mut() else {
             return write_tcp(&mut self.tcp, data).await;
         };
-        let mut rest: &[u8] = &data;
-        while !rest.is_empty() {
-            let n = tls.conn.writer().write(rest)?;
-            rest = &rest[n..];
-            flush_tls(&mut self.tcp, tls).await?;
+        if data.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        match tls
+            .drive(&mut self.tcp, None, Action::Encrypt(&data))
+            .await?
+        {
+            Driven::Traffic => Ok(()),
+            Driven::Blocked => Err(io::Error::other("write before the TLS handshake ended")),
+            Driven::Closed => Err(io::ErrorKind::BrokenPipe.into()),
+        }
     }
 
     /// Ends the stream politely: close_notify for TLS, then FIN.
     pub async fn shutdown(&mut self) {
         if self.ktls.is_some() {
-            let _ = crate::ktls::send_close_notify(&self.tcp);
+            let _ = crate::ktls::send_alert(&self.tcp, crate::ktls::ALERT_CLOSE_NOTIFY);
         }
         if let Some(tls) = self.tls.as_mut() {
-            tls.conn.send_close_notify();
-            let _ = flush_tls(&mut self.tcp, tls).await;
+            let _ = tls.drive(&mut self.tcp, None, Action::CloseNotify).await;
         }
         let _ = self.tcp.shutdown().await;
     }
@@ -388,11 +459,17 @@ impl ClientStream {
     /// Drops idle buffers (keep-alive wait).
     pub fn release_buffers(&mut self) {
         if let Some(tls) = self.tls.as_mut() {
-            if tls.pending() == 0 {
-                tls.cipher_in = Vec::new();
-                tls.cipher_pos = 0;
+            tls.compact();
+            if tls.cin.is_empty() {
+                tls.cin = Vec::new();
             }
-            tls.cipher_out = Vec::new();
+            if tls.plain_pos == tls.plain.len() {
+                tls.plain = Vec::new();
+                tls.plain_pos = 0;
+            }
+            if tls.out.len == 0 {
+                tls.out = Out::default();
+            }
         }
     }
 }
@@ -406,26 +483,233 @@ fn looks_like_plain_http(b: &[u8]) -> bool {
 /// Largest TLS record on the wire: 2^14 plaintext + 2048 expansion (RFC 8446 §5.2).
 const MAX_RECORD: usize = 16 * 1024 + 2048;
 
-/// Reads exactly one TLS record (header + body) into the (empty) input buffer, so no
-/// byte beyond the handshake leaves the socket. Returns the byte count, 0 at EOF. A
-/// first byte that is not a TLS content type returns the 5 bytes read, for the caller
-/// to reject.
-async fn read_record(tcp: &mut TcpStream, tls: &mut TlsState) -> io::Result<usize> {
-    let mut buf = std::mem::take(&mut tls.cipher_in);
-    buf.clear();
-    buf.reserve(5 + MAX_RECORD);
-    tls.cipher_pos = 0;
-    let res = read_exact(tcp, &mut buf, 5).await;
-    let res = match res {
-        Ok(5) if (20..=23).contains(&buf[0]) => {
-            let len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
-            // An oversized length is rustls' to reject; read no further than a record.
-            read_exact(tcp, &mut buf, 5 + len.min(MAX_RECORD)).await
+/// Ciphertext bytes per record beyond the plaintext, at most: header 5, TLS 1.2 explicit
+/// nonce 8, tag 16, TLS 1.3 inner content type 1.
+const RECORD_OVERHEAD: usize = 5 + 8 + 16 + 1;
+
+/// Largest plaintext fragment rustls puts in one record.
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+impl TlsState {
+    /// Runs rustls until application data can flow (`Traffic`), it needs bytes from the
+    /// peer (`Blocked`) or the session is closed: sends what it queues (handshake
+    /// flights, tickets, KeyUpdate answers, alerts), moves decrypted plaintext to `sink`
+    /// (up to its limit; the rest is kept in `plain`), then performs `action`.
+    async fn drive(
+        &mut self,
+        tcp: &mut TcpStream,
+        mut sink: Option<(&mut BytesMut, usize)>,
+        action: Action<'_>,
+    ) -> Result<Driven, TlsError> {
+        let mut action = Some(action);
+        // Every turn either consumes a record, sends, or stops; a peer cannot keep this
+        // loop going without sending bytes, which it must do through the socket.
+        loop {
+            let start = self.cin_start;
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.cin[start..]);
+            let stop = match state {
+                Err(e) => {
+                    self.cin_start += discard;
+                    // rustls queued an alert for the peer: send it, once.
+                    self.send_queued_alert(tcp).await;
+                    return Err(TlsError::Tls(e));
+                }
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(TlsError::Tls)?;
+                        discard += record.discard;
+                        deliver(record.payload, &mut sink, &mut self.plain);
+                    }
+                    None
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let mut need = 4096;
+                    loop {
+                        match encode.encode(self.out.spare(need)) {
+                            Ok(n) => {
+                                self.out.len += n;
+                                break;
+                            }
+                            Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
+                            Err(e) => {
+                                return Err(TlsError::Tls(rustls::Error::General(e.to_string())));
+                            }
+                        }
+                    }
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    self.out.flush(tcp).await?;
+                    transmit.done();
+                    None
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    None
+                }
+                Ok(ConnectionState::Closed) => Some(Driven::Closed),
+                Ok(ConnectionState::BlockedHandshake) => Some(Driven::Blocked),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    match action.take() {
+                        Some(Action::Encrypt(data)) => {
+                            let records = data.len().div_ceil(MAX_FRAGMENT).max(1);
+                            let mut need = data.len() + records * RECORD_OVERHEAD;
+                            loop {
+                                match traffic.encrypt(data, self.out.spare(need)) {
+                                    Ok(n) => {
+                                        self.out.len += n;
+                                        break;
+                                    }
+                                    Err(EncryptError::InsufficientSize(e)) => {
+                                        need = e.required_size;
+                                    }
+                                    Err(e) => {
+                                        return Err(TlsError::Io(io::Error::other(e.to_string())));
+                                    }
+                                }
+                            }
+                        }
+                        Some(Action::CloseNotify) => {
+                            if let Ok(n) = traffic.queue_close_notify(self.out.spare(64)) {
+                                self.out.len += n;
+                            }
+                        }
+                        Some(Action::None) | None => {}
+                    }
+                    Some(Driven::Traffic)
+                }
+                Ok(_) => {
+                    // Early data (never enabled here) or a state added by a newer rustls.
+                    return Err(TlsError::Tls(rustls::Error::General(
+                        "unexpected TLS connection state".into(),
+                    )));
+                }
+            };
+            self.cin_start += discard;
+            if let Some(driven) = stop {
+                if self.out.len > 0 {
+                    self.out.flush(tcp).await?;
+                }
+                if self.cin_start == self.cin.len() {
+                    self.cin.clear();
+                    self.cin_start = 0;
+                }
+                return Ok(driven);
+            }
         }
-        other => other,
-    };
-    tls.cipher_in = buf;
-    res
+    }
+
+    /// After an error, rustls may still hand out the alert it queued; send it (best
+    /// effort, bounded).
+    async fn send_queued_alert(&mut self, tcp: &mut TcpStream) {
+        for _ in 0..4 {
+            let start = self.cin_start.min(self.cin.len());
+            let UnbufferedStatus { state, .. } =
+                self.conn.process_tls_records(&mut self.cin[start..start]);
+            match state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    match encode.encode(self.out.spare(256)) {
+                        Ok(n) => self.out.len += n,
+                        Err(_) => return,
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    let _ = self.out.flush(tcp).await;
+                    transmit.done();
+                    return;
+                }
+                _ => break,
+            }
+        }
+        if self.out.len > 0 {
+            let _ = self.out.flush(tcp).await;
+        }
+    }
+
+    /// Moves unconsumed ciphertext to the front of `cin`.
+    fn compact(&mut self) {
+        if self.cin_start > 0 {
+            self.cin.drain(..self.cin_start);
+            self.cin_start = 0;
+        }
+    }
+
+    /// Appends what the socket has (up to about one record) to `cin`; 0 at EOF.
+    async fn read_more(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
+        self.compact();
+        let mut buf = std::mem::take(&mut self.cin);
+        buf.reserve(CIPHER_READ);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = tcp.read(buf.slice_mut(len..cap)).await;
+        self.cin = slice.into_inner();
+        res
+    }
+
+    /// Appends exactly one TLS record (header + body) to `cin`, so no byte beyond the
+    /// handshake leaves the socket. Returns the bytes read, 0 at EOF. A first byte that
+    /// is not a TLS content type returns the 5 bytes read, for the caller to reject.
+    async fn read_record(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
+        self.compact();
+        let mut buf = std::mem::take(&mut self.cin);
+        let base = buf.len();
+        buf.reserve(5 + MAX_RECORD);
+        let res = read_exact(tcp, &mut buf, base + 5).await;
+        let res = match res {
+            Ok(n) if n == base + 5 && (20..=23).contains(&buf[base]) => {
+                let len = usize::from(u16::from_be_bytes([buf[base + 3], buf[base + 4]]));
+                // An oversized length is rustls' to reject; read no further than a record.
+                read_exact(tcp, &mut buf, base + 5 + len.min(MAX_RECORD)).await
+            }
+            other => other,
+        };
+        self.cin = buf;
+        res.map(|n| n - base)
+    }
+}
+
+/// Ciphertext waiting to be sent: `buf[..len]`; the rest of `buf` is scratch space
+/// rustls encrypts into (kept initialised, so it is zero-filled only when it grows).
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Out {
+    /// The free tail, at least `need` bytes long.
+    fn spare(&mut self, need: usize) -> &mut [u8] {
+        let want = self.len + need;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+
+    /// Writes `buf[..len]` to the socket.
+    async fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (res, buf) = tcp.write_all(buf.slice(0..self.len)).await;
+        self.buf = buf.into_inner();
+        self.len = 0;
+        res.map(|_| ())
+    }
+}
+
+/// Hands decrypted bytes to the reader: into `sink` up to its limit, the rest to `plain`.
+fn deliver(payload: &[u8], sink: &mut Option<(&mut BytesMut, usize)>, plain: &mut Vec<u8>) {
+    let mut rest = payload;
+    if let Some((dst, room)) = sink.as_mut() {
+        let n = rest.len().min(*room);
+        dst.extend_from_slice(&rest[..n]);
+        *room -= n;
+        rest = &rest[n..];
+    }
+    plain.extend_from_slice(rest);
 }
 
 /// Reads until `buf` holds `target` bytes; returns its length (short only at EOF).
@@ -440,54 +724,6 @@ async fn read_exact(tcp: &mut TcpStream, buf: &mut Vec<u8>, target: usize) -> io
         }
     }
     Ok(buf.len())
-}
-
-/// Reads ciphertext into the (empty) input buffer; returns the byte count, 0 at EOF.
-async fn read_cipher(tcp: &mut TcpStream, tls: &mut TlsState) -> io::Result<usize> {
-    let mut buf = std::mem::take(&mut tls.cipher_in);
-    buf.clear();
-    buf.reserve(CIPHER_READ);
-    let cap = buf.capacity();
-    let (res, slice) = tcp.read(buf.slice_mut(0..cap)).await;
-    tls.cipher_in = slice.into_inner();
-    tls.cipher_pos = 0;
-    res
-}
-
-impl TlsState {
-    /// Ciphertext read but not yet taken by rustls.
-    fn pending(&self) -> usize {
-        self.cipher_in.len() - self.cipher_pos
-    }
-
-    /// Gives rustls what it will take of the pending ciphertext (or the EOF) and
-    /// processes it. rustls takes less when its plaintext buffer is full; the rest waits
-    /// until the caller has drained plaintext.
-    fn feed(&mut self) -> Result<(), rustls::Error> {
-        let mut input: &[u8] = &self.cipher_in[self.cipher_pos..];
-        if !input.is_empty() || self.eof {
-            match self.conn.read_tls(&mut input) {
-                Ok(n) => self.cipher_pos += n,
-                // The plaintext buffer is full: process, and let the caller drain it.
-                Err(e) if e.kind() == io::ErrorKind::Other => {}
-                Err(e) => return Err(rustls::Error::General(format!("tls input: {e}"))),
-            }
-        }
-        self.conn.process_new_packets()?;
-        Ok(())
-    }
-}
-
-async fn flush_tls(tcp: &mut TcpStream, tls: &mut TlsState) -> io::Result<()> {
-    while tls.conn.wants_write() {
-        let mut out = std::mem::take(&mut tls.cipher_out);
-        out.clear();
-        tls.conn.write_tls(&mut out)?;
-        let (res, out) = tcp.write_all(out).await;
-        tls.cipher_out = out;
-        res?;
-    }
-    Ok(())
 }
 
 /// An upstream connection: plain TCP with its own read buffer.

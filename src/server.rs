@@ -212,6 +212,7 @@ impl ServerHandle {
                 workers = reports.len(),
                 ktls_offloaded = reports.iter().map(|r| r.ktls_offloaded).sum::<u64>(),
                 ktls_close_notify_received = crate::conn::KTLS_CLOSE_NOTIFY.load(Relaxed),
+                ktls_rekeys = crate::conn::KTLS_REKEYS.load(Relaxed),
                 ktls_keyupdate_closes = crate::conn::KTLS_KEYUPDATE_CLOSES.load(Relaxed),
                 "all workers stopped"
             );

@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 
 use ktls_core::probe::{Compatibilities, Compatibility};
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
-use rustls::{CipherSuite, ServerConnection};
+use rustls::CipherSuite;
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 
 /// Why a connection stayed in userspace rustls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,16 +153,16 @@ pub fn attach_ulp(fd: &impl AsRawFd) -> Result<(), Fallback> {
 pub struct SwitchError(pub String);
 
 /// Step 2: move the traffic secrets from rustls into the kernel. Consumes the rustls
-/// connection; on error the connection cannot continue.
-pub fn install_secrets(fd: &impl AsRawFd, conn: ServerConnection) -> Result<(), SwitchError> {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => ProtocolVersion::TLSv1_3,
-        Some(rustls::ProtocolVersion::TLSv1_2) => ProtocolVersion::TLSv1_2,
-        other => return Err(SwitchError(format!("unsupported protocol {other:?}"))),
-    };
-    let secrets = conn
-        .dangerous_extract_secrets()
+/// connection and returns what rustls keeps afterwards (the TLS 1.3 key schedule, for
+/// KeyUpdates); on error the connection cannot continue.
+pub fn install(
+    fd: &impl AsRawFd,
+    conn: UnbufferedServerConnection,
+) -> Result<KernelConnection<ServerConnectionData>, SwitchError> {
+    let (secrets, kernel) = conn
+        .dangerous_into_kernel_connection()
         .map_err(|e| SwitchError(format!("extracting secrets: {e}")))?;
+    let version = kernel_version(&kernel).map_err(SwitchError)?;
     let secrets = ktls_core::ExtractedSecrets::try_from(secrets)
         .map_err(|e| SwitchError(format!("converting secrets: {e}")))?;
     let ktls_core::ExtractedSecrets {
@@ -174,6 +176,51 @@ pub fn install_secrets(fd: &impl AsRawFd, conn: ServerConnection) -> Result<(), 
     TlsCryptoInfoRx::new(version, rx, rx_seq)
         .and_then(|info| info.set(&sock))
         .map_err(|e| SwitchError(format!("TLS_RX: {e}")))?;
+    Ok(kernel)
+}
+
+fn kernel_version(
+    kernel: &KernelConnection<ServerConnectionData>,
+) -> Result<ProtocolVersion, String> {
+    match kernel.protocol_version() {
+        rustls::ProtocolVersion::TLSv1_3 => Ok(ProtocolVersion::TLSv1_3),
+        rustls::ProtocolVersion::TLSv1_2 => Ok(ProtocolVersion::TLSv1_2),
+        other => Err(format!("unsupported protocol {other:?}")),
+    }
+}
+
+/// A peer's TLS 1.3 KeyUpdate arrived (`request`: 1 when it asks for ours too). Installs
+/// the peer's next receive key, and when asked, sends our KeyUpdate under the current key
+/// and then installs our next send key (RFC 8446 §4.6.3). Kernels before 6.14 refuse to
+/// replace a key (EBUSY): the error tells the caller to close the connection.
+pub fn rekey(
+    fd: &impl AsRawFd,
+    kernel: &mut KernelConnection<ServerConnectionData>,
+    request: u8,
+) -> io::Result<()> {
+    let version = kernel_version(kernel).map_err(io::Error::other)?;
+    let sock = borrow(fd.as_raw_fd());
+    let (seq, rx) = kernel
+        .update_rx_secret()
+        .map_err(|e| io::Error::other(format!("next receive key: {e}")))?;
+    let rx = ktls_core::ConnectionTrafficSecrets::try_from(rx)
+        .map_err(|e| io::Error::other(format!("converting secrets: {e}")))?;
+    TlsCryptoInfoRx::new(version, rx, seq)
+        .and_then(|info| info.set(&sock))
+        .map_err(|e| io::Error::other(format!("TLS_RX re-key refused by the kernel: {e}")))?;
+    if request == KEY_UPDATE_REQUESTED {
+        // Our KeyUpdate(update_not_requested) goes out under the old key.
+        let mut msg = [HANDSHAKE_KEY_UPDATE, 0, 0, 1, 0];
+        send_record(fd, CONTENT_HANDSHAKE, &mut msg)?;
+        let (seq, tx) = kernel
+            .update_tx_secret()
+            .map_err(|e| io::Error::other(format!("next send key: {e}")))?;
+        let tx = ktls_core::ConnectionTrafficSecrets::try_from(tx)
+            .map_err(|e| io::Error::other(format!("converting secrets: {e}")))?;
+        TlsCryptoInfoTx::new(version, tx, seq)
+            .and_then(|info| info.set(&sock))
+            .map_err(|e| io::Error::other(format!("TLS_TX re-key refused by the kernel: {e}")))?;
+    }
     Ok(())
 }
 
@@ -182,6 +229,14 @@ pub const CONTENT_ALERT: u8 = 21;
 pub const CONTENT_HANDSHAKE: u8 = 22;
 pub const CONTENT_APPLICATION_DATA: u8 = 23;
 
+/// Handshake message type key_update and its request values (RFC 8446 §4.6.3).
+const HANDSHAKE_KEY_UPDATE: u8 = 24;
+const KEY_UPDATE_REQUESTED: u8 = 1;
+
+/// Alert descriptions sent from here (RFC 8446 §6).
+pub const ALERT_CLOSE_NOTIFY: u8 = 0;
+pub const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
+
 /// A record the kernel would not hand over as plain data.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ControlRecord {
@@ -189,10 +244,12 @@ pub enum ControlRecord {
     CloseNotify,
     /// Any other alert (level, description).
     Alert(u8, u8),
-    /// TLS 1.3 KeyUpdate: the peer rotated its keys.
-    KeyUpdate,
-    /// Another handshake message (e.g. a NewSessionTicket; never expected from a client).
+    /// TLS 1.3 KeyUpdate: the peer rotated its keys; 1 when it asks us to rotate too.
+    KeyUpdate(u8),
+    /// Another handshake message (e.g. a renegotiation ClientHello): not accepted.
     Handshake(u8),
+    /// A malformed control record (the connection closes with unexpected_message).
+    Invalid(&'static str),
     /// Application data that came with a control message (appended to the buffer).
     Data(usize),
     /// Nothing to read right now.
@@ -260,10 +317,15 @@ fn classify(record_type: u8, payload: &[u8], data: &mut Vec<u8>) -> ControlRecor
             }
         }
         CONTENT_ALERT => ControlRecord::Alert(0, 0),
-        CONTENT_HANDSHAKE => match payload.first() {
-            Some(24) => ControlRecord::KeyUpdate,
-            Some(&t) => ControlRecord::Handshake(t),
-            None => ControlRecord::Handshake(0),
+        CONTENT_HANDSHAKE => match payload {
+            // Exactly one KeyUpdate, ending the record: messages must not span a key
+            // change (RFC 8446 §5.1).
+            [HANDSHAKE_KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
+                ControlRecord::KeyUpdate(*request)
+            }
+            [HANDSHAKE_KEY_UPDATE, ..] => ControlRecord::Invalid("malformed TLS 1.3 KeyUpdate"),
+            [t, ..] => ControlRecord::Handshake(*t),
+            [] => ControlRecord::Invalid("empty handshake record"),
         },
         _ => {
             data.extend_from_slice(payload);
@@ -272,10 +334,21 @@ fn classify(record_type: u8, payload: &[u8], data: &mut Vec<u8>) -> ControlRecor
     }
 }
 
-/// Sends a `close_notify` alert through the kernel (`TLS_SET_RECORD_TYPE`). Never blocks;
-/// a full send buffer just means the peer gets a FIN without it.
-pub fn send_close_notify(fd: &impl AsRawFd) -> io::Result<()> {
-    let mut payload = [1u8, 0u8]; // warning, close_notify
+/// Sends a warning/fatal alert through the kernel (`close_notify` is a warning, every
+/// other alert fatal). Never blocks; a full send buffer just means the peer gets a FIN
+/// without it.
+pub fn send_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
+    let level = if description == ALERT_CLOSE_NOTIFY {
+        1
+    } else {
+        2
+    };
+    send_record(fd, CONTENT_ALERT, &mut [level, description])
+}
+
+/// Sends one record of `content_type` through the kernel (`TLS_SET_RECORD_TYPE`), never
+/// blocking: a record that cannot be queued whole is an error, not a wait.
+fn send_record(fd: &impl AsRawFd, content_type: u8, payload: &mut [u8]) -> io::Result<()> {
     let mut control = [0u8; CMSG_SPACE];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
@@ -291,9 +364,10 @@ pub fn send_close_notify(fd: &impl AsRawFd) -> io::Result<()> {
         (*cmsg).cmsg_level = libc::SOL_TLS;
         (*cmsg).cmsg_type = libc::TLS_SET_RECORD_TYPE;
         (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
-        *libc::CMSG_DATA(cmsg) = CONTENT_ALERT;
+        *libc::CMSG_DATA(cmsg) = content_type;
     }
-    // SAFETY: fd is an open socket owned by the caller; msg describes valid buffers.
+    // SAFETY: fd is an open socket owned by the caller; msg describes `payload` and
+    // `control`, both alive until the call returns.
     let n = unsafe {
         libc::sendmsg(
             fd.as_raw_fd(),
@@ -303,6 +377,12 @@ pub fn send_close_notify(fd: &impl AsRawFd) -> io::Result<()> {
     };
     if n < 0 {
         return Err(io::Error::last_os_error());
+    }
+    if n as usize != payload.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "control record sent in part",
+        ));
     }
     Ok(())
 }
@@ -328,8 +408,31 @@ mod tests {
         );
         assert_eq!(
             classify(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 0], &mut data),
-            ControlRecord::KeyUpdate
+            ControlRecord::KeyUpdate(0)
         );
+        assert_eq!(
+            classify(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 1], &mut data),
+            ControlRecord::KeyUpdate(1)
+        );
+        // Unknown request value, wrong length, a second message after it, or nothing.
+        for bad in [
+            &[24, 0, 0, 1, 2][..],
+            &[24, 0, 0, 2, 0, 0],
+            &[24, 0, 0, 1, 0, 24, 0, 0, 1, 0],
+            &[24, 0],
+        ] {
+            assert!(
+                matches!(
+                    classify(CONTENT_HANDSHAKE, bad, &mut data),
+                    ControlRecord::Invalid(_)
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            classify(CONTENT_HANDSHAKE, &[], &mut data),
+            ControlRecord::Invalid(_)
+        ));
         assert_eq!(
             classify(CONTENT_HANDSHAKE, &[4, 0], &mut data),
             ControlRecord::Handshake(4)
@@ -376,7 +479,7 @@ mod tests {
         }
         // Without the tls ULP the kernel ignores the record-type control message and the
         // two alert bytes go out as they are: the call itself never blocks or fails.
-        send_close_notify(&s).unwrap();
+        send_alert(&s, ALERT_CLOSE_NOTIFY).unwrap();
         let mut got = [0u8; 2];
         std::io::Read::read_exact(&mut &c, &mut got).unwrap();
         assert_eq!(got, [1, 0]);

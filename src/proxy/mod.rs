@@ -90,7 +90,7 @@ async fn handshake(
     rbuf: &mut BytesMut,
 ) -> Option<ClientStream> {
     let stats = &ctx.stats;
-    let conn = match rustls::ServerConnection::new(tls.clone()) {
+    let conn = match rustls::server::UnbufferedServerConnection::new(tls.clone()) {
         Ok(c) => c,
         Err(e) => {
             debug!(%peer, error = %e, "cannot start TLS session");

@@ -1,0 +1,285 @@
+//! The userspace TLS record layer (rustls' unbuffered API driven by src/conn.rs): records
+//! split across many TCP segments, several requests in one record, a request bigger than
+//! one record, client KeyUpdates in both directions, close_notify, and a tampered record,
+//! which must cost only its own connection. kTLS is off here so these run the same on
+//! hosts that have it.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use common::backend::{Backend, pattern};
+use common::client::{READ_TIMEOUT, req};
+use common::pki::{KeyEncoding, KeyType, TestPki};
+use common::proxy::{CertEntry, ConfigBuilder, Proxy};
+use common::{HOST, sha256_hex};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, ClientConfig, ClientConnection, RootCertStore};
+
+struct Setup {
+    proxy: Proxy,
+    pki: TestPki,
+    _backend: Backend,
+}
+
+fn start() -> Setup {
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let backend = Backend::start();
+    let config = ConfigBuilder::new()
+        .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[backend.addr], &[]);
+    let proxy = Proxy::start(&config.build(), pki.dir());
+    Setup {
+        proxy,
+        pki,
+        _backend: backend,
+    }
+}
+
+/// A TLS client that controls how its ciphertext reaches the socket: in writes of
+/// `segment` bytes each (TCP_NODELAY, so mostly one segment per write).
+struct Raw {
+    conn: ClientConnection,
+    sock: TcpStream,
+    segment: usize,
+    plain: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(
+        s: &Setup,
+        version: &'static rustls::SupportedProtocolVersion,
+        segment: usize,
+    ) -> Raw {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(s.pki.root_der()).unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(HOST.to_string()).unwrap();
+        let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+        let sock = TcpStream::connect(s.proxy.addr()).unwrap();
+        sock.set_nodelay(true).unwrap();
+        sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut raw = Raw {
+            conn,
+            sock,
+            segment,
+            plain: Vec::new(),
+        };
+        while raw.conn.is_handshaking() {
+            raw.send_pending().unwrap();
+            if raw.conn.is_handshaking() {
+                raw.receive().unwrap();
+            }
+        }
+        raw.send_pending().unwrap();
+        raw
+    }
+
+    /// Writes every queued TLS byte, `segment` bytes per write.
+    fn send_pending(&mut self) -> io::Result<()> {
+        let mut out = Vec::new();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut out)?;
+        }
+        for piece in out.chunks(self.segment.max(1)) {
+            self.sock.write_all(piece)?;
+        }
+        Ok(())
+    }
+
+    /// Reads once from the socket and processes it; `Ok(false)` at EOF.
+    fn receive(&mut self) -> Result<bool, rustls::Error> {
+        let n = self
+            .conn
+            .read_tls(&mut self.sock)
+            .map_err(|e| rustls::Error::General(format!("read: {e}")))?;
+        self.conn.process_new_packets()?;
+        let mut buf = [0u8; 16384];
+        loop {
+            match self.conn.reader().read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => self.plain.extend_from_slice(&buf[..k]),
+                Err(_) => break,
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// Encrypts `data` (rustls cuts it into records) and sends it.
+    fn send(&mut self, data: &[u8]) {
+        for piece in data.chunks(16 * 1024) {
+            self.conn.writer().write_all(piece).unwrap();
+            self.send_pending().unwrap();
+        }
+    }
+
+    /// Reads one response with a Content-Length body: (status, body).
+    fn response(&mut self) -> (u16, Vec<u8>) {
+        loop {
+            if let Some(end) = self.plain.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.plain[..end]).to_string();
+                let status: u16 = head[9..12].parse().unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().unwrap())
+                    })
+                    .expect("Content-Length");
+                if self.plain.len() >= end + 4 + len {
+                    let body = self.plain[end + 4..end + 4 + len].to_vec();
+                    self.plain.drain(..end + 4 + len);
+                    return (status, body);
+                }
+            }
+            assert!(
+                self.receive().expect("TLS error while reading a response"),
+                "connection closed before a whole response arrived"
+            );
+        }
+    }
+}
+
+const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+
+#[test]
+fn records_split_into_tiny_tcp_segments_are_reassembled() {
+    let s = start();
+    for v in VERSIONS {
+        // The whole handshake and a request, one byte per write.
+        let mut c = Raw::connect(&s, v, 1);
+        c.send(&req::get(HOST, "/bytes/5000"));
+        let (status, body) = c.response();
+        assert_eq!((status, body), (200, pattern(5000, 5000)), "{v:?}");
+        // A body spanning many records, in segments that never line up with them.
+        c.segment = 1237;
+        let upload = pattern(3, 200_000);
+        c.send(&req::post(HOST, "/echo", &upload));
+        let (status, body) = c.response();
+        assert_eq!(status, 200, "{v:?}");
+        assert_eq!(sha256_hex(&body), sha256_hex(&upload), "{v:?}");
+    }
+}
+
+#[test]
+fn several_requests_in_one_record_are_answered_in_order() {
+    let s = start();
+    for v in VERSIONS {
+        let mut c = Raw::connect(&s, v, usize::MAX);
+        let mut three = req::get(HOST, "/bytes/10");
+        three.extend(req::get(HOST, "/bytes/20000"));
+        three.extend(req::get(HOST, "/bytes/30"));
+        c.send(&three);
+        for n in [10usize, 20000, 30] {
+            let (status, body) = c.response();
+            assert_eq!(
+                (status, body),
+                (200, pattern(n as u64, n)),
+                "{v:?} /bytes/{n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn client_key_updates_rotate_both_directions_and_keep_the_connection() {
+    let s = start();
+    let mut c = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    for round in 0..4 {
+        // rustls sends KeyUpdate(update_requested): the proxy must take the client's new
+        // key and answer with its own, or this response would not decrypt.
+        c.conn.refresh_traffic_keys().unwrap();
+        c.send(&req::get(HOST, "/bytes/70000"));
+        let (status, body) = c.response();
+        assert_eq!(status, 200, "round {round}");
+        assert_eq!(body, pattern(70000, 70000), "round {round}");
+    }
+}
+
+#[test]
+fn client_close_notify_gets_the_response_then_a_close_notify() {
+    let s = start();
+    for v in VERSIONS {
+        let mut c = Raw::connect(&s, v, usize::MAX);
+        c.conn
+            .writer()
+            .write_all(&req::get(HOST, "/bytes/100"))
+            .unwrap();
+        c.conn.send_close_notify();
+        c.send_pending().unwrap();
+        let (status, body) = c.response();
+        assert_eq!((status, body), (200, pattern(100, 100)), "{v:?}");
+        // Then a clean close: rustls reports EOF (Ok(0)) only after a close_notify.
+        while c.receive().expect("TLS error after the response") {}
+        let mut rest = [0u8; 16];
+        assert_eq!(
+            c.conn.reader().read(&mut rest).map_err(|e| e.kind()),
+            Ok(0),
+            "{v:?}: the proxy closed without close_notify"
+        );
+    }
+}
+
+#[test]
+fn tampered_record_gets_bad_record_mac_and_costs_only_its_connection() {
+    let s = start();
+    for v in VERSIONS {
+        let mut bystander = Raw::connect(&s, v, usize::MAX);
+        let mut c = Raw::connect(&s, v, usize::MAX);
+        c.conn
+            .writer()
+            .write_all(&req::get(HOST, "/bytes/10"))
+            .unwrap();
+        let mut out = Vec::new();
+        while c.conn.wants_write() {
+            c.conn.write_tls(&mut out).unwrap();
+        }
+        let last = out.len() - 1;
+        out[last] ^= 0x01; // inside the AEAD tag
+        c.sock.write_all(&out).unwrap();
+        let err = loop {
+            match c.receive() {
+                Ok(true) => continue,
+                Ok(false) => panic!("{v:?}: closed without an alert"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            err,
+            rustls::Error::AlertReceived(AlertDescription::BadRecordMac),
+            "{v:?}"
+        );
+        assert!(c.plain.is_empty(), "{v:?}: nothing may be answered");
+        // Another connection, open all along, is untouched.
+        bystander.send(&req::get(HOST, "/bytes/10"));
+        assert_eq!(bystander.response(), (200, pattern(10, 10)), "{v:?}");
+    }
+}
+
+#[test]
+fn garbage_after_the_handshake_is_refused_without_hanging() {
+    let s = start();
+    let c = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    let mut sock = c.sock;
+    // A record header with an impossible length, then junk.
+    sock.write_all(&[23, 3, 3, 0xff, 0xff, 1, 2, 3, 4]).unwrap();
+    let mut got = Vec::new();
+    // The proxy answers with an (encrypted) alert and closes: EOF, not a read timeout.
+    sock.read_to_end(&mut got)
+        .expect("the proxy must close the connection, not wait for more");
+    let mut next = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    next.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(next.response(), (200, pattern(10, 10)));
+}
