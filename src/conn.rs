@@ -414,9 +414,16 @@ impl ClientStream {
                             let _ = ktls::send_alert(&self.tcp, ktls::ALERT_UNEXPECTED_MESSAGE);
                             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
                         }
-                        ControlRecord::Handshake(_)
-                        | ControlRecord::Data(_)
-                        | ControlRecord::WouldBlock => {}
+                        ControlRecord::Handshake(t) => {
+                            // A renegotiation ClientHello or anything else a client has no
+                            // business sending after the handshake.
+                            let _ = ktls::send_alert(&self.tcp, ktls::ALERT_UNEXPECTED_MESSAGE);
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("unexpected post-handshake message type {t}"),
+                            ));
+                        }
+                        ControlRecord::Data(_) | ControlRecord::WouldBlock => {}
                     }
                 }
                 other => return other,

@@ -231,3 +231,134 @@ servers = ["127.0.0.1:9000"]
     );
     report.assert_exit_ok();
 }
+
+/// TLS 1.3 KeyUpdate with the record layer in the kernel, on a kernel that can re-key
+/// (Debian trixie-backports, >= 6.14; the 6.1 kernel above closes instead): for each TLS
+/// 1.3 cipher, ringgate-load sends a KeyUpdate(update_requested) before every 10th
+/// request (20 kB bodies) and before every 2nd request (1 MiB bodies, spliced), and
+/// OpenSSL sends `k` and `K` between requests on one connection. Every request must be
+/// answered, the kernel's TlsRxRekeyOk/TlsTxRekeyOk must rise by exactly the number of
+/// KeyUpdates, no connection may fall back to a close, and nothing may be decrypted wrong.
+#[test]
+fn ringgate_rekeys_in_vm() {
+    const GUEST: &str = include_str!("vm/guests/ringgate_rekey.sh");
+    if !harness::have_tool("qemu-system-x86_64") {
+        return harness::Skip(
+            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
+        )
+        .report();
+    }
+    let Some(openssl) = ["/usr/bin/openssl", "/bin/openssl"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        return harness::Skip("openssl not found (apt-get install openssl)".into()).report();
+    };
+    let ringgate = harness::release_binary("ringgate");
+    let load = harness::release_binary("ringgate-load");
+    let pki = common::pki::TestPki::new();
+    let cert = pki.leaf(
+        &["ktls.test"],
+        common::pki::KeyType::EcdsaP256,
+        common::pki::KeyEncoding::Pkcs8,
+    );
+    let dir = pki.dir();
+    std::fs::write(
+        dir.join("auto.toml"),
+        r#"[server]
+workers = 2
+shutdown_timeout_ms = 5000
+[http]
+splice_threshold_bytes = 262144
+[[listener]]
+addr = "127.0.0.1:8443"
+[listener.tls]
+ktls = "auto"
+certificates = [{ cert = "/etc/rg/cert.pem", key = "/etc/rg/key.pem" }]
+[[route]]
+upstream = "origin"
+[upstream.origin]
+servers = ["127.0.0.1:9000"]
+"#,
+    )
+    .unwrap();
+    let mut cfg = harness::VmConfig::new(GUEST);
+    cfg.name = "ringgate-rekey".into();
+    cfg.kernel_suite = Some("trixie-backports".into());
+    cfg.extra_binaries = vec![ringgate, load, openssl];
+    cfg.extra_files = vec![
+        (cert.cert.clone(), "/etc/rg/cert.pem".into()),
+        (cert.key.clone(), "/etc/rg/key.pem".into()),
+        (pki.root_pem_path().to_path_buf(), "/etc/rg/root.pem".into()),
+        (dir.join("auto.toml"), "/etc/rg/auto.toml".into()),
+    ];
+    cfg.timeout = std::time::Duration::from_secs(900);
+    let report = match harness::run_vm_with(&cfg) {
+        Ok(r) => r,
+        Err(skip) => return skip.report(),
+    };
+    let ctx = report.describe();
+    eprintln!(
+        "VM build {:.1?}, boot+run {:.1?}\n{}",
+        report.build_time, report.boot_time, report.report
+    );
+    let kernel = report.value_after("KERNEL ").unwrap_or_default();
+    let (major, minor) = kernel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|v| v.parse::<u32>().ok())
+        .fold((None, None), |(a, b), v| match (a, b) {
+            (None, _) => (Some(v), None),
+            (Some(a), None) => (Some(a), Some(v)),
+            done => done,
+        });
+    assert!(
+        (major.unwrap_or(0), minor.unwrap_or(0)) >= (6, 14),
+        "the re-key test needs a kernel >= 6.14, booted {kernel:?}\n{ctx}"
+    );
+    for cipher in [
+        "TLS13_AES_128_GCM_SHA256",
+        "TLS13_AES_256_GCM_SHA384",
+        "TLS13_CHACHA20_POLY1305_SHA256",
+    ] {
+        for size in ["20000", "1048576"] {
+            assert!(
+                report
+                    .report
+                    .lines()
+                    .any(|l| l.starts_with(&format!("REKEY {cipher} {size} OK"))),
+                "{cipher} {size}: re-key under load\n{ctx}"
+            );
+        }
+    }
+    for line in [
+        "INSMOD OK",
+        "OPENSSL_KEYUPDATES OK",
+        "KERNEL_ERRORS OK",
+        "STOP exit=0",
+        "ktls_keyupdate_closes=0",
+        "NO_PANIC OK",
+    ] {
+        assert!(report.has_line(line), "missing {line:?}\n{ctx}");
+    }
+    assert!(!report.contains("FAIL"), "a check failed\n{ctx}");
+    let count = |key: &str| -> u64 {
+        report
+            .report
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in the report\n{ctx}"))
+    };
+    assert_eq!(
+        count("ktls_offloaded="),
+        count("TOTAL_CONNECTIONS "),
+        "every connection went through the kernel\n{ctx}"
+    );
+    assert_eq!(
+        count("ktls_rekeys="),
+        count("TOTAL_KEYUPDATES "),
+        "every KeyUpdate re-keyed the kernel\n{ctx}"
+    );
+    report.assert_exit_ok();
+}

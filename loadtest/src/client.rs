@@ -61,6 +61,8 @@ pub struct Conn {
     buf: BytesMut,
     eof: bool,
     pub resumed: bool,
+    /// Request bursts sent on this connection.
+    pub bursts: u64,
 }
 
 impl Conn {
@@ -83,6 +85,7 @@ impl Conn {
             buf: BytesMut::with_capacity(16 * 1024),
             eof: false,
             resumed: false,
+            bursts: 0,
         };
         if c.tls.is_some() {
             c.handshake().await?;
@@ -139,6 +142,14 @@ impl Conn {
             }
         }
         Ok(n)
+    }
+
+    /// Queues a TLS 1.3 KeyUpdate (update_requested); it goes out with the next send.
+    pub fn refresh_keys(&mut self) -> Result<(), Failure> {
+        match self.tls.as_mut() {
+            Some(tls) => tls.refresh_traffic_keys().map_err(|_| Failure::Tls),
+            None => Err(Failure::Tls),
+        }
     }
 
     pub async fn send(&mut self, data: &[u8]) -> Result<(), Failure> {

@@ -99,6 +99,10 @@ struct Args {
     /// No progress line.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// TLS 1.3: before every Nth request burst on a connection, send a KeyUpdate asking
+    /// the server to rotate its keys too (0 = never). Exercises re-keying under load.
+    #[arg(long, default_value_t = 0)]
+    key_update_every: u64,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +139,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
     };
     if args.connections == 0 || args.threads == 0 || args.pipeline == 0 {
         return Err("--connections, --threads and --pipeline must be at least 1".into());
+    }
+    if args.key_update_every > 0 && args.tls_version.as_deref() != Some("1.3") {
+        return Err(
+            "--key-update-every needs --tls-version 1.3 (KeyUpdate is TLS 1.3 only)".into(),
+        );
     }
     if !(args.duration_secs > 0.0 && args.duration_secs <= 3600.0) {
         return Err("--duration-secs must be in (0, 3600]".into());
@@ -196,6 +205,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("merging histograms: {e}"))?;
         totals.bytes += tt.bytes;
         totals.resumed += tt.resumed;
+        totals.key_updates += tt.key_updates;
     }
     let duration = started.elapsed().as_secs_f64();
     let requests = hist.len();
@@ -230,6 +240,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         rps: requests as f64 / duration,
         throughput_bps: totals.bytes as f64 / duration,
         resumed_handshakes: totals.resumed,
+        key_updates: totals.key_updates,
         latency_us: report::latency(&hist),
         spectrum: report::spectrum(&hist),
     };
@@ -435,6 +446,7 @@ impl Shared {
 struct ThreadTotals {
     bytes: u64,
     resumed: u64,
+    key_updates: u64,
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -571,6 +583,16 @@ async fn connection_loop(ctx: ConnCtx) {
         } else {
             ctx.args.pipeline
         };
+        let every = ctx.args.key_update_every;
+        if every > 0 && c.bursts > 0 && c.bursts % every == 0 {
+            if let Err(f) = c.refresh_keys() {
+                ctx.shared.fail(f);
+                conn = None;
+                continue;
+            }
+            ctx.totals.borrow_mut().key_updates += 1;
+        }
+        c.bursts += 1;
         let mut burst = Vec::with_capacity(ctx.request.len() * depth);
         for _ in 0..depth {
             burst.extend_from_slice(&ctx.request);

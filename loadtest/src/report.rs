@@ -32,6 +32,9 @@ pub struct Summary {
     pub rps: f64,
     pub throughput_bps: f64,
     pub resumed_handshakes: u64,
+    /// KeyUpdates sent (--key-update-every).
+    #[serde(default)]
+    pub key_updates: u64,
     pub latency_us: Latency,
     /// (percentile, latency µs) pairs for plotting.
     pub spectrum: Vec<(f64, u64)>,
@@ -102,6 +105,9 @@ pub fn table(s: &Summary) -> String {
         human_us(l.p999),
         human_us(l.max)
     );
+    if s.key_updates > 0 {
+        let _ = writeln!(t, "  key updates sent {}", s.key_updates);
+    }
     if s.resumed_handshakes > 0 {
         let _ = writeln!(t, "  resumed handshakes {}", s.resumed_handshakes);
     }
@@ -241,6 +247,7 @@ mod tests {
             rps: 1000.0,
             throughput_bps: 0.0,
             resumed_handshakes: 0,
+            key_updates: 0,
             latency_us: l,
             spectrum: sp,
         };

@@ -18,6 +18,13 @@
 #   -p MODULE      module to modprobe from /init before the guest script runs
 #   -k PACKAGE     kernel package (default: $VM_KERNEL_PKG, else whatever
 #                  linux-image-amd64 depends on according to apt-cache)
+#   -s SUITE       take the kernel from this Debian suite instead of the host's
+#                  apt sources (e.g. trixie-backports, for a kernel >= 6.14);
+#                  uses a private apt list dir under the cache, the host's
+#                  Debian archive keyring, and the newer packaging where the
+#                  image is split into linux-binary-* and linux-modules-*
+#   -F FLAVOUR     with -s: kernel flavour (default cloud-amd64: small, boots
+#                  under qemu, has tls.ko)
 #   -h             help
 #
 # Always shipped: busybox (static), tests/vm/probe/ktls_probe (built here with
@@ -44,15 +51,18 @@ CACHE_DIR=${VM_CACHE:-$REPO_DIR/target/vm-cache}
 OUT_DIR=
 GUEST_SCRIPT=
 KERNEL_PKG=${VM_KERNEL_PKG:-}
+SUITE=
+FLAVOUR=cloud-amd64
 EXTRA_BINS=()
 EXTRA_FILES=()
 PRELOAD=()
 # kTLS itself plus every crypto piece the kernel's TLS ULP may ask for
 # (tls_set_sw_offload allocates "gcm(aes)", "ccm(aes)", "rfc7539(chacha20,poly1305)").
-MODULES=(tls gcm ghash-generic ctr ccm chacha20poly1305 chacha_generic poly1305_generic
+# Newer kernels renamed some (chacha_generic -> chacha); absent names are skipped.
+MODULES=(tls gcm ghash-generic ctr ccm chacha20poly1305 chacha_generic chacha poly1305_generic
 	aesni-intel ghash-clmulni-intel chacha-x86_64 poly1305-x86_64)
 
-while getopts ":g:c:o:x:f:m:p:k:h" opt; do
+while getopts ":g:c:o:x:f:m:p:k:s:F:h" opt; do
 	case "$opt" in
 	g) GUEST_SCRIPT=$OPTARG ;;
 	c) CACHE_DIR=$OPTARG ;;
@@ -62,6 +72,8 @@ while getopts ":g:c:o:x:f:m:p:k:h" opt; do
 	m) MODULES+=("$OPTARG") ;;
 	p) PRELOAD+=("$OPTARG") MODULES+=("$OPTARG") ;;
 	k) KERNEL_PKG=$OPTARG ;;
+	s) SUITE=$OPTARG ;;
+	F) FLAVOUR=$OPTARG ;;
 	h) usage; exit 0 ;;
 	:) die "option -$OPTARG needs an argument" ;;
 	*) usage >&2; exit 2 ;;
@@ -128,44 +140,94 @@ mkdir -p "$DEB_DIR"
 exec 9>"$CACHE_DIR/.lock"
 flock 9
 
-resolve_kernel_pkg() {
-	apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
-		--no-replaces --no-enhances linux-image-amd64 2>/dev/null |
-		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
-}
-candidate_version() {
-	apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }'
-}
-
-KPKG=$KERNEL_PKG
-[ -n "$KPKG" ] || KPKG=$(resolve_kernel_pkg || true)
-if [ -z "$KPKG" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-	log "apt-cache knows no linux-image-amd64; running apt-get update"
-	if apt-get update -qq >/dev/null 2>&1; then APT_UPDATED=1; fi
-	KPKG=$(resolve_kernel_pkg || true)
-fi
-KVERSION=
-[ -z "$KPKG" ] || KVERSION=$(candidate_version "$KPKG" || true)
-
-DEB=
-if [ -n "$KPKG" ] && [ -n "$KVERSION" ]; then
-	# apt writes the epoch colon as %3a in file names
-	DEB=$DEB_DIR/${KPKG}_${KVERSION//:/%3a}_amd64.deb
-	if [ -s "$DEB" ] && dpkg-deb --info "$DEB" >/dev/null 2>&1; then
-		log "kernel package $KPKG $KVERSION: cached"
-	else
-		log "kernel package $KPKG $KVERSION: downloading"
-		rm -f "$DEB"
-		# -o APT::Sandbox::User=root: _apt may not be able to write to the cache dir
-		(cd "$DEB_DIR" && apt-get download -q -o APT::Sandbox::User=root "$KPKG=$KVERSION" >&2) ||
-			skip "apt-get download $KPKG=$KVERSION failed (no access to the Debian archive?)"
-		[ -s "$DEB" ] || die "apt-get download did not produce $DEB"
+DEBS=()
+if [ -n "$SUITE" ]; then
+	# A kernel from another suite, through a private apt state (the host's sources and
+	# lists stay untouched). Packages are verified against the host's Debian keyring.
+	APTDIR=$CACHE_DIR/apt-$SUITE
+	mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $SUITE main" >"$APTDIR/sources.list"
+	APT_OPTS=(-o "Dir::Etc::SourceList=$APTDIR/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+		-o "Dir::State::Lists=$APTDIR/lists" -o "Dir::Cache=$APTDIR/cache" -o APT::Sandbox::User=root)
+	stamp=$APTDIR/.updated
+	if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]; then
+		log "apt-get update for $SUITE (private lists in $APTDIR)"
+		if apt-get "${APT_OPTS[@]}" update -qq >&2; then touch "$stamp"; fi
 	fi
+	dep_of() { # dep_of PACKAGE PREFIX -> the first dependency starting with PREFIX
+		apt-cache "${APT_OPTS[@]}" depends --no-recommends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "$1" 2>/dev/null |
+			awk -v p="$2" '$1 == "Depends:" && index($2, p) == 1 { print $2; exit }'
+	}
+	image=$(dep_of "linux-image-$FLAVOUR" "linux-image-" || true)
+	case "$image" in linux-image-[0-9]*) ;; *) image= ;; esac
+	if [ -z "$image" ]; then
+		cached=$(find "$DEB_DIR" -maxdepth 1 -name "linux-modules-*-${FLAVOUR}_*.deb" 2>/dev/null | sort -V | tail -n 1)
+		[ -n "$cached" ] || skip "cannot resolve linux-image-$FLAVOUR in $SUITE (no access to the Debian archive?)"
+		kv=${cached##*/linux-modules-}
+		kv=${kv%%_*}
+		DEBS=("$(find "$DEB_DIR" -maxdepth 1 -name "linux-binary-${kv}_*.deb" | sort -V | tail -n 1)" "$cached")
+		log "apt could not resolve the $SUITE kernel; using cached $kv"
+	else
+		kv=${image#linux-image-}
+		for pkg in "linux-binary-$kv" "linux-modules-$kv"; do
+			ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }')
+			[ -n "$ver" ] || skip "$pkg has no candidate version in $SUITE"
+			deb=$DEB_DIR/${pkg}_${ver//:/%3a}_amd64.deb
+			if [ -s "$deb" ] && dpkg-deb --info "$deb" >/dev/null 2>&1; then
+				log "kernel package $pkg $ver: cached"
+			else
+				log "kernel package $pkg $ver: downloading from $SUITE"
+				rm -f "$deb"
+				(cd "$DEB_DIR" && apt-get "${APT_OPTS[@]}" download -q "$pkg=$ver" >&2) ||
+					skip "apt-get download $pkg=$ver from $SUITE failed (no access to the Debian archive?)"
+				[ -s "$deb" ] || die "apt-get download did not produce $deb"
+			fi
+			DEBS+=("$deb")
+		done
+	fi
+	DEB=${DEBS[1]}
 else
-	# offline / no apt lists: fall back to the newest cached kernel package
-	DEB=$(find "$DEB_DIR" -maxdepth 1 -name "${KPKG:-linux-image-*}_*_amd64.deb" 2>/dev/null | sort -V | tail -n 1)
-	[ -n "$DEB" ] || skip "cannot resolve the Debian kernel package (${KPKG:-linux-image-amd64}) with apt-cache and none is cached in $DEB_DIR"
-	log "apt-cache could not resolve the kernel package; using cached $(basename "$DEB")"
+	resolve_kernel_pkg() {
+		apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+			--no-replaces --no-enhances linux-image-amd64 2>/dev/null |
+			awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+	}
+	candidate_version() {
+		apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }'
+	}
+
+	KPKG=$KERNEL_PKG
+	[ -n "$KPKG" ] || KPKG=$(resolve_kernel_pkg || true)
+	if [ -z "$KPKG" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		log "apt-cache knows no linux-image-amd64; running apt-get update"
+		if apt-get update -qq >/dev/null 2>&1; then APT_UPDATED=1; fi
+		KPKG=$(resolve_kernel_pkg || true)
+	fi
+	KVERSION=
+	[ -z "$KPKG" ] || KVERSION=$(candidate_version "$KPKG" || true)
+
+	DEB=
+	if [ -n "$KPKG" ] && [ -n "$KVERSION" ]; then
+		# apt writes the epoch colon as %3a in file names
+		DEB=$DEB_DIR/${KPKG}_${KVERSION//:/%3a}_amd64.deb
+		if [ -s "$DEB" ] && dpkg-deb --info "$DEB" >/dev/null 2>&1; then
+			log "kernel package $KPKG $KVERSION: cached"
+		else
+			log "kernel package $KPKG $KVERSION: downloading"
+			rm -f "$DEB"
+			# -o APT::Sandbox::User=root: _apt may not be able to write to the cache dir
+			(cd "$DEB_DIR" && apt-get download -q -o APT::Sandbox::User=root "$KPKG=$KVERSION" >&2) ||
+				skip "apt-get download $KPKG=$KVERSION failed (no access to the Debian archive?)"
+			[ -s "$DEB" ] || die "apt-get download did not produce $DEB"
+		fi
+	else
+		# offline / no apt lists: fall back to the newest cached kernel package
+		DEB=$(find "$DEB_DIR" -maxdepth 1 -name "${KPKG:-linux-image-*}_*_amd64.deb" 2>/dev/null | sort -V | tail -n 1)
+		[ -n "$DEB" ] || skip "cannot resolve the Debian kernel package (${KPKG:-linux-image-amd64}) with apt-cache and none is cached in $DEB_DIR"
+		log "apt-cache could not resolve the kernel package; using cached $(basename "$DEB")"
+	fi
+	DEBS=("$DEB")
 fi
 
 # ------------------------------------------- vmlinuz + module closure (cached)
@@ -186,10 +248,18 @@ if [ ! -f "$KCACHE/.complete" ]; then
 	rm -rf "$KCACHE"
 	tmpx=$(mktemp -d "$CACHE_DIR/extract.XXXXXX")
 	trap 'rm -rf "$tmpx"' EXIT
-	dpkg-deb -x "$DEB" "$tmpx"
-	vmlinuz=$(find "$tmpx/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n 1)
-	[ -n "$vmlinuz" ] || die "no /boot/vmlinuz-* in $(basename "$DEB")"
-	kver=${vmlinuz##*/vmlinuz-}
+	for d in "${DEBS[@]}"; do
+		dpkg-deb -x "$d" "$tmpx"
+	done
+	# /boot/vmlinuz-KVER (Debian 12), or /usr/lib/modules/KVER/vmlinuz (linux-binary-*)
+	vmlinuz=$(find "$tmpx/boot" -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | head -n 1 || true)
+	if [ -n "$vmlinuz" ]; then
+		kver=${vmlinuz##*/vmlinuz-}
+	else
+		vmlinuz=$(find "$tmpx/usr/lib/modules" "$tmpx/lib/modules" -mindepth 2 -maxdepth 2 -name vmlinuz 2>/dev/null | head -n 1 || true)
+		[ -n "$vmlinuz" ] || die "no vmlinuz in ${DEBS[*]##*/}"
+		kver=$(basename "$(dirname "$vmlinuz")")
+	fi
 	# /lib/modules may live under /usr/lib on merged-/usr packages
 	srcmods=
 	for d in "$tmpx/lib/modules/$kver" "$tmpx/usr/lib/modules/$kver"; do
@@ -201,7 +271,8 @@ if [ ! -f "$KCACHE/.complete" ]; then
 	mkdir -p "$stage/lib/modules/$kver"
 	cp "$vmlinuz" "$stage/vmlinuz"
 	echo "$kver" >"$stage/kver"
-	cp "$tmpx/boot/config-$kver" "$stage/config" 2>/dev/null || true
+	cp "$tmpx/boot/config-$kver" "$stage/config" 2>/dev/null ||
+		cp "$srcmods/config" "$stage/config" 2>/dev/null || true
 
 	# index: module name (with - and _ folded to _) -> path relative to srcmods
 	index=$stage/.index
@@ -223,7 +294,11 @@ if [ ! -f "$KCACHE/.complete" ]; then
 			if grep -qE "/${key//_/[-_]}\.ko$" "$srcmods/modules.builtin" 2>/dev/null; then
 				continue # built into vmlinuz
 			fi
-			die "kernel module '$name' not found in $(basename "$DEB")"
+			# tls itself is required; crypto helpers move between modules and the
+			# kernel image across versions, and kTLS fails loudly if one is missing.
+			[ "$key" = tls ] && die "kernel module 'tls' not found in $(basename "$DEB")"
+			log "module '$name' not in $(basename "$DEB") (renamed or built in on this kernel); skipped"
+			continue
 		fi
 		dst=$stage/lib/modules/$kver/$rel
 		mkdir -p "$(dirname "$dst")"

@@ -139,6 +139,9 @@ pub struct VmConfig {
     pub timeout: Duration,
     pub memory_mb: u32,
     pub cpus: u32,
+    /// Boot a kernel from this Debian suite (build.sh -s), e.g. "trixie-backports" for
+    /// one that can re-key kTLS; `None`: the host's own linux-image-amd64.
+    pub kernel_suite: Option<String>,
 }
 
 impl VmConfig {
@@ -153,6 +156,7 @@ impl VmConfig {
             timeout: Duration::from_secs(300),
             memory_mb: 1024,
             cpus: 2,
+            kernel_suite: None,
         }
     }
 }
@@ -247,6 +251,9 @@ pub fn run_vm_with(cfg: &VmConfig) -> Result<VmReport, Skip> {
     }
     for m in &cfg.preload_modules {
         build.arg("-p").arg(m);
+    }
+    if let Some(suite) = &cfg.kernel_suite {
+        build.arg("-s").arg(suite);
     }
     let t = Instant::now();
     let out = output_of(&mut build, "tests/vm/build.sh");
