@@ -12,7 +12,8 @@
 #
 # Environment overrides: RG_REPEATS (3; 1 with --quick), RG_SECS (10; 4 with --quick),
 # RG_IDLE_CONNS (10000), RG_TOOLS (ringgate-load wrk h2load: those present are used),
-# RG_NO_BUILD=1 (never run cargo), RG_KTLS (off), RG_PROXIES (ringgate nginx haproxy).
+# RG_NO_BUILD=1 (never run cargo), RG_KTLS (off), RG_PROXIES (ringgate nginx haproxy),
+# RG_SUITE (TLS_AES_128_GCM_SHA256: the one TLS 1.3 cipher suite all three proxies allow).
 # All traffic is on 127.0.0.1; every tool run is bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ fi
 idle_n=${RG_IDLE_CONNS:-10000}
 tools_wanted=${RG_TOOLS:-ringgate-load wrk h2load}
 ktls=${RG_KTLS:-off}
+# One TLS 1.3 suite for all three proxies, so each does the same crypto whatever the
+# client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).
+suite=${RG_SUITE:-TLS_AES_128_GCM_SHA256}
 proxies=${RG_PROXIES:-ringgate nginx haproxy} # for debugging one proxy; the table wants all
 
 origin_port=19080
@@ -139,7 +143,8 @@ render() { # template out workers pin_workers port
   sed -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
     -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$origin_port|g" \
     -e "s|@WORKERS@|$3|g" -e "s|@PIN_WORKERS@|$4|g" -e "s|@PORT@|$5|g" \
-    -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" "$1" >"$2"
+    -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
+    -e "s|@SUITE@|$suite|g" -e "s|@RUSTLS_SUITE@|TLS13_${suite#TLS_}|g" "$1" >"$2"
 }
 
 proxy_pid=0
@@ -350,7 +355,7 @@ fi
 {
   echo "## ringgate vs nginx vs HAProxy ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${secs}s runs)"
   echo
-  echo "Proxies pinned to CPU 0, origin + load generator pinned to CPU 1; TLS 1.3, ECDSA P-256."
+  echo "Proxies pinned to CPU 0, origin + load generator pinned to CPU 1; TLS 1.3 $suite, ECDSA P-256."
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), kTLS $ktls."
   echo
   python3 loadtest/report.py table "$results"

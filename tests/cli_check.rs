@@ -326,3 +326,70 @@ fn every_example_config_passes_check() {
         );
     }
 }
+
+#[test]
+fn cipher_suites_are_checked_by_name_and_against_the_versions() {
+    let d = Dir::new();
+    let with = |min: &str, list: &str| {
+        good().replace(
+            "min_version = \"1.2\"",
+            &format!("min_version = \"{min}\"\ncipher_suites = {list}"),
+        )
+    };
+    let good_list = with(
+        "1.2",
+        r#"["TLS13_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]"#,
+    );
+    let out = d.check("suites-good.toml", &good_list);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text);
+
+    let text = with(
+        "1.2",
+        r#"["TLS13_AES_128_GCM_SHA256", "TLS_RSA_WITH_RC4_128_SHA"]"#,
+    );
+    let out = d.check("suites-unknown.toml", &text);
+    expect_error(
+        &out,
+        "suites-unknown.toml",
+        line_of(&text, "cipher_suites"),
+        Some("listener[0].tls.cipher_suites[1]"),
+        &[
+            "unknown cipher suite",
+            "TLS_RSA_WITH_RC4_128_SHA",
+            "TLS13_AES_256_GCM_SHA384",
+        ],
+    );
+
+    let text = with(
+        "1.2",
+        r#"["TLS13_AES_128_GCM_SHA256", "TLS13_AES_128_GCM_SHA256"]"#,
+    );
+    let out = d.check("suites-twice.toml", &text);
+    expect_error(
+        &out,
+        "suites-twice.toml",
+        line_of(&text, "cipher_suites"),
+        Some("listener[0].tls.cipher_suites[1]"),
+        &["twice"],
+    );
+
+    let text = with("1.3", r#"["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]"#);
+    let out = d.check("suites-no13.toml", &text);
+    expect_error(
+        &out,
+        "suites-no13.toml",
+        line_of(&text, "cipher_suites"),
+        Some("listener[0].tls.cipher_suites"),
+        &["no suite for TLS 1.3"],
+    );
+
+    let text = with("1.2", "[]");
+    let out = d.check("suites-empty.toml", &text);
+    expect_error(
+        &out,
+        "suites-empty.toml",
+        line_of(&text, "cipher_suites"),
+        Some("listener[0].tls.cipher_suites"),
+        &["empty"],
+    );
+}

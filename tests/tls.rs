@@ -427,3 +427,45 @@ fn ktls_on_refuses_to_start_without_kernel_tls() {
         }
     }
 }
+
+#[test]
+fn cipher_suites_limit_the_choice_and_the_server_order_wins() {
+    use rustls::CipherSuite as S;
+    let pki = TestPki::new();
+    let ec = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let suites = r#"["TLS13_AES_128_GCM_SHA256", "TLS13_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"]"#;
+    let t = Tls::start(
+        pki,
+        &[entry(&ec, false)],
+        &[KTLS_OFF, ("cipher_suites", suites)],
+    );
+    // The client prefers AES-256; the server's list puts AES-128 first.
+    let opts = t
+        .opts(HOST)
+        .suites(&[S::TLS13_AES_256_GCM_SHA384, S::TLS13_AES_128_GCM_SHA256]);
+    let mut c = t.connect(&opts);
+    assert_eq!(
+        c.tls.as_ref().and_then(|i| i.suite),
+        Some(S::TLS13_AES_128_GCM_SHA256)
+    );
+    let resp = c.roundtrip(&req::get(HOST, "/bytes/64"));
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    // A TLS 1.2 suite from the list works; one outside it does not.
+    let opts = t
+        .opts(HOST)
+        .versions(Versions::Tls12Only)
+        .suites(&[S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]);
+    let c = t.connect(&opts);
+    assert_eq!(
+        c.tls.as_ref().and_then(|i| i.suite),
+        Some(S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)
+    );
+    let opts = t.opts(HOST).suites(&[S::TLS13_CHACHA20_POLY1305_SHA256]);
+    let err = Client::tls(t.proxy.addr(), &opts)
+        .err()
+        .expect("a suite outside cipher_suites must not be negotiated");
+    assert!(
+        err.to_string().contains("HandshakeFailure") || err.to_string().contains("handshake"),
+        "{err}"
+    );
+}

@@ -112,6 +112,9 @@ pub struct TlsSettings {
     pub session_cache_entries: usize,
     pub session_tickets: bool,
     pub ktls: KtlsMode,
+    /// `cipher_suites`: allowed suites in server preference order; empty = the
+    /// provider's AEAD suites in the client's order.
+    pub cipher_suites: Vec<rustls::CipherSuite>,
 }
 
 /// A certificate chain with its private key, parsed and matched.

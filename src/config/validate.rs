@@ -359,6 +359,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let cipher_suites = self.cipher_suites(&raw.cipher_suites, field, min_version);
         let handshake_timeout = self.millis(
             &raw.handshake_timeout_ms,
             &format!("{field}.handshake_timeout_ms"),
@@ -381,7 +382,75 @@ impl Validator<'_> {
             session_cache_entries,
             session_tickets: raw.session_tickets.unwrap_or(true),
             ktls,
+            cipher_suites,
         })
+    }
+
+    /// `cipher_suites`: names the TLS provider knows, no repeats, and at least one suite
+    /// for a protocol version the listener offers.
+    fn cipher_suites(
+        &mut self,
+        raw: &Option<Spanned<Vec<Spanned<String>>>>,
+        field: &str,
+        min_version: TlsMinVersion,
+    ) -> Vec<rustls::CipherSuite> {
+        let Some(list) = raw else {
+            return Vec::new();
+        };
+        let known = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES;
+        let mut out = Vec::new();
+        for (i, name) in list.get_ref().iter().enumerate() {
+            let wanted = name.get_ref();
+            match known
+                .iter()
+                .find(|s| s.suite().as_str() == Some(wanted.as_str()))
+            {
+                Some(s) if out.contains(&s.suite()) => {
+                    let msg = format!("{wanted:?} is listed twice");
+                    self.error(
+                        Some(name.span()),
+                        &format!("{field}.cipher_suites[{i}]"),
+                        msg,
+                    );
+                }
+                Some(s) => out.push(s.suite()),
+                None => {
+                    let names: Vec<&str> =
+                        known.iter().filter_map(|s| s.suite().as_str()).collect();
+                    let msg = format!(
+                        "unknown cipher suite {wanted:?} (known: {})",
+                        names.join(", ")
+                    );
+                    self.error(
+                        Some(name.span()),
+                        &format!("{field}.cipher_suites[{i}]"),
+                        msg,
+                    );
+                }
+            }
+        }
+        let has_13 = out
+            .iter()
+            .any(|s| s.as_str().is_some_and(|n| n.starts_with("TLS13_")));
+        let has_12 = out
+            .iter()
+            .any(|s| s.as_str().is_some_and(|n| !n.starts_with("TLS13_")));
+        let usable = has_13 || (has_12 && min_version == TlsMinVersion::Tls12);
+        if !out.is_empty() && !usable {
+            self.error(
+                Some(list.span()),
+                &format!("{field}.cipher_suites"),
+                "no suite for TLS 1.3, and TLS 1.2 is off (min_version = \"1.3\")",
+            );
+        }
+        if list.get_ref().is_empty() {
+            self.error(
+                Some(list.span()),
+                &format!("{field}.cipher_suites"),
+                "empty list: leave the key out to allow every suite",
+            );
+        }
+        out
     }
 
     fn certificate(&mut self, field: &str, c: &RawCertificate) -> Option<LoadedCertificate> {

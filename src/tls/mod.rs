@@ -40,7 +40,21 @@ impl std::error::Error for TlsSetupError {}
 
 /// Builds the listener's rustls configuration.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if !settings.cipher_suites.is_empty() {
+        // The configured order is the server's preference.
+        provider.cipher_suites = settings
+            .cipher_suites
+            .iter()
+            .filter_map(|want| {
+                rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
+                    .iter()
+                    .find(|s| s.suite() == *want)
+                    .copied()
+            })
+            .collect();
+    }
+    let provider = Arc::new(provider);
     let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
         TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
@@ -66,6 +80,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSet
     } else {
         config.send_tls13_tickets = 0;
     }
+    config.ignore_client_order = !settings.cipher_suites.is_empty();
     // Kernel TLS needs the traffic secrets after the handshake.
     config.enable_secret_extraction = true;
     Ok(Arc::new(config))

@@ -37,6 +37,8 @@ pub struct TlsOptions {
     verify: bool,
     alpn: Vec<Vec<u8>>,
     versions: Versions,
+    /// Cipher suites offered, in this order (empty: the provider's default list).
+    suites: Vec<rustls::CipherSuite>,
 }
 
 impl TlsOptions {
@@ -49,6 +51,7 @@ impl TlsOptions {
             verify: true,
             alpn: Vec::new(),
             versions: Versions::Both,
+            suites: Vec::new(),
         }
     }
     /// Send no SNI extension (the name is still used to verify the certificate).
@@ -70,9 +73,27 @@ impl TlsOptions {
         self.versions = v;
         self
     }
+    /// Offer only these cipher suites, in this order.
+    pub fn suites(mut self, suites: &[rustls::CipherSuite]) -> Self {
+        self.suites = suites.to_vec();
+        self
+    }
 
     fn client_config(&self) -> Result<ClientConfig, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if !self.suites.is_empty() {
+            provider.cipher_suites = self
+                .suites
+                .iter()
+                .filter_map(|want| {
+                    rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
+                        .iter()
+                        .find(|s| s.suite() == *want)
+                        .copied()
+                })
+                .collect();
+        }
+        let provider = Arc::new(provider);
         let versions: &[&rustls::SupportedProtocolVersion] = match self.versions {
             Versions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
             Versions::Tls12Only => &[&rustls::version::TLS12],
@@ -101,6 +122,7 @@ impl TlsOptions {
 pub struct TlsInfo {
     pub version: rustls::ProtocolVersion,
     pub alpn: Option<Vec<u8>>,
+    pub suite: Option<rustls::CipherSuite>,
     /// DER of the certificate the server presented first.
     pub peer_leaf: Vec<u8>,
 }
@@ -234,6 +256,7 @@ impl Client {
                 .protocol_version()
                 .ok_or_else(|| io::Error::other("handshake done but no protocol version"))?,
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
             peer_leaf: conn
                 .peer_certificates()
                 .and_then(|c| c.first())
