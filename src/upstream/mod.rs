@@ -8,7 +8,7 @@
 //! connect timeout → [`Kind::ConnectTimeout`] (504). Addresses were resolved at load:
 //! nothing here does DNS.
 
-mod balance;
+pub mod balance;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -114,7 +114,11 @@ impl Upstreams {
     ) -> Result<Lease, ProxyError> {
         let cfg = &self.config.upstreams[group];
         let g = &self.groups[group];
-        let server = prefer_server.unwrap_or_else(|| balance::pick(cfg.balance, g));
+        let server = prefer_server.unwrap_or_else(|| {
+            balance::pick(cfg.balance, g.servers.len(), &g.cursor, |i| {
+                g.servers[i].active.get()
+            })
+        });
         let state = &g.servers[server];
         state.active.set(state.active.get() + 1);
         // Counted as active from here; dropping the token (or the lease) undoes it.
