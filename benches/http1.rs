@@ -217,10 +217,7 @@ fn bench_chunked(c: &mut Criterion) {
 
 fn bench_rewrite(c: &mut Criterion) {
     let mut g = c.benchmark_group("rewrite");
-    let client = ClientInfo {
-        addr: SocketAddr::from(([203, 0, 113, 7], 54321)),
-        proto: "https",
-    };
+    let client = ClientInfo::new(SocketAddr::from(([203, 0, 113, 7], 54321)), "https");
     // The output buffer is reused (cleared) so the numbers are the formatting work, not
     // the allocator; production allocates a fresh 1 KiB / 512 B buffer per head.
     let mut out = BytesMut::with_capacity(16 * 1024);

@@ -5,7 +5,7 @@
 //! `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped, and framing headers are written
 //! by us from the framing we chose. No I/O, no allocation beyond the output buffer.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use bytes::{BufMut, BytesMut};
 
@@ -77,12 +77,42 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
     ItoaBuf { buf, start: i }
 }
 
-/// What the proxy knows about the client, for the forwarding headers.
+/// What the proxy knows about the client, for the forwarding headers. Built once per
+/// connection: the address is formatted here, not on every request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
     /// `"https"` or `"http"`.
     pub proto: &'static str,
+    /// The canonical IP (an IPv4-mapped IPv6 address shown as IPv4) as text.
+    ip_text: [u8; 39],
+    ip_len: u8,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr, proto: &'static str) -> ClientInfo {
+        use std::io::Write;
+        let mut ip_text = [0u8; 39];
+        let ip = addr.ip().to_canonical();
+        let mut w = &mut ip_text[..];
+        // 39 bytes hold the longest IPv6 text (8 groups of 4 hex digits and 7 colons).
+        let _ = write!(w, "{ip}");
+        let ip_len = (39 - w.len()) as u8;
+        ClientInfo {
+            addr,
+            proto,
+            ip_text,
+            ip_len,
+        }
+    }
+
+    fn ip(&self) -> &[u8] {
+        &self.ip_text[..usize::from(self.ip_len)]
+    }
+
+    fn is_v6(&self) -> bool {
+        self.addr.ip().to_canonical().is_ipv6()
+    }
 }
 
 /// Writes the request head to send upstream.
@@ -102,7 +132,6 @@ pub fn request_head(
     out.put_u8(b' ');
     out.put_slice(path);
     out.put_slice(b" HTTP/1.1\r\n");
-    let ip = client.addr.ip().to_canonical();
     let mut xff_done = false;
     let mut forwarded_done = false;
     let mut host_seen = false;
@@ -143,7 +172,7 @@ pub fn request_head(
                 if !first {
                     out.put_slice(b", ");
                 }
-                put_ip(out, ip);
+                put_ip(out, &client);
                 out.put_slice(b"\r\n");
             }
             continue;
@@ -163,7 +192,7 @@ pub fn request_head(
                         out.put_slice(b", ");
                     }
                 }
-                put_forwarded_element(out, ip, client.proto, head);
+                put_forwarded_element(out, &client, head);
                 out.put_slice(b"\r\n");
             }
             continue;
@@ -178,16 +207,16 @@ pub fn request_head(
     }
     if !xff_done {
         out.put_slice(b"X-Forwarded-For: ");
-        put_ip(out, ip);
+        put_ip(out, &client);
         out.put_slice(b"\r\n");
     }
     if !forwarded_done {
         out.put_slice(b"Forwarded: ");
-        put_forwarded_element(out, ip, client.proto, head);
+        put_forwarded_element(out, &client, head);
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"X-Real-IP: ");
-    put_ip(out, ip);
+    put_ip(out, &client);
     out.put_slice(b"\r\nX-Forwarded-Proto: ");
     out.put_slice(client.proto.as_bytes());
     out.put_slice(b"\r\n");
@@ -208,25 +237,27 @@ pub fn request_head(
     out.put_slice(b"\r\n");
 }
 
-fn put_ip(out: &mut BytesMut, ip: IpAddr) {
-    use std::io::Write;
-    let mut w = out.writer();
-    let _ = write!(w, "{ip}");
+fn put_ip(out: &mut BytesMut, client: &ClientInfo) {
+    out.put_slice(client.ip());
 }
 
 /// RFC 7239 §4: `for=` (IPv6 quoted and bracketed), `proto=`, and `host=` when known.
-fn put_forwarded_element(out: &mut BytesMut, ip: IpAddr, proto: &str, head: &RequestHead) {
-    use std::io::Write;
-    let mut w = out.writer();
-    let _ = match ip {
-        IpAddr::V4(v4) => write!(w, "for={v4};proto={proto}"),
-        IpAddr::V6(v6) => write!(w, "for=\"[{v6}]\";proto={proto}"),
-    };
+fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, head: &RequestHead) {
+    if client.is_v6() {
+        out.put_slice(b"for=\"[");
+        out.put_slice(client.ip());
+        out.put_slice(b"]\"");
+    } else {
+        out.put_slice(b"for=");
+        out.put_slice(client.ip());
+    }
+    out.put_slice(b";proto=");
+    out.put_slice(client.proto.as_bytes());
     if let Some(h) = &head.host
         && h.iter().all(|&b| super::body::is_tchar(b))
     {
-        let _ = w.write_all(b";host=");
-        let _ = w.write_all(h);
+        out.put_slice(b";host=");
+        out.put_slice(h);
     }
 }
 
@@ -370,6 +401,45 @@ mod tests {
         }
         for n in ["Host", "Content-Type", "Authorization", "Proxy"] {
             assert!(!is_hop_by_hop(n.as_bytes()), "{n}");
+        }
+    }
+
+    #[test]
+    fn client_address_text_is_canonical_and_fits_the_longest_ipv6() {
+        let cases = [
+            ("203.0.113.7:1", "203.0.113.7", false),
+            ("[::ffff:198.51.100.9]:1", "198.51.100.9", false),
+            ("[2001:db8::1]:1", "2001:db8::1", true),
+            (
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:1",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                true,
+            ),
+        ];
+        for (addr, text, v6) in cases {
+            let c = ClientInfo::new(addr.parse().unwrap(), "https");
+            assert_eq!(c.ip(), text.as_bytes(), "{addr}");
+            assert_eq!(c.is_v6(), v6, "{addr}");
+            let mut out = BytesMut::new();
+            let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"[..]);
+            let limits = super::super::parse::HeadLimits {
+                max_request_line: 8192,
+                max_head_bytes: 8192,
+                max_headers: 10,
+            };
+            let super::super::parse::Parsed::Complete(raw, used) =
+                super::super::parse::parse_request(&buf, &limits)
+            else {
+                panic!("test request does not parse");
+            };
+            let head = super::super::parse::take_request(&mut buf, raw, used).unwrap();
+            put_forwarded_element(&mut out, &c, &head);
+            let want = if v6 {
+                format!("for=\"[{text}]\";proto=https;host=a.test")
+            } else {
+                format!("for={text};proto=https;host=a.test")
+            };
+            assert_eq!(&out[..], want.as_bytes(), "{addr}");
         }
     }
 }

@@ -15,7 +15,7 @@ use super::{Connection, Next};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{self, BodyKind, Parsed, RequestHead, ResponseHead, Version};
-use crate::http1::write::{self, ClientFraming, ClientInfo};
+use crate::http1::write::{self, ClientFraming};
 use crate::upstream::Lease;
 
 /// Body read size while streaming (two TLS records).
@@ -140,10 +140,7 @@ impl Connection {
             selected.upstream_path(&path, &mut scratch)
         };
         let mut first = BytesMut::with_capacity(1024);
-        let client = ClientInfo {
-            addr: self.peer,
-            proto: self.listener.proto,
-        };
+        let client = self.client;
         let fallback_host = &upstream.servers[0].host_header;
         write::request_head(&mut first, &head, up_path, head.body, client, fallback_host);
         let mut body = RequestBody::new(head.body);

@@ -31,7 +31,7 @@ use crate::config::KtlsMode;
 use crate::conn::{ClientStream, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
-use crate::http1::write;
+use crate::http1::write::{self, ClientInfo};
 use crate::worker::WorkerCtx;
 
 /// Per-listener settings a connection needs.
@@ -71,8 +71,8 @@ pub async fn serve(
     let mut conn = Connection {
         stream,
         peer,
+        client: ClientInfo::new(peer, listener.proto),
         ctx,
-        listener,
         rbuf,
         served: 0,
     };
@@ -135,8 +135,9 @@ async fn handshake(
 pub struct Connection {
     pub(crate) stream: ClientStream,
     pub(crate) peer: SocketAddr,
+    /// The client for the forwarding headers (its address formatted once).
+    pub(crate) client: ClientInfo,
     pub(crate) ctx: Rc<WorkerCtx>,
-    pub(crate) listener: Rc<ListenerCtx>,
     /// Bytes read from the client and not yet used (pipelined requests, body bytes).
     pub(crate) rbuf: BytesMut,
     pub(crate) served: u64,
