@@ -114,7 +114,7 @@ pub struct TlsSettings {
     pub ktls: KtlsMode,
     /// `cipher_suites`: allowed suites in server preference order; empty = the
     /// provider's AEAD suites in the client's order.
-    pub cipher_suites: Vec<rustls::CipherSuite>,
+    pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
 }
 
 /// A certificate chain with its private key, parsed and matched.

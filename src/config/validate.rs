@@ -393,19 +393,19 @@ impl Validator<'_> {
         raw: &Option<Spanned<Vec<Spanned<String>>>>,
         field: &str,
         min_version: TlsMinVersion,
-    ) -> Vec<rustls::CipherSuite> {
+    ) -> Vec<rustls::SupportedCipherSuite> {
         let Some(list) = raw else {
             return Vec::new();
         };
         let known = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES;
-        let mut out = Vec::new();
+        let mut out: Vec<rustls::SupportedCipherSuite> = Vec::new();
         for (i, name) in list.get_ref().iter().enumerate() {
             let wanted = name.get_ref();
             match known
                 .iter()
                 .find(|s| s.suite().as_str() == Some(wanted.as_str()))
             {
-                Some(s) if out.contains(&s.suite()) => {
+                Some(s) if out.iter().any(|o| o.suite() == s.suite()) => {
                     let msg = format!("{wanted:?} is listed twice");
                     self.error(
                         Some(name.span()),
@@ -413,7 +413,7 @@ impl Validator<'_> {
                         msg,
                     );
                 }
-                Some(s) => out.push(s.suite()),
+                Some(s) => out.push(*s),
                 None => {
                     let names: Vec<&str> =
                         known.iter().filter_map(|s| s.suite().as_str()).collect();
@@ -429,12 +429,8 @@ impl Validator<'_> {
                 }
             }
         }
-        let has_13 = out
-            .iter()
-            .any(|s| s.as_str().is_some_and(|n| n.starts_with("TLS13_")));
-        let has_12 = out
-            .iter()
-            .any(|s| s.as_str().is_some_and(|n| !n.starts_with("TLS13_")));
+        let has_13 = out.iter().any(|s| s.tls13().is_some());
+        let has_12 = out.iter().any(|s| s.tls13().is_none());
         let usable = has_13 || (has_12 && min_version == TlsMinVersion::Tls12);
         if !out.is_empty() && !usable {
             self.error(

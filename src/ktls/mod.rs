@@ -163,19 +163,10 @@ pub fn install(
         .dangerous_into_kernel_connection()
         .map_err(|e| SwitchError(format!("extracting secrets: {e}")))?;
     let version = kernel_version(&kernel).map_err(SwitchError)?;
-    let secrets = ktls_core::ExtractedSecrets::try_from(secrets)
-        .map_err(|e| SwitchError(format!("converting secrets: {e}")))?;
-    let ktls_core::ExtractedSecrets {
-        tx: (tx_seq, tx),
-        rx: (rx_seq, rx),
-    } = secrets;
-    let sock = borrow(fd.as_raw_fd());
-    TlsCryptoInfoTx::new(version, tx, tx_seq)
-        .and_then(|info| info.set(&sock))
-        .map_err(|e| SwitchError(format!("TLS_TX: {e}")))?;
-    TlsCryptoInfoRx::new(version, rx, rx_seq)
-        .and_then(|info| info.set(&sock))
-        .map_err(|e| SwitchError(format!("TLS_RX: {e}")))?;
+    let (tx_seq, tx) = secrets.tx;
+    let (rx_seq, rx) = secrets.rx;
+    set_key(fd, version, Direction::Tx, tx_seq, tx).map_err(SwitchError)?;
+    set_key(fd, version, Direction::Rx, rx_seq, rx).map_err(SwitchError)?;
     Ok(kernel)
 }
 
@@ -189,6 +180,34 @@ fn kernel_version(
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Tx,
+    Rx,
+}
+
+/// Installs one direction's traffic key (`TLS_TX` or `TLS_RX`) with its first sequence
+/// number; used for the switch and again for every re-key.
+fn set_key(
+    fd: &impl AsRawFd,
+    version: ProtocolVersion,
+    direction: Direction,
+    seq: u64,
+    secret: rustls::ConnectionTrafficSecrets,
+) -> Result<(), String> {
+    let secret = ktls_core::ConnectionTrafficSecrets::try_from(secret)
+        .map_err(|e| format!("converting secrets: {e}"))?;
+    let sock = borrow(fd.as_raw_fd());
+    match direction {
+        Direction::Tx => TlsCryptoInfoTx::new(version, secret, seq)
+            .and_then(|info| info.set(&sock))
+            .map_err(|e| format!("TLS_TX: {e}")),
+        Direction::Rx => TlsCryptoInfoRx::new(version, secret, seq)
+            .and_then(|info| info.set(&sock))
+            .map_err(|e| format!("TLS_RX: {e}")),
+    }
+}
+
 /// A peer's TLS 1.3 KeyUpdate arrived (`request`: 1 when it asks for ours too). Installs
 /// the peer's next receive key, and when asked, sends our KeyUpdate under the current key
 /// and then installs our next send key (RFC 8446 §4.6.3). Kernels before 6.14 refuse to
@@ -198,16 +217,12 @@ pub fn rekey(
     kernel: &mut KernelConnection<ServerConnectionData>,
     request: u8,
 ) -> io::Result<()> {
+    let refused = |e: String| io::Error::other(format!("re-key refused by the kernel: {e}"));
     let version = kernel_version(kernel).map_err(io::Error::other)?;
-    let sock = borrow(fd.as_raw_fd());
     let (seq, rx) = kernel
         .update_rx_secret()
         .map_err(|e| io::Error::other(format!("next receive key: {e}")))?;
-    let rx = ktls_core::ConnectionTrafficSecrets::try_from(rx)
-        .map_err(|e| io::Error::other(format!("converting secrets: {e}")))?;
-    TlsCryptoInfoRx::new(version, rx, seq)
-        .and_then(|info| info.set(&sock))
-        .map_err(|e| io::Error::other(format!("TLS_RX re-key refused by the kernel: {e}")))?;
+    set_key(fd, version, Direction::Rx, seq, rx).map_err(refused)?;
     if request == KEY_UPDATE_REQUESTED {
         // Our KeyUpdate(update_not_requested) goes out under the old key.
         let mut msg = [HANDSHAKE_KEY_UPDATE, 0, 0, 1, 0];
@@ -215,11 +230,7 @@ pub fn rekey(
         let (seq, tx) = kernel
             .update_tx_secret()
             .map_err(|e| io::Error::other(format!("next send key: {e}")))?;
-        let tx = ktls_core::ConnectionTrafficSecrets::try_from(tx)
-            .map_err(|e| io::Error::other(format!("converting secrets: {e}")))?;
-        TlsCryptoInfoTx::new(version, tx, seq)
-            .and_then(|info| info.set(&sock))
-            .map_err(|e| io::Error::other(format!("TLS_TX re-key refused by the kernel: {e}")))?;
+        set_key(fd, version, Direction::Tx, seq, tx).map_err(refused)?;
     }
     Ok(())
 }

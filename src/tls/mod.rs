@@ -43,16 +43,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSet
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if !settings.cipher_suites.is_empty() {
         // The configured order is the server's preference.
-        provider.cipher_suites = settings
-            .cipher_suites
-            .iter()
-            .filter_map(|want| {
-                rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
-                    .iter()
-                    .find(|s| s.suite() == *want)
-                    .copied()
-            })
-            .collect();
+        provider.cipher_suites = settings.cipher_suites.clone();
     }
     let provider = Arc::new(provider);
     let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
