@@ -11,6 +11,54 @@ mod harness;
 
 mod common;
 
+/// A host program the VM ships, found in /usr/bin or /bin, or the skip saying how to get it.
+fn host_tool(name: &str, package: &str) -> Result<std::path::PathBuf, harness::Skip> {
+    ["/usr/bin", "/bin"]
+        .into_iter()
+        .map(|dir| std::path::Path::new(dir).join(name))
+        .find(|p| p.exists())
+        .ok_or_else(|| harness::Skip(format!("{name} not found (apt-get install {package})")))
+}
+
+/// The ringgate config both scenarios run in the VM: `ktls` mode on `port`, the test
+/// certificate under /etc/rg, the built-in origin on :9000 as the upstream.
+fn ringgate_config(port: u16, ktls: &str) -> String {
+    format!(
+        r#"[server]
+workers = 2
+shutdown_timeout_ms = 5000
+[http]
+splice_threshold_bytes = 262144
+[[listener]]
+addr = "127.0.0.1:{port}"
+[listener.tls]
+ktls = "{ktls}"
+certificates = [{{ cert = "/etc/rg/cert.pem", key = "/etc/rg/key.pem" }}]
+[[route]]
+upstream = "origin"
+[upstream.origin]
+servers = ["127.0.0.1:9000"]
+"#
+    )
+}
+
+/// A PKI with a `ktls.test` leaf, and the (host, guest) pairs that ship its certificate,
+/// key and root as /etc/rg/{cert,key,root}.pem.
+fn vm_certificate() -> (common::pki::TestPki, Vec<(std::path::PathBuf, String)>) {
+    let pki = common::pki::TestPki::new();
+    let cert = pki.leaf(
+        &["ktls.test"],
+        common::pki::KeyType::EcdsaP256,
+        common::pki::KeyEncoding::Pkcs8,
+    );
+    let files = vec![
+        (cert.cert.clone(), "/etc/rg/cert.pem".into()),
+        (cert.key.clone(), "/etc/rg/key.pem".into()),
+        (pki.root_pem_path().to_path_buf(), "/etc/rg/root.pem".into()),
+    ];
+    (pki, files)
+}
+
 /// The guest script; also usable by hand (see tests/vm/README.md).
 const PROBE_SCRIPT: &str = include_str!("vm/guests/ktls_probe.sh");
 
@@ -90,59 +138,21 @@ fn ringgate_offloads_in_vm() {
         )
         .report();
     }
-    let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-    else {
-        return harness::Skip("curl not found (apt-get install curl)".into()).report();
+    let (curl, openssl) = match (host_tool("curl", "curl"), host_tool("openssl", "openssl")) {
+        (Ok(c), Ok(o)) => (c, o),
+        (Err(skip), _) | (_, Err(skip)) => return skip.report(),
     };
     let ringgate = harness::release_binary("ringgate");
-    let pki = common::pki::TestPki::new();
-    let cert = pki.leaf(
-        &["ktls.test"],
-        common::pki::KeyType::EcdsaP256,
-        common::pki::KeyEncoding::Pkcs8,
-    );
+    let (pki, mut files) = vm_certificate();
     let dir = pki.dir();
-    let config = |port: u16, mode: &str| {
-        format!(
-            r#"[server]
-workers = 2
-shutdown_timeout_ms = 5000
-[http]
-splice_threshold_bytes = 262144
-[[listener]]
-addr = "127.0.0.1:{port}"
-[listener.tls]
-ktls = "{mode}"
-certificates = [{{ cert = "/etc/rg/cert.pem", key = "/etc/rg/key.pem" }}]
-[[route]]
-upstream = "origin"
-[upstream.origin]
-servers = ["127.0.0.1:9000"]
-"#
-        )
-    };
-    std::fs::write(dir.join("auto.toml"), config(8443, "auto")).unwrap();
-    std::fs::write(dir.join("on.toml"), config(8444, "on")).unwrap();
+    std::fs::write(dir.join("auto.toml"), ringgate_config(8443, "auto")).unwrap();
+    std::fs::write(dir.join("on.toml"), ringgate_config(8444, "on")).unwrap();
+    files.push((dir.join("auto.toml"), "/etc/rg/auto.toml".into()));
+    files.push((dir.join("on.toml"), "/etc/rg/on.toml".into()));
     let mut cfg = harness::VmConfig::new(GUEST);
     cfg.name = "ringgate-ktls".into();
-    let Some(openssl) = ["/usr/bin/openssl", "/bin/openssl"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-    else {
-        return harness::Skip("openssl not found (apt-get install openssl)".into()).report();
-    };
     cfg.extra_binaries = vec![ringgate, curl, openssl];
-    cfg.extra_files = vec![
-        (cert.cert.clone(), "/etc/rg/cert.pem".into()),
-        (cert.key.clone(), "/etc/rg/key.pem".into()),
-        (pki.root_pem_path().to_path_buf(), "/etc/rg/root.pem".into()),
-        (dir.join("auto.toml"), "/etc/rg/auto.toml".into()),
-        (dir.join("on.toml"), "/etc/rg/on.toml".into()),
-    ];
+    cfg.extra_files = files;
     cfg.timeout = std::time::Duration::from_secs(900);
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
@@ -189,31 +199,19 @@ servers = ["127.0.0.1:9000"]
             "{case} chunked\n{ctx}"
         );
         assert!(
-            report
-                .report
-                .lines()
-                .any(|l| l.starts_with(&format!("CASE {case} TLS_STAT OK"))),
+            report.has_line_starting(&format!("CASE {case} TLS_STAT OK")),
             "{case}: TlsTxSw/TlsRxSw did not rise by the number of connections\n{ctx}"
         );
     }
     assert!(!report.contains("FAIL"), "a check failed\n{ctx}");
     // Every connection after the module was loaded went through the kernel.
-    let total: u64 = report
-        .value_after("TOTAL_CONNECTIONS")
-        .and_then(|v| v.trim().parse().ok())
-        .expect("total");
-    let offloaded: u64 = report
-        .report
-        .lines()
-        .find_map(|l| l.strip_prefix("ktls_offloaded="))
-        .and_then(|v| v.trim().parse().ok())
+    let total = report.number_after("TOTAL_CONNECTIONS").expect("total");
+    let offloaded = report
+        .number_after("ktls_offloaded=")
         .unwrap_or_else(|| panic!("no ktls_offloaded count\n{ctx}"));
     assert_eq!(offloaded, total, "connections offloaded vs made\n{ctx}");
-    let close_notify: u64 = report
-        .report
-        .lines()
-        .find_map(|l| l.strip_prefix("ktls_close_notify_received="))
-        .and_then(|v| v.trim().parse().ok())
+    let close_notify = report
+        .number_after("ktls_close_notify_received=")
         .unwrap_or(0);
     assert!(
         close_notify > 0,
@@ -248,51 +246,21 @@ fn ringgate_rekeys_in_vm() {
         )
         .report();
     }
-    let Some(openssl) = ["/usr/bin/openssl", "/bin/openssl"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-    else {
-        return harness::Skip("openssl not found (apt-get install openssl)".into()).report();
+    let openssl = match host_tool("openssl", "openssl") {
+        Ok(p) => p,
+        Err(skip) => return skip.report(),
     };
     let ringgate = harness::release_binary("ringgate");
     let load = harness::release_binary("ringgate-load");
-    let pki = common::pki::TestPki::new();
-    let cert = pki.leaf(
-        &["ktls.test"],
-        common::pki::KeyType::EcdsaP256,
-        common::pki::KeyEncoding::Pkcs8,
-    );
-    let dir = pki.dir();
-    std::fs::write(
-        dir.join("auto.toml"),
-        r#"[server]
-workers = 2
-shutdown_timeout_ms = 5000
-[http]
-splice_threshold_bytes = 262144
-[[listener]]
-addr = "127.0.0.1:8443"
-[listener.tls]
-ktls = "auto"
-certificates = [{ cert = "/etc/rg/cert.pem", key = "/etc/rg/key.pem" }]
-[[route]]
-upstream = "origin"
-[upstream.origin]
-servers = ["127.0.0.1:9000"]
-"#,
-    )
-    .unwrap();
+    let (pki, mut files) = vm_certificate();
+    let auto = pki.dir().join("auto.toml");
+    std::fs::write(&auto, ringgate_config(8443, "auto")).unwrap();
+    files.push((auto, "/etc/rg/auto.toml".into()));
     let mut cfg = harness::VmConfig::new(GUEST);
     cfg.name = "ringgate-rekey".into();
     cfg.kernel_suite = Some("trixie-backports".into());
     cfg.extra_binaries = vec![ringgate, load, openssl];
-    cfg.extra_files = vec![
-        (cert.cert.clone(), "/etc/rg/cert.pem".into()),
-        (cert.key.clone(), "/etc/rg/key.pem".into()),
-        (pki.root_pem_path().to_path_buf(), "/etc/rg/root.pem".into()),
-        (dir.join("auto.toml"), "/etc/rg/auto.toml".into()),
-    ];
+    cfg.extra_files = files;
     cfg.timeout = std::time::Duration::from_secs(900);
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
@@ -323,10 +291,7 @@ servers = ["127.0.0.1:9000"]
     ] {
         for size in ["20000", "1048576"] {
             assert!(
-                report
-                    .report
-                    .lines()
-                    .any(|l| l.starts_with(&format!("REKEY {cipher} {size} OK"))),
+                report.has_line_starting(&format!("REKEY {cipher} {size} OK")),
                 "{cipher} {size}: re-key under load\n{ctx}"
             );
         }
@@ -344,10 +309,7 @@ servers = ["127.0.0.1:9000"]
     assert!(!report.contains("FAIL"), "a check failed\n{ctx}");
     let count = |key: &str| -> u64 {
         report
-            .report
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
+            .number_after(key)
             .unwrap_or_else(|| panic!("no {key} in the report\n{ctx}"))
     };
     assert_eq!(

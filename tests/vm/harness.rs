@@ -98,6 +98,16 @@ impl VmReport {
             .map(str::trim)
     }
 
+    /// The number after `prefix` on the first line starting with it.
+    pub fn number_after(&self, prefix: &str) -> Option<u64> {
+        self.value_after(prefix).and_then(|v| v.parse().ok())
+    }
+
+    /// True when some line of the report starts with `prefix`.
+    pub fn has_line_starting(&self, prefix: &str) -> bool {
+        self.report.lines().any(|l| l.starts_with(prefix))
+    }
+
     pub fn assert_exit_ok(&self) {
         assert_eq!(
             self.exit_code,
