@@ -51,6 +51,8 @@ pub struct Stats {
     pub ktls_failed: Cell<u64>,
     /// Response bodies moved upstream → client with splice.
     pub spliced_bodies: Cell<u64>,
+    /// Connection tasks that panicked (a bug: each lost one connection).
+    pub panics: Cell<u64>,
 }
 
 /// What every connection task of a worker can reach.
@@ -86,6 +88,8 @@ pub struct WorkerReport {
     pub ktls_fallback: Vec<(&'static str, u64)>,
     pub ktls_failed: u64,
     pub spliced_bodies: u64,
+    /// Connection tasks that panicked (caught; the worker went on).
+    pub panics: u64,
     /// Connections still open when the drain deadline passed.
     pub abandoned: usize,
 }
@@ -238,6 +242,7 @@ fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerRepo
             .collect(),
         ktls_failed: ctx.stats.ktls_failed.get(),
         spliced_bodies: ctx.stats.spliced_bodies.get(),
+        panics: ctx.stats.panics.get(),
         abandoned,
     }
 }
@@ -276,6 +281,7 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
                         CatchUnwind(Box::pin(proxy::serve(tcp, peer, ctx.clone(), lctx))).await;
                     if served.is_err() {
                         // A bug, not an input: this connection is lost, the worker goes on.
+                        ctx.stats.panics.set(ctx.stats.panics.get() + 1);
                         tracing::error!(worker = ctx.id, %peer, "connection task panicked; connection closed");
                     }
                     ctx.active.set(ctx.active.get() - 1);
@@ -377,6 +383,7 @@ pub fn log_report(r: &WorkerReport) {
         ktls_fallback = ?r.ktls_fallback,
         ktls_failed = r.ktls_failed,
         spliced_bodies = r.spliced_bodies,
+        panics = r.panics,
         abandoned = r.abandoned,
         "worker stopped"
     );

@@ -236,6 +236,12 @@ impl Proxy {
         });
         let reports = rx.recv_timeout(SHUTDOWN_GUARD);
         if let Ok(r) = reports {
+            // A panic caught in a connection task is a bug even when the test's own
+            // assertions held: every test that stops a proxy checks for one.
+            let panics: u64 = r.iter().map(|w| w.panics).sum();
+            if panics > 0 && !thread::panicking() {
+                panic!("{panics} connection task(s) panicked in the proxy (see stderr)");
+            }
             return r;
         }
         {
@@ -388,6 +394,11 @@ impl Drop for ProxyProcess {
         if self.wait_exit(Duration::ZERO).is_none() {
             self.signal("KILL");
             let _ = self.wait_exit(Duration::from_secs(10));
+        }
+        // A caught panic in a connection task is a bug even when the test passed.
+        let output = self.output();
+        if output.contains("panicked") && !thread::panicking() {
+            panic!("the ringgate process logged a panic; output:\n{output}");
         }
     }
 }
