@@ -10,7 +10,8 @@ use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ringgate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use ringgate::http1::parse::{
-    HeadLimits, Parsed, RequestHead, ResponseHead, parse_request, parse_response, take_request,
+    HeadLimits, Parsed, RequestHead, ResponseHead, ResponseLimits, parse_request, parse_response,
+    take_request,
 };
 use ringgate::http1::write::{ClientFraming, ClientInfo, request_head, response_head};
 
@@ -24,6 +25,11 @@ const LIMITS: HeadLimits = HeadLimits {
     max_request_line: 8 * 1024,
     max_head_bytes: 32 * 1024,
     max_headers: 100,
+};
+
+const RESPONSE_LIMITS: ResponseLimits = ResponseLimits {
+    max_head_bytes: 64 * 1024,
+    max_headers: 4096,
 };
 
 const SMALL_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
@@ -87,7 +93,7 @@ fn parse_and_take(buf: &mut BytesMut, limits: &HeadLimits) -> RequestHead {
 }
 
 fn parse_full_response(bytes: &[u8]) -> ResponseHead {
-    match parse_response(&mut BytesMut::from(bytes), 64 * 1024) {
+    match parse_response(&mut BytesMut::from(bytes), &RESPONSE_LIMITS) {
         Parsed::Complete(head, _) => head,
         other => panic!("bench response did not parse: {other:?}"),
     }
@@ -149,7 +155,7 @@ fn bench_parse_response(c: &mut Criterion) {
     g.bench_function("typical", |b| {
         b.iter_batched(
             || BytesMut::from(TYPICAL_RESPONSE),
-            |mut buf| match parse_response(&mut buf, 64 * 1024) {
+            |mut buf| match parse_response(&mut buf, &RESPONSE_LIMITS) {
                 Parsed::Complete(head, _) => head,
                 _ => unreachable!(),
             },

@@ -11,7 +11,13 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringgate::http1::body::{Chunk, ChunkedDecoder};
-use ringgate::http1::parse::{BodyKind, Parsed, parse_response};
+use ringgate::http1::parse::{BodyKind, Parsed, ResponseLimits, parse_response};
+
+/// Response heads the generator accepts (as generous as the proxy's defaults).
+const RESPONSE_LIMITS: ResponseLimits = ResponseLimits {
+    max_head_bytes: 64 * 1024,
+    max_headers: 4096,
+};
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
@@ -203,7 +209,7 @@ impl Conn {
     /// Reads one response; returns (status, body bytes, server keeps the connection).
     pub async fn response(&mut self, head_request: bool) -> Result<(u16, u64, bool), Failure> {
         let head = loop {
-            match parse_response(&mut self.buf, 64 * 1024) {
+            match parse_response(&mut self.buf, &RESPONSE_LIMITS) {
                 Parsed::Complete(h, _) if h.status >= 200 => break h,
                 Parsed::Complete(_, _) => continue,
                 Parsed::Invalid(_) => return Err(Failure::Protocol),

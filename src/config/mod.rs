@@ -58,6 +58,8 @@ pub struct HttpSettings {
     pub keepalive_requests: u64,
     /// 0 = never splice.
     pub splice_threshold_bytes: u64,
+    pub lingering_time: Duration,
+    pub lingering_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -74,6 +76,8 @@ impl Default for HttpSettings {
             keepalive_timeout: Duration::from_secs(75),
             keepalive_requests: 1000,
             splice_threshold_bytes: 256 * 1024,
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct UpstreamConfig {
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
+    /// `max_response_header_bytes`, `max_response_headers`.
+    pub response_limits: crate::http1::parse::ResponseLimits,
 }
 
 /// One server of an upstream: what the user wrote and the address it resolved to.

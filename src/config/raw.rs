@@ -67,6 +67,11 @@ pub struct RawHttp {
     /// Content-Length bodies at least this large are spliced socket → pipe → socket when
     /// the client side is plain TCP or kernel TLS (0 = never). nginx: `sendfile` + `aio`.
     pub splice_threshold_bytes: Option<Spanned<i64>>,
+    /// nginx: `lingering_time`: how long, at most, a connection closed with request
+    /// bytes still unread (an early response) keeps reading and dropping them.
+    pub lingering_time_ms: Option<Spanned<i64>>,
+    /// nginx: `lingering_timeout`: the longest wait for more of those bytes.
+    pub lingering_timeout_ms: Option<Spanned<i64>>,
 }
 
 /// `[[listener]]`.
@@ -149,4 +154,9 @@ pub struct RawUpstream {
     pub keepalive_timeout_ms: Option<Spanned<i64>>,
     /// nginx: `keepalive_requests` in the upstream block.
     pub keepalive_requests: Option<Spanned<i64>>,
+    /// Largest response head accepted (→ 502). nginx: `proxy_buffer_size` (4k/8k).
+    pub max_response_header_bytes: Option<Spanned<i64>>,
+    /// Most header fields in a response head (→ 502). nginx has no count limit: its
+    /// default 4 KiB `proxy_buffer_size` holds at most ~1,000 fields.
+    pub max_response_headers: Option<Spanned<i64>>,
 }

@@ -13,6 +13,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
+use crate::http1::parse::ResponseLimits;
+
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
 use super::*;
 
@@ -275,6 +277,16 @@ impl Validator<'_> {
                 d.splice_threshold_bytes as i64,
                 0..=i64::MAX,
             ) as u64,
+            lingering_time: self.millis(
+                &h.lingering_time_ms,
+                "http.lingering_time_ms",
+                d.lingering_time,
+            ),
+            lingering_timeout: self.millis(
+                &h.lingering_timeout_ms,
+                "http.lingering_timeout_ms",
+                d.lingering_timeout,
+            ),
         }
     }
 
@@ -588,6 +600,20 @@ impl Validator<'_> {
                 1000,
                 1..=i64::MAX,
             ) as u64,
+            response_limits: ResponseLimits {
+                max_head_bytes: self.int(
+                    &raw.max_response_header_bytes,
+                    &format!("{field}.max_response_header_bytes"),
+                    64 * 1024,
+                    256..=1 << 24,
+                ) as usize,
+                max_headers: self.int(
+                    &raw.max_response_headers,
+                    &format!("{field}.max_response_headers"),
+                    4096,
+                    1..=65_536,
+                ) as usize,
+            },
         };
         (self.errors.len() == errors_before).then_some(uc)
     }

@@ -2,9 +2,12 @@
 //!
 //! The decoder takes bytes as they arrive and hands back data as `Bytes` split off the
 //! read buffer (no copy). It refuses anything ambiguous — non-hex or overflowing sizes,
-//! a missing CRLF after data, control bytes in extensions or trailers — with
-//! [`Reject`] status 400 (502 when decoding an upstream). Trailers are read, checked and
-//! dropped: HTTP/1.1 trailers are rare and not forwarded.
+//! a missing line end after data, control bytes in extensions or trailers — with
+//! [`Reject`] status 400 (502 when decoding an upstream). Client bodies must end every
+//! line with CRLF (a bare LF is a smuggling vector between proxies); upstream bodies may
+//! use a bare LF (RFC 9112 §2.2 lets a recipient accept it), so a response whose head
+//! was already forwarded is never cut short by that variant. Trailers are read, checked
+//! and dropped: HTTP/1.1 trailers are rare and not forwarded.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -41,14 +44,28 @@ pub enum Chunk {
 pub struct ChunkedDecoder {
     state: State,
     status_on_error: u16,
+    /// Accept a bare LF where CRLF belongs (upstream bodies).
+    bare_lf: bool,
 }
 
 impl ChunkedDecoder {
-    /// `status_on_error`: 400 for client bodies, 502 for upstream bodies.
+    /// `status_on_error`: 400 for client bodies (strict CRLF), 502 for upstream bodies
+    /// (a bare LF accepted as a line end).
     pub fn new(status_on_error: u16) -> Self {
         ChunkedDecoder {
             state: State::Size,
             status_on_error,
+            bare_lf: status_on_error == 502,
+        }
+    }
+
+    /// `line` (up to, without, its LF) without its CR; `None` when the CR is missing
+    /// and a bare LF is not accepted.
+    fn line_body<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        match line.strip_suffix(b"\r") {
+            Some(l) => Some(l),
+            None if self.bare_lf => Some(line),
+            None => None,
         }
     }
 
@@ -74,8 +91,9 @@ impl ChunkedDecoder {
                     else {
                         return Ok(Chunk::NeedMore);
                     };
-                    let line = &buf[..line_len];
-                    let size = parse_size_line(line)
+                    let size = self
+                        .line_body(&buf[..line_len])
+                        .and_then(parse_size_line)
                         .ok_or_else(|| self.fail("invalid chunk size line"))?;
                     let _ = buf.split_to(line_len + 1);
                     self.state = if size == 0 {
@@ -98,16 +116,13 @@ impl ChunkedDecoder {
                     return Ok(Chunk::Data(data));
                 }
                 State::DataEnd => {
-                    if buf.len() < 2 {
-                        if buf.first().is_some_and(|&b| b != b'\r') {
-                            return Err(self.fail("chunk data not followed by CRLF"));
-                        }
-                        return Ok(Chunk::NeedMore);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(self.fail("chunk data not followed by CRLF"));
-                    }
-                    let _ = buf.split_to(2);
+                    let end = match (buf.first(), buf.get(1)) {
+                        (Some(b'\n'), _) if self.bare_lf => 1,
+                        (Some(b'\r'), Some(b'\n')) => 2,
+                        (None, _) | (Some(b'\r'), None) => return Ok(Chunk::NeedMore),
+                        _ => return Err(self.fail("chunk data not followed by CRLF")),
+                    };
+                    let _ = buf.split_to(end);
                     self.state = State::Size;
                 }
                 State::Trailers(seen) => {
@@ -117,8 +132,7 @@ impl ChunkedDecoder {
                     else {
                         return Ok(Chunk::NeedMore);
                     };
-                    let line = &buf[..line_len];
-                    let Some(line) = line.strip_suffix(b"\r") else {
+                    let Some(line) = self.line_body(&buf[..line_len]) else {
                         return Err(self.fail("trailer line not ended by CRLF"));
                     };
                     if line.is_empty() {
@@ -146,9 +160,9 @@ fn find_lf(buf: &[u8], limit: usize) -> Result<Option<usize>, ()> {
     }
 }
 
-/// `1*HEXDIG *( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] ) CR` → size.
+/// `1*HEXDIG *( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] )` (line end removed)
+/// → size.
 fn parse_size_line(line: &[u8]) -> Option<u64> {
-    let line = line.strip_suffix(b"\r")?;
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > MAX_SIZE_DIGITS {
         return None;
@@ -216,7 +230,14 @@ mod tests {
     use super::*;
 
     fn decode_all(input: &[u8], split: usize) -> Result<(Vec<u8>, usize), Reject> {
-        let mut dec = ChunkedDecoder::new(400);
+        decode_with(ChunkedDecoder::new(400), input, split)
+    }
+
+    fn decode_with(
+        mut dec: ChunkedDecoder,
+        input: &[u8],
+        split: usize,
+    ) -> Result<(Vec<u8>, usize), Reject> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         let mut fed = 0;
@@ -292,6 +313,36 @@ mod tests {
                     matches!(r, Err(Reject { status: 400, .. })),
                     "{:?} split {split} gave {r:?}",
                     String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_bodies_accept_bare_lf_line_ends_client_bodies_do_not() {
+        let lf: &[u8] = b"5\nhello\n1;ext=1\r\n \nA\n0123456789\r\n0\nX-T: 1\n\nNEXT";
+        for split in 0..lf.len() {
+            let (data, used) = decode_with(ChunkedDecoder::new(502), lf, split).unwrap();
+            assert_eq!(data, b"hello 0123456789", "split at {split}");
+            assert_eq!(&lf[used..], b"NEXT", "split at {split}");
+            assert!(
+                matches!(decode_all(lf, split), Err(Reject { status: 400, .. })),
+                "client body with bare LF, split at {split}"
+            );
+        }
+        // Still strict about everything else.
+        for bad in [
+            &b"5\nhelloX\n"[..],
+            b"5\rhello\n",
+            b"zz\n",
+            b"0\nbad trailer\n\n",
+        ] {
+            for split in 0..bad.len() {
+                let r = decode_with(ChunkedDecoder::new(502), bad, split);
+                assert!(
+                    matches!(r, Err(Reject { status: 502, .. })),
+                    "{:?} split {split} gave {r:?}",
+                    String::from_utf8_lossy(bad)
                 );
             }
         }

@@ -79,7 +79,29 @@ pub struct ResponseHead {
     pub headers: Vec<Header>,
     /// Framing as sent by the upstream, before taking the request method into account.
     pub body: BodyKind,
+    /// The upstream's Connection header and version let the connection persist (a
+    /// close-delimited body still ends it: see [`ResponseHead::reusable_after`]).
     pub keep_alive: bool,
+}
+
+impl ResponseHead {
+    /// Whether the connection can carry another request once this response was read to
+    /// its end, given whether it had a body (`bodiless`: HEAD, 204, 304). A bodiless
+    /// status that still announced a body (RFC 9110 §6.4.1 forbids it for 204 and 304;
+    /// bytes may follow that belong to no request) is never reused: framing in doubt.
+    pub fn reusable_after(&self, bodiless_request: bool) -> bool {
+        if !self.keep_alive {
+            return false;
+        }
+        if bodiless_request {
+            // A HEAD response may describe the body it would have had.
+            return true;
+        }
+        match self.status {
+            204 | 304 => matches!(self.body, BodyKind::Empty | BodyKind::UntilClose),
+            _ => self.body != BodyKind::UntilClose,
+        }
+    }
 }
 
 /// Result of trying to parse a head from the bytes read so far.
@@ -112,8 +134,16 @@ pub struct HeadLimits {
     pub max_headers: usize,
 }
 
-/// Upper bound for the header array handed to httparse for responses.
-const MAX_RESPONSE_HEADERS: usize = 256;
+/// Header slots tried on the stack for a response head before the configured maximum is
+/// allocated: typical upstream responses carry 5–20 fields.
+const RESPONSE_STACK_SLOTS: usize = 64;
+
+/// Limits applied while parsing an upstream response head.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseLimits {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+}
 
 /// Parses a request head from the start of `buf`.
 ///
@@ -323,22 +353,44 @@ fn check_request(
     })
 }
 
-/// Parses a response head from the start of `buf` (from an upstream; any header count up
-/// to [`MAX_RESPONSE_HEADERS`]).
-pub fn parse_response(buf: &mut BytesMut, max_head_bytes: usize) -> Parsed<ResponseHead> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let used = match resp.parse(buf) {
+/// Parses a response head from the start of `buf` (from an upstream). Status codes must
+/// be three digits from 100 to 999 (RFC 9110 §15); anything else is refused (502).
+pub fn parse_response(buf: &mut BytesMut, limits: &ResponseLimits) -> Parsed<ResponseHead> {
+    let config = httparse::ParserConfig::default();
+    let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; RESPONSE_STACK_SLOTS];
+    let mut heap: Vec<MaybeUninit<httparse::Header>>;
+    let mut resp = httparse::Response::new(&mut []);
+    let slots = limits.max_headers.min(RESPONSE_STACK_SLOTS);
+    let mut status =
+        config.parse_response_with_uninit_headers(&mut resp, buf, &mut storage[..slots]);
+    if matches!(status, Err(httparse::Error::TooManyHeaders)) && limits.max_headers > slots {
+        // Rare: more fields than the stack holds; retry with the configured maximum.
+        heap = (0..limits.max_headers)
+            .map(|_| MaybeUninit::uninit())
+            .collect();
+        resp = httparse::Response::new(&mut []);
+        status = config.parse_response_with_uninit_headers(&mut resp, buf, &mut heap);
+    }
+    let used = match status {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_head_bytes => {
+            return Parsed::Invalid(reject(502, "upstream response head too large"));
+        }
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > max_head_bytes => {
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
             return Parsed::Invalid(reject(502, "upstream response head too large"));
         }
         Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Invalid(reject(502, "upstream response has too many header fields"));
+        }
         Err(_) => return Parsed::Invalid(reject(502, "malformed upstream response head")),
+    };
+    let status = match resp.code {
+        Some(code @ 100..=999) => code,
+        _ => return Parsed::Invalid(reject(502, "upstream status code not in 100-999")),
     };
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let status = resp.code.unwrap_or(0);
     let version = if resp.version == Some(0) {
         Version::Http10
     } else {
@@ -379,7 +431,7 @@ pub fn parse_response(buf: &mut BytesMut, max_head_bytes: usize) -> Parsed<Respo
     let keep_alive = match version {
         Version::Http11 => !close,
         Version::Http10 => keep && !close,
-    } && body != BodyKind::UntilClose;
+    };
     Parsed::Complete(
         ResponseHead {
             status,

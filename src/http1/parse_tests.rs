@@ -6,6 +6,11 @@ const LIMITS: HeadLimits = HeadLimits {
     max_headers: 100,
 };
 
+const RESPONSE_LIMITS: ResponseLimits = ResponseLimits {
+    max_head_bytes: 65536,
+    max_headers: 4096,
+};
+
 /// Parses `input` fed in two pieces split at `split`; the first piece alone must never
 /// be `Complete` unless it holds the whole head.
 fn parse_split(input: &[u8], split: usize) -> Result<(RequestHead, usize), Reject> {
@@ -214,7 +219,7 @@ fn limits_give_414_and_431() {
 #[test]
 fn response_heads() {
     let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..]);
-    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+    let Parsed::Complete(r, _) = parse_response(&mut buf, &RESPONSE_LIMITS) else {
         panic!()
     };
     assert_eq!(
@@ -223,27 +228,30 @@ fn response_heads() {
     );
     assert_eq!(&buf[..], b"abc");
     let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nabc"[..]);
-    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+    let Parsed::Complete(r, _) = parse_response(&mut buf, &RESPONSE_LIMITS) else {
         panic!()
     };
-    assert_eq!((r.body, r.keep_alive), (BodyKind::UntilClose, false));
+    assert_eq!(
+        (r.body, r.reusable_after(false)),
+        (BodyKind::UntilClose, false)
+    );
     // chunked wins over Content-Length from an upstream.
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
     );
-    let Parsed::Complete(r, _) = parse_response(&mut buf, 65536) else {
+    let Parsed::Complete(r, _) = parse_response(&mut buf, &RESPONSE_LIMITS) else {
         panic!()
     };
     assert_eq!(r.body, BodyKind::Chunked);
     let mut buf =
         BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..]);
     assert!(matches!(
-        parse_response(&mut buf, 65536),
+        parse_response(&mut buf, &RESPONSE_LIMITS),
         Parsed::Invalid(Reject { status: 502, .. })
     ));
     let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
     assert!(matches!(
-        parse_response(&mut buf, 65536),
+        parse_response(&mut buf, &RESPONSE_LIMITS),
         Parsed::Invalid(Reject { status: 502, .. })
     ));
 }
@@ -252,4 +260,89 @@ fn response_heads() {
 fn options_asterisk_keeps_its_target() {
     let (h, _) = parse_all_splits(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(&h.path()[..], b"*");
+}
+
+#[test]
+fn response_status_must_be_100_to_999() {
+    for line in [
+        "HTTP/1.1 000 x",
+        "HTTP/1.1 099 x",
+        "HTTP/1.1 0 x",
+        "HTTP/1.1 1000 x",
+    ] {
+        let mut buf = BytesMut::from(format!("{line}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        assert!(
+            matches!(
+                parse_response(&mut buf, &RESPONSE_LIMITS),
+                Parsed::Invalid(Reject { status: 502, .. })
+            ),
+            "{line}"
+        );
+    }
+    for code in [100u16, 199, 200, 599, 999] {
+        let mut buf = BytesMut::from(format!("HTTP/1.1 {code} x\r\n\r\n").as_bytes());
+        let Parsed::Complete(r, _) = parse_response(&mut buf, &RESPONSE_LIMITS) else {
+            panic!("{code}")
+        };
+        assert_eq!(r.status, code);
+    }
+}
+
+#[test]
+fn response_header_count_beyond_the_stack_slots_up_to_the_limit() {
+    let head = |n: usize| {
+        let mut h = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+        for i in 1..n {
+            h += &format!("X-{i}: v\r\n");
+        }
+        h + "\r\n"
+    };
+    for n in [63, 64, 65, 300, 4096] {
+        let mut buf = BytesMut::from(head(n).as_bytes());
+        let Parsed::Complete(r, _) = parse_response(&mut buf, &RESPONSE_LIMITS) else {
+            panic!("{n} fields")
+        };
+        assert_eq!(r.headers.len(), n);
+    }
+    let mut buf = BytesMut::from(head(4097).as_bytes());
+    assert!(matches!(
+        parse_response(&mut buf, &RESPONSE_LIMITS),
+        Parsed::Invalid(Reject { status: 502, .. })
+    ));
+    let small = ResponseLimits {
+        max_head_bytes: 65536,
+        max_headers: 10,
+    };
+    let mut buf = BytesMut::from(head(11).as_bytes());
+    assert!(matches!(
+        parse_response(&mut buf, &small),
+        Parsed::Invalid(Reject { status: 502, .. })
+    ));
+}
+
+#[test]
+fn bodiless_statuses_that_announce_a_body_are_not_reused() {
+    let parse = |text: &str| {
+        let mut buf = BytesMut::from(text.as_bytes());
+        match parse_response(&mut buf, &RESPONSE_LIMITS) {
+            Parsed::Complete(r, _) => r,
+            other => panic!("{text}: {other:?}"),
+        }
+    };
+    assert!(parse("HTTP/1.1 204 No Content\r\n\r\n").reusable_after(false));
+    assert!(parse("HTTP/1.1 304 Not Modified\r\n\r\n").reusable_after(false));
+    assert!(!parse("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n").reusable_after(false));
+    assert!(
+        !parse("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .reusable_after(false)
+    );
+    assert!(!parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n").reusable_after(false));
+    // A HEAD response describes the body it would have had.
+    assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").reusable_after(true));
+    assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").reusable_after(false));
+    assert!(!parse("HTTP/1.1 200 OK\r\n\r\n").reusable_after(false));
+    assert!(
+        !parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n")
+            .reusable_after(false)
+    );
 }

@@ -331,7 +331,7 @@ impl Client {
     /// Reads one response (a 1xx too). `head_request`: the request was HEAD, so no body.
     pub fn read_response(&mut self, head_request: bool) -> io::Result<Response> {
         let (status, headers) = loop {
-            let mut hs = [httparse::EMPTY_HEADER; 128];
+            let mut hs = [httparse::EMPTY_HEADER; 1024];
             let mut r = httparse::Response::new(&mut hs);
             match r.parse(&self.buf) {
                 Ok(httparse::Status::Complete(n)) => {
