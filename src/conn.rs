@@ -22,7 +22,11 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 const CIPHER_READ: usize = 17 * 1024;
 
 /// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
-pub async fn read_tcp(tcp: &mut TcpStream, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
+pub async fn read_tcp(
+    tcp: &mut impl AsyncReadRent,
+    dst: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
     let mut buf = std::mem::take(dst);
     buf.reserve(want);
     let len = buf.len();
@@ -33,7 +37,7 @@ pub async fn read_tcp(tcp: &mut TcpStream, dst: &mut BytesMut, want: usize) -> i
 }
 
 /// Writes all of `data` to `tcp`.
-pub async fn write_tcp(tcp: &mut TcpStream, data: Bytes) -> io::Result<()> {
+pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
     if data.is_empty() {
         return Ok(());
     }
@@ -305,7 +309,7 @@ impl ClientStream {
     /// True when a read can be served without waiting on the socket: ciphertext not yet
     /// processed, plaintext already decrypted (a request that arrived with the client's
     /// Finished), or a close_notify/EOF already seen.
-    pub fn has_buffered(&mut self) -> bool {
+    pub fn has_buffered(&self) -> bool {
         if let Some(k) = &self.ktls {
             return k.eof || !k.pending.is_empty();
         }
@@ -461,6 +465,31 @@ impl ClientStream {
             let _ = tls.drive(&mut self.tcp, None, Action::CloseNotify).await;
         }
         let _ = self.tcp.shutdown().await;
+    }
+
+    /// After the last response went out with request bytes still unread: sends
+    /// close_notify and FIN, then reads and drops what the client still sends until it
+    /// closes, a read waits longer than `per_read`, or `total` passes — so the close does
+    /// not reset the connection before the client has read the response (nginx:
+    /// `lingering_close`). The bytes are never decrypted.
+    pub async fn linger(&mut self, per_read: std::time::Duration, total: std::time::Duration) {
+        self.shutdown().await;
+        let deadline = monoio::time::Instant::now() + total;
+        let mut scratch = BytesMut::new();
+        loop {
+            let step =
+                per_read.min(deadline.saturating_duration_since(monoio::time::Instant::now()));
+            if step.is_zero() {
+                return;
+            }
+            scratch.clear();
+            match monoio::time::timeout(step, read_tcp(&mut self.tcp, &mut scratch, CIPHER_READ))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
     }
 
     /// Drops idle buffers (keep-alive wait).
@@ -731,19 +760,4 @@ async fn read_exact(tcp: &mut TcpStream, buf: &mut Vec<u8>, target: usize) -> io
         }
     }
     Ok(buf.len())
-}
-
-/// An upstream connection: plain TCP with its own read buffer.
-pub struct UpstreamStream {
-    pub tcp: TcpStream,
-}
-
-impl UpstreamStream {
-    pub async fn read(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
-        read_tcp(&mut self.tcp, dst, want).await
-    }
-
-    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        write_tcp(&mut self.tcp, data).await
-    }
 }

@@ -94,3 +94,39 @@ mod tests {
         assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(104)));
     }
 }
+
+/// What a non-blocking look at an idle connection's receive queue found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing queued: the connection is quiet.
+    Nothing,
+    /// Bytes are queued that no request asked for.
+    Bytes,
+    /// The peer closed (FIN).
+    Eof,
+    /// The socket reports an error (reset, …).
+    Error,
+}
+
+/// Peeks (`MSG_PEEK | MSG_DONTWAIT`: never blocks, consumes nothing) at what is queued on
+/// a socket nobody is reading: how an idle pooled upstream connection is checked before
+/// it is reused, like nginx closing a cached connection on any byte or close.
+#[allow(
+    unsafe_code,
+    reason = "borrowing the stream's fd for one recv call; monoio's TcpStream has no AsFd"
+)]
+pub fn pending(stream: &impl std::os::fd::AsRawFd) -> Pending {
+    // SAFETY: the fd belongs to `stream`, which is borrowed for longer than this
+    // BorrowedFd lives (it is dropped at the end of this function).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(&fd)
+        .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    {
+        Ok(0) => Pending::Eof,
+        Ok(_) => Pending::Bytes,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pending::Nothing,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Pending::Nothing,
+        Err(_) => Pending::Error,
+    }
+}

@@ -11,6 +11,7 @@
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
+use super::duplex::Pump;
 use super::{Connection, Next};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
@@ -19,9 +20,7 @@ use crate::http1::write::{self, ClientFraming};
 use crate::upstream::Lease;
 
 /// Body read size while streaming (two TLS records).
-const BODY_READ: usize = 32 * 1024;
-/// Largest upstream response head accepted.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(super) const BODY_READ: usize = 32 * 1024;
 /// Request body bytes sent together with the head (and kept for a retry).
 const FIRST_WRITE_BODY: usize = 64 * 1024;
 
@@ -34,7 +33,7 @@ pub(super) struct RequestBody {
     /// Total body bytes seen (for the size limit).
     seen: u64,
     /// Every body byte has been read from the client.
-    done: bool,
+    pub(super) done: bool,
 }
 
 impl RequestBody {
@@ -54,7 +53,7 @@ impl RequestBody {
     /// Moves every body byte buffered in `rbuf` into `out`, in the upstream's framing.
     /// When it returns and the body is not done, nothing more can be taken without
     /// reading from the client.
-    fn take(
+    pub(super) fn take(
         &mut self,
         rbuf: &mut BytesMut,
         out: &mut BytesMut,
@@ -198,36 +197,47 @@ impl Connection {
     /// response head went to the client; afterwards failures close the connection.
     async fn forward(
         &mut self,
-        mut lease: Lease,
+        lease: Lease,
         head: &RequestHead,
         first: &Bytes,
         first_body: &Bytes,
         body: &mut RequestBody,
     ) -> Result<Next, ProxyError> {
-        // Retrying is safe only while the whole request is still in hand.
-        let replayable = lease.reused && body.done && first_body.is_empty();
+        // A retry may send the request a second time: only for idempotent methods
+        // (RFC 9110 §9.2.2), and only while the whole request is still in hand.
+        let replayable =
+            lease.reused && body.done && first_body.is_empty() && idempotent(&head.method);
         let stale = |e: ProxyError| if replayable { e.retryable() } else { e };
-        upstream_write(&mut lease, first.clone())
+        let mut f = Flow {
+            lease,
+            ubuf: BytesMut::with_capacity(4096),
+            pump: None,
+            sent_all: true,
+            answered: false,
+        };
+        upstream_write(&mut f.lease, first.clone())
             .await
             .map_err(stale)?;
-        let mut request_complete = true;
         if !first_body.is_empty() || !body.done {
             if head.expect_continue && self.rbuf.is_empty() && first_body.is_empty() {
                 self.write_client(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
                     .await?;
             }
-            request_complete = self.send_body(&mut lease, first_body.clone(), body).await?;
+            // The body flows while the response is read (full duplex).
+            f.pump = Pump::start(&mut f.lease, first_body.clone());
+            f.sent_all = false;
         }
-        let mut ubuf = BytesMut::with_capacity(4096);
         let resp = loop {
-            let resp = match read_response_head(&mut lease, &mut ubuf).await {
+            let resp = match self.read_response_head(&mut f, body).await {
                 Ok(r) => r,
                 // Nothing came back on a pooled connection: it was closed under us.
-                Err(e) if ubuf.is_empty() && e.kind == Kind::UpstreamClosed => {
+                Err(e) if !f.answered && f.ubuf.is_empty() && e.kind == Kind::UpstreamClosed => {
                     return Err(stale(e));
                 }
                 Err(e) => return Err(e),
             };
+            // Any response byte, 1xx included, means the request was seen: no retry.
+            f.answered = true;
             match resp.status {
                 100 => continue,
                 101 => {
@@ -254,54 +264,66 @@ impl Connection {
                 _ => break resp,
             }
         };
-        self.relay_response(lease, head, resp, ubuf, request_complete && body.done)
-            .await
+        self.relay_response(f, head, resp, body).await
     }
 
-    /// Streams the rest of the request body upstream. Returns false when the upstream
-    /// stopped reading (it may still answer, e.g. with 413).
-    async fn send_body(
+    /// Reads until a full response head is parsed.
+    async fn read_response_head(
         &mut self,
-        lease: &mut Lease,
-        first_body: Bytes,
+        f: &mut Flow,
         body: &mut RequestBody,
-    ) -> Result<bool, ProxyError> {
-        if !first_body.is_empty() && upstream_write(lease, first_body).await.is_err() {
-            return Ok(false);
-        }
-        let limit = self.ctx.config.http.max_request_body_bytes;
-        if let BodyKind::Length(n) = body.kind
-            && !body.done
-            && self.rbuf.is_empty()
-            && self.splice_wanted(n)
-        {
-            let remaining = body.remaining;
-            self.splice_to_upstream(lease, remaining).await?;
-            body.remaining = 0;
-            body.seen += remaining;
-            body.done = true;
-            return Ok(true);
-        }
-        let mut out = BytesMut::new();
-        while !body.done {
-            self.read_client_body(BODY_READ).await?;
-            body.take(&mut self.rbuf, &mut out, limit)?;
-            if !out.is_empty() && upstream_write(lease, out.split().freeze()).await.is_err() {
-                // Keep reading the response: the upstream may have answered early.
-                return Ok(false);
+    ) -> Result<ResponseHead, ProxyError> {
+        let limits = f.lease.upstream().response_limits;
+        loop {
+            if !f.ubuf.is_empty() {
+                match parse::parse_response(&mut f.ubuf, &limits) {
+                    Parsed::Complete(resp, _) => return Ok(resp),
+                    Parsed::Incomplete => {}
+                    Parsed::Invalid(r) => {
+                        return Err(ProxyError::new(
+                            Side::Upstream,
+                            Kind::UpstreamProtocol,
+                            r.reason,
+                        ));
+                    }
+                }
+            }
+            if self.pull(f, body, 4096).await? == 0 {
+                return Err(ProxyError::new(
+                    Side::Upstream,
+                    Kind::UpstreamClosed,
+                    "upstream closed before the response head",
+                ));
             }
         }
-        Ok(true)
+    }
+
+    /// Reads more of the response into `f.ubuf` (0: the upstream closed), moving the
+    /// request body along while it is still flowing.
+    async fn pull(
+        &mut self,
+        f: &mut Flow,
+        body: &mut RequestBody,
+        want: usize,
+    ) -> Result<usize, ProxyError> {
+        let Flow {
+            lease,
+            ubuf,
+            pump,
+            sent_all,
+            ..
+        } = f;
+        self.pumped_read(lease, ubuf, pump, sent_all, body, want)
+            .await
     }
 
     /// Sends the response head and streams the body to the client.
     async fn relay_response(
         &mut self,
-        mut lease: Lease,
+        mut f: Flow,
         head: &RequestHead,
         resp: ResponseHead,
-        mut ubuf: BytesMut,
-        request_complete: bool,
+        body: &mut RequestBody,
     ) -> Result<Next, ProxyError> {
         let no_body = head.is_head() || resp.status == 204 || resp.status == 304;
         let up_body = if no_body { BodyKind::Empty } else { resp.body };
@@ -313,8 +335,10 @@ impl Connection {
             (_, _, Version::Http10) => ClientFraming::Close,
         };
         let keepalive_requests = self.ctx.config.http.keepalive_requests;
+        // A body still arriving when the head goes out may never be read whole: promise
+        // nothing (an early answer to an upload ends the connection).
         let keep = head.keep_alive
-            && request_complete
+            && body.done
             && framing != ClientFraming::Close
             && self.served < keepalive_requests
             && !self.ctx.draining.is_raised();
@@ -322,14 +346,21 @@ impl Connection {
         // HEAD and 304 keep the upstream's Content-Length: it describes the representation.
         let keep_length = head.is_head() || resp.status == 304;
         write::response_head(&mut out, &resp, framing, head.version, keep, keep_length);
-        let upstream_keep = resp.keep_alive && request_complete;
-        let relayed = self
-            .relay_body(&mut lease, up_body, framing, &mut ubuf, out)
-            .await;
+        let relayed = self.relay_body(&mut f, body, up_body, framing, out).await;
         match relayed {
             Ok(()) => {
-                if upstream_keep && ubuf.is_empty() {
-                    self.ctx.upstreams.release(lease);
+                if !body.done {
+                    // The response ended before the request body: stop sending, close
+                    // the upstream connection, drain what the client still sends.
+                    self.linger = true;
+                }
+                let upstream_keep = resp.reusable_after(no_body)
+                    && body.done
+                    && f.pump.is_none()
+                    && f.sent_all
+                    && f.ubuf.is_empty();
+                if upstream_keep {
+                    self.ctx.upstreams.release(f.lease);
                 }
                 Ok(if keep { Next::KeepAlive } else { Next::Close })
             }
@@ -347,13 +378,13 @@ impl Connection {
         }
     }
 
-    /// Copies the body from `lease` to the client; `out` holds the response head.
+    /// Copies the body from the upstream to the client; `out` holds the response head.
     async fn relay_body(
         &mut self,
-        lease: &mut Lease,
+        f: &mut Flow,
+        body: &mut RequestBody,
         kind: BodyKind,
         framing: ClientFraming,
-        ubuf: &mut BytesMut,
         mut out: BytesMut,
     ) -> Result<(), ProxyError> {
         let chunked_out = framing == ClientFraming::Chunked;
@@ -362,12 +393,12 @@ impl Connection {
             BodyKind::Length(n) => {
                 let mut remaining = n;
                 loop {
-                    let take = (ubuf.len() as u64).min(remaining) as usize;
+                    let take = (f.ubuf.len() as u64).min(remaining) as usize;
                     remaining -= take as u64;
                     if out.is_empty() {
-                        out = ubuf.split_to(take);
+                        out = f.ubuf.split_to(take);
                     } else {
-                        out.extend_from_slice(&ubuf.split_to(take));
+                        out.extend_from_slice(&f.ubuf.split_to(take));
                     }
                     if !out.is_empty() {
                         self.write_client(out.split().freeze()).await?;
@@ -375,11 +406,12 @@ impl Connection {
                     if remaining == 0 {
                         return Ok(());
                     }
-                    if self.splice_wanted(n) && ubuf.is_empty() {
-                        return self.splice_to_client(lease, remaining).await;
+                    // Splice needs the whole upstream socket: not while the body flows.
+                    if f.ubuf.is_empty() && f.pump.is_none() && self.splice_wanted(n) {
+                        return self.splice_to_client(&mut f.lease, remaining).await;
                     }
                     let want = (remaining as usize).min(BODY_READ);
-                    if upstream_read(lease, ubuf, want).await? == 0 {
+                    if self.pull(f, body, want).await? == 0 {
                         return Err(ProxyError::new(
                             Side::Upstream,
                             Kind::UpstreamClosed,
@@ -392,7 +424,7 @@ impl Connection {
                 let mut dec = ChunkedDecoder::new(502);
                 loop {
                     loop {
-                        let chunk = dec.decode(ubuf).map_err(|r| {
+                        let chunk = dec.decode(&mut f.ubuf).map_err(|r| {
                             ProxyError::new(Side::Upstream, Kind::UpstreamProtocol, r.reason)
                         })?;
                         match chunk {
@@ -410,7 +442,7 @@ impl Connection {
                     if !out.is_empty() {
                         self.write_client(out.split().freeze()).await?;
                     }
-                    if upstream_read(lease, ubuf, BODY_READ).await? == 0 {
+                    if self.pull(f, body, BODY_READ).await? == 0 {
                         return Err(ProxyError::new(
                             Side::Upstream,
                             Kind::UpstreamClosed,
@@ -421,14 +453,14 @@ impl Connection {
             }
             BodyKind::UntilClose => loop {
                 if chunked_out {
-                    encode_chunk(&mut out, &ubuf.split());
+                    encode_chunk(&mut out, &f.ubuf.split());
                 } else {
-                    out.extend_from_slice(&ubuf.split());
+                    out.extend_from_slice(&f.ubuf.split());
                 }
                 if !out.is_empty() {
                     self.write_client(out.split().freeze()).await?;
                 }
-                if upstream_read(lease, ubuf, BODY_READ).await? == 0 {
+                if self.pull(f, body, BODY_READ).await? == 0 {
                     if chunked_out {
                         self.write_client(Bytes::from_static(LAST_CHUNK)).await?;
                     }
@@ -439,33 +471,25 @@ impl Connection {
     }
 }
 
-/// Reads until a full response head is parsed.
-async fn read_response_head(
-    lease: &mut Lease,
-    ubuf: &mut BytesMut,
-) -> Result<ResponseHead, ProxyError> {
-    loop {
-        if !ubuf.is_empty() {
-            match parse::parse_response(ubuf, MAX_RESPONSE_HEAD) {
-                Parsed::Complete(resp, _) => return Ok(resp),
-                Parsed::Incomplete => {}
-                Parsed::Invalid(r) => {
-                    return Err(ProxyError::new(
-                        Side::Upstream,
-                        Kind::UpstreamProtocol,
-                        r.reason,
-                    ));
-                }
-            }
-        }
-        if upstream_read(lease, ubuf, 4096).await? == 0 {
-            return Err(ProxyError::new(
-                Side::Upstream,
-                Kind::UpstreamClosed,
-                "upstream closed before the response head",
-            ));
-        }
-    }
+/// One request on one upstream connection.
+pub(super) struct Flow {
+    lease: Lease,
+    /// Response bytes read and not yet used.
+    ubuf: BytesMut,
+    /// The request body while it is still flowing upstream.
+    pump: Option<Pump>,
+    /// Every request byte was written to the upstream.
+    sent_all: bool,
+    /// A response (1xx included) has arrived: the request was seen.
+    answered: bool,
+}
+
+/// Methods a proxy may send again after a failure (RFC 9110 §9.2.2).
+fn idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
 }
 
 /// Reads from the upstream within `read_timeout_ms`. Resets count as closes.
@@ -492,7 +516,7 @@ pub(super) async fn upstream_read(
 }
 
 /// Writes to the upstream within `write_timeout_ms`.
-async fn upstream_write(lease: &mut Lease, data: Bytes) -> Result<(), ProxyError> {
+pub(super) async fn upstream_write(lease: &mut Lease, data: Bytes) -> Result<(), ProxyError> {
     let t = lease.upstream().write_timeout;
     match monoio::time::timeout(t, lease.stream.write(data)).await {
         Ok(Ok(())) => Ok(()),

@@ -13,6 +13,7 @@
 //! can never mistake a truncated body for a complete one. This module never blocks and
 //! never panics on peer input.
 
+mod duplex;
 mod exchange;
 mod splice;
 
@@ -75,6 +76,7 @@ pub async fn serve(
         ctx,
         rbuf,
         served: 0,
+        linger: false,
     };
     conn.run().await;
 }
@@ -141,6 +143,9 @@ pub struct Connection {
     /// Bytes read from the client and not yet used (pipelined requests, body bytes).
     pub(crate) rbuf: BytesMut,
     pub(crate) served: u64,
+    /// The last response went out before the request body was read whole: close with a
+    /// lingering close, so the client can read it before the connection goes.
+    pub(crate) linger: bool,
 }
 
 impl Connection {
@@ -166,8 +171,14 @@ impl Connection {
                 break;
             }
         }
-        let send_timeout = self.ctx.config.http.send_timeout;
-        let _ = monoio::time::timeout(send_timeout, self.stream.shutdown()).await;
+        let http = &self.ctx.config.http;
+        if self.linger {
+            let (per_read, total) = (http.lingering_timeout, http.lingering_time);
+            let _ =
+                monoio::time::timeout(http.send_timeout, self.stream.linger(per_read, total)).await;
+        } else {
+            let _ = monoio::time::timeout(http.send_timeout, self.stream.shutdown()).await;
+        }
     }
 
     /// Reads the next request head. `Ok(None)`: the connection ended quietly (client

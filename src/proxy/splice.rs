@@ -1,10 +1,12 @@
-//! Zero-copy bodies: socket → pipe → socket with io_uring splice, for Content-Length
-//! bodies of at least `splice_threshold_bytes` when the client side carries bytes as they
-//! are (plain TCP, or kernel TLS after the switch — the kernel encrypts on the way out
-//! and decrypts on the way in). The bytes never enter userspace.
+//! Zero-copy response bodies: upstream socket → pipe → client socket with io_uring
+//! splice, for Content-Length bodies of at least `splice_threshold_bytes` when the client
+//! side carries bytes as they are (plain TCP, or kernel TLS after the switch — the kernel
+//! encrypts on the way out). The bytes never enter userspace. Request bodies are copied:
+//! they flow while the response is read (full duplex, [`super::duplex`]), which a
+//! blocking socket-to-socket splice cannot do.
 //!
-//! Timeouts are the same as on the copying path: the upstream side by its read/write
-//! timeout, the client side by `send_timeout_ms` / `client_body_timeout_ms`. A pipe that
+//! Timeouts are the same as on the copying path: the upstream side by its read timeout,
+//! the client side by `send_timeout_ms`. A pipe that
 //! ends an exchange empty goes back to the worker's pool; after an error it is dropped,
 //! because it may still hold bytes.
 
@@ -18,13 +20,6 @@ use crate::upstream::Lease;
 
 /// Bytes moved per splice: the default pipe capacity (16 pages).
 const PIPE_CHUNK: u64 = 64 * 1024;
-
-/// Which side a failure belongs to, for the error returned.
-#[derive(Clone, Copy)]
-enum Dir {
-    ToClient,
-    ToUpstream,
-}
 
 impl Connection {
     /// Whether a body of `len` bytes should travel by splice on this connection.
@@ -53,7 +48,7 @@ impl Connection {
         lease: &mut Lease,
         remaining: u64,
     ) -> Result<(), ProxyError> {
-        self.splice(lease, remaining, Dir::ToClient).await?;
+        self.splice(lease, remaining).await?;
         self.ctx
             .stats
             .spliced_bodies
@@ -61,27 +56,11 @@ impl Connection {
         Ok(())
     }
 
-    /// Moves `remaining` request body bytes from the client to the upstream.
-    pub(super) async fn splice_to_upstream(
-        &mut self,
-        lease: &mut Lease,
-        remaining: u64,
-    ) -> Result<(), ProxyError> {
-        self.splice(lease, remaining, Dir::ToUpstream).await
-    }
-
-    async fn splice(
-        &mut self,
-        lease: &mut Lease,
-        remaining: u64,
-        dir: Dir,
-    ) -> Result<(), ProxyError> {
-        let http = &self.ctx.config.http;
-        let upstream = lease.upstream();
-        let timeouts = match dir {
-            Dir::ToClient => (upstream.read_timeout, http.send_timeout),
-            Dir::ToUpstream => (http.client_body_timeout, upstream.write_timeout),
-        };
+    async fn splice(&mut self, lease: &mut Lease, remaining: u64) -> Result<(), ProxyError> {
+        let timeouts = (
+            lease.upstream().read_timeout,
+            self.ctx.config.http.send_timeout,
+        );
         let mut pipe = self.take_pipe()?;
         let Some(client) = self.stream.splice_socket() else {
             return Err(ProxyError::new(
@@ -90,11 +69,14 @@ impl Connection {
                 "client socket not spliceable",
             ));
         };
-        let upstream = &mut lease.stream.tcp;
-        let moved = match dir {
-            Dir::ToClient => pump(upstream, client, &mut pipe, remaining, timeouts, dir).await,
-            Dir::ToUpstream => pump(client, upstream, &mut pipe, remaining, timeouts, dir).await,
+        let Some(upstream) = lease.stream.tcp() else {
+            return Err(ProxyError::new(
+                Side::Internal,
+                Kind::UpstreamClosed,
+                "upstream stream is split (request body still flowing)",
+            ));
         };
+        let moved = pump(upstream, client, &mut pipe, remaining, timeouts).await;
         if moved.is_ok() {
             self.ctx.pipes.borrow_mut().push(pipe);
         }
@@ -102,19 +84,15 @@ impl Connection {
     }
 }
 
-/// Splices exactly `remaining` bytes from `src` to `dst` through `pipe`.
+/// Splices exactly `remaining` bytes from the upstream `src` to the client `dst`.
 async fn pump(
     src: &mut TcpStream,
     dst: &mut TcpStream,
     pipe: &mut (Pipe, Pipe),
     mut remaining: u64,
     (src_timeout, dst_timeout): (Duration, Duration),
-    dir: Dir,
 ) -> Result<(), ProxyError> {
-    let (src_err, dst_err) = match dir {
-        Dir::ToClient => (Side::Upstream, Side::Downstream),
-        Dir::ToUpstream => (Side::Downstream, Side::Upstream),
-    };
+    let (src_err, dst_err) = (Side::Upstream, Side::Downstream);
     while remaining > 0 {
         let chunk = remaining.min(PIPE_CHUNK) as u32;
         let n = match monoio::time::timeout(src_timeout, src.splice_to_pipe(&mut pipe.1, chunk))

@@ -2,13 +2,18 @@
 //!
 //! Each worker owns an [`Upstreams`] (nothing here is shared between threads): per
 //! server, a LIFO stack of idle connections (the warmest first) capped at `keepalive`,
-//! closed after `keepalive_timeout_ms` idle or `keepalive_requests` uses. A [`Lease`] is
+//! closed after `keepalive_timeout_ms` idle or `keepalive_requests` uses. An idle
+//! connection on which anything arrived — bytes no request asked for, a close, an error
+//! — is closed, never lent: it is checked when it is returned, when the sweep passes and
+//! again right before it is reused, so a stray or late response can never be read as the
+//! answer to another client's request. A [`Lease`] is
 //! one connection on loan to one exchange; dropping it without [`Upstreams::release`]
 //! closes the connection. Connect refused/unreachable → [`Kind::ConnectFailed`] (502),
 //! connect timeout → [`Kind::ConnectTimeout`] (504). Addresses were resolved at load:
 //! nothing here does DNS.
 
 pub mod balance;
+pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -18,8 +23,9 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::config::{Config, UpstreamConfig};
-use crate::conn::UpstreamStream;
 use crate::error::{Kind, ProxyError, Side};
+use crate::listener::Pending;
+pub use stream::{UpstreamStream, UpstreamWriter};
 
 struct Idle {
     stream: TcpStream,
@@ -46,6 +52,8 @@ pub struct Upstreams {
     /// Connections opened vs reused, for the shutdown report.
     pub opened: Cell<u64>,
     pub reused: Cell<u64>,
+    /// Idle connections closed because bytes, a close or an error arrived on them.
+    pub discarded: Cell<u64>,
 }
 
 /// Counts a lease as active on its server until dropped.
@@ -101,6 +109,7 @@ impl Upstreams {
             groups,
             opened: Cell::new(0),
             reused: Cell::new(0),
+            discarded: Cell::new(0),
         })
     }
 
@@ -129,7 +138,7 @@ impl Upstreams {
         };
         let lease = |token, stream, reused, requests| Lease {
             token,
-            stream: UpstreamStream { tcp: stream },
+            stream: UpstreamStream::new(stream),
             reused,
             requests,
         };
@@ -137,11 +146,15 @@ impl Upstreams {
             let now = Instant::now();
             let mut idle = state.idle.borrow_mut();
             while let Some(c) = idle.pop() {
-                if now.duration_since(c.since) < cfg.keepalive_timeout {
-                    drop(idle);
-                    self.reused.set(self.reused.get() + 1);
-                    return Ok(lease(token, c.stream, true, c.requests));
+                if now.duration_since(c.since) >= cfg.keepalive_timeout {
+                    continue;
                 }
+                if !self.quiet(&c.stream) {
+                    continue;
+                }
+                drop(idle);
+                self.reused.set(self.reused.get() + 1);
+                return Ok(lease(token, c.stream, true, c.requests));
             }
         }
         let addr = cfg.servers[server].addr;
@@ -179,7 +192,10 @@ impl Upstreams {
         } = lease;
         let cfg = &self.config.upstreams[token.group];
         let requests = requests + 1;
-        if requests >= cfg.keepalive_requests || cfg.keepalive == 0 {
+        let Some(stream) = stream.into_tcp() else {
+            return;
+        };
+        if requests >= cfg.keepalive_requests || cfg.keepalive == 0 || !self.quiet(&stream) {
             return;
         }
         let mut idle = self.groups[token.group].servers[token.server]
@@ -190,7 +206,7 @@ impl Upstreams {
             idle.remove(0);
         }
         idle.push(Idle {
-            stream: stream.tcp,
+            stream,
             since: Instant::now(),
             requests,
         });
@@ -201,11 +217,20 @@ impl Upstreams {
         let now = Instant::now();
         for (g, cfg) in self.groups.iter().zip(&self.config.upstreams) {
             for s in &g.servers {
-                s.idle
-                    .borrow_mut()
-                    .retain(|c| now.duration_since(c.since) < cfg.keepalive_timeout);
+                s.idle.borrow_mut().retain(|c| {
+                    now.duration_since(c.since) < cfg.keepalive_timeout && self.quiet(&c.stream)
+                });
             }
         }
+    }
+
+    /// True when nothing arrived on an idle connection; counts the ones that must close.
+    fn quiet(&self, stream: &TcpStream) -> bool {
+        let quiet = crate::listener::pending(stream) == Pending::Nothing;
+        if !quiet {
+            self.discarded.set(self.discarded.get() + 1);
+        }
+        quiet
     }
 
     /// Drops every idle connection (shutdown).

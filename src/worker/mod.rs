@@ -83,6 +83,8 @@ pub struct WorkerReport {
     pub upstream_errors: u64,
     pub upstream_opened: u64,
     pub upstream_reused: u64,
+    /// Idle upstream connections closed because something arrived on them.
+    pub upstream_discarded: u64,
     pub ktls_offloaded: u64,
     /// (reason, count) for every reason with a non-zero count.
     pub ktls_fallback: Vec<(&'static str, u64)>,
@@ -234,6 +236,7 @@ fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerRepo
         upstream_errors: ctx.stats.upstream_errors.get(),
         upstream_opened: ctx.upstreams.opened.get(),
         upstream_reused: ctx.upstreams.reused.get(),
+        upstream_discarded: ctx.upstreams.discarded.get(),
         ktls_offloaded: ctx.stats.ktls_offloaded.get(),
         ktls_fallback: Fallback::ALL
             .iter()
@@ -379,6 +382,7 @@ pub fn log_report(r: &WorkerReport) {
         upstream_errors = r.upstream_errors,
         upstream_opened = r.upstream_opened,
         upstream_reused = r.upstream_reused,
+        upstream_discarded = r.upstream_discarded,
         ktls_offloaded = r.ktls_offloaded,
         ktls_fallback = ?r.ktls_fallback,
         ktls_failed = r.ktls_failed,

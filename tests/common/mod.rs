@@ -14,6 +14,7 @@ pub mod backend;
 pub mod client;
 pub mod pki;
 pub mod proxy;
+pub mod scripted;
 
 use std::net::SocketAddr;
 
