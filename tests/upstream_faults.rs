@@ -66,22 +66,34 @@ fn signal() -> (Arc<Mutex<Sender<()>>>, Receiver<()>) {
     (Arc::new(Mutex::new(tx)), rx)
 }
 
-/// Serves `/first` with `first` and then, in a separate write, `stray`; everything else
-/// with a 200 whose body is the request path. Signals once the stray bytes are out.
-fn stray_origin(first: &'static [u8], stray: &'static [u8]) -> (ScriptedBackend, Receiver<()>) {
-    let (tx, rx) = signal();
+/// Serves `/first` with `first`; then, once the test says `go` (the response reached the
+/// client, so the proxy is done with the connection), sends `stray` on the same
+/// connection and signals `sent`. Everything else gets a 200 whose body is its path.
+struct StrayOrigin {
+    origin: ScriptedBackend,
+    go: Sender<()>,
+    sent: Receiver<()>,
+}
+
+fn stray_origin(first: &'static [u8], stray: &'static [u8]) -> StrayOrigin {
+    let (sent_tx, sent) = signal();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
     let origin = ScriptedBackend::start(move |mut c: ScriptConn| {
         while let Some(r) = c.read_request() {
             if r.path == "/first" {
                 c.write(first);
-                c.write(stray);
-                let _ = tx.lock().expect("signal").send(());
+                let go = go_rx.lock().expect("go").recv_timeout(READ_TIMEOUT);
+                if go.is_ok() {
+                    c.write(stray);
+                    let _ = sent_tx.lock().expect("signal").send(());
+                }
             } else {
                 c.ok(r.path.as_bytes());
             }
         }
     });
-    (origin, rx)
+    StrayOrigin { origin, go, sent }
 }
 
 const STRAY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstray!";
@@ -121,7 +133,7 @@ fn stray_bytes_after_a_response_never_answer_another_clients_request() {
         ),
     ];
     for &(what, first, stray) in cases {
-        let (origin, sent) = stray_origin(first, stray);
+        let StrayOrigin { origin, go, sent } = stray_origin(first, stray);
         let s = Setup::new(origin.addr, &[]);
         let head = what.contains("HEAD");
         let request = if head {
@@ -133,6 +145,7 @@ fn stray_bytes_after_a_response_never_answer_another_clients_request() {
         a.send(&request).expect("send /first");
         let resp = a.read_response(head).expect("response to /first");
         assert!(resp.status < 400, "{what}: {}", resp.describe());
+        go.send(()).expect("origin waits for go");
         sent.recv_timeout(READ_TIMEOUT)
             .expect("origin sent its stray bytes");
         // Later clients, each on its own connection, get their own answers.
