@@ -156,6 +156,9 @@ struct TlsState {
     eof: bool,
     /// close_notify received.
     peer_closed: bool,
+    /// rustls reported an error: its one alert went out and it is never driven again
+    /// (no close_notify, no kTLS switch, no re-feeding the record that failed).
+    failed: bool,
 }
 
 /// Where [`TlsState::drive`] stopped.
@@ -199,6 +202,7 @@ impl ClientStream {
                 out: Out::default(),
                 eof: false,
                 peer_closed: false,
+                failed: false,
             })),
             ktls: None,
             exact_records,
@@ -230,6 +234,9 @@ impl ClientStream {
         match tls.conn.negotiated_cipher_suite() {
             Some(s) if support.offers(s.suite()) => {}
             _ => return Offload::Fallback(Fallback::Cipher),
+        }
+        if tls.failed {
+            return Offload::Failed("the TLS session already failed".into());
         }
         if tls.cin_start < tls.cin.len()
             || tls.out.len > 0
@@ -461,7 +468,7 @@ impl ClientStream {
         if self.ktls.is_some() {
             let _ = crate::ktls::send_alert(&self.tcp, crate::ktls::ALERT_CLOSE_NOTIFY);
         }
-        if let Some(tls) = self.tls.as_mut() {
+        if let Some(tls) = self.tls.as_mut().filter(|t| !t.failed) {
             let _ = tls.drive(&mut self.tcp, None, Action::CloseNotify).await;
         }
         let _ = self.tcp.shutdown().await;
@@ -537,6 +544,12 @@ impl TlsState {
         mut sink: Option<(&mut BytesMut, usize)>,
         action: Action<'_>,
     ) -> Result<Driven, TlsError> {
+        if self.failed {
+            return Err(TlsError::Io(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the TLS session failed earlier",
+            )));
+        }
         let mut action = Some(action);
         // Every turn either consumes a record, sends, or stops; a peer cannot keep this
         // loop going without sending bytes, which it must do through the socket.
@@ -547,15 +560,27 @@ impl TlsState {
             let stop = match state {
                 Err(e) => {
                     self.cin_start += discard;
-                    // rustls queued an alert for the peer: send it, once.
-                    self.send_queued_alert(tcp).await;
+                    self.fail(tcp).await;
                     return Err(TlsError::Tls(e));
                 }
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    let mut failed = None;
                     while let Some(record) = records.next_record() {
-                        let record = record.map_err(TlsError::Tls)?;
-                        discard += record.discard;
-                        deliver(record.payload, &mut sink, &mut self.plain);
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                deliver(record.payload, &mut sink, &mut self.plain);
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(e) = failed {
+                        self.cin_start += discard;
+                        self.fail(tcp).await;
+                        return Err(TlsError::Tls(e));
                     }
                     None
                 }
@@ -569,6 +594,7 @@ impl TlsState {
                             }
                             Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
                             Err(e) => {
+                                self.failed = true;
                                 return Err(TlsError::Tls(rustls::Error::General(e.to_string())));
                             }
                         }
@@ -636,31 +662,39 @@ impl TlsState {
         }
     }
 
-    /// After an error, rustls may still hand out the alert it queued; send it (best
-    /// effort, bounded).
-    async fn send_queued_alert(&mut self, tcp: &mut TcpStream) {
-        for _ in 0..4 {
+    /// rustls reported an error: the session is over. Sends what rustls queued for the
+    /// peer (its one fatal alert, if it has one) and marks the state failed, so rustls is
+    /// never driven again. `process_tls_records` hands out queued records before it looks
+    /// at any input, and it is given the same unconsumed ciphertext as before (its
+    /// handshake deframer may still point into it): an empty slice would make it index
+    /// out of bounds when a handshake message was partly buffered.
+    async fn fail(&mut self, tcp: &mut TcpStream) {
+        self.failed = true;
+        // Each call pops one queued record; the queue is finite and nothing is deframed
+        // while it is not empty.
+        while self.conn.wants_write() {
             let start = self.cin_start.min(self.cin.len());
             let UnbufferedStatus { state, .. } =
-                self.conn.process_tls_records(&mut self.cin[start..start]);
-            match state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    match encode.encode(self.out.spare(256)) {
-                        Ok(n) => self.out.len += n,
-                        Err(_) => return,
+                self.conn.process_tls_records(&mut self.cin[start..]);
+            let Ok(ConnectionState::EncodeTlsData(mut encode)) = state else {
+                break;
+            };
+            let mut need = 64;
+            loop {
+                match encode.encode(self.out.spare(need)) {
+                    Ok(n) => {
+                        self.out.len += n;
+                        break;
                     }
+                    Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
+                    Err(_) => break,
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => {
-                    let _ = self.out.flush(tcp).await;
-                    transmit.done();
-                    return;
-                }
-                _ => break,
             }
         }
-        if self.out.len > 0 {
-            let _ = self.out.flush(tcp).await;
-        }
+        let _ = self.out.flush(tcp).await;
+        // The record that failed (decrypted in place, perhaps) is never fed again.
+        self.cin = Vec::new();
+        self.cin_start = 0;
     }
 
     /// Moves unconsumed ciphertext to the front of `cin`.

@@ -283,3 +283,61 @@ fn garbage_after_the_handshake_is_refused_without_hanging() {
     next.send(&req::get(HOST, "/bytes/10"));
     assert_eq!(next.response(), (200, pattern(10, 10)));
 }
+
+fn target(s: &Setup) -> common::records::Target {
+    common::records::Target {
+        addr: s.proxy.addr(),
+        root: s.pki.root_der(),
+        host: HOST.to_string(),
+        read_timeout: READ_TIMEOUT,
+    }
+}
+
+/// Every post-handshake record fault of tests/common/records.rs, for every suite it
+/// applies to: exactly one fatal alert of the right description and then EOF (never a
+/// second alert from the close that follows), or, for the legal sequences, the connection
+/// goes on. A connection open all along is untouched, and no connection task panicked.
+#[test]
+fn post_handshake_record_faults_get_one_fatal_alert_then_close() {
+    use common::records::{SUITES, post_handshake_cases, suite_name};
+    let s = start();
+    let t = target(&s);
+    let mut bystander = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    let mut failures = Vec::new();
+    for case in post_handshake_cases() {
+        for suite in SUITES.into_iter().filter(|s| case.applies(*s)) {
+            if let Err(e) = case.run(&t, suite, true) {
+                failures.push(format!("{} {}: {e}", case.name, suite_name(suite)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    bystander.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(bystander.response(), (200, pattern(10, 10)));
+    // Fails on any panic caught in a connection task.
+    s.proxy.shutdown();
+}
+
+/// Plaintext records around a real ClientHello (TLS 1.3 and 1.2 offers) while rustls
+/// holds part of a handshake message: another record type, an oversized or empty record
+/// between its fragments, a ClientHello over 64 KiB. The one alert rustls has (if any)
+/// goes out, then the connection closes at once; nothing panics.
+#[test]
+fn handshake_record_faults_get_their_alert_without_a_panic() {
+    use common::records::handshake_cases;
+    let s = start();
+    let t = target(&s);
+    let mut failures = Vec::new();
+    for case in handshake_cases() {
+        for tls13 in [true, false] {
+            if let Err(e) = case.run(&t, tls13) {
+                failures.push(format!("{} (tls13 offered: {tls13}): {e}", case.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut next = Raw::connect(&s, &rustls::version::TLS12, usize::MAX);
+    next.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(next.response(), (200, pattern(10, 10)));
+    s.proxy.shutdown();
+}
