@@ -77,6 +77,11 @@ impl ProxyError {
 
     /// The status to answer with, if a response can still be sent.
     pub fn status(&self) -> Option<u16> {
+        // A local failure (no pipe, a stream that cannot be split) is ours, not the
+        // upstream's.
+        if self.side == Side::Internal {
+            return Some(500);
+        }
         match self.kind {
             Kind::BadRequest(s) => Some(s),
             Kind::ClientGone => None,

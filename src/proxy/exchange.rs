@@ -224,7 +224,14 @@ impl Connection {
                     .await?;
             }
             // The body flows while the response is read (full duplex).
-            f.pump = Pump::start(&mut f.lease, first_body.clone());
+            let Some(pump) = Pump::start(&mut f.lease, first_body.clone()) else {
+                return Err(ProxyError::new(
+                    Side::Internal,
+                    Kind::UpstreamClosed,
+                    "a fresh upstream stream could not be split",
+                ));
+            };
+            f.pump = Some(pump);
             f.sent_all = false;
         }
         let resp = loop {
