@@ -239,6 +239,64 @@ fn modinfo(data: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `ringgate doctor` and the worker's fallback reason tell "no tls ULP" from "the ULP
+/// attaches but every cipher is refused": a 6.1 bed with tls.ko and none of the AEAD
+/// modules (build.sh -C none). Before tls.ko is loaded doctor says the ULP is refused;
+/// after, that the ULP attaches and which ciphers TLS_TX refused; a connection in
+/// `ktls = "auto"` falls back with reason kernel_tls_no_ciphers and is served.
+#[test]
+fn doctor_tells_no_tls_module_from_missing_ciphers_in_vm() {
+    const GUEST: &str = include_str!("vm/guests/doctor_ktls.sh");
+    if !harness::have_tool("qemu-system-x86_64") {
+        return harness::Skip(
+            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
+        )
+        .report();
+    }
+    let curl = match host_tool("curl", "curl") {
+        Ok(c) => c,
+        Err(skip) => return skip.report(),
+    };
+    let ringgate = harness::release_binary("ringgate");
+    let (pki, mut files) = vm_certificate();
+    let auto = pki.dir().join("auto.toml");
+    std::fs::write(&auto, ringgate_config(8443, "auto")).unwrap();
+    files.push((auto, "/etc/rg/auto.toml".into()));
+    let mut cfg = harness::VmConfig::new(GUEST);
+    cfg.name = "doctor-no-ciphers".into();
+    cfg.ciphers = Some("none".into());
+    cfg.extra_binaries = vec![ringgate, curl];
+    cfg.extra_files = files;
+    let report = match harness::run_vm_with(&cfg) {
+        Ok(r) => r,
+        Err(skip) => return skip.report(),
+    };
+    let ctx = report.describe();
+    eprintln!("{ctx}");
+    assert!(
+        report.has_line("BED CIPHERS none") && report.has_line("BED MODULES tls"),
+        "the bed ships tls.ko only\n{ctx}"
+    );
+    let before = report.value_after("DOCTOR0 ").unwrap_or_default();
+    assert!(
+        before.contains("refuses TCP_ULP \"tls\""),
+        "without tls.ko: the ULP is refused\n{ctx}"
+    );
+    assert!(report.has_line("INSMOD OK"), "{ctx}");
+    let after = report.value_after("DOCTOR1 ").unwrap_or_default();
+    assert!(
+        after.contains("TCP_ULP \"tls\" attaches, but the kernel refuses every cipher")
+            && after.contains("gcm(aes)")
+            && after.contains("rfc7539(chacha20,poly1305)")
+            && !after.contains("no tls module"),
+        "with tls.ko and no AEAD modules: the ULP works, the ciphers do not\n{ctx}"
+    );
+    for line in ["SERVED OK", "FALLBACK_REASON OK", "STOP exit=0"] {
+        assert!(report.has_line(line), "missing {line:?}\n{ctx}");
+    }
+    report.assert_exit_ok();
+}
+
 /// The real thing: the release `ringgate` binary inside the VM, its built-in origin, and
 /// curl as the client, over loopback. For TLS 1.2 and 1.3 × AES-128-GCM, AES-256-GCM and
 /// CHACHA20-POLY1305: bodies of 0 B to 3 MB both ways (1 MiB and up spliced into the kTLS
