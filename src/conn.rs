@@ -228,8 +228,8 @@ impl ClientStream {
             return Offload::Fallback(Fallback::Setup);
         };
         let support = ktls::support();
-        if !support.is_available() {
-            return Offload::Fallback(Fallback::Unavailable);
+        if let Some(reason) = support.fallback() {
+            return Offload::Fallback(reason);
         }
         match tls.conn.negotiated_cipher_suite() {
             Some(s) if support.offers(s.suite()) => {}

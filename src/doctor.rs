@@ -185,47 +185,71 @@ fn io_uring(intent: &Intent) -> Check {
 }
 
 fn ktls(intent: &Intent, v: Option<(u32, u32)>) -> Check {
-    let support = crate::ktls::support();
+    ktls_check(crate::ktls::support(), intent.ktls, v)
+}
+
+/// The kTLS line: "no tls ULP" (TCP_ULP refused), "ULP attaches but every cipher is
+/// refused" (TLS_TX fails: AEAD modules missing) and "some ciphers refused" are three
+/// different problems with three different fixes.
+fn ktls_check(support: &crate::ktls::Support, mode: KtlsMode, v: Option<(u32, u32)>) -> Check {
+    use crate::ktls::Support;
     let rekey = if v.is_some_and(|v| v >= (6, 14)) {
         "; TLS 1.3 re-key supported"
     } else {
         "; a client KeyUpdate closes the connection (re-key needs ≥ 6.14)"
     };
-    match (support.is_available(), intent.ktls) {
-        (true, KtlsMode::Off) => check(
+    let what = support.describe();
+    if mode == KtlsMode::Off {
+        let detail = if support.is_available() {
+            format!("available ({what}) but off in the configuration")
+        } else {
+            "off in the configuration".to_string()
+        };
+        return check(Level::Pass, "ktls", detail, None);
+    }
+    let unusable = if mode == KtlsMode::On {
+        (Level::Fail, "ktls = \"on\" will refuse to start")
+    } else {
+        (Level::Warn, "connections stay in userspace rustls")
+    };
+    match support {
+        Support::Ready { refused, .. } if refused.is_empty() => check(
             Level::Pass,
             "ktls",
-            format!(
-                "available ({}) but off in the configuration",
-                support.describe()
-            ),
+            format!("TCP_ULP \"tls\" works: {what}{rekey}"),
             None,
         ),
-        (true, _) => check(
-            Level::Pass,
-            "ktls",
-            format!("TCP_ULP \"tls\" works: {}{rekey}", support.describe()),
-            None,
-        ),
-        (false, KtlsMode::On) => check(
-            Level::Fail,
-            "ktls",
-            format!(
-                "unavailable: {} — ktls = \"on\" will refuse to start",
-                support.describe()
-            ),
-            Some("modprobe tls (CONFIG_TLS=m), or set ktls = \"auto\""),
-        ),
-        (false, KtlsMode::Auto) => check(
+        Support::Ready { .. } => check(
             Level::Warn,
             "ktls",
             format!(
-                "unavailable: {} — connections stay in userspace rustls",
-                support.describe()
+                "TCP_ULP \"tls\" works: {what} — connections with a refused cipher stay in userspace rustls{rekey}"
             ),
-            Some("modprobe tls; on kernels built without CONFIG_TLS there is no kernel TLS"),
+            Some(
+                "the kernel could not set up those ciphers: load their crypto modules \
+                 (e.g. modprobe chacha20poly1305) or see dmesg",
+            ),
         ),
-        (false, KtlsMode::Off) => check(Level::Pass, "ktls", "off in the configuration", None),
+        Support::NoCiphers(_) => check(
+            unusable.0,
+            "ktls",
+            format!("unusable: {what} — {}", unusable.1),
+            Some(
+                "the tls module is loaded but the kernel's AEAD modules are not there \
+                 (gcm, ghash, ctr, chacha20poly1305, chacha, poly1305 and their dependencies): \
+                 install the kernel's full module package, or see dmesg",
+            ),
+        ),
+        Support::NoUlp(_) | Support::ProbeFailed(_) => check(
+            unusable.0,
+            "ktls",
+            format!("unavailable: {what} — {}", unusable.1),
+            Some(if mode == KtlsMode::On {
+                "modprobe tls (CONFIG_TLS=m), or set ktls = \"auto\""
+            } else {
+                "modprobe tls; on kernels built without CONFIG_TLS there is no kernel TLS"
+            }),
+        ),
     }
 }
 
@@ -479,6 +503,60 @@ mod tests {
             i32::from(checks.iter().any(|c| c.level == Level::Fail))
         );
         assert!(text.lines().count() > checks.len(), "{text}");
+    }
+
+    #[test]
+    fn ktls_wording_tells_no_ulp_from_no_ciphers_from_some_refused() {
+        use crate::ktls::{CASES, Support};
+        let enoent = "No such file or directory (os error 2)".to_string();
+        let no_ulp = ktls_check(
+            &Support::NoUlp("the kernel refuses TCP_ULP \"tls\" (no tls module)".into()),
+            KtlsMode::Auto,
+            Some((6, 1)),
+        );
+        assert_eq!(no_ulp.level, Level::Warn);
+        assert!(no_ulp.detail.contains("refuses TCP_ULP"), "{no_ulp:?}");
+
+        let none = Support::NoCiphers(CASES.iter().map(|c| (*c, enoent.clone())).collect());
+        let c = ktls_check(&none, KtlsMode::Auto, Some((6, 1)));
+        assert_eq!(c.level, Level::Warn);
+        assert!(
+            c.detail.contains("TCP_ULP \"tls\" attaches")
+                && c.detail.contains("refuses every cipher")
+                && c.detail.contains("gcm(aes)")
+                && c.detail.contains("rfc7539(chacha20,poly1305)")
+                && !c.detail.contains("no tls module"),
+            "{c:?}"
+        );
+        assert!(
+            c.hint.as_deref().is_some_and(|h| h.contains("AEAD")),
+            "{c:?}"
+        );
+        assert_eq!(ktls_check(&none, KtlsMode::On, None).level, Level::Fail);
+
+        let chacha_refused = Support::Ready {
+            offered: CASES
+                .iter()
+                .copied()
+                .filter(|c| c.aead != crate::ktls::Aead::Chacha20Poly1305)
+                .collect(),
+            refused: CASES
+                .iter()
+                .filter(|c| c.aead == crate::ktls::Aead::Chacha20Poly1305)
+                .map(|c| (*c, enoent.clone()))
+                .collect(),
+        };
+        let c = ktls_check(&chacha_refused, KtlsMode::Auto, Some((7, 3)));
+        assert_eq!(c.level, Level::Warn, "{c:?}");
+        assert!(
+            c.detail.contains(
+                "refused by the kernel: TLS1.2 CHACHA20-POLY1305, TLS1.3 CHACHA20-POLY1305 \
+                 (rfc7539(chacha20,poly1305): No such file or directory (os error 2))"
+            ),
+            "{c:?}"
+        );
+        assert!(chacha_refused.offers(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+        assert!(!chacha_refused.offers(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256));
     }
 
     #[test]

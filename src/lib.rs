@@ -21,7 +21,9 @@
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
 //! binds the sockets and starts the [`worker`]s, which share nothing else.
-//! [`demo`] is the embedded zero-config setup behind `ringgate demo`.
+//! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
+//! each signal an operator may send means; [`logging`] keeps log writes off the workers
+//! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
 
 #![deny(unsafe_code)]
 
@@ -34,9 +36,11 @@ pub mod error;
 pub mod http1;
 pub mod ktls;
 pub mod listener;
+pub mod logging;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod signals;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ringgate::config::Config;
+use ringgate::logging::say;
 use ringgate::server::{Server, ServerHandle};
 
 #[global_allocator]
@@ -68,19 +69,25 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!(
-            "ringgate: bad --log filter {:?} ({e}); using \"info\"",
-            cli.log
-        );
-        tracing_subscriber::EnvFilter::new("info")
-    });
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let ansi = std::io::stderr().is_terminal();
+    // Lives until main returns: dropping it writes out every queued line.
+    let _logging = match ringgate::logging::init(&cli.log, ansi) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "ringgate: bad --log filter {:?} ({e}); using \"info\"",
+                cli.log
+            );
+            match ringgate::logging::init("info", ansi) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("ringgate: cannot set up logging: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     match cli.command {
         Command::Check { config } => match Config::from_file(&config) {
             Ok(c) => {
@@ -145,18 +152,15 @@ fn doctor(config: Option<PathBuf>, profile: Option<String>) -> ExitCode {
 fn origin(listen: SocketAddr) -> ExitCode {
     match ringgate::demo::start_backend(listen) {
         Ok(addr) => {
-            eprintln!("ringgate origin: listening on http://{addr}");
-            let mut signals = match signal_hook::iterator::Signals::new([
-                signal_hook::consts::SIGTERM,
-                signal_hook::consts::SIGINT,
-            ]) {
+            say(format_args!("ringgate origin: listening on http://{addr}"));
+            let signals = match signal_hook::iterator::Signals::new(ringgate::signals::HANDLED) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("ringgate origin: cannot install signal handlers: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            let _ = signals.forever().next();
+            let _ = stop_signals(signals).recv();
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -198,17 +202,17 @@ fn demo(listen: SocketAddr, workers: Option<usize>, print_config: bool) -> ExitC
     };
     let on_ready = |h: &ServerHandle| {
         let addr = h.listen_addrs()[0];
-        eprintln!(
+        say(format_args!(
             "ringgate demo: built-in upstream on http://{backend}, certificate in {}",
             files.dir.display()
-        );
-        eprintln!("ringgate demo: try:");
-        eprintln!(
+        ));
+        say(format_args!("ringgate demo: try:"));
+        say(format_args!(
             "  curl --cacert {} https://localhost:{}/",
             files.cert.display(),
             addr.port()
-        );
-        eprintln!("  curl -k https://{addr}/bytes/1024 | wc -c");
+        ));
+        say(format_args!("  curl -k https://{addr}/bytes/1024 | wc -c"));
     };
     let code = serve_with(config, on_ready);
     let _ = std::fs::remove_dir_all(&files.dir);
@@ -219,11 +223,35 @@ fn serve(config: Config) -> ExitCode {
     serve_with(config, |_| {})
 }
 
-/// Starts the server, prints where it listens, and waits for SIGTERM/SIGINT.
+/// Receives signals on their own thread: logs the ones that do not stop the process
+/// (see [`ringgate::signals`]) and forwards `TERM`/`INT` to the returned channel.
+fn stop_signals(mut signals: signal_hook::iterator::Signals) -> std::sync::mpsc::Receiver<i32> {
+    use ringgate::signals::{self, Action};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if signals::action(sig) != Action::Stop {
+                    signals::log_non_fatal(sig);
+                } else if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread no signal is acted on; TERM still ends the process (the
+        // handlers only set flags), so say why it will not drain.
+        tracing::error!(error = %e, "cannot start the signal thread");
+    }
+    rx
+}
+
+/// Starts the server, prints where it listens, and waits for SIGTERM/SIGINT; every other
+/// signal an operator may send has a non-fatal meaning (src/signals.rs).
 fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode {
-    use signal_hook::consts::{SIGINT, SIGTERM};
     // Register before starting so an early signal is not lost.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+    let signals = match signal_hook::iterator::Signals::new(ringgate::signals::HANDLED) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringgate: cannot install signal handlers: {e}");
@@ -234,29 +262,28 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
     let handle = match Server::start(config) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("ringgate: cannot start: {e}");
+            say(format_args!("ringgate: cannot start: {e}"));
             return ExitCode::FAILURE;
         }
     };
     for url in handle.urls() {
-        eprintln!("ringgate: listening on {url} ({workers} workers)");
+        say(format_args!(
+            "ringgate: listening on {url} ({workers} workers)"
+        ));
     }
     on_ready(&handle);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            if tx.send(sig).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stop_signals(signals);
     if let Ok(sig) = rx.recv() {
-        tracing::info!(signal = sig, "stopping: draining in-flight requests");
+        tracing::info!(
+            signal = ringgate::signals::name(sig),
+            "stopping: draining in-flight requests"
+        );
     }
-    // A second signal while draining stops at once.
+    // A second TERM/INT while draining stops at once.
     std::thread::spawn(move || {
         if rx.recv().is_ok() {
-            eprintln!("ringgate: second signal, exiting now");
+            say(format_args!("ringgate: second signal, exiting now"));
+            ringgate::logging::flush();
             std::process::exit(1);
         }
     });
@@ -268,6 +295,6 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
             "drain deadline passed with connections still open"
         );
     }
-    eprintln!("ringgate: stopped");
+    say(format_args!("ringgate: stopped"));
     ExitCode::SUCCESS
 }

@@ -62,9 +62,13 @@ fn vm_certificate() -> (common::pki::TestPki, Vec<(std::path::PathBuf, String)>)
 /// The guest script; also usable by hand (see tests/vm/README.md).
 const PROBE_SCRIPT: &str = include_str!("vm/guests/ktls_probe.sh");
 
-#[test]
-fn ktls_works_in_vm() {
-    let report = match harness::run_vm(&[], PROBE_SCRIPT) {
+/// The kTLS probe on one kernel: every TLS 1.2/1.3 × AES-GCM-128/256 ×
+/// ChaCha20-Poly1305 case is set up, carried and read back by the kernel.
+fn probe_every_cipher(suite: Option<&str>, name: &str) {
+    let mut cfg = harness::VmConfig::new(PROBE_SCRIPT);
+    cfg.name = name.into();
+    cfg.kernel_suite = suite.map(str::to_string);
+    let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
         Err(skip) => return skip.report(),
     };
@@ -79,6 +83,10 @@ fn ktls_works_in_vm() {
     assert!(
         report.value_after("KERNEL ").is_some(),
         "no kernel version\n{ctx}"
+    );
+    assert!(
+        report.has_line_starting("BED KERNEL_PACKAGES "),
+        "the report names the kernel package it ran\n{ctx}"
     );
     assert!(
         report.has_line("INSMOD tls OK"),
@@ -100,17 +108,26 @@ fn ktls_works_in_vm() {
         report.has_line("TLS_TX OK"),
         "setsockopt(SOL_TLS, TLS_TX) failed\n{ctx}"
     );
-    for case in [
-        "tls12-aes-gcm-128",
-        "tls12-aes-gcm-256",
-        "tls12-chacha20-poly1305",
-        "tls13-aes-gcm-128",
-        "tls13-aes-gcm-256",
-        "tls13-chacha20-poly1305",
+    for (case, cipher) in [
+        ("tls12-aes-gcm-128", "AES-GCM"),
+        ("tls12-aes-gcm-256", "AES-GCM"),
+        ("tls12-chacha20-poly1305", "CHACHA20-POLY1305"),
+        ("tls13-aes-gcm-128", "AES-GCM"),
+        ("tls13-aes-gcm-256", "AES-GCM"),
+        ("tls13-chacha20-poly1305", "CHACHA20-POLY1305"),
     ] {
         let line =
             format!("CASE {case} TCP_ULP=OK TLS_TX=OK WIRE=OK TLS_RX=OK ROUNDTRIP=OK SENDFILE=OK");
-        assert!(report.has_line(&line), "kTLS case {case} failed\n{ctx}");
+        let bed: Vec<&str> = report
+            .bed
+            .lines()
+            .filter(|l| l.contains(&format!(" {cipher} ")))
+            .collect();
+        assert!(
+            report.has_line(&line),
+            "kTLS case {case} failed; the bed resolved {cipher} as:\n{}\n{ctx}",
+            bed.join("\n")
+        );
     }
     // the kernel, not the probe, did the record layer work
     let tx_sw: u64 = report
@@ -118,6 +135,165 @@ fn ktls_works_in_vm() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(tx_sw > 0, "TlsTxSw counter did not move\n{ctx}");
+    report.assert_exit_ok();
+}
+
+#[test]
+fn ktls_works_in_vm() {
+    probe_every_cipher(None, "probe");
+}
+
+/// The newest kernel Debian ships (trixie-backports' cloud kernel, 7.3 today): crypto
+/// modules were renamed and moved into the kernel image and lib/crypto since 6.1, so this
+/// is where a bed built from a list of names breaks (ChaCha20 fell back on 7.3).
+#[test]
+fn ktls_works_in_vm_on_the_newest_kernel() {
+    probe_every_cipher(Some("trixie-backports"), "probe-newest");
+}
+
+/// The bed's module set comes from each kernel's own data: every kTLS cipher has a
+/// provider, the kernel and package are named, and every shipped module's `depends=`
+/// (read here from the module file itself, independently of build.sh) is shipped too or
+/// built into the kernel — a bed missing one loads nothing for that cipher.
+#[test]
+fn bed_ships_each_ciphers_modules_with_their_dependencies() {
+    for suite in [None, Some("trixie-backports")] {
+        let bed = match harness::resolve_bed(suite) {
+            Ok(b) => b,
+            Err(skip) => return skip.report(),
+        };
+        eprintln!("{bed}");
+        let field = |key: &str| {
+            bed.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {key:?} in the manifest\n{bed}"))
+                .to_string()
+        };
+        let release = field("BED KERNEL_RELEASE ");
+        assert!(!field("BED KERNEL_PACKAGES ").is_empty(), "{bed}");
+        for (cipher, alg) in [
+            ("AES-GCM", "gcm(aes)"),
+            ("AES-CCM", "ccm(aes)"),
+            ("CHACHA20-POLY1305", "rfc7539(chacha20,poly1305)"),
+        ] {
+            assert!(
+                bed.lines()
+                    .any(|l| l == format!("BED CIPHER {cipher} {alg} OK")),
+                "{release}: {cipher}\n{bed}"
+            );
+        }
+        let dir = std::path::PathBuf::from(field("BED CACHE "))
+            .join("lib/modules")
+            .join(&release);
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+        let mut modules = Vec::new();
+        collect_modules(&dir, &mut modules);
+        let name_of = |p: &std::path::Path| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.trim_end_matches(".ko").replace('-', "_")
+        };
+        let shipped: Vec<String> = modules.iter().map(|p| name_of(p)).collect();
+        assert!(
+            shipped.iter().any(|m| m == "tls"),
+            "{release}: tls.ko\n{bed}"
+        );
+        for path in &modules {
+            let data = std::fs::read(path).unwrap();
+            for dep in modinfo(&data, "depends")
+                .split(',')
+                .filter(|d| !d.is_empty())
+            {
+                let dep = dep.replace('-', "_");
+                let is_builtin = builtin
+                    .lines()
+                    .any(|l| name_of(std::path::Path::new(l)) == dep);
+                assert!(
+                    shipped.contains(&dep) || is_builtin,
+                    "{release}: {} depends on {dep}, which the bed does not ship\n{bed}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+fn collect_modules(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            collect_modules(&p, out);
+        } else if p.extension().is_some_and(|e| e == "ko") {
+            out.push(p);
+        }
+    }
+}
+
+/// A `key=value` string from a module's .modinfo section (NUL-separated strings; the
+/// bed's modules are uncompressed).
+fn modinfo(data: &[u8], key: &str) -> String {
+    let needle = format!("{key}=");
+    data.split(|b| *b == 0)
+        .find_map(|s| s.strip_prefix(needle.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// `ringgate doctor` and the worker's fallback reason tell "no tls ULP" from "the ULP
+/// attaches but every cipher is refused": a 6.1 bed with tls.ko and none of the AEAD
+/// modules (build.sh -C none). Before tls.ko is loaded doctor says the ULP is refused;
+/// after, that the ULP attaches and which ciphers TLS_TX refused; a connection in
+/// `ktls = "auto"` falls back with reason kernel_tls_no_ciphers and is served.
+#[test]
+fn doctor_tells_no_tls_module_from_missing_ciphers_in_vm() {
+    const GUEST: &str = include_str!("vm/guests/doctor_ktls.sh");
+    if !harness::have_tool("qemu-system-x86_64") {
+        return harness::Skip(
+            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
+        )
+        .report();
+    }
+    let curl = match host_tool("curl", "curl") {
+        Ok(c) => c,
+        Err(skip) => return skip.report(),
+    };
+    let ringgate = harness::release_binary("ringgate");
+    let (pki, mut files) = vm_certificate();
+    let auto = pki.dir().join("auto.toml");
+    std::fs::write(&auto, ringgate_config(8443, "auto")).unwrap();
+    files.push((auto, "/etc/rg/auto.toml".into()));
+    let mut cfg = harness::VmConfig::new(GUEST);
+    cfg.name = "doctor-no-ciphers".into();
+    cfg.ciphers = Some("none".into());
+    cfg.extra_binaries = vec![ringgate, curl];
+    cfg.extra_files = files;
+    let report = match harness::run_vm_with(&cfg) {
+        Ok(r) => r,
+        Err(skip) => return skip.report(),
+    };
+    let ctx = report.describe();
+    eprintln!("{ctx}");
+    assert!(
+        report.has_line("BED CIPHERS none") && report.has_line("BED MODULES tls"),
+        "the bed ships tls.ko only\n{ctx}"
+    );
+    let before = report.value_after("DOCTOR0 ").unwrap_or_default();
+    assert!(
+        before.contains("refuses TCP_ULP \"tls\""),
+        "without tls.ko: the ULP is refused\n{ctx}"
+    );
+    assert!(report.has_line("INSMOD OK"), "{ctx}");
+    let after = report.value_after("DOCTOR1 ").unwrap_or_default();
+    assert!(
+        after.contains("TCP_ULP \"tls\" attaches, but the kernel refuses every cipher")
+            && after.contains("gcm(aes)")
+            && after.contains("rfc7539(chacha20,poly1305)")
+            && !after.contains("no tls module"),
+        "with tls.ko and no AEAD modules: the ULP works, the ciphers do not\n{ctx}"
+    );
+    for line in ["SERVED OK", "FALLBACK_REASON OK", "STOP exit=0"] {
+        assert!(report.has_line(line), "missing {line:?}\n{ctx}");
+    }
     report.assert_exit_ok();
 }
 

@@ -1,6 +1,7 @@
 //! Graceful shutdown: the real binary on SIGTERM stops accepting, lets in-flight requests
 //! finish, closes idle connections and exits 0; past `shutdown_timeout_ms` it gives up on
-//! stragglers. The in-process handle's `shutdown()` stops listening too.
+//! stragglers. The in-process handle's `shutdown()` stops listening too. Every other
+//! signal an operator may send (HUP, USR1, USR2, WINCH, PIPE) leaves it serving.
 
 mod common;
 
@@ -199,4 +200,67 @@ fn in_process_shutdown_stops_listening() {
         ),
         Ok(_) => panic!("{addr} still accepts connections after shutdown() returned"),
     }
+}
+
+#[test]
+fn operator_signals_leave_the_process_serving() {
+    let mut r = Running::start(30_000);
+    let mut kept = r.client();
+    let resp = kept.roundtrip(&req::get(HOST, "/bytes/10"));
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    // (signal, what the process logs once it has handled it); PIPE is ignored by
+    // disposition, so there is nothing to wait for: the requests after it and the exit
+    // status below show it did not kill the process.
+    for (sig, logged) in [
+        ("HUP", "signal=\"SIGHUP\""),
+        ("USR1", "signal=\"SIGUSR1\""),
+        ("USR2", "signal=\"SIGUSR2\""),
+        ("WINCH", "signal=\"SIGWINCH\""),
+        ("PIPE", ""),
+        // A second HUP (logrotate runs daily): still not fatal.
+        ("HUP", "signal=\"SIGHUP\""),
+    ] {
+        let before = r.process.output().matches(logged).count();
+        r.process.signal(sig);
+        if !logged.is_empty() {
+            assert!(
+                r.process
+                    .wait_for_output(logged, before + 1, Duration::from_secs(10)),
+                "no log line for SIG{sig} (exit: {:?})\n{}",
+                r.process.wait_exit(Duration::ZERO),
+                r.process.output()
+            );
+        }
+        assert!(
+            r.process.wait_exit(Duration::ZERO).is_none(),
+            "SIG{sig} ended the process\n{}",
+            r.process.output()
+        );
+        let resp = r.client().roundtrip(&req::get(HOST, "/bytes/100"));
+        assert_eq!(resp.status, 200, "after SIG{sig}: {}", resp.describe());
+        assert_eq!(resp.body, pattern(100, 100));
+        let resp = kept.roundtrip(&req::get(HOST, "/bytes/20"));
+        assert_eq!(
+            resp.status,
+            200,
+            "keep-alive connection after SIG{sig}: {}",
+            resp.describe()
+        );
+    }
+    let output = r.process.output();
+    assert!(
+        output.contains("reload is not supported yet"),
+        "SIGHUP says what it did\n{output}"
+    );
+    r.process.signal("TERM");
+    let status = r
+        .process
+        .wait_exit(EXIT_GUARD)
+        .unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", r.process.output()));
+    assert_eq!(status.code(), Some(0), "{}", r.process.output());
+    let output = r.process.output();
+    assert!(
+        output.contains("stopping: draining") && output.contains("ringgate: stopped"),
+        "drained and stopped\n{output}"
+    );
 }

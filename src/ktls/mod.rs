@@ -3,8 +3,10 @@
 //! on the socket — which also lets bodies be spliced without entering userspace.
 //!
 //! This module is the only home of `unsafe` socket calls besides the runtime. It uses
-//! ktls-core for the kernel ABI (crypto-info structs, `setsockopt` wrappers, the cipher
-//! probe, and the conversion of rustls' extracted secrets) and adds only what monoio
+//! ktls-core for the kernel ABI (crypto-info structs, `setsockopt` wrappers and the
+//! conversion of rustls' extracted secrets). Its own capability probe ([`support`]) tells
+//! "no tls ULP" from "the ULP attaches but TLS_TX refuses every cipher" (AEAD modules
+//! missing) from single refused ciphers, with the kernel's error for each. It adds what monoio
 //! needs: non-blocking control-record I/O (`recvmsg`/`sendmsg` with `SOL_TLS` control
 //! messages and `MSG_DONTWAIT`, because monoio leaves accepted sockets blocking) and the
 //! switch itself.
@@ -23,7 +25,6 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::OnceLock;
 
-use ktls_core::probe::{Compatibilities, Compatibility};
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
 use rustls::CipherSuite;
 use rustls::kernel::KernelConnection;
@@ -33,8 +34,12 @@ use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fallback {
-    /// The kernel has no `tls` module (or TCP_ULP is not allowed).
+    /// The kernel has no `tls` ULP (`TCP_ULP "tls"` fails: no module, CONFIG_TLS off, or
+    /// not allowed).
     Unavailable,
+    /// The ULP attaches but the kernel refuses every cipher (`TLS_TX` fails: its AEAD
+    /// crypto modules are missing).
+    NoCiphers,
     /// The negotiated version × cipher suite is not offered by this kernel.
     Cipher,
     /// Setting the ULP on this socket failed.
@@ -44,8 +49,9 @@ pub enum Fallback {
 }
 
 impl Fallback {
-    pub const ALL: [Fallback; 4] = [
+    pub const ALL: [Fallback; 5] = [
         Fallback::Unavailable,
+        Fallback::NoCiphers,
         Fallback::Cipher,
         Fallback::Setup,
         Fallback::Buffered,
@@ -58,6 +64,7 @@ impl Fallback {
     pub fn name(self) -> &'static str {
         match self {
             Fallback::Unavailable => "kernel_tls_unavailable",
+            Fallback::NoCiphers => "kernel_tls_no_ciphers",
             Fallback::Cipher => "cipher_unsupported",
             Fallback::Setup => "setup_failed",
             Fallback::Buffered => "buffered_handshake_bytes",
@@ -65,74 +72,259 @@ impl Fallback {
     }
 }
 
+/// One TLS version × AEAD the probe tries (the ones rustls negotiates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub version: ProtocolVersion,
+    pub aead: Aead,
+}
+
+/// The AEADs kTLS can take from rustls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aead {
+    Aes128Gcm,
+    Aes256Gcm,
+    Chacha20Poly1305,
+}
+
+impl Aead {
+    /// The kernel crypto algorithm kTLS allocates for it (net/tls: cipher_name).
+    pub fn kernel_algorithm(self) -> &'static str {
+        match self {
+            Aead::Aes128Gcm | Aead::Aes256Gcm => "gcm(aes)",
+            Aead::Chacha20Poly1305 => "rfc7539(chacha20,poly1305)",
+        }
+    }
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = match self.version {
+            ProtocolVersion::TLSv1_2 => "TLS1.2",
+            _ => "TLS1.3",
+        };
+        let a = match self.aead {
+            Aead::Aes128Gcm => "AES-128-GCM",
+            Aead::Aes256Gcm => "AES-256-GCM",
+            Aead::Chacha20Poly1305 => "CHACHA20-POLY1305",
+        };
+        write!(f, "{v} {a}")
+    }
+}
+
+/// Every case the probe tries, in report order.
+pub const CASES: [Case; 6] = {
+    use Aead::*;
+    use ProtocolVersion::{TLSv1_2, TLSv1_3};
+    [
+        Case {
+            version: TLSv1_2,
+            aead: Aes128Gcm,
+        },
+        Case {
+            version: TLSv1_2,
+            aead: Aes256Gcm,
+        },
+        Case {
+            version: TLSv1_2,
+            aead: Chacha20Poly1305,
+        },
+        Case {
+            version: TLSv1_3,
+            aead: Aes128Gcm,
+        },
+        Case {
+            version: TLSv1_3,
+            aead: Aes256Gcm,
+        },
+        Case {
+            version: TLSv1_3,
+            aead: Chacha20Poly1305,
+        },
+    ]
+};
+
 /// What the kernel offers, probed once per process on loopback sockets.
 #[derive(Debug, Clone)]
-pub struct Support {
-    /// `Err(reason)` when kTLS cannot be used at all.
-    pub available: Result<Compatibilities, String>,
+pub enum Support {
+    /// `TCP_ULP "tls"` is refused: no kernel TLS at all.
+    NoUlp(String),
+    /// The ULP attaches but `TLS_TX` fails for every cipher, with each error.
+    NoCiphers(Vec<(Case, String)>),
+    /// At least one cipher works; `refused` lists the others with their errors.
+    Ready {
+        offered: Vec<Case>,
+        refused: Vec<(Case, String)>,
+    },
+    /// The probe could not run (no loopback socket, an unexpected ULP error).
+    ProbeFailed(String),
 }
 
 static SUPPORT: OnceLock<Support> = OnceLock::new();
 
 /// Probes kTLS support (blocking: call at start-up, never on a worker first).
 pub fn support() -> &'static Support {
-    SUPPORT.get_or_init(|| Support {
-        available: match Compatibilities::probe() {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => Err("the kernel refuses TCP_ULP \"tls\" (no tls module: modprobe tls, or CONFIG_TLS is off)".into()),
-            Err(e) => Err(format!("probe failed: {e}")),
+    SUPPORT.get_or_init(probe)
+}
+
+/// Per case: a fresh loopback connection, `TCP_ULP "tls"`, then `TLS_TX` with a zero key.
+/// ENOENT from the ULP means no `tls` module; a `TLS_TX` error means the kernel cannot
+/// set up that cipher (it loads the AEAD's crypto modules on demand, so a missing module
+/// shows here as ENOENT too).
+fn probe() -> Support {
+    let run = || -> io::Result<Support> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let mut offered = Vec::new();
+        let mut refused = Vec::new();
+        for case in CASES {
+            let stream = std::net::TcpStream::connect(addr)?;
+            let _accepted = listener.accept()?;
+            match ktls_core::setup_ulp(&stream) {
+                Ok(()) => {}
+                Err(e) if e.is_ktls_unsupported() => {
+                    return Ok(Support::NoUlp(NO_ULP.into()));
+                }
+                Err(e) => return Ok(Support::ProbeFailed(format!("TCP_ULP \"tls\": {e}"))),
+            }
+            let secret = zero_secret(case.aead);
+            match TlsCryptoInfoTx::new(case.version, secret, 0).and_then(|i| i.set(&stream)) {
+                Ok(()) => offered.push(case),
+                Err(e) => refused.push((case, os_error_text(&e))),
+            }
+        }
+        Ok(if offered.is_empty() {
+            Support::NoCiphers(refused)
+        } else {
+            Support::Ready { offered, refused }
+        })
+    };
+    run().unwrap_or_else(|e| Support::ProbeFailed(format!("probe failed: {e}")))
+}
+
+const NO_ULP: &str =
+    "the kernel refuses TCP_ULP \"tls\" (no tls module: modprobe tls, or CONFIG_TLS is off)";
+
+fn zero_secret(aead: Aead) -> ktls_core::ConnectionTrafficSecrets {
+    use ktls_core::{AeadKey, ConnectionTrafficSecrets as S};
+    match aead {
+        Aead::Aes128Gcm => S::Aes128Gcm {
+            key: AeadKey::new(Default::default()),
+            iv: Default::default(),
+            salt: Default::default(),
         },
-    })
+        Aead::Aes256Gcm => S::Aes256Gcm {
+            key: AeadKey::new(Default::default()),
+            iv: Default::default(),
+            salt: Default::default(),
+        },
+        Aead::Chacha20Poly1305 => S::Chacha20Poly1305 {
+            key: AeadKey::new(Default::default()),
+            iv: Default::default(),
+            salt: Default::default(),
+        },
+    }
+}
+
+/// "No such file or directory (os error 2)" from a ktls-core error, without its prefix.
+fn os_error_text(e: &ktls_core::Error) -> String {
+    use std::error::Error as _;
+    match e {
+        ktls_core::Error::CryptoMaterial(io) => io.to_string(),
+        other => other
+            .source()
+            .map_or_else(|| other.to_string(), |s| s.to_string()),
+    }
+}
+
+fn list(cases: &[Case]) -> String {
+    cases
+        .iter()
+        .map(Case::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refused cases grouped by error: "TLS1.2 CHACHA20-POLY1305, TLS1.3 CHACHA20-POLY1305
+/// (rfc7539(chacha20,poly1305): No such file or directory (os error 2))".
+fn refusals(refused: &[(Case, String)]) -> String {
+    let mut groups: Vec<(&'static str, &str, Vec<Case>)> = Vec::new();
+    for (case, err) in refused {
+        let alg = case.aead.kernel_algorithm();
+        match groups.iter_mut().find(|(a, e, _)| *a == alg && *e == err) {
+            Some(g) => g.2.push(*case),
+            None => groups.push((alg, err, vec![*case])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(alg, err, cases)| format!("{} ({alg}: {err})", list(cases)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Support {
+    /// At least one cipher can be offloaded.
     pub fn is_available(&self) -> bool {
-        self.available.is_ok()
+        matches!(self, Support::Ready { .. })
     }
 
-    /// Human-readable list of offloadable version × cipher pairs.
+    /// Why a connection cannot be offloaded at all (`None` when some cipher works).
+    pub fn fallback(&self) -> Option<Fallback> {
+        match self {
+            Support::Ready { .. } => None,
+            Support::NoCiphers(_) => Some(Fallback::NoCiphers),
+            Support::NoUlp(_) | Support::ProbeFailed(_) => Some(Fallback::Unavailable),
+        }
+    }
+
+    /// One sentence for logs, `ringgate doctor` and start-up errors: what works, and for
+    /// what does not, which step failed and with which error.
     pub fn describe(&self) -> String {
-        match &self.available {
-            Err(e) => e.clone(),
-            Ok(c) => {
-                let list = |v: &str, c: &Compatibility| {
-                    let mut s = Vec::new();
-                    if c.aes_128_gcm() {
-                        s.push(format!("{v} AES-128-GCM"));
-                    }
-                    if c.aes_256_gcm() {
-                        s.push(format!("{v} AES-256-GCM"));
-                    }
-                    if c.chacha20_poly1305() {
-                        s.push(format!("{v} CHACHA20-POLY1305"));
-                    }
-                    s
-                };
-                let mut all = list("TLS1.2", &c.tls12);
-                all.extend(list("TLS1.3", &c.tls13));
-                all.join(", ")
-            }
+        match self {
+            Support::NoUlp(why) | Support::ProbeFailed(why) => why.clone(),
+            Support::NoCiphers(refused) => format!(
+                "TCP_ULP \"tls\" attaches, but the kernel refuses every cipher (TLS_TX failed for {}): \
+                 its AEAD crypto modules are missing or cannot load",
+                refusals(refused)
+            ),
+            Support::Ready { offered, refused } if refused.is_empty() => list(offered),
+            Support::Ready { offered, refused } => format!(
+                "{}; refused by the kernel: {}",
+                list(offered),
+                refusals(refused)
+            ),
+        }
+    }
+
+    /// The refused cases (empty when kTLS is unavailable altogether or all work).
+    pub fn refused(&self) -> &[(Case, String)] {
+        match self {
+            Support::NoCiphers(r) | Support::Ready { refused: r, .. } => r,
+            _ => &[],
         }
     }
 
     /// Whether this suite can be offloaded.
     pub fn offers(&self, suite: CipherSuite) -> bool {
-        let Ok(c) = &self.available else {
+        let Support::Ready { offered, .. } = self else {
             return false;
         };
         use CipherSuite as S;
-        match suite {
-            S::TLS13_AES_128_GCM_SHA256 => c.tls13.aes_128_gcm(),
-            S::TLS13_AES_256_GCM_SHA384 => c.tls13.aes_256_gcm(),
-            S::TLS13_CHACHA20_POLY1305_SHA256 => c.tls13.chacha20_poly1305(),
+        use ProtocolVersion::{TLSv1_2, TLSv1_3};
+        let case = match suite {
+            S::TLS13_AES_128_GCM_SHA256 => (TLSv1_3, Aead::Aes128Gcm),
+            S::TLS13_AES_256_GCM_SHA384 => (TLSv1_3, Aead::Aes256Gcm),
+            S::TLS13_CHACHA20_POLY1305_SHA256 => (TLSv1_3, Aead::Chacha20Poly1305),
             S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => c.tls12.aes_128_gcm(),
+            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => (TLSv1_2, Aead::Aes128Gcm),
             S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => c.tls12.aes_256_gcm(),
+            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => (TLSv1_2, Aead::Aes256Gcm),
             S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-            | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => c.tls12.chacha20_poly1305(),
-            _ => false,
-        }
+            | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => (TLSv1_2, Aead::Chacha20Poly1305),
+            _ => return false,
+        };
+        offered.iter().any(|c| (c.version, c.aead) == case)
     }
 }
 

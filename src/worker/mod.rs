@@ -46,7 +46,7 @@ pub struct Stats {
     /// Connections whose record layer moved into the kernel.
     pub ktls_offloaded: Cell<u64>,
     /// Connections that stayed in userspace TLS, by [`Fallback`] reason.
-    pub ktls_fallback: [Cell<u64>; 4],
+    pub ktls_fallback: [Cell<u64>; Fallback::ALL.len()],
     /// Connections closed because the switch failed midway.
     pub ktls_failed: Cell<u64>,
     /// Response bodies moved upstream → client with splice.
@@ -358,13 +358,16 @@ async fn memory_loop(ctx: Rc<WorkerCtx>) {
     }
 }
 
-static FALLBACK_SEEN: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
+static FALLBACK_SEEN: [AtomicBool; Fallback::ALL.len()] =
+    [const { AtomicBool::new(false) }; Fallback::ALL.len()];
 
 /// Logs the first kTLS fallback of each reason in this process (not one per connection).
 pub fn log_fallback_once(reason: Fallback) {
     if !FALLBACK_SEEN[reason.index()].swap(true, Ordering::Relaxed) {
+        // The probe ran on the main thread at start-up; this only formats its answer.
         warn!(
             reason = reason.name(),
+            kernel = %crate::ktls::support().describe(),
             "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
         );
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -271,7 +271,7 @@ pub struct ProxyProcess {
     addrs: Vec<SocketAddr>,
     exit: Receiver<ExitStatus>,
     exited: Option<ExitStatus>,
-    output: Arc<Mutex<String>>,
+    output: Arc<(Mutex<String>, Condvar)>,
 }
 
 /// Path of the built binary.
@@ -280,7 +280,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// The address in a line like `... listening on https://127.0.0.1:4433 ...`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let rest = rest
         .strip_prefix("https://")
@@ -294,7 +294,13 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 impl ProxyProcess {
     /// Starts the binary and waits until it reported `listeners` distinct listening addresses.
     pub fn spawn(config: &Path, listeners: usize) -> ProxyProcess {
+        ProxyProcess::spawn_with(config, listeners, &[])
+    }
+
+    /// Like [`ProxyProcess::spawn`], with global options before `run` (e.g. `--log debug`).
+    pub fn spawn_with(config: &Path, listeners: usize, options: &[&str]) -> ProxyProcess {
         let mut child: Child = Command::new(binary())
+            .args(options)
             .arg("run")
             .arg("-c")
             .arg(config)
@@ -304,7 +310,7 @@ impl ProxyProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary().display()));
         let pid = child.id();
-        let output = Arc::new(Mutex::new(String::new()));
+        let output = Arc::new((Mutex::new(String::new()), Condvar::new()));
         let (line_tx, line_rx) = mpsc::channel::<String>();
         let readers: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -315,9 +321,11 @@ impl ProxyProcess {
             thread::spawn(move || {
                 for line in BufReader::new(r).lines() {
                     let Ok(line) = line else { break };
-                    out.lock()
+                    out.0
+                        .lock()
                         .expect("output lock")
                         .push_str(&format!("{line}\n"));
+                    out.1.notify_all();
                     let _ = tx.send(line);
                 }
             });
@@ -368,7 +376,28 @@ impl ProxyProcess {
 
     /// Everything the process printed so far (stderr and stdout).
     pub fn output(&self) -> String {
-        self.output.lock().expect("output lock").clone()
+        self.output.0.lock().expect("output lock").clone()
+    }
+
+    /// Waits until the output holds `count` occurrences of `needle` (`false` after `limit`).
+    pub fn wait_for_output(&self, needle: &str, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut text = self.output.0.lock().expect("output lock");
+        loop {
+            if text.matches(needle).count() >= count {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            text = self
+                .output
+                .1
+                .wait_timeout(text, left)
+                .expect("output lock")
+                .0;
+        }
     }
 
     pub fn signal(&self, sig: &str) {

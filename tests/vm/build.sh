@@ -14,7 +14,12 @@
 #   -f SRC[:DST]   extra plain file (repeatable), copied to DST (absolute guest
 #                  path; default: /root/<basename of SRC>)
 #   -m MODULE      extra kernel module to ship (repeatable), e.g. -m veth;
-#                  its `modinfo -F depends` closure is shipped too
+#                  its modules.dep closure is shipped too
+#   -C CIPHERS     kTLS ciphers whose crypto modules to ship: a comma list of
+#                  AES-GCM, AES-CCM, CHACHA20-POLY1305, or "none" (tls.ko
+#                  only: every cipher then fails unless built in); default all
+#   -R             resolve only: print the bed manifest (kernel, modules per
+#                  cipher) on stdout and exit; no initramfs is built
 #   -p MODULE      module to modprobe from /init before the guest script runs
 #   -k PACKAGE     kernel package (default: $VM_KERNEL_PKG, else whatever
 #                  linux-image-amd64 depends on according to apt-cache)
@@ -29,9 +34,17 @@
 #
 # Always shipped: busybox (static), tests/vm/probe/ktls_probe (built here with
 # gcc -static, on PATH as ktls_probe), tls.ko and the crypto modules kTLS
-# needs for AES-GCM-128/256, AES-CCM and ChaCha20-Poly1305 (generic and x86
-# accelerated), with busybox modprobe/depmod so the kernel's own
-# request_module() autoloading works too.
+# needs for AES-GCM-128/256, AES-CCM and ChaCha20-Poly1305, with busybox
+# modprobe/depmod so the kernel's own request_module() autoloading works too.
+# Which modules those are is read from the kernel's own data, not from a list
+# of names: the crypto algorithm kTLS asks for (e.g. "rfc7539(chacha20,poly1305)")
+# is looked up as `crypto-<alg>` in modules.alias and modules.builtin.modinfo
+# (depmod, run here on the unpacked package), then its template and arguments,
+# and every module found comes with its modules.dep closure. The result, with
+# the kernel package and version, is the bed manifest (<out>/bed.txt, and
+# /etc/vm/bed.txt in the guest, printed at the top of every report). A cipher
+# with no provider at all, or a dependency file missing from the package, is
+# an error naming it.
 #
 # Exit status: 0 ok, 77 when this host cannot build the VM (missing tool or no
 # access to the Debian archive; message on stderr starts with "SKIP:"),
@@ -56,13 +69,26 @@ FLAVOUR=cloud-amd64
 EXTRA_BINS=()
 EXTRA_FILES=()
 PRELOAD=()
-# kTLS itself plus every crypto piece the kernel's TLS ULP may ask for
-# (tls_set_sw_offload allocates "gcm(aes)", "ccm(aes)", "rfc7539(chacha20,poly1305)").
-# Newer kernels renamed some (chacha_generic -> chacha); absent names are skipped.
-MODULES=(tls gcm ghash-generic ctr ccm chacha20poly1305 chacha_generic chacha poly1305_generic
-	aesni-intel ghash-clmulni-intel chacha-x86_64 poly1305-x86_64)
+# kTLS itself; the crypto modules come from CIPHERS below.
+MODULES=(tls)
+# The algorithm each kTLS cipher allocates (net/tls/tls.h cipher descriptions:
+# crypto_alloc_aead(cipher_desc->cipher_name)).
+declare -A CIPHER_ALG=(
+	[AES-GCM]="gcm(aes)"
+	[AES-CCM]="ccm(aes)"
+	[CHACHA20-POLY1305]="rfc7539(chacha20,poly1305)"
+)
+CIPHERS=(AES-GCM AES-CCM CHACHA20-POLY1305)
+# What a template instantiates besides its arguments (crypto/gcm.c: ctr + ghash,
+# crypto/ccm.c: ctr + cbcmac), shipped when this kernel provides them; newer kernels
+# do some of it with built-in library code and have no such algorithm.
+declare -A TEMPLATE_INNER=(
+	[gcm]="ctr(@) ghash"
+	[ccm]="ctr(@) cbcmac(@)"
+)
+RESOLVE_ONLY=0
 
-while getopts ":g:c:o:x:f:m:p:k:s:F:h" opt; do
+while getopts ":g:c:o:x:f:m:p:k:s:F:C:Rh" opt; do
 	case "$opt" in
 	g) GUEST_SCRIPT=$OPTARG ;;
 	c) CACHE_DIR=$OPTARG ;;
@@ -74,6 +100,8 @@ while getopts ":g:c:o:x:f:m:p:k:s:F:h" opt; do
 	k) KERNEL_PKG=$OPTARG ;;
 	s) SUITE=$OPTARG ;;
 	F) FLAVOUR=$OPTARG ;;
+	C) if [ "$OPTARG" = none ]; then CIPHERS=(); else IFS=, read -r -a CIPHERS <<<"$OPTARG"; fi ;;
+	R) RESOLVE_ONLY=1 ;;
 	h) usage; exit 0 ;;
 	:) die "option -$OPTARG needs an argument" ;;
 	*) usage >&2; exit 2 ;;
@@ -82,8 +110,13 @@ done
 shift $((OPTIND - 1))
 EXTRA_BINS+=("$@")
 
-[ -n "$GUEST_SCRIPT" ] || { usage >&2; die "missing -g GUEST_SCRIPT"; }
-[ -f "$GUEST_SCRIPT" ] || die "guest script not found: $GUEST_SCRIPT"
+for c in "${CIPHERS[@]}"; do
+	[ -n "${CIPHER_ALG[$c]:-}" ] || die "-C: unknown cipher '$c' (known: ${!CIPHER_ALG[*]}, none)"
+done
+if [ "$RESOLVE_ONLY" = 0 ]; then
+	[ -n "$GUEST_SCRIPT" ] || { usage >&2; die "missing -g GUEST_SCRIPT"; }
+	[ -f "$GUEST_SCRIPT" ] || die "guest script not found: $GUEST_SCRIPT"
+fi
 mkdir -p "$CACHE_DIR"
 CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
 OUT_DIR=${OUT_DIR:-$CACHE_DIR/out}
@@ -132,6 +165,11 @@ command -v cpio >/dev/null || apt_install cpio || skip "'cpio' not found (apt-ge
 BUSYBOX=$(find_busybox) || { apt_install busybox-static && BUSYBOX=$(find_busybox); } ||
 	skip "no static busybox (apt-get install busybox-static)"
 command -v gcc >/dev/null || skip "'gcc' not found (needed for the ktls probe)"
+# depmod builds modules.dep / modules.alias for the unpacked kernel (Debian's packages
+# leave that to the postinst); /sbin is not on every user's PATH.
+DEPMOD=$(PATH=$PATH:/usr/sbin:/sbin command -v depmod || true)
+[ -n "$DEPMOD" ] || { apt_install kmod && DEPMOD=$(PATH=$PATH:/usr/sbin:/sbin command -v depmod); } ||
+	skip "'depmod' not found (apt-get install kmod): needed to read the kernel's module dependencies"
 
 # -------------------------------------------------------------- kernel .deb
 DEB_DIR=$CACHE_DIR/debs
@@ -167,10 +205,13 @@ if [ -n "$SUITE" ]; then
 		kv=${cached##*/linux-modules-}
 		kv=${kv%%_*}
 		DEBS=("$(find "$DEB_DIR" -maxdepth 1 -name "linux-binary-${kv}_*.deb" | sort -V | tail -n 1)" "$cached")
+		base=$(find "$DEB_DIR" -maxdepth 1 -name "linux-base-${kv}_*.deb" | sort -V | tail -n 1)
+		[ -z "$base" ] || DEBS+=("$base")
 		log "apt could not resolve the $SUITE kernel; using cached $kv"
 	else
 		kv=${image#linux-image-}
-		for pkg in "linux-binary-$kv" "linux-modules-$kv"; do
+		# linux-base-*: config, modules.builtin(.modinfo): what is built into vmlinuz
+		for pkg in "linux-binary-$kv" "linux-modules-$kv" "linux-base-$kv"; do
 			ver=$(apt-cache "${APT_OPTS[@]}" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2; exit }')
 			[ -n "$ver" ] || skip "$pkg has no candidate version in $SUITE"
 			deb=$DEB_DIR/${pkg}_${ver//:/%3a}_amd64.deb
@@ -187,6 +228,7 @@ if [ -n "$SUITE" ]; then
 		done
 	fi
 	DEB=${DEBS[1]}
+	KERNEL_PACKAGES="${DEBS[*]##*/}"
 else
 	resolve_kernel_pkg() {
 		apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
@@ -228,23 +270,99 @@ else
 		log "apt-cache could not resolve the kernel package; using cached $(basename "$DEB")"
 	fi
 	DEBS=("$DEB")
+	KERNEL_PACKAGES=$(basename "$DEB")
 fi
 
 # ------------------------------------------- vmlinuz + module closure (cached)
-modinfo_field() {
-	# modinfo_field FIELD FILE.ko -- kmod's modinfo when present, else read
-	# the NUL-separated .modinfo strings directly
-	if command -v modinfo >/dev/null; then
-		modinfo -F "$1" "$2" 2>/dev/null || true
-	else
-		tr '\0' '\n' <"$2" | sed -n "s/^$1=//p" | head -n 1
+# Bumped when the resolution below changes, so cached module sets are rebuilt.
+RESOLVER_VERSION=3
+modset_key=$({
+	echo "resolver $RESOLVER_VERSION"
+	printf 'module %s\n' "${MODULES[@]}" | sort -u
+	printf 'cipher %s\n' "${CIPHERS[@]}" | sort -u
+} | md5sum | cut -c1-12)
+KCACHE=$CACHE_DIR/kernel/$(basename "$DEB" .deb)/mods-$modset_key
+
+# --- resolution over the kernel's own data ($srcmods: modules.dep, modules.alias from
+# depmod; modules.builtin(.modinfo) from the package). Results go to $MANIFEST.
+key_of() { local k=${1##*/}; k=${k%%.ko*}; echo "${k//-/_}"; }
+# module name -> path relative to $srcmods, from modules.dep
+mod_path() { awk -F: -v k="$1" '{ n = $1; sub(/.*\//, "", n); sub(/\.ko.*$/, "", n); gsub(/-/, "_", n); if (n == k) { print $1; exit } }' "$srcmods/modules.dep"; }
+# modules.dep already lists the whole closure of a module
+mod_deps() { awk -F: -v p="$1" '$1 == p { print $2; exit }' "$srcmods/modules.dep"; }
+alias_mods() { awk -v a="crypto-$1" '$1 == "alias" && $2 == a { print $3 }' "$srcmods/modules.alias" | sort -u | tr '\n' ' '; }
+builtin_mods() {
+	[ -f "$srcmods/modules.builtin.modinfo" ] || return 0
+	tr '\0' '\n' <"$srcmods/modules.builtin.modinfo" | awk -v a="crypto-$1" '
+		{ i = index($0, ".alias="); if (i && substr($0, i + 7) == a) print substr($0, 1, i - 1) }' | sort -u | tr '\n' ' '
+}
+is_builtin_module() { grep -qE "/${1//_/[-_]}\.ko$" "$srcmods/modules.builtin" 2>/dev/null; }
+# split "a,b(c,d),e" at top-level commas, one per line
+split_args() { awk -v s="$1" 'BEGIN { d = 0; t = ""; for (i = 1; i <= length(s); i++) { c = substr(s, i, 1);
+	if (c == "(") d++; if (c == ")") d--; if (c == "," && d == 0) { print t; t = "" } else t = t c } print t }'; }
+
+declare -A WANT=() # module key -> 1 (to ship, with closure)
+want_module() { # want_module KEY WHY
+	local key=$1 rel
+	[ -n "${WANT[$key]:-}" ] && return 0
+	rel=$(mod_path "$key")
+	if [ -z "$rel" ]; then
+		is_builtin_module "$key" && return 0
+		die "kernel $kver ($KERNEL_PACKAGES): module '$key' ($2) is neither in modules.dep nor in modules.builtin"
+	fi
+	WANT[$key]=1
+}
+
+# resolve_alg ALG CIPHER STRICT: providers of crypto algorithm ALG (built in, modules with
+# the alias, or its template plus arguments). STRICT=1: having none is an error. An
+# argument without a provider is only noted: newer kernels do some of a template's work
+# with built-in library code (7.x rfc7539 uses lib poly1305, no "poly1305" algorithm);
+# whether the cipher then works is what the guest probe shows, with this manifest above it.
+resolve_alg() {
+	local alg=$1 cipher=$2 strict=$3 builtin mods tmpl inner arg found=0 m
+	builtin=$(builtin_mods "$alg")
+	mods=$(alias_mods "$alg")
+	# an algorithm met again (aes under ctr and gcm) was resolved already
+	grep -q "^BED ALG $cipher $alg " "$MANIFEST" && return 0
+	if [ -n "$builtin" ]; then
+		echo "BED ALG $cipher $alg built-in: ${builtin% }" >>"$MANIFEST"
+		return 0
+	fi
+	if [ -n "$mods" ]; then
+		for m in $mods; do want_module "$(key_of "$m")" "provides crypto-$alg"; done
+		echo "BED ALG $cipher $alg modules: ${mods% }" >>"$MANIFEST"
+		found=1
+	fi
+	case "$alg" in
+	*"("*")")
+		# Also the template route: the kernel instantiates tmpl(args) when no driver
+		# of the whole name registers (or, under TCG, when one cannot start).
+		tmpl=${alg%%(*}
+		inner=${alg#*(}
+		inner=${inner%)}
+		if [ -n "$(builtin_mods "$tmpl")$(alias_mods "$tmpl")" ]; then
+			resolve_alg "$tmpl" "$cipher" 1
+			while read -r arg; do
+				resolve_alg "$arg" "$cipher" 0
+			done < <(split_args "$inner")
+			for arg in ${TEMPLATE_INNER[$tmpl]:-}; do
+				resolve_alg "${arg//@/$inner}" "$cipher" 0
+			done
+			found=1
+		fi
+		;;
+	esac
+	if [ "$found" = 0 ]; then
+		if [ "$strict" = 1 ]; then
+			echo "BED MISSING $cipher $alg" >>"$MANIFEST"
+			die "kernel $kver ($KERNEL_PACKAGES): no module or built-in provides crypto '$alg' for kTLS $cipher (no 'crypto-$alg' in modules.alias or modules.builtin.modinfo)"
+		fi
+		echo "BED ALG $cipher $alg none (not a separate algorithm on this kernel)" >>"$MANIFEST"
 	fi
 }
 
-modset_key=$(printf '%s\n' "${MODULES[@]}" | sort -u | md5sum | cut -c1-12)
-KCACHE=$CACHE_DIR/kernel/$(basename "$DEB" .deb)/mods-$modset_key
 if [ ! -f "$KCACHE/.complete" ]; then
-	log "extracting $(basename "$DEB") (dpkg-deb -x)"
+	log "extracting ${KERNEL_PACKAGES} (dpkg-deb -x)"
 	rm -rf "$KCACHE"
 	tmpx=$(mktemp -d "$CACHE_DIR/extract.XXXXXX")
 	trap 'rm -rf "$tmpx"' EXIT
@@ -257,7 +375,7 @@ if [ ! -f "$KCACHE/.complete" ]; then
 		kver=${vmlinuz##*/vmlinuz-}
 	else
 		vmlinuz=$(find "$tmpx/usr/lib/modules" "$tmpx/lib/modules" -mindepth 2 -maxdepth 2 -name vmlinuz 2>/dev/null | head -n 1 || true)
-		[ -n "$vmlinuz" ] || die "no vmlinuz in ${DEBS[*]##*/}"
+		[ -n "$vmlinuz" ] || die "no vmlinuz in ${KERNEL_PACKAGES}"
 		kver=$(basename "$(dirname "$vmlinuz")")
 	fi
 	# /lib/modules may live under /usr/lib on merged-/usr packages
@@ -265,59 +383,58 @@ if [ ! -f "$KCACHE/.complete" ]; then
 	for d in "$tmpx/lib/modules/$kver" "$tmpx/usr/lib/modules/$kver"; do
 		[ -d "$d" ] && srcmods=$d && break
 	done
-	[ -n "$srcmods" ] || die "no modules dir for $kver in $(basename "$DEB")"
+	[ -n "$srcmods" ] || die "no modules dir for $kver in ${KERNEL_PACKAGES}"
+	[ -f "$srcmods/modules.builtin" ] ||
+		die "kernel $kver: no modules.builtin in ${KERNEL_PACKAGES} (cannot tell built-in crypto from missing)"
+	# The package ships no modules.dep / modules.alias (its postinst runs depmod): make them.
+	"$DEPMOD" -b "${srcmods%/lib/modules/$kver}" "$kver" ||
+		die "depmod failed on $kver from ${KERNEL_PACKAGES}"
 
 	stage=$(mktemp -d "$CACHE_DIR/stage.XXXXXX")
+	MANIFEST=$stage/bed.txt
+	{
+		echo "BED KERNEL_RELEASE $kver"
+		echo "BED KERNEL_PACKAGES $KERNEL_PACKAGES"
+		echo "BED CIPHERS ${CIPHERS[*]:-none}"
+	} >"$MANIFEST"
 	mkdir -p "$stage/lib/modules/$kver"
 	cp "$vmlinuz" "$stage/vmlinuz"
 	echo "$kver" >"$stage/kver"
 	cp "$tmpx/boot/config-$kver" "$stage/config" 2>/dev/null ||
 		cp "$srcmods/config" "$stage/config" 2>/dev/null || true
 
-	# index: module name (with - and _ folded to _) -> path relative to srcmods
-	index=$stage/.index
-	(cd "$srcmods" && find kernel -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz') |
-		awk '{ n = $0; sub(/.*\//, "", n); sub(/\.ko(\.xz|\.zst|\.gz)?$/, "", n); gsub(/-/, "_", n); print n, $0 }' >"$index"
+	for m in "${MODULES[@]}"; do want_module "${m//-/_}" "asked for"; done
+	for c in "${CIPHERS[@]}"; do
+		resolve_alg "${CIPHER_ALG[$c]}" "$c" 1
+		echo "BED CIPHER $c ${CIPHER_ALG[$c]} OK" >>"$MANIFEST"
+	done
 
-	declare -A seen=()
-	queue=("${MODULES[@]}")
+	# every wanted module with its modules.dep closure
+	declare -A shipped_set=()
 	shipped=()
 	compressed=()
-	while [ "${#queue[@]}" -gt 0 ]; do
-		name=${queue[0]}
-		queue=("${queue[@]:1}")
-		key=${name//-/_}
-		[ -n "${seen[$key]:-}" ] && continue
-		seen[$key]=1
-		rel=$(awk -v k="$key" '$1 == k { print $2; exit }' "$index")
-		if [ -z "$rel" ]; then
-			if grep -qE "/${key//_/[-_]}\.ko$" "$srcmods/modules.builtin" 2>/dev/null; then
-				continue # built into vmlinuz
-			fi
-			# tls itself is required; crypto helpers move between modules and the
-			# kernel image across versions, and kTLS fails loudly if one is missing.
-			[ "$key" = tls ] && die "kernel module 'tls' not found in $(basename "$DEB")"
-			log "module '$name' not in $(basename "$DEB") (renamed or built in on this kernel); skipped"
-			continue
-		fi
-		dst=$stage/lib/modules/$kver/$rel
-		mkdir -p "$(dirname "$dst")"
-		case "$rel" in
-		*.ko.xz) xz -dc "$srcmods/$rel" >"${dst%.xz}" || die "cannot decompress $rel (xz-utils missing?)"; compressed+=("$rel") ;;
-		*.ko.zst) zstd -qdc "$srcmods/$rel" >"${dst%.zst}" || die "cannot decompress $rel (zstd missing?)"; compressed+=("$rel") ;;
-		*.ko.gz) gzip -dc "$srcmods/$rel" >"${dst%.gz}"; compressed+=("$rel") ;;
-		*) cp "$srcmods/$rel" "$dst" ;;
-		esac
-		shipped+=("${key}")
-		deps=$(modinfo_field depends "$srcmods/$rel")
-		if [ -n "$deps" ]; then
-			IFS=, read -r -a deplist <<<"$deps"
-			queue+=("${deplist[@]}")
-		fi
+	for key in "${!WANT[@]}"; do
+		rel=$(mod_path "$key")
+		for r in "$rel" $(mod_deps "$rel"); do
+			k=$(key_of "$r")
+			[ -n "${shipped_set[$k]:-}" ] && continue
+			[ -f "$srcmods/$r" ] || die "kernel $kver: $r (needed by $key per modules.dep) is not in ${KERNEL_PACKAGES}"
+			shipped_set[$k]=1
+			dst=$stage/lib/modules/$kver/$r
+			mkdir -p "$(dirname "$dst")"
+			case "$r" in
+			*.ko.xz) xz -dc "$srcmods/$r" >"${dst%.xz}" || die "cannot decompress $r (xz-utils missing?)"; compressed+=("$r") ;;
+			*.ko.zst) zstd -qdc "$srcmods/$r" >"${dst%.zst}" || die "cannot decompress $r (zstd missing?)"; compressed+=("$r") ;;
+			*.ko.gz) gzip -dc "$srcmods/$r" >"${dst%.gz}"; compressed+=("$r") ;;
+			*) cp "$srcmods/$r" "$dst" ;;
+			esac
+			shipped+=("$k")
+		done
 	done
+	mapfile -t shipped < <(printf '%s\n' "${shipped[@]}" | sort)
+	echo "BED MODULES ${shipped[*]}" >>"$MANIFEST"
 	cp "$srcmods/modules.builtin" "$srcmods/modules.order" "$stage/lib/modules/$kver/" 2>/dev/null || true
 	cp "$srcmods/modules.builtin.modinfo" "$stage/lib/modules/$kver/" 2>/dev/null || true
-	rm -f "$index"
 	printf '%s\n' "${shipped[@]}" >"$stage/modules.list"
 	if [ "${#compressed[@]}" -gt 0 ]; then
 		log "decompressed ${#compressed[@]} compressed module(s) for busybox insmod"
@@ -330,7 +447,12 @@ if [ ! -f "$KCACHE/.complete" ]; then
 fi
 flock -u 9
 KVER=$(cat "$KCACHE/kver")
-log "kernel $KVER, modules: $(tr '\n' ' ' <"$KCACHE/modules.list")"
+log "kernel $KVER ($KERNEL_PACKAGES), modules: $(tr '\n' ' ' <"$KCACHE/modules.list")"
+if [ "$RESOLVE_ONLY" = 1 ]; then
+	cat "$KCACHE/bed.txt"
+	echo "BED CACHE $KCACHE"
+	exit 0
+fi
 
 # ----------------------------------------------------------------- initramfs
 ROOT=$(mktemp -d "$OUT_DIR/root.XXXXXX")
@@ -343,6 +465,8 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 
 cp -a "$KCACHE/lib/modules" "$ROOT/lib/"
+cp "$KCACHE/bed.txt" "$ROOT/etc/vm/bed.txt"
+cp "$KCACHE/bed.txt" "$OUT_DIR/bed.txt"
 printf '%s\n' "${PRELOAD[@]}" | sed '/^$/d' >"$ROOT/etc/vm/preload-modules"
 
 install -m 0755 "$SCRIPT_DIR/init.sh" "$ROOT/init"

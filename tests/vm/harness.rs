@@ -68,8 +68,11 @@ pub fn vm_required() -> bool {
 pub struct VmReport {
     /// Exit status of the guest script (143 when vm.timeout killed it).
     pub exit_code: i32,
-    /// Combined stdout+stderr of the guest script.
+    /// Combined stdout+stderr of the guest script, after the bed manifest's `BED` lines.
     pub report: String,
+    /// The bed manifest (tests/vm/build.sh): kernel packages and release, and the
+    /// crypto modules resolved per kTLS cipher.
+    pub bed: String,
     /// Tail of the guest's dmesg after the script ran.
     pub dmesg: String,
     /// Full serial console of the run.
@@ -121,7 +124,7 @@ impl VmReport {
     /// Report + dmesg, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
-            "----- guest report -----\n{}\n----- guest dmesg (tail) -----\n{}\n----- console: {} -----",
+            "----- guest report (the BED lines: kernel and crypto modules of the bed) -----\n{}\n----- guest dmesg (tail) -----\n{}\n----- console: {} -----",
             self.report.trim_end(),
             self.dmesg.trim_end(),
             self.console_log.display()
@@ -152,6 +155,9 @@ pub struct VmConfig {
     /// Boot a kernel from this Debian suite (build.sh -s), e.g. "trixie-backports" for
     /// one that can re-key kTLS; `None`: the host's own linux-image-amd64.
     pub kernel_suite: Option<String>,
+    /// kTLS ciphers whose crypto modules to ship (build.sh -C): `None` all, `Some("none")`
+    /// only tls.ko.
+    pub ciphers: Option<String>,
 }
 
 impl VmConfig {
@@ -167,6 +173,7 @@ impl VmConfig {
             memory_mb: 1024,
             cpus: 2,
             kernel_suite: None,
+            ciphers: None,
         }
     }
 }
@@ -265,6 +272,9 @@ pub fn run_vm_with(cfg: &VmConfig) -> Result<VmReport, Skip> {
     if let Some(suite) = &cfg.kernel_suite {
         build.arg("-s").arg(suite);
     }
+    if let Some(ciphers) = &cfg.ciphers {
+        build.arg("-C").arg(ciphers);
+    }
     let t = Instant::now();
     let out = output_of(&mut build, "tests/vm/build.sh");
     let build_time = t.elapsed();
@@ -304,12 +314,41 @@ pub fn run_vm_with(cfg: &VmConfig) -> Result<VmReport, Skip> {
     Ok(VmReport {
         exit_code,
         report: std::fs::read_to_string(run_dir.join("report.txt")).unwrap_or_default(),
+        bed: std::fs::read_to_string(run_dir.join("bed.txt")).unwrap_or_default(),
         dmesg: std::fs::read_to_string(run_dir.join("dmesg.txt")).unwrap_or_default(),
         console_log: run_dir.join("console.log"),
         run_dir,
         build_time,
         boot_time,
     })
+}
+
+/// The bed manifest for a kernel (`build.sh -R`, no VM booted): `BED ...` lines naming the
+/// kernel packages and release, the providers of each kTLS cipher's crypto algorithms,
+/// the shipped modules, and `BED CACHE <dir>` with the extracted module tree.
+pub fn resolve_bed(suite: Option<&str>) -> Result<String, Skip> {
+    for (tool, pkg) in [("dpkg-deb", "dpkg"), ("gcc", "gcc")] {
+        if !have_tool(tool) {
+            return Err(Skip(format!("{tool} not found (apt-get install {pkg})")));
+        }
+    }
+    let _guard = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut build = Command::new("bash");
+    build
+        .arg(manifest_dir().join("tests/vm/build.sh"))
+        .arg("-R")
+        .arg("-c")
+        .arg(cache_dir());
+    if let Some(suite) = suite {
+        build.arg("-s").arg(suite);
+    }
+    let out = output_of(&mut build, "tests/vm/build.sh -R");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Some(77) => Err(Skip(skip_reason(&stderr, "tests/vm/build.sh"))),
+        code => panic!("tests/vm/build.sh -R failed ({code:?}):\n{stderr}"),
+    }
 }
 
 fn output_of(cmd: &mut Command, what: &str) -> Output {

@@ -7,6 +7,7 @@
 # and powers the VM off:
 #
 #   ===REPORT-BEGIN===
+#   BED ... lines (tests/vm/build.sh's manifest: kernel, modules per cipher)
 #   ...guest script output...
 #   ===REPORT-END===
 #   ===EXIT <code>===
@@ -68,7 +69,13 @@ fi
 
 cd /root || cd /
 rc=0
-timeout "$timeout_s" /bin/sh /guest.sh >/tmp/guest.out 2>&1 </dev/null || rc=$?
+# the bed manifest first (kernel package + version, crypto modules per cipher), so
+# every report says what it ran on
+{
+	cat /etc/vm/bed.txt 2>/dev/null
+	echo "BED UNAME $(uname -r)"
+} >/tmp/guest.out
+timeout "$timeout_s" /bin/sh /guest.sh >>/tmp/guest.out 2>&1 </dev/null || rc=$?
 [ "$rc" = 143 ] && echo "vm-init: guest script killed after ${timeout_s}s (vm.timeout)" >>/tmp/guest.out
 
 # leading newline: the firmware leaves escape sequences on the current line
