@@ -53,7 +53,7 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    pub fn new(side: Side, kind: Kind, reason: &'static str) -> Self {
+    pub const fn new(side: Side, kind: Kind, reason: &'static str) -> Self {
         ProxyError {
             side,
             kind,
@@ -67,6 +67,24 @@ impl ProxyError {
         ProxyError {
             detail: Some(e),
             ..ProxyError::new(side, kind, reason)
+        }
+    }
+
+    /// The result of an I/O step bounded by a timeout: an I/O error becomes `failed`
+    /// (with the error as detail), the timeout `timed_out`. The one mapping for timed
+    /// reads and writes.
+    pub fn timed<T>(
+        r: Result<io::Result<T>, monoio::time::error::Elapsed>,
+        failed: ProxyError,
+        timed_out: ProxyError,
+    ) -> Result<T, ProxyError> {
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ProxyError {
+                detail: Some(e),
+                ..failed
+            }),
+            Err(_) => Err(timed_out),
         }
     }
 

@@ -23,9 +23,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::Connection;
-use super::exchange::{BODY_READ, RequestBody, upstream_read};
+use super::exchange::{
+    BODY_READ, BODY_READ_FAILED, BODY_STALLED, READ_FAILED, READ_TIMED_OUT, RequestBody,
+    WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
+};
 use crate::conn::write_tcp;
-use crate::error::{Kind, ProxyError, Side};
+use crate::error::ProxyError;
 use crate::upstream::{Lease, UpstreamWriter};
 
 /// Body bytes queued for the upstream before the client is read again (backpressure).
@@ -72,21 +75,8 @@ impl Pump {
         let data = self.queue.split().freeze();
         let t = self.write_timeout;
         self.writing = Some(Box::pin(async move {
-            let r = match monoio::time::timeout(t, write_tcp(&mut wr, data)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(ProxyError::io(
-                    Side::Upstream,
-                    Kind::UpstreamClosed,
-                    "upstream write failed",
-                    e,
-                )),
-                Err(_) => Err(ProxyError::new(
-                    Side::Upstream,
-                    Kind::UpstreamTimeout,
-                    "upstream did not read within write_timeout",
-                )),
-            };
-            (wr, r)
+            let r = monoio::time::timeout(t, write_tcp(&mut wr, data)).await;
+            (wr, ProxyError::timed(r, WRITE_FAILED, WRITE_TIMED_OUT))
         }));
     }
 
@@ -173,20 +163,7 @@ impl Connection {
             }
             *slot = None;
         }
-        match read {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(ProxyError::io(
-                Side::Upstream,
-                Kind::UpstreamClosed,
-                "upstream read failed",
-                e,
-            )),
-            Err(_) => Err(ProxyError::new(
-                Side::Upstream,
-                Kind::UpstreamTimeout,
-                "upstream did not answer within read_timeout",
-            )),
-        }
+        ProxyError::timed(read, READ_FAILED, READ_TIMED_OUT)
     }
 }
 
@@ -198,18 +175,9 @@ async fn client_readable(
     if stream.has_buffered() {
         return Ok(());
     }
-    match monoio::time::timeout(timeout, stream.readable()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ProxyError::io(
-            Side::Downstream,
-            Kind::ClientGone,
-            "body read failed",
-            e,
-        )),
-        Err(_) => Err(ProxyError::new(
-            Side::Downstream,
-            Kind::ClientTimeout,
-            "request body stalled beyond client_body_timeout",
-        )),
-    }
+    ProxyError::timed(
+        monoio::time::timeout(timeout, stream.readable()).await,
+        BODY_READ_FAILED,
+        BODY_STALLED,
+    )
 }

@@ -506,37 +506,38 @@ pub(super) async fn upstream_read(
     want: usize,
 ) -> Result<usize, ProxyError> {
     let t = lease.upstream().read_timeout;
-    match monoio::time::timeout(t, lease.stream.read(buf, want)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(ProxyError::io(
-            Side::Upstream,
-            Kind::UpstreamClosed,
-            "upstream read failed",
-            e,
-        )),
-        Err(_) => Err(ProxyError::new(
-            Side::Upstream,
-            Kind::UpstreamTimeout,
-            "upstream did not answer within read_timeout",
-        )),
-    }
+    let r = monoio::time::timeout(t, lease.stream.read(buf, want)).await;
+    ProxyError::timed(r, READ_FAILED, READ_TIMED_OUT)
 }
 
 /// Writes to the upstream within `write_timeout_ms`.
 pub(super) async fn upstream_write(lease: &mut Lease, data: Bytes) -> Result<(), ProxyError> {
     let t = lease.upstream().write_timeout;
-    match monoio::time::timeout(t, lease.stream.write(data)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ProxyError::io(
-            Side::Upstream,
-            Kind::UpstreamClosed,
-            "upstream write failed",
-            e,
-        )),
-        Err(_) => Err(ProxyError::new(
-            Side::Upstream,
-            Kind::UpstreamTimeout,
-            "upstream did not read within write_timeout",
-        )),
-    }
+    let r = monoio::time::timeout(t, lease.stream.write(data)).await;
+    ProxyError::timed(r, WRITE_FAILED, WRITE_TIMED_OUT)
 }
+
+pub(super) const READ_FAILED: ProxyError =
+    ProxyError::new(Side::Upstream, Kind::UpstreamClosed, "upstream read failed");
+pub(super) const READ_TIMED_OUT: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamTimeout,
+    "upstream did not answer within read_timeout",
+);
+pub(super) const WRITE_FAILED: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamClosed,
+    "upstream write failed",
+);
+pub(super) const WRITE_TIMED_OUT: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamTimeout,
+    "upstream did not read within write_timeout",
+);
+pub(super) const BODY_READ_FAILED: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "body read failed");
+pub(super) const BODY_STALLED: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientTimeout,
+    "request body stalled beyond client_body_timeout",
+);
