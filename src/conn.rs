@@ -8,15 +8,17 @@
 
 use std::io;
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use rustls::kernel::KernelConnection;
-use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+mod kernel;
+
+use kernel::KtlsState;
 
 /// Ciphertext read size: one maximal TLS record plus header fits.
 const CIPHER_READ: usize = 17 * 1024;
@@ -107,16 +109,6 @@ pub struct ClientStream {
     /// Read handshake records one by one, so no byte after the handshake is taken from
     /// the socket before the kernel can (set when kTLS may follow).
     exact_records: bool,
-}
-
-/// A connection whose record layer is in the kernel.
-struct KtlsState {
-    /// What rustls keeps after the switch: the key schedule, for TLS 1.3 KeyUpdates.
-    kernel: KernelConnection<ServerConnectionData>,
-    /// close_notify received.
-    eof: bool,
-    /// Data that arrived through the control-record path.
-    pending: Vec<u8>,
 }
 
 /// Outcome of [`ClientStream::offload`].
@@ -256,11 +248,7 @@ impl ClientStream {
         let TlsState { conn, .. } = *tls;
         match ktls::install(&self.tcp, conn) {
             Ok(kernel) => {
-                self.ktls = Some(Box::new(KtlsState {
-                    kernel,
-                    eof: false,
-                    pending: Vec::new(),
-                }));
+                self.ktls = Some(Box::new(KtlsState::new(kernel)));
                 Offload::Kernel
             }
             Err(e) => Offload::Failed(e.0),
@@ -318,7 +306,7 @@ impl ClientStream {
     /// Finished), or a close_notify/EOF already seen.
     pub fn has_buffered(&self) -> bool {
         if let Some(k) = &self.ktls {
-            return k.eof || !k.pending.is_empty();
+            return k.has_buffered();
         }
         let Some(tls) = self.tls.as_ref() else {
             return false;
@@ -371,80 +359,6 @@ impl ClientStream {
         }
     }
 
-    /// Reads plaintext from a kTLS socket; control records (alerts, KeyUpdate) come
-    /// through as EIO and are read with their type.
-    async fn read_ktls(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
-        use crate::ktls::{self, ControlRecord};
-        const EIO: i32 = 5;
-        // A record that keeps failing without a control message is a kernel problem,
-        // not something to spin on.
-        for _ in 0..8 {
-            let Some(k) = self.ktls.as_mut() else {
-                return Ok(0);
-            };
-            if !k.pending.is_empty() {
-                let n = k.pending.len().min(want.max(1));
-                dst.extend_from_slice(&k.pending[..n]);
-                k.pending.drain(..n);
-                return Ok(n);
-            }
-            if k.eof {
-                return Ok(0);
-            }
-            match read_tcp(&mut self.tcp, dst, want).await {
-                Err(e) if e.raw_os_error() == Some(EIO) => {
-                    let Some(k) = self.ktls.as_mut() else {
-                        return Ok(0);
-                    };
-                    match ktls::recv_control(&self.tcp, &mut k.pending)? {
-                        ControlRecord::CloseNotify => {
-                            KTLS_CLOSE_NOTIFY.fetch_add(1, Relaxed);
-                            k.eof = true;
-                        }
-                        ControlRecord::Alert(level, desc) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::ConnectionAborted,
-                                format!("peer sent TLS alert {desc} (level {level})"),
-                            ));
-                        }
-                        ControlRecord::KeyUpdate(request) => {
-                            match ktls::rekey(&self.tcp, &mut k.kernel, request) {
-                                Ok(()) => {
-                                    KTLS_REKEYS.fetch_add(1, Relaxed);
-                                }
-                                Err(e) => {
-                                    KTLS_KEYUPDATE_CLOSES.fetch_add(1, Relaxed);
-                                    return Err(io::Error::new(
-                                        io::ErrorKind::ConnectionAborted,
-                                        format!("peer sent a TLS 1.3 KeyUpdate; closing: {e}"),
-                                    ));
-                                }
-                            }
-                        }
-                        ControlRecord::Invalid(why) => {
-                            let _ = ktls::send_alert(&self.tcp, ktls::ALERT_UNEXPECTED_MESSAGE);
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-                        }
-                        ControlRecord::Handshake(t) => {
-                            // A renegotiation ClientHello or anything else a client has no
-                            // business sending after the handshake.
-                            let _ = ktls::send_alert(&self.tcp, ktls::ALERT_UNEXPECTED_MESSAGE);
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                format!("unexpected post-handshake message type {t}"),
-                            ));
-                        }
-                        ControlRecord::Data(_) | ControlRecord::WouldBlock => {}
-                    }
-                }
-                other => return other,
-            }
-        }
-        Err(io::Error::other(
-            "kTLS socket keeps failing reads without a control record",
-        ))
-    }
-
     /// Writes all of `data`.
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         let Some(tls) = self.tls.as_mut() else {
@@ -465,9 +379,7 @@ impl ClientStream {
 
     /// Ends the stream politely: close_notify for TLS, then FIN.
     pub async fn shutdown(&mut self) {
-        if self.ktls.is_some() {
-            let _ = crate::ktls::send_alert(&self.tcp, crate::ktls::ALERT_CLOSE_NOTIFY);
-        }
+        self.ktls_close_notify();
         if let Some(tls) = self.tls.as_mut().filter(|t| !t.failed) {
             let _ = tls.drive(&mut self.tcp, None, Action::CloseNotify).await;
         }
@@ -718,8 +630,10 @@ impl TlsState {
     }
 
     /// Appends exactly one TLS record (header + body) to `cin`, so no byte beyond the
-    /// handshake leaves the socket. Returns the bytes read, 0 at EOF. A first byte that
-    /// is not a TLS content type returns the 5 bytes read, for the caller to reject.
+    /// handshake leaves the socket. Returns the bytes read, 0 at EOF. A header rustls
+    /// rejects by itself (a content type it does not know, not a 3.x version, a length
+    /// over its limit: also plain HTTP) is returned alone, for rustls or the caller to
+    /// refuse at once instead of waiting for a body that may never come.
     async fn read_record(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
         self.compact();
         let mut buf = std::mem::take(&mut self.cin);
@@ -727,16 +641,24 @@ impl TlsState {
         buf.reserve(5 + MAX_RECORD);
         let res = read_exact(tcp, &mut buf, base + 5).await;
         let res = match res {
-            Ok(n) if n == base + 5 && (20..=23).contains(&buf[base]) => {
-                let len = usize::from(u16::from_be_bytes([buf[base + 3], buf[base + 4]]));
-                // An oversized length is rustls' to reject; read no further than a record.
-                read_exact(tcp, &mut buf, base + 5 + len.min(MAX_RECORD)).await
-            }
+            Ok(n) if n == base + 5 => match record_body_len(&buf[base..base + 5]) {
+                Some(len) => read_exact(tcp, &mut buf, base + 5 + len).await,
+                None => Ok(n),
+            },
             other => other,
         };
         self.cin = buf;
         res.map(|n| n - base)
     }
+}
+
+/// The body length a record header announces, when rustls would read that body: a
+/// content type it knows (20..=24: change_cipher_spec, alert, handshake, application
+/// data, heartbeat), version 3.x and a length under its limit. `None`: rustls rejects
+/// the record from its header alone.
+fn record_body_len(header: &[u8]) -> Option<usize> {
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    ((20..=24).contains(&header[0]) && header[1] == 3 && len < MAX_RECORD).then_some(len)
 }
 
 /// Ciphertext waiting to be sent: `buf[..len]`; the rest of `buf` is scratch space

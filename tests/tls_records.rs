@@ -299,14 +299,15 @@ fn target(s: &Setup) -> common::records::Target {
 /// goes on. A connection open all along is untouched, and no connection task panicked.
 #[test]
 fn post_handshake_record_faults_get_one_fatal_alert_then_close() {
-    use common::records::{SUITES, post_handshake_cases, suite_name};
+    use common::record_cases::{Layer, post_handshake_cases};
+    use common::records::{SUITES, suite_name};
     let s = start();
     let t = target(&s);
     let mut bystander = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
     let mut failures = Vec::new();
     for case in post_handshake_cases() {
         for suite in SUITES.into_iter().filter(|s| case.applies(*s)) {
-            if let Err(e) = case.run(&t, suite, true) {
+            if let Err(e) = case.run(&t, suite, Layer::Rustls) {
                 failures.push(format!("{} {}: {e}", case.name, suite_name(suite)));
             }
         }
@@ -324,7 +325,7 @@ fn post_handshake_record_faults_get_one_fatal_alert_then_close() {
 /// goes out, then the connection closes at once; nothing panics.
 #[test]
 fn handshake_record_faults_get_their_alert_without_a_panic() {
-    use common::records::handshake_cases;
+    use common::record_cases::handshake_cases;
     let s = start();
     let t = target(&s);
     let mut failures = Vec::new();

@@ -30,6 +30,8 @@ use rustls::CipherSuite;
 use rustls::kernel::KernelConnection;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 
+pub mod records;
+
 /// Why a connection stayed in userspace rustls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -415,7 +417,7 @@ pub fn rekey(
         .update_rx_secret()
         .map_err(|e| io::Error::other(format!("next receive key: {e}")))?;
     set_key(fd, version, Direction::Rx, seq, rx).map_err(refused)?;
-    if request == KEY_UPDATE_REQUESTED {
+    if request == records::KEY_UPDATE_REQUESTED {
         // Our KeyUpdate(update_not_requested) goes out under the old key.
         let mut msg = [HANDSHAKE_KEY_UPDATE, 0, 0, 1, 0];
         send_record(fd, CONTENT_HANDSHAKE, &mut msg)?;
@@ -427,37 +429,8 @@ pub fn rekey(
     Ok(())
 }
 
-/// TLS record content types (RFC 8446 §5.1).
-pub const CONTENT_ALERT: u8 = 21;
-pub const CONTENT_HANDSHAKE: u8 = 22;
-pub const CONTENT_APPLICATION_DATA: u8 = 23;
-
-/// Handshake message type key_update and its request values (RFC 8446 §4.6.3).
-const HANDSHAKE_KEY_UPDATE: u8 = 24;
-const KEY_UPDATE_REQUESTED: u8 = 1;
-
-/// Alert descriptions sent from here (RFC 8446 §6).
-pub const ALERT_CLOSE_NOTIFY: u8 = 0;
-pub const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
-
-/// A record the kernel would not hand over as plain data.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ControlRecord {
-    /// `close_notify`: a clean end of stream.
-    CloseNotify,
-    /// Any other alert (level, description).
-    Alert(u8, u8),
-    /// TLS 1.3 KeyUpdate: the peer rotated its keys; 1 when it asks us to rotate too.
-    KeyUpdate(u8),
-    /// Another handshake message (e.g. a renegotiation ClientHello): not accepted.
-    Handshake(u8),
-    /// A malformed control record (the connection closes with unexpected_message).
-    Invalid(&'static str),
-    /// Application data that came with a control message (appended to the buffer).
-    Data(usize),
-    /// Nothing to read right now.
-    WouldBlock,
-}
+pub use records::{ALERT_CLOSE_NOTIFY, ControlRecord};
+use records::{CONTENT_APPLICATION_DATA, CONTENT_HANDSHAKE, HANDSHAKE_KEY_UPDATE};
 
 const CMSG_SPACE: usize = 64;
 
@@ -473,9 +446,15 @@ fn msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
     msg
 }
 
-/// Reads one record with its type after a plain read failed with EIO. Never blocks
-/// (`MSG_DONTWAIT`); application data is appended to `data`.
-pub fn recv_control(fd: &impl AsRawFd, data: &mut Vec<u8>) -> io::Result<ControlRecord> {
+/// Reads one record with its type (after a plain read failed with EIO, or while a
+/// handshake message is partly read into `hs`). Never blocks (`MSG_DONTWAIT`);
+/// application data is appended to `data`.
+pub fn recv_control(
+    fd: &impl AsRawFd,
+    tls13: bool,
+    data: &mut Vec<u8>,
+    hs: &mut Vec<u8>,
+) -> io::Result<ControlRecord> {
     let mut payload = [0u8; 16 * 1024 + 256];
     let mut control = [0u8; CMSG_SPACE];
     let mut iov = libc::iovec {
@@ -507,46 +486,100 @@ pub fn recv_control(fd: &impl AsRawFd, data: &mut Vec<u8>) -> io::Result<Control
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    Ok(classify(record_type, &payload[..n], data))
+    Ok(records::classify(
+        tls13,
+        record_type,
+        &payload[..n],
+        data,
+        hs,
+    ))
 }
 
-fn classify(record_type: u8, payload: &[u8], data: &mut Vec<u8>) -> ControlRecord {
-    match record_type {
-        CONTENT_ALERT if payload.len() >= 2 => {
-            if payload[1] == 0 {
-                ControlRecord::CloseNotify
-            } else {
-                ControlRecord::Alert(payload[0], payload[1])
-            }
-        }
-        CONTENT_ALERT => ControlRecord::Alert(0, 0),
-        CONTENT_HANDSHAKE => match payload {
-            // Exactly one KeyUpdate, ending the record: messages must not span a key
-            // change (RFC 8446 §5.1).
-            [HANDSHAKE_KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
-                ControlRecord::KeyUpdate(*request)
-            }
-            [HANDSHAKE_KEY_UPDATE, ..] => ControlRecord::Invalid("malformed TLS 1.3 KeyUpdate"),
-            [t, ..] => ControlRecord::Handshake(*t),
-            [] => ControlRecord::Invalid("empty handshake record"),
-        },
-        _ => {
-            data.extend_from_slice(payload);
-            ControlRecord::Data(payload.len())
-        }
-    }
-}
-
-/// Sends a warning/fatal alert through the kernel (`close_notify` is a warning, every
-/// other alert fatal). Never blocks; a full send buffer just means the peer gets a FIN
-/// without it.
+/// Sends an alert through the kernel (`close_notify` and `no_renegotiation` are
+/// warnings, every other alert fatal). Never blocks; a full send buffer just means the
+/// peer gets a FIN without it.
 pub fn send_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
-    let level = if description == ALERT_CLOSE_NOTIFY {
-        1
-    } else {
-        2
+    let level = records::alert_level(description);
+    send_record(fd, records::CONTENT_ALERT, &mut [level, description])
+}
+
+/// Sends a fatal alert after a fault, including one the kernel's receive path reported:
+/// a failed receive (EBADMSG, EMSGSIZE) leaves its errno in the socket's pending error,
+/// and the kernel refuses every send while one is pending, so it is read (and so
+/// cleared) first. An error means the alert could not go out; the caller closes anyway.
+pub fn send_fatal_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: fd is an open socket owned by the caller; `err` and `len` are live locals
+    // of the sizes passed.
+    unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        );
+    }
+    send_alert(fd, description)
+}
+
+/// Installs the current receive key again, unchanged. Kernels that re-key (>= 6.14)
+/// stop decrypting after any record whose first byte is a KeyUpdate's type
+/// (EKEYEXPIRED) until a new key is set; when that record held only the first fragment
+/// of the KeyUpdate, the rest is still under the current key, so that key goes back in
+/// (read with getsockopt(TLS_RX), with the kernel's next sequence number).
+pub fn reinstall_rx_key(fd: &impl AsRawFd) -> io::Result<()> {
+    use std::mem::size_of;
+    // The kernel hands out a crypto_info only into a buffer of its exact size: first the
+    // common header (version, cipher type), then the whole struct for that cipher.
+    let mut info = [0u8; 64];
+    let get = |info: &mut [u8], len: usize| -> io::Result<()> {
+        let mut optlen = len as libc::socklen_t;
+        // SAFETY: fd is an open socket owned by the caller; `info` is at least `len`
+        // bytes long and `optlen` a live local, both valid until the call returns.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_TLS,
+                libc::TLS_RX,
+                info.as_mut_ptr().cast(),
+                &mut optlen,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     };
-    send_record(fd, CONTENT_ALERT, &mut [level, description])
+    get(&mut info, size_of::<libc::tls_crypto_info>())?;
+    let cipher = u16::from_ne_bytes([info[2], info[3]]);
+    let len = match cipher {
+        libc::TLS_CIPHER_AES_GCM_128 => size_of::<libc::tls12_crypto_info_aes_gcm_128>(),
+        libc::TLS_CIPHER_AES_GCM_256 => size_of::<libc::tls12_crypto_info_aes_gcm_256>(),
+        libc::TLS_CIPHER_CHACHA20_POLY1305 => {
+            size_of::<libc::tls12_crypto_info_chacha20_poly1305>()
+        }
+        other => return Err(io::Error::other(format!("cipher type {other}"))),
+    };
+    let result = get(&mut info, len).and_then(|()| {
+        // SAFETY: as above; the kernel reads the `len` bytes it just wrote.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_TLS,
+                libc::TLS_RX,
+                info.as_ptr().cast(),
+                len as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    });
+    info.fill(0);
+    result
 }
 
 /// Sends one record of `content_type` through the kernel (`TLS_SET_RECORD_TYPE`), never
@@ -595,59 +628,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_records() {
-        let mut data = Vec::new();
-        assert_eq!(
-            classify(CONTENT_ALERT, &[1, 0], &mut data),
-            ControlRecord::CloseNotify
-        );
-        assert_eq!(
-            classify(CONTENT_ALERT, &[2, 40], &mut data),
-            ControlRecord::Alert(2, 40)
-        );
-        assert_eq!(
-            classify(CONTENT_ALERT, &[], &mut data),
-            ControlRecord::Alert(0, 0)
-        );
-        assert_eq!(
-            classify(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 0], &mut data),
-            ControlRecord::KeyUpdate(0)
-        );
-        assert_eq!(
-            classify(CONTENT_HANDSHAKE, &[24, 0, 0, 1, 1], &mut data),
-            ControlRecord::KeyUpdate(1)
-        );
-        // Unknown request value, wrong length, a second message after it, or nothing.
-        for bad in [
-            &[24, 0, 0, 1, 2][..],
-            &[24, 0, 0, 2, 0, 0],
-            &[24, 0, 0, 1, 0, 24, 0, 0, 1, 0],
-            &[24, 0],
-        ] {
-            assert!(
-                matches!(
-                    classify(CONTENT_HANDSHAKE, bad, &mut data),
-                    ControlRecord::Invalid(_)
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            classify(CONTENT_HANDSHAKE, &[], &mut data),
-            ControlRecord::Invalid(_)
-        ));
-        assert_eq!(
-            classify(CONTENT_HANDSHAKE, &[4, 0], &mut data),
-            ControlRecord::Handshake(4)
-        );
-        assert_eq!(
-            classify(CONTENT_APPLICATION_DATA, b"abc", &mut data),
-            ControlRecord::Data(3)
-        );
-        assert_eq!(data, b"abc");
-    }
-
-    #[test]
     fn probe_gives_an_answer_and_never_panics() {
         let s = support();
         // On this CI host CONFIG_TLS is off; elsewhere it may be on. Either way there is
@@ -666,13 +646,13 @@ mod tests {
         let mut data = Vec::new();
         // Nothing sent yet: would block, never blocks.
         assert_eq!(
-            recv_control(&s, &mut data).unwrap(),
+            recv_control(&s, true, &mut data, &mut Vec::new()).unwrap(),
             ControlRecord::WouldBlock
         );
         std::io::Write::write_all(&mut &c, b"hi").unwrap();
         // Without kTLS there is no record type: plain data.
         loop {
-            match recv_control(&s, &mut data).unwrap() {
+            match recv_control(&s, true, &mut data, &mut Vec::new()).unwrap() {
                 ControlRecord::WouldBlock => continue,
                 r => {
                     assert_eq!(r, ControlRecord::Data(2));
