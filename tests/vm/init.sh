@@ -75,6 +75,9 @@ rc=0
 	cat /etc/vm/bed.txt 2>/dev/null
 	echo "BED UNAME $(uname -r)"
 } >/tmp/guest.out
+# On the console, so the harness can tell a boot that died before any test code ran
+# (it retries those once) from a guest that failed.
+echo "vm-init: starting the guest script"
 timeout "$timeout_s" /bin/sh /guest.sh >>/tmp/guest.out 2>&1 </dev/null || rc=$?
 [ "$rc" = 143 ] && echo "vm-init: guest script killed after ${timeout_s}s (vm.timeout)" >>/tmp/guest.out
 
