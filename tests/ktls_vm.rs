@@ -399,8 +399,12 @@ fn ringgate_offloads_in_vm() {
         .filter_map(|l| l.strip_prefix("spliced_bodies="))
         .filter_map(|v| v.trim().parse::<u64>().ok())
         .sum();
+    // Every large GET response is spliced (2 sizes x 6 cases). The POST echoes may take
+    // the copying path: the demo origin answers while the request body is still flowing
+    // (full duplex), and splice needs the whole upstream socket, so a response is
+    // spliced only once its request was sent whole.
     assert!(
-        spliced >= 24,
+        spliced >= 12,
         "large bodies were not spliced ({spliced})\n{ctx}"
     );
     report.assert_exit_ok();
