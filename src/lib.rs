@@ -9,13 +9,13 @@
 //!
 //! ```text
 //! client ─TCP─▶ ① accept         worker::accept_loop, listener   (SO_REUSEPORT, caps, EMFILE backoff)
-//!              ② TLS handshake   tls (ServerConfig, SNI), conn  (rustls, handshake timeout)
-//!              ③ kernel TLS      (next: hand the record layer to the kernel)
+//!              ② TLS handshake   tls (ServerConfig, SNI), conn  (rustls unbuffered, handshake timeout)
+//!              ③ kernel TLS      ktls, conn::kernel             (secrets → TLS_TX/RX, control records, re-keys)
 //!              ④ HTTP/1 parse    http1::parse / body            (no I/O; strict framing)
-//!              ⑤ policy          (next: rate limits, auth)
+//!              ⑤ policy          (to come: rate limits, auth)
 //!              ⑥ route           route                          (Host + longest prefix)
-//!              ⑦ upstream        upstream                       (per-worker pools, balance)
-//!              ⑧ response        proxy                          (streams bodies both ways)
+//!              ⑦ upstream        upstream                       (per-worker pools, idle checks, balance)
+//!              ⑧ response        proxy                          (both bodies at once: full duplex; splice)
 //! ```
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,

@@ -18,10 +18,10 @@ use common::proxy::{ConfigBuilder, binary};
 
 #[test]
 fn emfile_backs_off_and_recovers() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("emfile test skipped: prlimit (util-linux) is not installed");
-        return;
-    }
+    assert!(
+        Command::new("prlimit").arg("--version").output().is_ok(),
+        "prlimit (util-linux) must be installed: .ci/run installs it"
+    );
     let pki = TestPki::new();
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let backend = Backend::start();

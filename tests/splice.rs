@@ -28,7 +28,7 @@ fn body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-fn spliced_both_ways(io_uring: &str) {
+fn spliced_both_ways(io_uring: &str, driver: &str) {
     let (proxy, backend, _pki) = start(io_uring, 64 * 1024);
     let mut c = Client::plain(proxy.addr()).unwrap();
     for size in [64 * 1024, 1024 * 1024 + 3, 4 * 1024 * 1024] {
@@ -55,6 +55,11 @@ fn spliced_both_ways(io_uring: &str) {
     let spliced: u64 = reports.iter().map(|r| r.spliced_bodies).sum();
     // Three GETs and three echo responses above the threshold.
     assert_eq!(spliced, 6, "{reports:?}");
+    // The mechanism under test really ran: every worker on the driver asked for.
+    assert!(
+        reports.iter().all(|r| r.driver == driver),
+        "expected every worker on {driver}: {reports:?}"
+    );
 }
 
 /// The origin's bytes for `/bytes/N`, fetched directly.
@@ -65,12 +70,12 @@ fn backend_body(backend: &Backend, size: usize) -> Vec<u8> {
 
 #[test]
 fn splice_with_io_uring() {
-    spliced_both_ways("auto");
+    spliced_both_ways("auto", "io_uring");
 }
 
 #[test]
 fn splice_with_epoll_fallback() {
-    spliced_both_ways("off");
+    spliced_both_ways("off", "epoll");
 }
 
 #[test]

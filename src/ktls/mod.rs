@@ -22,7 +22,7 @@
 )]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
 
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
@@ -330,16 +330,18 @@ impl Support {
     }
 }
 
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: callers pass the descriptor of a TcpStream they hold for the duration of
-    // the call; the borrow is used only inside that call and never stored.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// The descriptor of `stream`, borrowed for as long as `stream` is (monoio's TcpStream
+/// has no `AsFd`).
+fn borrow<S: AsRawFd>(stream: &S) -> BorrowedFd<'_> {
+    // SAFETY: the fd belongs to `stream`, which stays open for the lifetime of the
+    // returned borrow (tied to `&S`).
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
 /// Step 1: attach the `tls` ULP. Reversible in effect: until TLS_TX/RX are set the
 /// socket still carries bytes unchanged, so a failure here keeps userspace TLS working.
 pub fn attach_ulp(fd: &impl AsRawFd) -> Result<(), Fallback> {
-    ktls_core::setup_ulp(&borrow(fd.as_raw_fd())).map_err(|_| Fallback::Setup)
+    ktls_core::setup_ulp(&borrow(fd)).map_err(|_| Fallback::Setup)
 }
 
 /// Why the switch failed after the secrets left rustls (the connection must close).
@@ -391,7 +393,7 @@ fn set_key(
 ) -> Result<(), String> {
     let secret = ktls_core::ConnectionTrafficSecrets::try_from(secret)
         .map_err(|e| format!("converting secrets: {e}"))?;
-    let sock = borrow(fd.as_raw_fd());
+    let sock = borrow(fd);
     match direction {
         Direction::Tx => TlsCryptoInfoTx::new(version, secret, seq)
             .and_then(|info| info.set(&sock))

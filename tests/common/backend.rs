@@ -76,7 +76,14 @@ impl Backend {
 
     /// A backend whose responses carry `x-backend: name`.
     pub fn named(name: &str) -> Backend {
-        let (listener, addr) = bind();
+        Backend::named_at(name, "127.0.0.1:0".parse().expect("an address"))
+    }
+
+    /// A backend listening on `at` (e.g. `[::1]:0`).
+    pub fn named_at(name: &str, at: SocketAddr) -> Backend {
+        let listener =
+            TcpListener::bind(at).unwrap_or_else(|e| panic!("bind backend on {at}: {e}"));
+        let addr = listener.local_addr().expect("backend local addr");
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st, n) = (shared.clone(), stop.clone(), name.to_string());
