@@ -179,7 +179,7 @@ fn encoded_body(chunk_size: usize) -> BytesMut {
 
 /// Decodes a whole chunked body already in the buffer; returns the payload length.
 fn decode_all(mut buf: BytesMut) -> usize {
-    let mut dec = ChunkedDecoder::new(400);
+    let mut dec = ChunkedDecoder::request();
     let mut total = 0;
     loop {
         match dec.decode(&mut buf).expect("valid chunked body") {

@@ -278,7 +278,7 @@ async fn echo(tcp: &mut TcpStream, buf: &mut BytesMut, kind: BodyKind) -> bool {
         }
         _ => {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-            let mut dec = ChunkedDecoder::new(400);
+            let mut dec = ChunkedDecoder::request();
             loop {
                 loop {
                     match dec.decode(buf) {

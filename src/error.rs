@@ -8,6 +8,8 @@
 use std::fmt;
 use std::io;
 
+use crate::http1::parse::Fault;
+
 /// Which party the failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -20,8 +22,8 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kind {
-    /// The client sent something that is not valid HTTP/1.1 (status inside).
-    BadRequest(u16),
+    /// The client sent a message the parser refused (what is wrong inside).
+    BadRequest(Fault),
     /// The client closed or reset its connection.
     ClientGone,
     /// The client stalled longer than a client timeout.
@@ -101,13 +103,27 @@ impl ProxyError {
             return Some(500);
         }
         match self.kind {
-            Kind::BadRequest(s) => Some(s),
+            Kind::BadRequest(f) => Some(fault_status(f)),
             Kind::ClientGone => None,
             Kind::ClientTimeout => Some(408),
             Kind::BodyTooLarge => Some(413),
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
             Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
         }
+    }
+}
+
+/// The status for a client message refused by the parser.
+pub fn fault_status(fault: Fault) -> u16 {
+    match fault {
+        Fault::LineTooLong => 414,
+        Fault::HeadTooLarge => 431,
+        Fault::Version => 505,
+        Fault::Coding => 501,
+        Fault::Expectation => 417,
+        Fault::Method => 405,
+        // A fault added later is a malformed message until it gets its own status.
+        _ => 400,
     }
 }
 

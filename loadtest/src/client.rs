@@ -239,7 +239,7 @@ impl Conn {
                 }
             }
             BodyKind::Chunked => {
-                let mut dec = ChunkedDecoder::new(502);
+                let mut dec = ChunkedDecoder::response();
                 loop {
                     match dec.decode(&mut self.buf).map_err(|_| Failure::Protocol)? {
                         Chunk::Data(d) => got += d.len() as u64,

@@ -2,8 +2,8 @@
 //!
 //! The decoder takes bytes as they arrive and hands back data as `Bytes` split off the
 //! read buffer (no copy). It refuses anything ambiguous — non-hex or overflowing sizes,
-//! a missing line end after data, control bytes in extensions or trailers — with
-//! [`Reject`] status 400 (502 when decoding an upstream). Client bodies must end every
+//! a missing line end after data, control bytes in extensions or trailers — with a
+//! [`Reject`] ([`Fault::Malformed`]: 400 from a client, 502 from an upstream). Client bodies must end every
 //! line with CRLF (a bare LF is a smuggling vector between proxies); upstream bodies may
 //! use a bare LF (RFC 9112 §2.2 lets a recipient accept it), so a response whose head
 //! was already forwarded is never cut short by that variant. Trailers are read, checked
@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::parse::Reject;
+use super::parse::{Fault, Reject};
 
 /// Longest chunk-size line (size + extensions) or trailer section accepted.
 const MAX_LINE: usize = 4096;
@@ -43,19 +43,24 @@ pub enum Chunk {
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: State,
-    status_on_error: u16,
     /// Accept a bare LF where CRLF belongs (upstream bodies).
     bare_lf: bool,
 }
 
 impl ChunkedDecoder {
-    /// `status_on_error`: 400 for client bodies (strict CRLF), 502 for upstream bodies
-    /// (a bare LF accepted as a line end).
-    pub fn new(status_on_error: u16) -> Self {
+    /// For a client's request body: every line ends in CRLF.
+    pub fn request() -> Self {
         ChunkedDecoder {
             state: State::Size,
-            status_on_error,
-            bare_lf: status_on_error == 502,
+            bare_lf: false,
+        }
+    }
+
+    /// For an upstream's response body: a bare LF is accepted as a line end.
+    pub fn response() -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            bare_lf: true,
         }
     }
 
@@ -75,7 +80,7 @@ impl ChunkedDecoder {
 
     fn fail(&self, reason: &'static str) -> Reject {
         Reject {
-            status: self.status_on_error,
+            fault: Fault::Malformed,
             reason,
         }
     }
@@ -230,7 +235,7 @@ mod tests {
     use super::*;
 
     fn decode_all(input: &[u8], split: usize) -> Result<(Vec<u8>, usize), Reject> {
-        decode_with(ChunkedDecoder::new(400), input, split)
+        decode_with(ChunkedDecoder::request(), input, split)
     }
 
     fn decode_with(
@@ -258,7 +263,7 @@ mod tests {
             }
         }
         Err(Reject {
-            status: 0,
+            fault: Fault::Malformed,
             reason: "incomplete",
         })
     }
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn every_byte_alone() {
-        let mut dec = ChunkedDecoder::new(400);
+        let mut dec = ChunkedDecoder::request();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         for &b in GOOD {
@@ -310,7 +315,13 @@ mod tests {
             for split in 0..input.len() {
                 let r = decode_all(input, split);
                 assert!(
-                    matches!(r, Err(Reject { status: 400, .. })),
+                    matches!(
+                        r,
+                        Err(Reject {
+                            fault: Fault::Malformed,
+                            ..
+                        })
+                    ),
                     "{:?} split {split} gave {r:?}",
                     String::from_utf8_lossy(input)
                 );
@@ -322,11 +333,17 @@ mod tests {
     fn upstream_bodies_accept_bare_lf_line_ends_client_bodies_do_not() {
         let lf: &[u8] = b"5\nhello\n1;ext=1\r\n \nA\n0123456789\r\n0\nX-T: 1\n\nNEXT";
         for split in 0..lf.len() {
-            let (data, used) = decode_with(ChunkedDecoder::new(502), lf, split).unwrap();
+            let (data, used) = decode_with(ChunkedDecoder::response(), lf, split).unwrap();
             assert_eq!(data, b"hello 0123456789", "split at {split}");
             assert_eq!(&lf[used..], b"NEXT", "split at {split}");
             assert!(
-                matches!(decode_all(lf, split), Err(Reject { status: 400, .. })),
+                matches!(
+                    decode_all(lf, split),
+                    Err(Reject {
+                        fault: Fault::Malformed,
+                        ..
+                    })
+                ),
                 "client body with bare LF, split at {split}"
             );
         }
@@ -338,9 +355,15 @@ mod tests {
             b"0\nbad trailer\n\n",
         ] {
             for split in 0..bad.len() {
-                let r = decode_with(ChunkedDecoder::new(502), bad, split);
+                let r = decode_with(ChunkedDecoder::response(), bad, split);
                 assert!(
-                    matches!(r, Err(Reject { status: 502, .. })),
+                    matches!(
+                        r,
+                        Err(Reject {
+                            fault: Fault::Malformed,
+                            ..
+                        })
+                    ),
                     "{:?} split {split} gave {r:?}",
                     String::from_utf8_lossy(bad)
                 );
@@ -350,7 +373,7 @@ mod tests {
 
     #[test]
     fn largest_size_parses_without_overflow() {
-        let mut dec = ChunkedDecoder::new(400);
+        let mut dec = ChunkedDecoder::request();
         let mut buf = BytesMut::from(&b"ffffffffffffffff\r\nab"[..]);
         assert_eq!(
             dec.decode(&mut buf).unwrap(),

@@ -1,8 +1,8 @@
 //! HTTP/1.1 message heads: bytes in, a [`RequestHead`] / [`ResponseHead`] out. No I/O.
 //!
 //! `parse_request` returns [`Parsed::Complete`], [`Parsed::Incomplete`] ("read more") or
-//! [`Parsed::Invalid`] with the status to answer. httparse does the tokenising; this module
-//! adds what a proxy must be strict about (RFC 9112 §6.3, request smuggling): exactly one
+//! [`Parsed::Invalid`] with a typed [`Reject`] — what is wrong, never a status number
+//! (`error::fault_status` chooses it). httparse does the tokenising; this module adds what a proxy must be strict about (RFC 9112 §6.3, request smuggling): exactly one
 //! framing, no obs-fold, no control bytes, one Host, valid targets. Header names and values
 //! are `Bytes` slices of the read buffer — never copied.
 
@@ -111,19 +111,41 @@ pub enum Parsed<T> {
     Complete(T, usize),
     /// Not enough bytes yet.
     Incomplete,
-    /// Never valid, whatever follows: answer `status` and close.
+    /// Never valid, whatever follows: refuse it and close.
     Invalid(Reject),
 }
 
-/// Why a message was refused, and with which status.
+/// What kind of fault refused a message. Parsers say what is wrong; the status a client
+/// sees is chosen in one place, [`crate::error::ProxyError::status`] (and from an
+/// upstream, every fault is a 502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Not valid HTTP/1.1 syntax or framing (request smuggling vectors included).
+    Malformed,
+    /// The request line is longer than `max_request_line_bytes`.
+    LineTooLong,
+    /// The head is larger than its byte limit or has more fields than its count limit.
+    HeadTooLarge,
+    /// A well-formed request line with a version other than HTTP/1.0 or 1.1.
+    Version,
+    /// A transfer coding other than chunked.
+    Coding,
+    /// An `Expect` other than `100-continue`.
+    Expectation,
+    /// A method the proxy does not serve (CONNECT).
+    Method,
+}
+
+/// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
-    pub status: u16,
+    pub fault: Fault,
     pub reason: &'static str,
 }
 
-const fn reject(status: u16, reason: &'static str) -> Reject {
-    Reject { status, reason }
+const fn reject(fault: Fault, reason: &'static str) -> Reject {
+    Reject { fault, reason }
 }
 
 /// Limits applied while parsing a request head.
@@ -154,10 +176,10 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Parsed<RawRequest> {
     let line_end = buf.iter().position(|&b| b == b'\n');
     match line_end {
         None if buf.len() > limits.max_request_line => {
-            return Parsed::Invalid(reject(414, "request line too long"));
+            return Parsed::Invalid(reject(Fault::LineTooLong, "request line too long"));
         }
         Some(n) if n > limits.max_request_line => {
-            return Parsed::Invalid(reject(414, "request line too long"));
+            return Parsed::Invalid(reject(Fault::LineTooLong, "request line too long"));
         }
         _ => {}
     }
@@ -179,35 +201,41 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits) -> Parsed<RawRequest> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {
-                return Parsed::Invalid(reject(431, "request header fields too large"));
+                return Parsed::Invalid(reject(
+                    Fault::HeadTooLarge,
+                    "request header fields too large",
+                ));
             }
             return Parsed::Incomplete;
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Invalid(reject(431, "too many header fields"));
+            return Parsed::Invalid(reject(Fault::HeadTooLarge, "too many header fields"));
         }
         Err(httparse::Error::Version) => {
             return Parsed::Invalid(version_reject(buf));
         }
         Err(httparse::Error::Token) => {
-            return Parsed::Invalid(reject(400, "invalid method or request line"));
+            return Parsed::Invalid(reject(Fault::Malformed, "invalid method or request line"));
         }
         Err(httparse::Error::HeaderName) => {
             return Parsed::Invalid(reject(
-                400,
+                Fault::Malformed,
                 "invalid header name (obs-fold or space before colon?)",
             ));
         }
         Err(httparse::Error::HeaderValue) => {
-            return Parsed::Invalid(reject(400, "invalid byte in header value"));
+            return Parsed::Invalid(reject(Fault::Malformed, "invalid byte in header value"));
         }
         Err(httparse::Error::NewLine) => {
-            return Parsed::Invalid(reject(400, "bare CR or invalid line ending"));
+            return Parsed::Invalid(reject(Fault::Malformed, "bare CR or invalid line ending"));
         }
-        Err(_) => return Parsed::Invalid(reject(400, "malformed request")),
+        Err(_) => return Parsed::Invalid(reject(Fault::Malformed, "malformed request")),
     };
     if used > limits.max_head_bytes {
-        return Parsed::Invalid(reject(431, "request header fields too large"));
+        return Parsed::Invalid(reject(
+            Fault::HeadTooLarge,
+            "request header fields too large",
+        ));
     }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
@@ -249,9 +277,9 @@ fn version_reject(buf: &[u8]) -> Reject {
         pattern_ok && (v.len() == 8 || (!complete && v.len() < 8))
     };
     if parts.len() == 3 && fits(parts[2]) {
-        reject(505, "HTTP version not supported")
+        reject(Fault::Version, "HTTP version not supported")
     } else {
-        reject(400, "malformed request line")
+        reject(Fault::Malformed, "malformed request line")
     }
 }
 
@@ -302,7 +330,7 @@ fn check_request(
         let name = h.name.as_ref();
         if name.eq_ignore_ascii_case(b"host") {
             if host.is_some() {
-                return Err(reject(400, "more than one Host header"));
+                return Err(reject(Fault::Malformed, "more than one Host header"));
             }
             host = Some(&h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -314,7 +342,7 @@ fn check_request(
             if trim(&h.value).eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
             } else {
-                return Err(reject(417, "unsupported Expect"));
+                return Err(reject(Fault::Expectation, "unsupported Expect"));
             }
         } else {
             framing.add(name, &h.value)?;
@@ -322,7 +350,10 @@ fn check_request(
     }
     let body = match framing.resolve()? {
         BodyKind::Chunked if version == Version::Http10 => {
-            return Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(reject(
+                Fault::Malformed,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         BodyKind::UntilClose => BodyKind::Empty,
         b => b,
@@ -332,7 +363,7 @@ fn check_request(
         None => match host {
             Some(h) => Some(parse_host_header(h)?),
             None if version == Version::Http11 => {
-                return Err(reject(400, "HTTP/1.1 request without Host"));
+                return Err(reject(Fault::Malformed, "HTTP/1.1 request without Host"));
             }
             None => None,
         },
@@ -373,21 +404,37 @@ pub fn parse_response(buf: &mut BytesMut, limits: &ResponseLimits) -> Parsed<Res
     }
     let used = match status {
         Ok(httparse::Status::Complete(n)) if n > limits.max_head_bytes => {
-            return Parsed::Invalid(reject(502, "upstream response head too large"));
+            return Parsed::Invalid(reject(
+                Fault::HeadTooLarge,
+                "upstream response head too large",
+            ));
         }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Parsed::Invalid(reject(502, "upstream response head too large"));
+            return Parsed::Invalid(reject(
+                Fault::HeadTooLarge,
+                "upstream response head too large",
+            ));
         }
         Ok(httparse::Status::Partial) => return Parsed::Incomplete,
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Invalid(reject(502, "upstream response has too many header fields"));
+            return Parsed::Invalid(reject(
+                Fault::HeadTooLarge,
+                "upstream response has too many header fields",
+            ));
         }
-        Err(_) => return Parsed::Invalid(reject(502, "malformed upstream response head")),
+        Err(_) => {
+            return Parsed::Invalid(reject(Fault::Malformed, "malformed upstream response head"));
+        }
     };
     let status = match resp.code {
         Some(code @ 100..=999) => code,
-        _ => return Parsed::Invalid(reject(502, "upstream status code not in 100-999")),
+        _ => {
+            return Parsed::Invalid(reject(
+                Fault::Malformed,
+                "upstream status code not in 100-999",
+            ));
+        }
     };
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
@@ -421,12 +468,12 @@ pub fn parse_response(buf: &mut BytesMut, limits: &ResponseLimits) -> Parsed<Res
                 keep |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if let Err(r) = framing.add(&h.name, &h.value) {
-            return Parsed::Invalid(reject(502, r.reason));
+            return Parsed::Invalid(reject(Fault::Malformed, r.reason));
         }
     }
     let body = match framing.resolve_response() {
         Ok(b) => b,
-        Err(r) => return Parsed::Invalid(reject(502, r.reason)),
+        Err(r) => return Parsed::Invalid(reject(Fault::Malformed, r.reason)),
     };
     let keep_alive = match version {
         Version::Http11 => !close,
@@ -461,10 +508,13 @@ impl Framing {
             // A list of identical values ("5, 5") is one length (RFC 9110 §8.6).
             for part in value.split(|&b| b == b',') {
                 let n = parse_content_length(trim(part))
-                    .ok_or(reject(400, "invalid Content-Length"))?;
+                    .ok_or(reject(Fault::Malformed, "invalid Content-Length"))?;
                 match self.length {
                     Some(prev) if prev != n => {
-                        return Err(reject(400, "conflicting Content-Length values"));
+                        return Err(reject(
+                            Fault::Malformed,
+                            "conflicting Content-Length values",
+                        ));
                     }
                     _ => self.length = Some(n),
                 }
@@ -491,16 +541,19 @@ impl Framing {
     fn resolve(&self) -> Result<BodyKind, Reject> {
         if self.te_seen {
             if self.length.is_some() {
-                return Err(reject(400, "both Content-Length and Transfer-Encoding"));
+                return Err(reject(
+                    Fault::Malformed,
+                    "both Content-Length and Transfer-Encoding",
+                ));
             }
             if !self.te_chunked_last || self.te_chunked_count != 1 {
                 return Err(reject(
-                    400,
+                    Fault::Malformed,
                     "Transfer-Encoding must end in a single chunked",
                 ));
             }
             if self.te_other {
-                return Err(reject(501, "transfer coding not implemented"));
+                return Err(reject(Fault::Coding, "transfer coding not implemented"));
             }
             return Ok(BodyKind::Chunked);
         }
@@ -515,7 +568,7 @@ impl Framing {
             // RFC 9112 §6.3: chunked wins over Content-Length; anything else we can't frame.
             if !self.te_chunked_last || self.te_chunked_count != 1 || self.te_other {
                 return Err(reject(
-                    502,
+                    Fault::Malformed,
                     "upstream sent an unsupported Transfer-Encoding",
                 ));
             }
@@ -541,23 +594,26 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
 /// httparse lets obs-text and DEL through in values; a proxy refuses control bytes.
 fn check_value(v: &[u8]) -> Result<(), Reject> {
     if v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(reject(400, "control byte in header value"));
+        return Err(reject(Fault::Malformed, "control byte in header value"));
     }
     Ok(())
 }
 
 fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
     if target.is_empty() || !target.iter().all(|&b| b > 0x20 && b < 0x7f) {
-        return Err(reject(400, "invalid request target"));
+        return Err(reject(Fault::Malformed, "invalid request target"));
     }
     if method == b"CONNECT" {
-        return Err(reject(405, "CONNECT is not supported"));
+        return Err(reject(Fault::Method, "CONNECT is not supported"));
     }
     if target == b"*" {
         return if method == b"OPTIONS" {
             Ok(())
         } else {
-            Err(reject(400, "asterisk-form target is only for OPTIONS"))
+            Err(reject(
+                Fault::Malformed,
+                "asterisk-form target is only for OPTIONS",
+            ))
         };
     }
     if target[0] == b'/' {
@@ -569,7 +625,7 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
     {
         return Ok(());
     }
-    Err(reject(400, "invalid request target"))
+    Err(reject(Fault::Malformed, "invalid request target"))
 }
 
 /// For an absolute-form target, the range of its path (`/…`); for origin-form, all of it.
@@ -612,7 +668,7 @@ fn host_from_target(target: &Bytes) -> Option<Bytes> {
 /// without port or trailing dot.
 fn parse_host_header(v: &Bytes) -> Result<Bytes, Reject> {
     let v = trim(v);
-    let bad = reject(400, "invalid Host header");
+    let bad = reject(Fault::Malformed, "invalid Host header");
     if v.is_empty() {
         return Err(bad);
     }

@@ -29,9 +29,18 @@ fn parse_split(input: &[u8], split: usize) -> Result<(RequestHead, usize), Rejec
         Parsed::Invalid(r) => Err(r),
         Parsed::Complete(raw, used) => Ok((take_request(&mut buf, raw, used)?, used)),
         Parsed::Incomplete => Err(Reject {
-            status: 0,
+            fault: Fault::Malformed,
             reason: "incomplete",
         }),
+    }
+}
+
+/// The status a client would get; 0 for a head that never completed.
+fn status_for(r: &Reject) -> u16 {
+    if r.reason == "incomplete" {
+        0
+    } else {
+        crate::error::fault_status(r.fault)
     }
 }
 
@@ -125,7 +134,7 @@ fn absolute_form_target_gives_host_and_path() {
 fn status_of(input: &[u8]) -> u16 {
     match parse_all_splits(input) {
         Ok(h) => panic!("{:?} accepted: {h:?}", String::from_utf8_lossy(input)),
-        Err(r) => r.status,
+        Err(r) => status_for(&r),
     }
 }
 
@@ -184,9 +193,7 @@ fn status_sampled(input: &[u8]) -> u16 {
         input.len() - 1,
         input.len(),
     ] {
-        let s = parse_split(input, split)
-            .expect_err("must be refused")
-            .status;
+        let s = status_for(&parse_split(input, split).expect_err("must be refused"));
         assert!(status.is_none_or(|p| p == s), "split {split} disagrees");
         status = Some(s);
     }
@@ -201,7 +208,10 @@ fn limits_give_414_and_431() {
     let partial = format!("GET /{}", "a".repeat(9000));
     assert!(matches!(
         parse_request(partial.as_bytes(), &LIMITS),
-        Parsed::Invalid(Reject { status: 414, .. })
+        Parsed::Invalid(Reject {
+            fault: Fault::LineTooLong,
+            ..
+        })
     ));
     let big = format!(
         "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
@@ -247,12 +257,12 @@ fn response_heads() {
         BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..]);
     assert!(matches!(
         parse_response(&mut buf, &RESPONSE_LIMITS),
-        Parsed::Invalid(Reject { status: 502, .. })
+        Parsed::Invalid(Reject { .. })
     ));
     let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
     assert!(matches!(
         parse_response(&mut buf, &RESPONSE_LIMITS),
-        Parsed::Invalid(Reject { status: 502, .. })
+        Parsed::Invalid(Reject { .. })
     ));
 }
 
@@ -274,7 +284,7 @@ fn response_status_must_be_100_to_999() {
         assert!(
             matches!(
                 parse_response(&mut buf, &RESPONSE_LIMITS),
-                Parsed::Invalid(Reject { status: 502, .. })
+                Parsed::Invalid(Reject { .. })
             ),
             "{line}"
         );
@@ -307,7 +317,7 @@ fn response_header_count_beyond_the_stack_slots_up_to_the_limit() {
     let mut buf = BytesMut::from(head(4097).as_bytes());
     assert!(matches!(
         parse_response(&mut buf, &RESPONSE_LIMITS),
-        Parsed::Invalid(Reject { status: 502, .. })
+        Parsed::Invalid(Reject { .. })
     ));
     let small = ResponseLimits {
         max_head_bytes: 65536,
@@ -316,7 +326,7 @@ fn response_header_count_beyond_the_stack_slots_up_to_the_limit() {
     let mut buf = BytesMut::from(head(11).as_bytes());
     assert!(matches!(
         parse_response(&mut buf, &small),
-        Parsed::Invalid(Reject { status: 502, .. })
+        Parsed::Invalid(Reject { .. })
     ));
 }
 

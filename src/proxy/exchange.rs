@@ -44,7 +44,7 @@ impl RequestBody {
                 BodyKind::Length(n) => n,
                 _ => 0,
             },
-            decoder: (kind == BodyKind::Chunked).then(|| ChunkedDecoder::new(400)),
+            decoder: (kind == BodyKind::Chunked).then(ChunkedDecoder::request),
             seen: 0,
             done: matches!(kind, BodyKind::Empty | BodyKind::UntilClose),
         }
@@ -76,7 +76,7 @@ impl RequestBody {
                 let dec = self.decoder.as_mut().expect("chunked body has a decoder");
                 loop {
                     let chunk = dec.decode(rbuf).map_err(|r| {
-                        ProxyError::new(Side::Downstream, Kind::BadRequest(r.status), r.reason)
+                        ProxyError::new(Side::Downstream, Kind::BadRequest(r.fault), r.reason)
                     })?;
                     match chunk {
                         Chunk::Data(d) => {
@@ -428,7 +428,7 @@ impl Connection {
                 }
             }
             BodyKind::Chunked => {
-                let mut dec = ChunkedDecoder::new(502);
+                let mut dec = ChunkedDecoder::response();
                 loop {
                     loop {
                         let chunk = dec.decode(&mut f.ubuf).map_err(|r| {

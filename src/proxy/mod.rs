@@ -225,7 +225,7 @@ impl Connection {
                             .map_err(|r| {
                                 ProxyError::new(
                                     Side::Downstream,
-                                    Kind::BadRequest(r.status),
+                                    Kind::BadRequest(r.fault),
                                     r.reason,
                                 )
                             });
@@ -234,7 +234,7 @@ impl Connection {
                     Parsed::Invalid(r) => {
                         return Err(ProxyError::new(
                             Side::Downstream,
-                            Kind::BadRequest(r.status),
+                            Kind::BadRequest(r.fault),
                             r.reason,
                         ));
                     }
