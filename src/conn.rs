@@ -261,16 +261,20 @@ impl ClientStream {
     }
 
     /// Drives the rustls handshake to completion (callers bound it with a timeout).
-    pub async fn handshake(&mut self) -> Result<(), HandshakeError> {
+    /// Returns the SNI host name the client sent (rustls' unbuffered connection does not
+    /// expose it): read from a copy of the first flight, dropped once it is known.
+    pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
         let Some(tls) = self.tls.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut first = true;
+        let mut hello = Some(Vec::new());
+        let mut sni = None;
         loop {
             match tls.drive(&mut self.tcp, None, Action::None).await? {
                 Driven::Traffic if !tls.conn.is_handshaking() => {
                     tls.compact();
-                    return Ok(());
+                    return Ok(sni);
                 }
                 Driven::Closed => {
                     return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
@@ -286,6 +290,13 @@ impl ClientStream {
             .map_err(HandshakeError::Io)?;
             if n == 0 {
                 return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if let Some(flight) = hello.as_mut() {
+                flight.extend_from_slice(&tls.cin[tls.cin.len() - n..]);
+                if let crate::tls::hello::Sni::Done(name) = crate::tls::hello::sni(flight) {
+                    sni = name;
+                    hello = None;
+                }
             }
             if first && before == 0 && looks_like_plain_http(&tls.cin[tls.cin_start..]) {
                 let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";

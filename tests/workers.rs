@@ -3,64 +3,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::TcpListener;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use rustls::HandshakeKind;
 
 use common::backend::Backend;
-use common::client::{Client, TlsOptions, req};
+use common::client::{Client, TlsOptions, client_config, req, request_with};
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy};
 use common::{Fixture, HOST};
-
-fn client_config(
-    pki: &TestPki,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.root_der()).expect("test root");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// One request on a new connection that reuses `config`'s session store; returns how the
-/// handshake went.
-fn request_with(config: &Arc<ClientConfig>, addr: SocketAddr) -> HandshakeKind {
-    let conn = ClientConnection::new(config.clone(), ServerName::try_from(HOST).unwrap()).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = StreamOwned::new(conn, sock);
-    use std::io::{Read, Write};
-    tls.write_all(&req::get(HOST, "/bytes/5")).unwrap();
-    // Read the whole response: head, then the 5-byte body. With TLS 1.3 the session
-    // tickets arrive before it, so the store is filled by the time it is read.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
-            && got.len() >= end + 4 + 5
-        {
-            break;
-        }
-        let n = tls.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the whole response");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
-    tls.conn.handshake_kind().expect("handshake finished")
-}
 
 fn resumption_across_workers(version: &'static rustls::SupportedProtocolVersion) {
     let f = Fixture::new();

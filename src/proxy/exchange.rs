@@ -176,7 +176,12 @@ impl Connection {
 
     /// Answers a failure that happened before any response head was sent.
     async fn fail(&mut self, e: ProxyError, head: &RequestHead, body: &RequestBody) -> Next {
-        debug!(peer = %self.peer, error = %e, "exchange failed");
+        debug!(
+            peer = %self.peer,
+            sni = self.tls.as_ref().and_then(|t| t.sni.as_deref()).unwrap_or("-"),
+            error = %e,
+            "exchange failed"
+        );
         if e.side == Side::Upstream {
             self.ctx
                 .stats

@@ -33,6 +33,7 @@ use crate::conn::{ClientStream, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write::{self, ClientInfo};
+use crate::tls::TlsInfo;
 use crate::worker::WorkerCtx;
 
 /// Per-listener settings a connection needs.
@@ -62,12 +63,12 @@ pub async fn serve(
     listener: Rc<ListenerCtx>,
 ) {
     let mut rbuf = BytesMut::new();
-    let stream = match &listener.tls {
+    let (stream, tls) = match &listener.tls {
         Some(tls) => match handshake(tcp, peer, tls, &ctx, &listener, &mut rbuf).await {
-            Some(s) => s,
+            Some((s, info)) => (s, Some(info)),
             None => return,
         },
-        None => ClientStream::plain(tcp),
+        None => (ClientStream::plain(tcp), None),
     };
     let mut conn = Connection {
         stream,
@@ -77,12 +78,14 @@ pub async fn serve(
         rbuf,
         served: 0,
         linger: false,
+        tls,
     };
     conn.run().await;
 }
 
 /// TLS handshake (bounded by `handshake_timeout_ms`), then the move to kernel TLS where
-/// the listener wants it. `None`: the connection is over.
+/// the listener wants it; the handshake's facts are kept for every exchange. `None`: the
+/// connection is over.
 async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -90,7 +93,8 @@ async fn handshake(
     ctx: &WorkerCtx,
     listener: &ListenerCtx,
     rbuf: &mut BytesMut,
-) -> Option<ClientStream> {
+) -> Option<(ClientStream, Rc<TlsInfo>)> {
+    let started = Instant::now();
     let stats = &ctx.stats;
     let conn = match rustls::server::UnbufferedServerConnection::new(tls.clone()) {
         Ok(c) => c,
@@ -101,8 +105,8 @@ async fn handshake(
     };
     let want_ktls = listener.ktls != KtlsMode::Off && crate::ktls::support().is_available();
     let mut s = ClientStream::tls(tcp, conn, want_ktls);
-    match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
-        Ok(Ok(())) => {}
+    let sni = match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
+        Ok(Ok(sni)) => sni,
         Ok(Err(e)) => {
             stats.handshake_failed.set(stats.handshake_failed.get() + 1);
             debug!(%peer, error = %e, "handshake failed");
@@ -113,12 +117,17 @@ async fn handshake(
             debug!(%peer, "handshake timed out");
             return None;
         }
-    }
+    };
+    // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
+    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
     if listener.ktls == KtlsMode::Off {
-        return Some(s);
+        return Some((s, log_tls(peer, info)));
     }
     match s.offload(rbuf) {
-        Offload::Kernel => stats.ktls_offloaded.set(stats.ktls_offloaded.get() + 1),
+        Offload::Kernel => {
+            info.ktls = true;
+            stats.ktls_offloaded.set(stats.ktls_offloaded.get() + 1)
+        }
         Offload::Fallback(reason) => {
             let c = &stats.ktls_fallback[reason.index()];
             c.set(c.get() + 1);
@@ -130,7 +139,23 @@ async fn handshake(
             return None;
         }
     }
-    Some(s)
+    Some((s, log_tls(peer, info)))
+}
+
+fn log_tls(peer: SocketAddr, info: TlsInfo) -> Rc<TlsInfo> {
+    debug!(
+        %peer,
+        sni = info.sni.as_deref().unwrap_or("-"),
+        alpn = %String::from_utf8_lossy(info.alpn.as_deref().unwrap_or(b"-")),
+        version = info.version_name(),
+        suite = ?info.cipher_suite,
+        resumed = info.resumed,
+        handshake_us = info.handshake_duration.as_micros() as u64,
+        client_certs = info.client_chain.len(),
+        ktls = info.ktls,
+        "tls handshake done"
+    );
+    Rc::new(info)
 }
 
 /// One client connection after the handshake.
@@ -146,6 +171,8 @@ pub struct Connection {
     /// The last response went out before the request body was read whole: close with a
     /// lingering close, so the client can read it before the connection goes.
     pub(crate) linger: bool,
+    /// What the TLS handshake settled (`None` on a plain listener).
+    pub(crate) tls: Option<Rc<TlsInfo>>,
 }
 
 impl Connection {

@@ -6,6 +6,8 @@
 //! worker can resume any session) and by a server-side session cache. This module never
 //! touches a socket; the handshake itself runs in [`crate::conn`].
 
+pub mod hello;
+mod info;
 mod sni;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use rustls::server::ServerSessionMemoryCache;
 
 use crate::config::{TlsMinVersion, TlsSettings};
 
+pub use info::TlsInfo;
 pub use sni::SniResolver;
 
 /// Why a TLS listener could not be set up.

@@ -13,7 +13,12 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore,
+    StreamOwned,
+};
+
+use super::pki::TestPki;
 
 /// Longest wait for any single read or write; generous, it only guards against hangs.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -652,4 +657,54 @@ pub mod req {
         r.extend_from_slice(b"0\r\n\r\n");
         r
     }
+}
+
+/// A rustls client config for the test PKI with one protocol version; its session store
+/// keeps tickets across connections.
+pub fn client_config(
+    pki: &TestPki,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.root_der()).expect("test root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One request on a new connection that reuses `config`'s session store; returns how the
+/// handshake went.
+pub fn request_with(config: &Arc<ClientConfig>, addr: SocketAddr) -> HandshakeKind {
+    let conn =
+        ClientConnection::new(config.clone(), ServerName::try_from(super::HOST).unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    use std::io::{Read, Write};
+    tls.write_all(&req::get(super::HOST, "/bytes/5")).unwrap();
+    // Read the whole response: head, then the 5-byte body. With TLS 1.3 the session
+    // tickets arrive before it, so the store is filled by the time it is read.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() >= end + 4 + 5
+        {
+            break;
+        }
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the whole response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    tls.conn.handshake_kind().expect("handshake finished")
 }
