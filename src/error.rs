@@ -138,3 +138,40 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_from_failure_to_status() {
+        let status = |side, kind| ProxyError::new(side, kind, "t").status();
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Malformed)),
+            Some(400)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::LineTooLong)),
+            Some(414)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::HeadTooLarge)),
+            Some(431)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Version)),
+            Some(505)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Coding)),
+            Some(501)
+        );
+        assert_eq!(status(Side::Downstream, Kind::ClientGone), None);
+        assert_eq!(status(Side::Downstream, Kind::ClientTimeout), Some(408));
+        assert_eq!(status(Side::Downstream, Kind::BodyTooLarge), Some(413));
+        assert_eq!(status(Side::Upstream, Kind::UpstreamProtocol), Some(502));
+        assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
+        // A local failure is ours, whatever it looked like.
+        assert_eq!(status(Side::Internal, Kind::UpstreamClosed), Some(500));
+    }
+}
