@@ -291,8 +291,11 @@ fn broken_reloads_change_nothing_and_say_where() {
         "{}",
         cli.text
     );
-    // ...and signals the process named by pid_file with a good one.
-    replace_file(&path, good("new").as_bytes());
+    // ...and signals the process named by pid_file with a good one, which also asks for
+    // a change only a restart can make: that is reported, the rest applies.
+    let needs_restart = good("new").replace("workers = 2", "workers = 3");
+    assert_ne!(needs_restart, good("new"));
+    replace_file(&path, needs_restart.as_bytes());
     let cli = run_cli(&["reload", "-c", path.to_str().unwrap()], pki.dir());
     assert_eq!(cli.status.code(), Some(0), "{}", cli.text);
     assert!(
@@ -307,6 +310,12 @@ fn broken_reloads_change_nothing_and_say_where() {
         p.output()
     );
     assert_eq!(p.output().matches("reload failed").count(), cases.len());
+    assert!(
+        p.output()
+            .contains("needs a restart: server.workers 2 -> 3"),
+        "{}",
+        p.output()
+    );
     assert_eq!(served_by(&mut kept).as_deref(), Some("new"));
 
     // Without a pid_file `ringgate reload` cannot find the process: exit 2.

@@ -6,6 +6,11 @@
 //! route, upstream, stream both bodies) → back to reading, or close. The exchange is the
 //! unit later protocols (HTTP/2 streams, upgraded tunnels) will drive too.
 //!
+//! Configuration: the handshake takes its TLS config from the generation current at
+//! accept; each exchange loads the current generation ([`crate::generation`]) once,
+//! when its head has arrived, and runs to its end on it (route, upstream settings,
+//! timeouts), so a reload never changes a request in flight.
+//!
 //! Status mapping for failures before a response head was sent: malformed request → 400
 //! (414/431 for limits, 501 unknown transfer coding, 505 version), slow head → 408,
 //! too-large body → 413, no route → 404, upstream refused/reset/garbage → 502, upstream
