@@ -33,7 +33,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig};
+use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
 use crate::route::Router;
 use crate::tls::{TlsSetupError, TlsShared};
 
@@ -197,6 +197,9 @@ pub struct Live {
     /// `current.id`, readable without touching the pointer.
     current_id: AtomicU64,
     running: Vec<Running>,
+    /// `[server]` as started: restart-only settings are compared with these, not with
+    /// the last generation's (which may hold a change that was never applied).
+    started: ServerSettings,
     slots: Mutex<Slots>,
     /// Serialises reloads (signal, file poll and tests may ask at once).
     reload_lock: Mutex<()>,
@@ -223,11 +226,13 @@ impl Live {
             });
         }
         let mut slots = Slots::default();
+        let started = config.server.clone();
         let (generation, _) = build(1, config, &running, None, &mut slots)?;
         let live = Live {
             current_id: AtomicU64::new(1),
             current: ArcSwap::from_pointee(generation),
             running,
+            started,
             slots: Mutex::new(slots),
             reload_lock: Mutex::new(()),
             counters: Counters::default(),
@@ -286,7 +291,12 @@ impl Live {
         let old = self.load_full();
         let built = config.and_then(|c| {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            build(old.id + 1, c, &self.running, Some(&old), &mut slots)
+            let mut needs_restart = Vec::new();
+            restart_only_changes(&self.started, &c.server, &mut needs_restart);
+            build(old.id + 1, c, &self.running, Some(&old), &mut slots).map(|(g, more)| {
+                needs_restart.extend(more);
+                (g, needs_restart)
+            })
         });
         match built {
             Ok((generation, needs_restart)) => {
@@ -360,9 +370,6 @@ fn build(
     slots: &mut Slots,
 ) -> Result<(Generation, Vec<String>), BuildError> {
     let mut needs_restart = Vec::new();
-    if let Some(old) = old {
-        restart_only_changes(&old.config, &config, &mut needs_restart);
-    }
     // Each running listener takes the new config's listener with the same address.
     let mut taken = vec![false; config.listeners.len()];
     let mut listeners = Vec::new();
@@ -476,8 +483,7 @@ fn listener_tls(
 }
 
 /// `[server]` settings a running process cannot take over.
-fn restart_only_changes(old: &Config, new: &Config, out: &mut Vec<String>) {
-    let (o, n) = (&old.server, &new.server);
+fn restart_only_changes(o: &ServerSettings, n: &ServerSettings, out: &mut Vec<String>) {
     if o.workers != n.workers {
         out.push(format!("server.workers {} -> {}", o.workers, n.workers));
     }
@@ -612,6 +618,9 @@ mod tests {
         let g = live.load_full();
         assert_eq!(g.config.routes[0].path_prefix, "/x/");
         assert_eq!(g.listeners.len(), 1);
+        // Still not applied: the next reload says so again.
+        let again = live.reload_with(config(&next), "test").unwrap();
+        assert_eq!(again.needs_restart, r.needs_restart);
     }
 
     #[test]

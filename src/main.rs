@@ -378,8 +378,12 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         );
     }
     // A second TERM/INT while draining stops at once.
+    let pid_file_now = pid_file.clone();
     std::thread::spawn(move || {
         if rx.recv().is_ok() {
+            if let Some(path) = &pid_file_now {
+                let _ = std::fs::remove_file(path);
+            }
             say(format_args!("ringgate: second signal, exiting now"));
             ringgate::logging::flush();
             std::process::exit(1);
