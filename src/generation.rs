@@ -24,7 +24,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -561,7 +560,7 @@ fn reload_thread(live: &Live, rx: &mpsc::Receiver<String>) {
 }
 
 /// FNV-1a of a file's content; a file that cannot be read hashes as 0 (a change).
-fn content_hash(path: &PathBuf) -> u64 {
+fn content_hash(path: &std::path::Path) -> u64 {
     match std::fs::read(path) {
         Ok(data) => crate::config::fnv1a(crate::config::FNV_SEED, &data),
         Err(_) => 0,

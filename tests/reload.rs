@@ -466,8 +466,12 @@ fn replaced_certificate_is_picked_up_on_sighup() {
 }
 
 /// A bare upstream on a test-owned socket: answers each request on its one connection
-/// with a small 200, and reports when the proxy closes that connection.
+/// with a small 200 (once `gate` lets it, when given), and reports what happened.
 fn one_connection_upstream() -> (SocketAddr, mpsc::Receiver<&'static str>) {
+    gated_upstream(None)
+}
+
+fn gated_upstream(gate: Option<mpsc::Receiver<()>>) -> (SocketAddr, mpsc::Receiver<&'static str>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -486,6 +490,10 @@ fn one_connection_upstream() -> (SocketAddr, mpsc::Receiver<&'static str>) {
             }
             while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
                 got.drain(..end + 4);
+                if let Some(gate) = &gate {
+                    let _ = tx.send("head");
+                    let _ = gate.recv();
+                }
                 let _ = s.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-backend: solo\r\n\r\nok",
                 );
@@ -548,4 +556,47 @@ fn reload_keeps_pools_of_unchanged_servers_and_closes_removed_ones() {
     let reports = proxy.shutdown_reports();
     let reused: u64 = reports.iter().map(|w| w.upstream_reused).sum();
     assert!(reused >= 1, "pooled connections were reused: {reused}");
+}
+
+#[test]
+fn a_connection_to_a_removed_server_is_not_pooled_after_its_request() {
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let (open, gate) = mpsc::channel();
+    let (solo, events) = gated_upstream(Some(gate));
+    let other = Backend::named("other");
+    // Both keep idle connections 60 s, so the sweep runs every 30 s: a prompt close can
+    // only come from the release of the lease.
+    let config = |servers: &[SocketAddr]| {
+        ConfigBuilder::new()
+            .server("workers", "1")
+            .tls_listener(&[&cert])
+            .route(None, "/", false, "solo")
+            .upstream("solo", servers, &[("keepalive_timeout_ms", "60000")])
+            .build()
+    };
+    let proxy = Proxy::start(&config(&[solo]), pki.dir());
+    let (addr, opts) = (proxy.addr(), TlsOptions::new(pki.root_der(), HOST));
+    let slow = thread::spawn(move || {
+        let mut c = Client::tls(addr, &opts).unwrap();
+        c.roundtrip(&req::get(HOST, "/slow"))
+    });
+    assert_eq!(events.recv_timeout(RELOAD_WAIT), Ok("accepted"));
+    assert_eq!(events.recv_timeout(RELOAD_WAIT), Ok("head"));
+    let moved =
+        ringgate::config::from_toml_str(&config(&[other.addr]), "test.toml", pki.dir()).unwrap();
+    proxy.live().reload_with(moved, "test").unwrap();
+    open.send(()).unwrap();
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(
+        r.header("x-backend"),
+        Some("solo"),
+        "finished on its generation"
+    );
+    assert_eq!(
+        events.recv_timeout(Duration::from_secs(10)),
+        Ok("closed"),
+        "the connection to the removed server must close when its request ends"
+    );
 }
