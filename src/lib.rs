@@ -20,7 +20,10 @@
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
-//! binds the sockets and starts the [`worker`]s, which share nothing else.
+//! binds the sockets and starts the [`worker`]s, which share nothing else but the
+//! [`generation`]: the current configuration (config, router, TLS configs) behind an
+//! atomically swapped pointer, loaded once per exchange and replaced by a reload
+//! (SIGHUP, `ringgate reload`, a changed certificate file) built on a helper thread.
 //! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
 //! each signal an operator may send means; [`logging`] keeps log writes off the workers
 //! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
@@ -33,6 +36,7 @@ pub mod conn;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod generation;
 pub mod http1;
 pub mod ktls;
 pub mod listener;

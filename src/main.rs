@@ -1,4 +1,4 @@
-//! The `ringgate` command: `run`, `check`, `demo`.
+//! The `ringgate` command: `run`, `check`, `reload`, `doctor`, `demo`, `origin`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +35,13 @@ enum Command {
     },
     /// Check a configuration file and print a summary (like `nginx -t`).
     Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file, then ask the running proxy to load it: sends SIGHUP
+    /// to the process in its `[server] pid_file`. Exit 0: signalled; 1: the file has
+    /// errors (nothing signalled); 2: no running process found or it could not be signalled.
+    Reload {
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -120,8 +127,80 @@ fn main() -> ExitCode {
             workers,
             print_config,
         } => demo(listen, workers, print_config),
+        Command::Reload { config } => reload(&config),
         Command::Doctor { config, profile } => doctor(config, profile),
         Command::Origin { listen } => origin(listen),
+    }
+}
+
+/// `ringgate reload`: validate like `check`, find the process by its pid file, SIGHUP it.
+fn reload(path: &std::path::Path) -> ExitCode {
+    let config = match Config::from_file(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "ringgate: {}: configuration check failed ({} error(s)); the running process was not signalled",
+                path.display(),
+                errors.0.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(pid_file) = config.server.pid_file else {
+        eprintln!(
+            "ringgate: {}: no [server] pid_file, so the running process cannot be found (send it SIGHUP yourself)",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    let pid = match std::fs::read_to_string(&pid_file) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => pid,
+            _ => {
+                eprintln!(
+                    "ringgate: {}: not a process id: {:?}",
+                    pid_file.display(),
+                    text.trim()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "ringgate: cannot read pid file {}: {e} (is ringgate running with this configuration?)",
+                pid_file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    // A stale pid file may name an unrelated process that reused the number.
+    if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        && !comm.trim().starts_with("ringgate")
+    {
+        eprintln!(
+            "ringgate: {}: pid {pid} is {:?}, not ringgate (a stale pid file?); not signalled",
+            pid_file.display(),
+            comm.trim()
+        );
+        return ExitCode::from(2);
+    }
+    match ringgate::signals::send_hup(pid) {
+        Ok(()) => {
+            println!(
+                "ringgate: {}: ok; sent SIGHUP to pid {pid} (from {}); the outcome is in its log",
+                path.display(),
+                pid_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "ringgate: cannot signal pid {pid} (from {}): {e}",
+                pid_file.display()
+            );
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -160,7 +239,7 @@ fn origin(listen: SocketAddr) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let _ = stop_signals(signals).recv();
+            let _ = stop_signals(signals, None).recv();
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -223,16 +302,23 @@ fn serve(config: Config) -> ExitCode {
     serve_with(config, |_| {})
 }
 
-/// Receives signals on their own thread: logs the ones that do not stop the process
-/// (see [`ringgate::signals`]) and forwards `TERM`/`INT` to the returned channel.
-fn stop_signals(mut signals: signal_hook::iterator::Signals) -> std::sync::mpsc::Receiver<i32> {
+/// Receives signals on their own thread: `HUP` queues a reload on `reload` (the
+/// reload itself runs on the reload thread), the others that do not stop the process are
+/// logged (see [`ringgate::signals`]), and `TERM`/`INT` go to the returned channel.
+fn stop_signals(
+    mut signals: signal_hook::iterator::Signals,
+    reload: Option<ringgate::generation::ReloadTrigger>,
+) -> std::sync::mpsc::Receiver<i32> {
     use ringgate::signals::{self, Action};
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("ringgate-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if signals::action(sig) != Action::Stop {
+                if let (Action::Reload, Some(r)) = (signals::action(sig), &reload) {
+                    tracing::info!(signal = signals::name(sig), "reloading the configuration");
+                    r.reload(signals::name(sig));
+                } else if signals::action(sig) != Action::Stop {
                     signals::log_non_fatal(sig);
                 } else if tx.send(sig).is_err() {
                     break;
@@ -266,13 +352,25 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
+    // Before "listening on": whoever waits for that line may run `ringgate reload`.
+    let pid_file = handle.live().load().config.server.pid_file.clone();
+    if let Some(path) = &pid_file
+        && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
+    {
+        say(format_args!(
+            "ringgate: cannot write pid_file {}: {e}; stopping",
+            path.display()
+        ));
+        drop(handle);
+        return ExitCode::FAILURE;
+    }
     for url in handle.urls() {
         say(format_args!(
             "ringgate: listening on {url} ({workers} workers)"
         ));
     }
     on_ready(&handle);
-    let rx = stop_signals(signals);
+    let rx = stop_signals(signals, Some(handle.reload_trigger()));
     if let Ok(sig) = rx.recv() {
         tracing::info!(
             signal = ringgate::signals::name(sig),
@@ -280,14 +378,21 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         );
     }
     // A second TERM/INT while draining stops at once.
+    let pid_file_now = pid_file.clone();
     std::thread::spawn(move || {
         if rx.recv().is_ok() {
+            if let Some(path) = &pid_file_now {
+                let _ = std::fs::remove_file(path);
+            }
             say(format_args!("ringgate: second signal, exiting now"));
             ringgate::logging::flush();
             std::process::exit(1);
         }
     });
     let reports = handle.shutdown();
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
     let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
     if abandoned > 0 {
         tracing::warn!(

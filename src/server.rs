@@ -2,7 +2,9 @@
 //!
 //! [`Server::start`] does everything that can fail up front (TLS setup, binding every
 //! socket, spawning and readying every worker) and returns a [`ServerHandle`] only when
-//! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests.
+//! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests. It
+//! also starts the `ringgate-reload` helper thread ([`crate::generation`]): reloads run
+//! there, never on a worker.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
@@ -12,7 +14,7 @@ use futures_channel::oneshot;
 use tracing::info;
 
 use crate::config::{Config, KtlsMode};
-use crate::route::Router;
+use crate::generation::{self, BuildError, Live, ReloadTrigger};
 use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
 
 /// Why the server did not start.
@@ -62,13 +64,13 @@ pub struct ServerHandle {
     tls: Vec<bool>,
     stops: Vec<oneshot::Sender<()>>,
     threads: Vec<JoinHandle<WorkerReport>>,
+    live: Arc<Live>,
+    reload: ReloadTrigger,
 }
 
 impl Server {
     /// Binds every listener, starts every worker, and returns once all accept.
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
-        let config = Arc::new(config);
-        let router = Arc::new(Router::new(&config.routes));
         let workers = config.server.workers;
         let mut per_worker: Vec<Vec<(std::net::TcpListener, ListenerSpec)>> =
             (0..workers).map(|_| Vec::new()).collect();
@@ -87,30 +89,14 @@ impl Server {
                     });
                 }
             }
-            let tls = match &l.tls {
-                Some(t) => Some(
-                    crate::tls::server_config(t).map_err(|error| StartError::Tls {
-                        addr: l.addr,
-                        error,
-                    })?,
-                ),
-                None => None,
-            };
-            let handshake_timeout = l
-                .tls
-                .as_ref()
-                .map(|t| t.handshake_timeout)
-                .unwrap_or_default();
             let (sockets, bound) = crate::listener::bind_reuseport(l.addr, l.backlog, workers)
                 .map_err(|error| StartError::Bind {
                     addr: l.addr,
                     error,
                 })?;
-            let ktls = l.tls.as_ref().map_or(KtlsMode::Off, |t| t.ktls);
             let spec = ListenerSpec {
-                tls,
-                handshake_timeout,
-                ktls,
+                index: addrs.len(),
+                tls: l.tls.is_some(),
                 addr: bound,
             };
             for (w, s) in sockets.into_iter().enumerate() {
@@ -124,20 +110,27 @@ impl Server {
         } else {
             Vec::new()
         };
+        let live = Live::new(config).map_err(|e| match e {
+            BuildError::Tls { addr, error } => StartError::Tls { addr, error },
+            other => StartError::Worker(other.to_string()),
+        })?;
+        let reload = generation::spawn_reloader(live.clone())
+            .map_err(|e| StartError::Worker(format!("cannot start the reload thread: {e}")))?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handle = ServerHandle {
             addrs,
             tls: tls_flags,
             stops: Vec::new(),
             threads: Vec::new(),
+            live: live.clone(),
+            reload,
         };
         for (id, listeners) in per_worker.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
             let spec = WorkerSpec {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
-                config: config.clone(),
-                router: router.clone(),
+                live: live.clone(),
                 listeners,
                 stop: stop_rx,
                 ready: ready_tx.clone(),
@@ -175,6 +168,18 @@ impl ServerHandle {
     /// The bound address of each listener, in config order (port 0 resolved).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Asks the reload thread to read the configuration file again (SIGHUP does this);
+    /// returns at once, the outcome is logged.
+    pub fn reload_trigger(&self) -> ReloadTrigger {
+        self.reload.clone()
+    }
+
+    /// The live configuration (current generation, reload counters, reload on the
+    /// calling thread — never a worker's).
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     /// `https://addr` or `http://addr` per listener, for start-up messages.

@@ -5,7 +5,7 @@
 //! | signal | meaning |
 //! | --- | --- |
 //! | `TERM`, `INT` | graceful stop: stop accepting, drain in-flight requests for up to `shutdown_timeout_ms`, exit 0; a second one exits 1 at once |
-//! | `HUP` | reload the configuration — **not implemented yet**: logged, the running configuration stays (the reload issue takes over [`Action::Reload`]) |
+//! | `HUP` | reload the configuration on the `ringgate-reload` helper thread ([`crate::generation`]): a valid file applies, an invalid one changes nothing and is logged |
 //! | `USR1` | nginx: reopen log files. ringgate writes only to stderr, which the service manager or the shell owns: nothing to reopen; logged |
 //! | `USR2` | nginx: start a new binary (binary upgrade). Not supported; logged |
 //! | `WINCH` | nginx: gracefully stop worker processes. ringgate's workers are threads of this process; terminals send it on resize; logged, ignored |
@@ -25,8 +25,7 @@ pub const HANDLED: [i32; 6] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGWIN
 pub enum Action {
     /// Drain and exit (`TERM`, `INT`).
     Stop,
-    /// Reload the configuration (`HUP`); until reload exists, the process keeps its
-    /// current configuration and says so.
+    /// Reload the configuration (`HUP`).
     Reload,
     /// A defined no-op, with the reason logged.
     Ignore(&'static str),
@@ -69,9 +68,28 @@ pub fn log_non_fatal(signal: i32) {
         Action::Stop => {}
         Action::Reload => tracing::warn!(
             signal = name(signal),
-            "configuration reload is not supported yet; still serving with the configuration loaded at start"
+            "this process has no configuration to reload; ignored"
         ),
         Action::Ignore(why) => tracing::info!(signal = name(signal), "ignored: {why}"),
+    }
+}
+
+/// Sends `SIGHUP` to process `pid` (`ringgate reload`).
+pub fn send_hup(pid: i32) -> std::io::Result<()> {
+    if pid <= 0 {
+        // kill(2) with 0 or a negative pid signals process groups: never that.
+        return Err(std::io::Error::other(format!("{pid} is not a process id")));
+    }
+    #[allow(
+        unsafe_code,
+        reason = "kill(2): the kernel interface that sends a signal"
+    )]
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, SIGHUP) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -26,6 +26,11 @@ pub use validate::from_toml_str;
 pub struct Config {
     /// Where it came from (a path, or `<demo>`), for messages.
     pub source: String,
+    /// The file it was read from ([`Config::from_file`]); a reload reads it again.
+    pub file: Option<PathBuf>,
+    /// FNV-1a of the TOML text and of every certificate and key file it names: equal
+    /// hashes, equal configurations (shown by reload logs and `generation::stats`).
+    pub hash: u64,
     pub server: ServerSettings,
     pub http: HttpSettings,
     pub listeners: Vec<ListenerConfig>,
@@ -41,6 +46,12 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     pub io_uring: bool,
     pub pin_workers: bool,
+    /// `pid_file`: written by `ringgate run` once it listens, removed at exit; read by
+    /// `ringgate reload`.
+    pub pid_file: Option<PathBuf>,
+    /// `certificate_check_interval_ms`: how often a helper thread compares the content of
+    /// every certificate and key file with what is loaded (zero: never).
+    pub certificate_check_interval: Duration,
 }
 
 /// `[http]`: client-side limits and timeouts.
@@ -128,6 +139,11 @@ pub struct LoadedCertificate {
     /// Lower-case SNI names, exact (`api.example.com`) or wildcard (`*.example.com`).
     pub server_names: Vec<String>,
     pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// FNV-1a of the certificate and key files' content as loaded, so a changed file is
+    /// noticed by content, not by its modification time.
+    pub cert_hash: u64,
+    pub key_hash: u64,
 }
 
 impl fmt::Debug for LoadedCertificate {
@@ -135,6 +151,7 @@ impl fmt::Debug for LoadedCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadedCertificate")
             .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
             .field("server_names", &self.server_names)
             .finish_non_exhaustive()
     }
@@ -222,6 +239,20 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+/// FNV-1a, 64 bits: a content fingerprint (not a defence against a chosen collision:
+/// whoever can write the files can change the configuration anyway).
+pub fn fnv1a(seed: u64, data: &[u8]) -> u64 {
+    let mut h = seed;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The FNV-1a offset basis: the seed of a fresh hash.
+pub const FNV_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
@@ -252,7 +283,22 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        from_toml_str(&text, &shown, &base)
+        let mut config = from_toml_str(&text, &shown, &base)?;
+        config.file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Every file whose content this configuration depends on besides the TOML file
+    /// itself, with the hash of the content it was loaded from.
+    pub fn watched_files(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            for c in l.tls.iter().flat_map(|t| &t.certificates) {
+                out.push((c.cert_path.clone(), c.cert_hash));
+                out.push((c.key_path.clone(), c.key_hash));
+            }
+        }
+        out
     }
 
     /// One line per listener, route and upstream, for `ringgate check`.

@@ -40,6 +40,12 @@ pub struct RawServer {
     pub io_uring: Option<Spanned<String>>,
     /// Pin each worker thread to one core (default true).
     pub pin_workers: Option<bool>,
+    /// File `ringgate run` writes its process id to, and `ringgate reload` reads.
+    /// nginx: `pid`.
+    pub pid_file: Option<Spanned<String>>,
+    /// How often certificate and key files are compared by content with what is loaded;
+    /// a change reloads the configuration (default 5000, 0 = never). nginx has none.
+    pub certificate_check_interval_ms: Option<Spanned<i64>>,
 }
 
 /// `[http]`: client-side HTTP/1.1 limits and timeouts, shared by all listeners.

@@ -42,7 +42,13 @@ pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, Conf
             }]));
         }
     };
-    let config = v.config(&raw);
+    let mut config = v.config(&raw);
+    config.hash = config
+        .watched_files()
+        .iter()
+        .fold(fnv1a(FNV_SEED, text.as_bytes()), |h, (_, f)| {
+            fnv1a(h, &f.to_le_bytes())
+        });
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -166,6 +172,8 @@ impl Validator<'_> {
         let routes = self.routes(raw, &upstream_index);
         Config {
             source: self.file.to_string(),
+            file: None,
+            hash: 0,
             server,
             http,
             listeners,
@@ -218,6 +226,13 @@ impl Validator<'_> {
             ) as usize,
             io_uring,
             pin_workers: s.pin_workers.unwrap_or(true),
+            pid_file: s.pid_file.as_ref().map(|p| self.path(p.get_ref())),
+            certificate_check_interval: Duration::from_millis(self.int(
+                &s.certificate_check_interval_ms,
+                "server.certificate_check_interval_ms",
+                5000,
+                0..=MAX_TIMEOUT_MS,
+            ) as u64),
         }
     }
 
@@ -466,7 +481,12 @@ impl Validator<'_> {
         let key_path = self.path(c.key.get_ref());
         let cert_field = format!("{field}.cert");
         let key_field = format!("{field}.key");
-        let chain = match read_file(&cert_path).and_then(|pem| parse_chain(&pem)) {
+        let mut cert_hash = 0;
+        let mut key_hash = 0;
+        let chain = match read_file(&cert_path).and_then(|pem| {
+            cert_hash = fnv1a(FNV_SEED, &pem);
+            parse_chain(&pem)
+        }) {
             Ok(chain) => Some(chain),
             Err(e) => {
                 let msg = format!("{}: {e}", cert_path.display());
@@ -474,7 +494,10 @@ impl Validator<'_> {
                 None
             }
         };
-        let key = match read_file(&key_path).and_then(|pem| parse_key(&pem)) {
+        let key = match read_file(&key_path).and_then(|pem| {
+            key_hash = fnv1a(FNV_SEED, &pem);
+            parse_key(&pem)
+        }) {
             Ok(key) => Some(key),
             Err(e) => {
                 let msg = format!("{}: {e}", key_path.display());
@@ -526,6 +549,9 @@ impl Validator<'_> {
             key: Arc::new(certified),
             server_names,
             cert_path,
+            key_path,
+            cert_hash,
+            key_hash,
         })
     }
 

@@ -124,8 +124,8 @@ impl Connection {
         let Some(pump) = slot.as_mut() else {
             return upstream_read(lease, ubuf, want).await;
         };
-        let limit = self.ctx.config.http.max_request_body_bytes;
-        let body_timeout = self.ctx.config.http.client_body_timeout;
+        let limit = self.generation.config.http.max_request_body_bytes;
+        let body_timeout = self.generation.config.http.client_body_timeout;
         let read_timeout = lease.upstream().read_timeout;
         let read = {
             let read = lease.stream.read(ubuf, want);

@@ -108,7 +108,8 @@ impl RequestBody {
 impl Connection {
     /// Serves one request whose head has been read.
     pub(super) async fn exchange(&mut self, head: RequestHead) -> Next {
-        let config = self.ctx.config.clone();
+        let generation = self.generation.clone();
+        let config = &generation.config;
         let limit = config.http.max_request_body_bytes;
         if let BodyKind::Length(n) = head.body
             && limit > 0
@@ -122,7 +123,7 @@ impl Connection {
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
         let asterisk = path.as_ref() == b"*";
         let route_path: &[u8] = if asterisk { b"/" } else { &path };
-        let Some(selected) = self.ctx.router.select(head.host.as_deref(), route_path) else {
+        let Some(selected) = generation.router.select(head.host.as_deref(), route_path) else {
             // Keep the connection only when no unread body is in the way.
             let keep =
                 head.keep_alive && head.body == BodyKind::Empty && !self.ctx.draining.is_raised();
@@ -156,7 +157,12 @@ impl Connection {
         let first_body = first_body.freeze();
         let mut retried = false;
         loop {
-            let lease = match self.ctx.upstreams.acquire(group, retried, None).await {
+            let lease = match self
+                .ctx
+                .upstreams
+                .acquire(&generation, group, retried, None)
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => return self.fail(e, &head, &body).await,
             };
@@ -346,7 +352,7 @@ impl Connection {
             (_, _, Version::Http11) => ClientFraming::Chunked,
             (_, _, Version::Http10) => ClientFraming::Close,
         };
-        let keepalive_requests = self.ctx.config.http.keepalive_requests;
+        let keepalive_requests = self.generation.config.http.keepalive_requests;
         // A body still arriving when the head goes out may never be read whole: promise
         // nothing (an early answer to an upload ends the connection).
         let keep = head.keep_alive

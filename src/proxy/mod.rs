@@ -6,6 +6,11 @@
 //! route, upstream, stream both bodies) → back to reading, or close. The exchange is the
 //! unit later protocols (HTTP/2 streams, upgraded tunnels) will drive too.
 //!
+//! Configuration: the handshake takes its TLS config from the generation current at
+//! accept; each exchange loads the current generation ([`crate::generation`]) once,
+//! when its head has arrived, and runs to its end on it (route, upstream settings,
+//! timeouts), so a reload never changes a request in flight.
+//!
 //! Status mapping for failures before a response head was sent: malformed request → 400
 //! (414/431 for limits, 501 unknown transfer coding, 505 version), slow head → 408,
 //! too-large body → 413, no route → 404, upstream refused/reset/garbage → 502, upstream
@@ -20,27 +25,25 @@ mod splice;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
-use rustls::ServerConfig;
 use tracing::debug;
 
 use crate::config::KtlsMode;
 use crate::conn::{ClientStream, Offload};
 use crate::error::{Kind, ProxyError, Side};
+use crate::generation::{Generation, ListenerTls};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write::{self, ClientInfo};
 use crate::tls::TlsInfo;
 use crate::worker::WorkerCtx;
 
-/// Per-listener settings a connection needs.
+/// Per-listener settings a connection needs (TLS settings are in the generation).
 pub struct ListenerCtx {
-    pub tls: Option<Arc<ServerConfig>>,
-    pub handshake_timeout: Duration,
-    pub ktls: KtlsMode,
+    /// Position in [`Generation::listeners`].
+    pub index: usize,
     /// `"https"` or `"http"`, for X-Forwarded-Proto and Forwarded.
     pub proto: &'static str,
 }
@@ -63,14 +66,17 @@ pub async fn serve(
     listener: Rc<ListenerCtx>,
 ) {
     let mut rbuf = BytesMut::new();
-    let (stream, tls) = match &listener.tls {
-        Some(tls) => match handshake(tcp, peer, tls, &ctx, &listener, &mut rbuf).await {
+    // Loaded once for the handshake; each exchange loads the then current one again.
+    let generation = ctx.live.load_full();
+    let (stream, tls) = match &generation.listeners[listener.index] {
+        Some(tls) => match handshake(tcp, peer, tls, &ctx, &mut rbuf).await {
             Some((s, info)) => (s, Some(info)),
             None => return,
         },
         None => (ClientStream::plain(tcp), None),
     };
     let mut conn = Connection {
+        generation,
         stream,
         peer,
         client: ClientInfo::new(peer, listener.proto),
@@ -89,14 +95,14 @@ pub async fn serve(
 async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: &Arc<ServerConfig>,
+    listener: &ListenerTls,
     ctx: &WorkerCtx,
-    listener: &ListenerCtx,
     rbuf: &mut BytesMut,
 ) -> Option<(ClientStream, Rc<TlsInfo>)> {
     let started = Instant::now();
     let stats = &ctx.stats;
-    let conn = match rustls::server::UnbufferedServerConnection::new(tls.clone()) {
+    let conn = match rustls::server::UnbufferedServerConnection::new(listener.server_config.clone())
+    {
         Ok(c) => c,
         Err(e) => {
             debug!(%peer, error = %e, "cannot start TLS session");
@@ -160,6 +166,8 @@ fn log_tls(peer: SocketAddr, info: TlsInfo) -> Rc<TlsInfo> {
 
 /// One client connection after the handshake.
 pub struct Connection {
+    /// The generation of the current exchange (loaded when its head arrived).
+    pub(crate) generation: Arc<Generation>,
     pub(crate) stream: ClientStream,
     pub(crate) peer: SocketAddr,
     /// The client for the forwarding headers (its address formatted once).
@@ -190,6 +198,8 @@ impl Connection {
                 }
             };
             self.served += 1;
+            // The exchange starts: it runs to its end on the generation current now.
+            self.generation = self.ctx.live.load_full();
             self.ctx
                 .stats
                 .requests
@@ -198,7 +208,7 @@ impl Connection {
                 break;
             }
         }
-        let http = &self.ctx.config.http;
+        let http = &self.generation.config.http;
         if self.linger {
             let (per_read, total) = (http.lingering_timeout, http.lingering_time);
             let _ =
@@ -211,13 +221,18 @@ impl Connection {
     /// Reads the next request head. `Ok(None)`: the connection ended quietly (client
     /// closed, idle timeout, or the worker is draining).
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
-        let http = &self.ctx.config.http;
-        let limits = HeadLimits {
-            max_request_line: http.max_request_line_bytes,
-            max_head_bytes: http.max_header_bytes,
-            max_headers: http.max_headers,
+        // Between exchanges the limits come from the current generation, not the last
+        // exchange's (a short look at the pointer, not held across the reads).
+        let (limits, header_timeout, keepalive_timeout) = {
+            let generation = self.ctx.live.load();
+            let http = &generation.config.http;
+            let limits = HeadLimits {
+                max_request_line: http.max_request_line_bytes,
+                max_head_bytes: http.max_header_bytes,
+                max_headers: http.max_headers,
+            };
+            (limits, http.client_header_timeout, http.keepalive_timeout)
         };
-        let header_timeout = http.client_header_timeout;
         if self.rbuf.is_empty() && !self.stream.has_buffered() {
             if self.served > 0 {
                 // Idle keep-alive: hold no read buffer while nothing arrives.
@@ -230,7 +245,7 @@ impl Connection {
             let idle = if self.served == 0 {
                 header_timeout
             } else {
-                http.keepalive_timeout
+                keepalive_timeout
             };
             let ready = monoio::select! {
                 r = monoio::time::timeout(idle, self.stream.readable()) => r,
@@ -315,7 +330,7 @@ impl Connection {
 
     /// Writes to the client within `send_timeout_ms`.
     pub(crate) async fn write_client(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        let t = self.ctx.config.http.send_timeout;
+        let t = self.generation.config.http.send_timeout;
         match monoio::time::timeout(t, self.stream.write(data)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ProxyError::io(
@@ -334,7 +349,7 @@ impl Connection {
 
     /// Reads more of the request body within `client_body_timeout_ms`; 0 means EOF.
     pub(crate) async fn read_client_body(&mut self, want: usize) -> Result<usize, ProxyError> {
-        let t = self.ctx.config.http.client_body_timeout;
+        let t = self.generation.config.http.client_body_timeout;
         match monoio::time::timeout(t, self.stream.read(&mut self.rbuf, want)).await {
             Ok(Ok(0)) => Err(ProxyError::new(
                 Side::Downstream,

@@ -24,7 +24,7 @@ const PIPE_CHUNK: u64 = 64 * 1024;
 impl Connection {
     /// Whether a body of `len` bytes should travel by splice on this connection.
     pub(super) fn splice_wanted(&mut self, len: u64) -> bool {
-        let threshold = self.ctx.config.http.splice_threshold_bytes;
+        let threshold = self.generation.config.http.splice_threshold_bytes;
         threshold > 0 && len >= threshold && self.stream.splice_socket().is_some()
     }
 
@@ -59,7 +59,7 @@ impl Connection {
     async fn splice(&mut self, lease: &mut Lease, remaining: u64) -> Result<(), ProxyError> {
         let timeouts = (
             lease.upstream().read_timeout,
-            self.ctx.config.http.send_timeout,
+            self.generation.config.http.send_timeout,
         );
         let mut pipe = self.take_pipe()?;
         let Some(client) = self.stream.splice_socket() else {

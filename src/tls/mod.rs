@@ -1,10 +1,12 @@
 //! TLS termination setup: one rustls `ServerConfig` per listener, shared by all workers.
 //!
-//! Built once at load from checked [`TlsSettings`]: TLS 1.2 and 1.3 only, AEAD suites
-//! only (the aws-lc-rs provider offers nothing else), ALPN `http/1.1`, certificates chosen
-//! by SNI ([`SniResolver`]), resumption by tickets (one ticketer per listener, so any
-//! worker can resume any session) and by a server-side session cache. This module never
-//! touches a socket; the handshake itself runs in [`crate::conn`].
+//! Built for every configuration generation from checked [`TlsSettings`]: TLS 1.2 and
+//! 1.3 only, AEAD suites only (the aws-lc-rs provider offers nothing else), ALPN
+//! `http/1.1`, certificates chosen by SNI ([`SniResolver`]), resumption by tickets and by
+//! a server-side session cache. The ticketer and the cache ([`TlsShared`]) are made once
+//! per listener and put into every generation's `ServerConfig`, so any worker resumes any
+//! session, before and after a reload. This module never touches a socket; the handshake
+//! itself runs in [`crate::conn`].
 
 pub mod hello;
 mod info;
@@ -41,8 +43,50 @@ impl std::fmt::Display for TlsSetupError {
 
 impl std::error::Error for TlsSetupError {}
 
-/// Builds the listener's rustls configuration.
-pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSetupError> {
+/// The resumption state of one listener, made once at start and shared by every
+/// generation's `ServerConfig` (so a reload does not forget sessions).
+#[derive(Clone)]
+pub struct TlsShared {
+    /// Session-ticket encryption keys (rotated by rustls every 6 hours).
+    pub ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    /// TLS 1.2 session IDs (and TLS 1.3 stateful resumption when tickets are off).
+    pub cache: Arc<dyn rustls::server::StoresServerSessions>,
+    /// The cache size it was made with (changing it needs a restart).
+    pub cache_entries: usize,
+}
+
+impl std::fmt::Debug for TlsShared {
+    // Never prints key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsShared")
+            .field("cache_entries", &self.cache_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsShared {
+    /// A fresh ticket key and an empty session cache of `settings.session_cache_entries`.
+    pub fn new(settings: &TlsSettings) -> Result<TlsShared, TlsSetupError> {
+        let cache: Arc<dyn rustls::server::StoresServerSessions> =
+            if settings.session_cache_entries > 0 {
+                ServerSessionMemoryCache::new(settings.session_cache_entries)
+            } else {
+                Arc::new(rustls::server::NoServerSessionStorage {})
+            };
+        Ok(TlsShared {
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(TlsSetupError::Ticketer)?,
+            cache,
+            cache_entries: settings.session_cache_entries,
+        })
+    }
+}
+
+/// Builds the listener's rustls configuration around its shared resumption state.
+pub fn server_config(
+    settings: &TlsSettings,
+    shared: &TlsShared,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if !settings.cipher_suites.is_empty() {
         // The configured order is the server's preference.
@@ -61,14 +105,9 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsSet
     // HTTP/1.1 first; HTTP/1.0-only clients are served too. A client offering only
     // protocols we lack (h2 alone) gets the no_application_protocol alert (RFC 7301).
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
-    config.session_storage = if settings.session_cache_entries > 0 {
-        ServerSessionMemoryCache::new(settings.session_cache_entries)
-    } else {
-        Arc::new(rustls::server::NoServerSessionStorage {})
-    };
+    config.session_storage = shared.cache.clone();
     if settings.session_tickets {
-        config.ticketer =
-            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsSetupError::Ticketer)?;
+        config.ticketer = shared.ticketer.clone();
         // Two tickets, like most servers: one for a parallel connection.
         config.send_tls13_tickets = 2;
     } else {

@@ -11,6 +11,13 @@
 //! closes the connection. Connect refused/unreachable → [`Kind::ConnectFailed`] (502),
 //! connect timeout → [`Kind::ConnectTimeout`] (504). Addresses were resolved at load:
 //! nothing here does DNS.
+//!
+//! Pools live in stable *slots*, one per (upstream name, server address), numbered by
+//! the configuration generation ([`crate::generation`]): a reload that keeps a server
+//! keeps its idle connections; a slot no generation routes to any more is emptied at the
+//! next sweep, and a connection to it coming back from an exchange is closed. Each
+//! exchange passes the generation it loaded, so it finishes on that generation's
+//! settings. The round-robin cursor lives per upstream name.
 
 pub mod balance;
 pub mod stream;
@@ -22,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::config::{Config, UpstreamConfig};
+use crate::config::UpstreamConfig;
 use crate::error::{Kind, ProxyError, Side};
+use crate::generation::{Generation, Live};
 use crate::listener::Pending;
 pub use stream::{UpstreamStream, UpstreamWriter};
 
@@ -33,22 +41,21 @@ struct Idle {
     requests: u64,
 }
 
+/// The pool of one (upstream name, server address) slot.
 #[derive(Default)]
-struct ServerState {
+struct ServerPool {
     idle: RefCell<Vec<Idle>>,
     /// Leases out right now (for least_conn).
     active: Cell<usize>,
 }
 
-struct Group {
-    servers: Vec<ServerState>,
-    cursor: Cell<usize>,
-}
-
 /// All upstream pools of one worker.
 pub struct Upstreams {
-    config: Arc<Config>,
-    groups: Vec<Group>,
+    live: Arc<Live>,
+    /// By pool slot; grows when a generation brings new servers.
+    pools: RefCell<Vec<Rc<ServerPool>>>,
+    /// Round-robin cursors, by balancer slot (one per upstream name).
+    cursors: RefCell<Vec<Cell<usize>>>,
     /// Connections opened vs reused, for the shutdown report.
     pub opened: Cell<u64>,
     pub reused: Cell<u64>,
@@ -58,21 +65,23 @@ pub struct Upstreams {
 
 /// Counts a lease as active on its server until dropped.
 struct ActiveToken {
-    pools: Rc<Upstreams>,
-    group: usize,
-    server: usize,
+    pool: Rc<ServerPool>,
 }
 
 impl Drop for ActiveToken {
     fn drop(&mut self) {
-        let s = &self.pools.groups[self.group].servers[self.server];
-        s.active.set(s.active.get() - 1);
+        self.pool.active.set(self.pool.active.get() - 1);
     }
 }
 
 /// An upstream connection lent to one exchange.
 pub struct Lease {
     token: ActiveToken,
+    /// The generation the exchange started with (its upstream settings apply).
+    generation: Arc<Generation>,
+    group: usize,
+    server: usize,
+    slot: usize,
     pub stream: UpstreamStream,
     /// Came from the idle pool (may have been closed by the upstream meanwhile).
     pub reused: bool,
@@ -82,69 +91,85 @@ pub struct Lease {
 
 impl Lease {
     pub fn upstream(&self) -> &UpstreamConfig {
-        &self.token.pools.config.upstreams[self.token.group]
+        &self.generation.config.upstreams[self.group]
     }
 
     pub fn server(&self) -> usize {
-        self.token.server
+        self.server
     }
 
     pub fn server_addr(&self) -> std::net::SocketAddr {
-        self.upstream().servers[self.token.server].addr
+        self.upstream().servers[self.server].addr
     }
 }
 
 impl Upstreams {
-    pub fn new(config: Arc<Config>) -> Rc<Self> {
-        let groups = config
-            .upstreams
-            .iter()
-            .map(|u| Group {
-                servers: u.servers.iter().map(|_| ServerState::default()).collect(),
-                cursor: Cell::new(0),
-            })
-            .collect();
+    pub fn new(live: Arc<Live>) -> Rc<Self> {
         Rc::new(Upstreams {
-            config,
-            groups,
+            live,
+            pools: RefCell::new(Vec::new()),
+            cursors: RefCell::new(Vec::new()),
             opened: Cell::new(0),
             reused: Cell::new(0),
             discarded: Cell::new(0),
         })
     }
 
-    /// A connection to a server of upstream `group`: pooled if one is warm, else new.
-    /// `fresh` skips the pool (the retry after a stale pooled connection failed).
+    fn pool(&self, slot: usize) -> Rc<ServerPool> {
+        let mut pools = self.pools.borrow_mut();
+        if pools.len() <= slot {
+            pools.resize_with(slot + 1, Rc::default);
+        }
+        pools[slot].clone()
+    }
+
+    fn active(&self, slot: usize) -> usize {
+        self.pools.borrow().get(slot).map_or(0, |p| p.active.get())
+    }
+
+    /// A connection to a server of upstream `group` of `generation`: pooled if one is
+    /// warm, else new. `fresh` skips the pool (the retry after a stale pooled connection
+    /// failed).
     pub async fn acquire(
         self: &Rc<Self>,
+        generation: &Arc<Generation>,
         group: usize,
         fresh: bool,
         prefer_server: Option<usize>,
     ) -> Result<Lease, ProxyError> {
-        let cfg = &self.config.upstreams[group];
-        let g = &self.groups[group];
-        let server = prefer_server.unwrap_or_else(|| {
-            balance::pick(cfg.balance, g.servers.len(), &g.cursor, |i| {
-                g.servers[i].active.get()
-            })
-        });
-        let state = &g.servers[server];
-        state.active.set(state.active.get() + 1);
-        // Counted as active from here; dropping the token (or the lease) undoes it.
-        let token = ActiveToken {
-            pools: self.clone(),
-            group,
-            server,
+        let cfg = &generation.config.upstreams[group];
+        let slots = &generation.upstreams[group];
+        let server = match prefer_server {
+            Some(s) => s,
+            None => {
+                let mut cursors = self.cursors.borrow_mut();
+                if cursors.len() <= slots.balancer {
+                    cursors.resize_with(slots.balancer + 1, Cell::default);
+                }
+                let cursor = &cursors[slots.balancer];
+                balance::pick(cfg.balance, slots.servers.len(), cursor, |i| {
+                    self.active(slots.servers[i])
+                })
+            }
         };
+        let slot = slots.servers[server];
+        let pool = self.pool(slot);
+        pool.active.set(pool.active.get() + 1);
+        // Counted as active from here; dropping the token (or the lease) undoes it.
+        let token = ActiveToken { pool: pool.clone() };
         let lease = |token, stream, reused, requests| Lease {
             token,
+            generation: generation.clone(),
+            group,
+            server,
+            slot,
             stream: UpstreamStream::new(stream),
             reused,
             requests,
         };
         if !fresh {
             let now = Instant::now();
-            let mut idle = state.idle.borrow_mut();
+            let mut idle = pool.idle.borrow_mut();
             while let Some(c) = idle.pop() {
                 if now.duration_since(c.since) >= cfg.keepalive_timeout {
                     continue;
@@ -182,15 +207,19 @@ impl Upstreams {
         Ok(lease(token, stream, false, 0))
     }
 
-    /// Returns a connection whose last exchange ended cleanly to the idle pool.
+    /// Returns a connection whose last exchange ended cleanly to the idle pool (unless
+    /// a reload since removed its server: then it closes).
     pub fn release(&self, lease: Lease) {
         let Lease {
             token,
+            generation,
+            group,
+            slot,
             stream,
             requests,
             ..
         } = lease;
-        let cfg = &self.config.upstreams[token.group];
+        let cfg = &generation.config.upstreams[group];
         let requests = requests + 1;
         let Some(stream) = stream.into_tcp() else {
             return;
@@ -198,9 +227,10 @@ impl Upstreams {
         if requests >= cfg.keepalive_requests || cfg.keepalive == 0 || !self.quiet(&stream) {
             return;
         }
-        let mut idle = self.groups[token.group].servers[token.server]
-            .idle
-            .borrow_mut();
+        if generation.id != self.live.current_id() && !self.live.load().slot_is_live(slot) {
+            return;
+        }
+        let mut idle = token.pool.idle.borrow_mut();
         if idle.len() >= cfg.keepalive {
             // The coldest goes, like nginx's upstream keepalive cache.
             idle.remove(0);
@@ -212,14 +242,31 @@ impl Upstreams {
         });
     }
 
-    /// Closes idle connections older than their upstream's keepalive timeout.
+    /// Closes idle connections older than their upstream's keepalive timeout, and every
+    /// idle connection of a server the current generation no longer routes to.
     pub fn sweep(&self) {
         let now = Instant::now();
-        for (g, cfg) in self.groups.iter().zip(&self.config.upstreams) {
-            for s in &g.servers {
-                s.idle.borrow_mut().retain(|c| {
-                    now.duration_since(c.since) < cfg.keepalive_timeout && self.quiet(&c.stream)
-                });
+        let generation = self.live.load_full();
+        let pools = self.pools.borrow();
+        let mut timeout: Vec<Option<Duration>> = vec![None; pools.len()];
+        for (u, cfg) in generation
+            .upstreams
+            .iter()
+            .zip(&generation.config.upstreams)
+        {
+            for &slot in &u.servers {
+                if let Some(t) = timeout.get_mut(slot) {
+                    *t = Some(cfg.keepalive_timeout);
+                }
+            }
+        }
+        for (pool, keep) in pools.iter().zip(timeout) {
+            let mut idle = pool.idle.borrow_mut();
+            match keep {
+                Some(t) => {
+                    idle.retain(|c| now.duration_since(c.since) < t && self.quiet(&c.stream))
+                }
+                None => idle.clear(),
             }
         }
     }
@@ -235,16 +282,16 @@ impl Upstreams {
 
     /// Drops every idle connection (shutdown).
     pub fn close_idle(&self) {
-        for g in &self.groups {
-            for s in &g.servers {
-                s.idle.borrow_mut().clear();
-            }
+        for p in self.pools.borrow().iter() {
+            p.idle.borrow_mut().clear();
         }
     }
 
-    /// How often [`Upstreams::sweep`] should run.
+    /// How often [`Upstreams::sweep`] should run (from the current generation).
     pub fn sweep_interval(&self) -> Duration {
-        self.config
+        self.live
+            .load()
+            .config
             .upstreams
             .iter()
             .map(|u| u.keepalive_timeout / 2)

@@ -1,7 +1,8 @@
 //! Workers: one OS thread per core, pinned, each with its own monoio runtime (io_uring,
 //! or epoll where io_uring is unavailable or disabled), its own SO_REUSEPORT sockets,
-//! its own upstream pools and counters. Workers share only the immutable `Arc<Config>`
-//! and routing table; nothing on the request path crosses threads.
+//! its own upstream pools and counters. Workers share only the configuration generation
+//! ([`Live`]: an atomically swapped, immutable [`crate::generation::Generation`], loaded
+//! once per exchange); nothing else on the request path crosses threads.
 //!
 //! Shutdown: the main thread sends each worker a stop message; the worker closes its
 //! listening sockets, wakes idle keep-alive connections so they close, lets in-flight
@@ -27,10 +28,9 @@ use futures_channel::oneshot;
 use monoio::net::TcpListener;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, KtlsMode};
+use crate::generation::Live;
 use crate::ktls::Fallback;
 use crate::proxy::{self, ListenerCtx};
-use crate::route::Router;
 use crate::upstream::Upstreams;
 use signal::LocalSignal;
 
@@ -58,8 +58,8 @@ pub struct Stats {
 /// What every connection task of a worker can reach.
 pub struct WorkerCtx {
     pub id: usize,
-    pub config: Arc<Config>,
-    pub router: Arc<Router>,
+    /// The current configuration generation.
+    pub live: Arc<Live>,
     pub upstreams: Rc<Upstreams>,
     /// Raised when the worker stops accepting; idle connections close on it.
     pub draining: LocalSignal,
@@ -100,19 +100,19 @@ pub struct WorkerReport {
 pub struct WorkerSpec {
     pub id: usize,
     pub core: Option<core_affinity::CoreId>,
-    pub config: Arc<Config>,
-    pub router: Arc<Router>,
+    pub live: Arc<Live>,
     pub listeners: Vec<(std::net::TcpListener, ListenerSpec)>,
     pub stop: oneshot::Receiver<()>,
     pub ready: mpsc::Sender<Result<(), String>>,
 }
 
-/// A listener's shared settings, cloned into each worker.
+/// A listener's fixed settings, cloned into each worker (its TLS settings come from
+/// the current generation, at each handshake).
 #[derive(Clone)]
 pub struct ListenerSpec {
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub handshake_timeout: Duration,
-    pub ktls: KtlsMode,
+    /// Position in the generation's `listeners`.
+    pub index: usize,
+    pub tls: bool,
     pub addr: SocketAddr,
 }
 
@@ -135,7 +135,7 @@ fn run(spec: WorkerSpec) -> WorkerReport {
             "could not pin worker to its core"
         );
     }
-    if spec.config.server.io_uring {
+    if spec.live.load().config.server.io_uring {
         // COOP_TASKRUN (Linux 5.19+): completions are handed over when the worker next
         // enters the kernel (it does, every loop turn) instead of by an interrupt that
         // stops it mid-task. Measured: ~20% less CPU per proxied request (see
@@ -179,9 +179,8 @@ fn run(spec: WorkerSpec) -> WorkerReport {
 async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
     let ctx = Rc::new(WorkerCtx {
         id: spec.id,
-        upstreams: Upstreams::new(spec.config.clone()),
-        config: spec.config,
-        router: spec.router,
+        upstreams: Upstreams::new(spec.live.clone()),
+        live: spec.live,
         draining: LocalSignal::default(),
         closed_all: LocalSignal::default(),
         active: Cell::new(0),
@@ -202,10 +201,8 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
     }
     for (l, ls) in listeners {
         let lctx = Rc::new(ListenerCtx {
-            proto: if ls.tls.is_some() { "https" } else { "http" },
-            tls: ls.tls,
-            handshake_timeout: ls.handshake_timeout,
-            ktls: ls.ktls,
+            proto: if ls.tls { "https" } else { "http" },
+            index: ls.index,
         });
         monoio::spawn(accept_loop(l, lctx, ctx.clone()));
     }
@@ -218,7 +215,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
     let _ = spec.stop.await;
     ctx.draining.raise();
     if ctx.active.get() > 0 {
-        let deadline = ctx.config.server.shutdown_timeout;
+        let deadline = ctx.live.load().config.server.shutdown_timeout;
         let _ = monoio::time::timeout(deadline, ctx.closed_all.wait()).await;
     }
     ctx.upstreams.close_idle();
@@ -255,7 +252,6 @@ fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerRepo
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<WorkerCtx>) {
-    let max = ctx.config.server.max_connections_per_worker;
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = monoio::select! {
@@ -264,6 +260,7 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let max = ctx.live.load().config.server.max_connections_per_worker;
                 if ctx.active.get() >= max {
                     ctx.stats.refused.set(ctx.stats.refused.get() + 1);
                     warn_rate_limited(&mut last_warning, || {
@@ -338,8 +335,9 @@ fn warn_rate_limited(last: &mut Option<std::time::Instant>, log: impl FnOnce()) 
 }
 
 async fn sweep_loop(ctx: Rc<WorkerCtx>) {
-    let every = ctx.upstreams.sweep_interval();
     loop {
+        // Read each time: a reload may change the keepalive timeouts.
+        let every = ctx.upstreams.sweep_interval();
         monoio::select! {
             _ = monoio::time::sleep(every) => ctx.upstreams.sweep(),
             _ = ctx.draining.wait() => return,

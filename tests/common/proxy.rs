@@ -210,6 +210,11 @@ impl Proxy {
         self.addrs[0]
     }
 
+    /// The live configuration: reload with a new config, read the reload counters.
+    pub fn live(&self) -> &std::sync::Arc<ringgate::generation::Live> {
+        self.handle.as_ref().expect("running").live()
+    }
+
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -372,6 +377,11 @@ impl ProxyProcess {
 
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Everything the process printed so far (stderr and stdout).

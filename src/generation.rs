@@ -1,0 +1,633 @@
+//! Live configuration: a validated [`Generation`] (config, router, compiled TLS configs,
+//! upstream pool slots) behind an atomically swapped pointer ([`Live`]), and the reload
+//! that builds the next one.
+//!
+//! Workers load the current generation once per exchange (`ArcSwap::load_full`, one
+//! atomic increment) and keep it to the exchange's end, so an in-flight request finishes
+//! on the generation it started with; a TLS handshake loads it once too. Nothing here runs
+//! on a worker: [`Live::reload`] reads files, parses certificates and resolves names on the
+//! calling thread (the `ringgate-reload` helper, or a test), and only the final pointer
+//! swap is seen by workers.
+//!
+//! A failed reload changes nothing: every error is logged with file, line and field and
+//! counted (`reloads_failed`). What cannot change in a running process — listener
+//! addresses, backlog, plain vs TLS, session cache size, workers, io_uring, pinning,
+//! pid_file — is logged as "needs a restart" and the rest applies. Upstream pools are
+//! keyed by (upstream name, server address) through stable *slots*: a reload keeps the
+//! idle connections of unchanged servers and the worker sweep closes those of servers
+//! that went away. Session-ticket keys and the session cache ([`TlsShared`]) are made once
+//! per listener and shared by every generation, so clients resume across reloads.
+//!
+//! Triggers: `SIGHUP` and `ringgate reload` (which sends it, see `src/main.rs`), and a
+//! changed certificate or key file, noticed by content on the helper thread every
+//! `certificate_check_interval_ms`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
+use crate::route::Router;
+use crate::tls::{TlsSetupError, TlsShared};
+
+/// The TLS side of one running listener in one generation.
+pub struct ListenerTls {
+    pub server_config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
+    pub ktls: KtlsMode,
+}
+
+/// Where one upstream's state lives in each worker's pools.
+#[derive(Debug, Clone)]
+pub struct UpstreamSlots {
+    /// Index of the balancing state (round-robin cursor), per upstream name.
+    pub balancer: usize,
+    /// Pool slot of each server, per (upstream name, server address).
+    pub servers: Vec<usize>,
+}
+
+/// One validated configuration, everything compiled, immutable once built.
+pub struct Generation {
+    /// 1 for the configuration started with, +1 for each successful reload.
+    pub id: u64,
+    /// [`Config::hash`].
+    pub config_hash: u64,
+    pub config: Config,
+    pub router: Router,
+    /// One per running listener, in the order they were bound; `None`: plain HTTP.
+    pub listeners: Vec<Option<ListenerTls>>,
+    /// One per `config.upstreams` entry.
+    pub upstreams: Vec<UpstreamSlots>,
+    /// `live_slots[slot]`: this generation routes to that pool slot.
+    live_slots: Vec<bool>,
+}
+
+impl Generation {
+    /// Whether pool `slot` belongs to a server of this generation.
+    pub fn slot_is_live(&self, slot: usize) -> bool {
+        self.live_slots.get(slot).copied().unwrap_or(false)
+    }
+
+    /// Number of pool slots known when this generation was built.
+    pub fn slot_count(&self) -> usize {
+        self.live_slots.len()
+    }
+}
+
+/// What a running listener is, fixed for the process's life.
+#[derive(Debug, Clone)]
+struct Running {
+    /// The address as configured (port 0 stays 0: that is what a new config repeats).
+    addr: SocketAddr,
+    backlog: i32,
+    tls: Option<TlsShared>,
+}
+
+/// Stable pool and balancer slots, by (upstream, server address) and by upstream name.
+#[derive(Default)]
+struct Slots {
+    servers: HashMap<(String, SocketAddr), usize>,
+    balancers: HashMap<String, usize>,
+}
+
+/// Reload counters (atomics: written by the reload thread, read by anyone).
+#[derive(Debug, Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    generation: AtomicU64,
+    config_hash: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last reload attempt (0: none yet).
+    last_reload_ms: AtomicU64,
+}
+
+/// A snapshot of the reload counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadStats {
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Id of the generation serving now.
+    pub generation: u64,
+    pub config_hash: u64,
+    /// Milliseconds since the Unix epoch of the last reload attempt (0: none yet).
+    pub last_reload_unix_ms: u64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ReloadStats {
+        ReloadStats {
+            reloads_ok: self.ok.load(Relaxed),
+            reloads_failed: self.failed.load(Relaxed),
+            generation: self.generation.load(Relaxed),
+            config_hash: self.config_hash.load(Relaxed),
+            last_reload_unix_ms: self.last_reload_ms.load(Relaxed),
+        }
+    }
+}
+
+/// The process's counters (the last [`Live`] made; one per process outside tests).
+static PROCESS: Counters = Counters {
+    ok: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    generation: AtomicU64::new(0),
+    config_hash: AtomicU64::new(0),
+    last_reload_ms: AtomicU64::new(0),
+};
+
+/// Reload counters of this process, for the metrics exporter.
+pub fn stats() -> ReloadStats {
+    PROCESS.snapshot()
+}
+
+/// Why a generation could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration file has errors (each with file, line, field).
+    Config(ConfigErrors),
+    /// A listener's TLS configuration could not be built.
+    Tls {
+        addr: SocketAddr,
+        error: TlsSetupError,
+    },
+    /// `ktls = "on"` but the kernel cannot do TLS.
+    Ktls { addr: SocketAddr, reason: String },
+    /// The process was started without a configuration file to read again.
+    NoFile,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Config(e) => write!(f, "{e}"),
+            BuildError::Tls { addr, error } => write!(f, "listener {addr}: {error}"),
+            BuildError::Ktls { addr, reason } => write!(
+                f,
+                "listener {addr}: ktls = \"on\" but kernel TLS is unavailable: {reason}"
+            ),
+            BuildError::NoFile => write!(
+                f,
+                "started without a configuration file: nothing to reload from"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub config_hash: u64,
+    /// Changes that were not applied (one sentence each).
+    pub needs_restart: Vec<String>,
+}
+
+/// The current generation, swapped atomically, and what every generation shares.
+pub struct Live {
+    current: ArcSwap<Generation>,
+    /// `current.id`, readable without touching the pointer.
+    current_id: AtomicU64,
+    running: Vec<Running>,
+    /// `[server]` as started: restart-only settings are compared with these, not with
+    /// the last generation's (which may hold a change that was never applied).
+    started: ServerSettings,
+    slots: Mutex<Slots>,
+    /// Serialises reloads (signal, file poll and tests may ask at once).
+    reload_lock: Mutex<()>,
+    counters: Counters,
+}
+
+impl Live {
+    /// Generation 1 from the configuration the process starts with; makes each TLS
+    /// listener's ticket key and session cache.
+    pub fn new(config: Config) -> Result<Arc<Live>, BuildError> {
+        let mut running = Vec::new();
+        for l in &config.listeners {
+            let tls = match &l.tls {
+                Some(t) => Some(TlsShared::new(t).map_err(|error| BuildError::Tls {
+                    addr: l.addr,
+                    error,
+                })?),
+                None => None,
+            };
+            running.push(Running {
+                addr: l.addr,
+                backlog: l.backlog,
+                tls,
+            });
+        }
+        let mut slots = Slots::default();
+        let started = config.server.clone();
+        let (generation, _) = build(1, config, &running, None, &mut slots)?;
+        let live = Live {
+            current_id: AtomicU64::new(1),
+            current: ArcSwap::from_pointee(generation),
+            running,
+            started,
+            slots: Mutex::new(slots),
+            reload_lock: Mutex::new(()),
+            counters: Counters::default(),
+        };
+        live.publish_counters();
+        Ok(Arc::new(live))
+    }
+
+    /// The generation serving now (an `Arc` clone: keep it for one exchange).
+    pub fn load_full(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// A short-lived look at the current generation (do not hold it across an await).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Generation>> {
+        self.current.load()
+    }
+
+    /// Id of the generation serving now (one relaxed load).
+    pub fn current_id(&self) -> u64 {
+        self.current_id.load(Relaxed)
+    }
+
+    /// Reload counters of this instance.
+    pub fn stats(&self) -> ReloadStats {
+        self.counters.snapshot()
+    }
+
+    /// Reads the configuration file again and, if it is valid, makes it current. Blocks
+    /// on files and DNS: never call it on a worker. Logs the outcome either way.
+    pub fn reload(&self, reason: &str) -> Result<Reloaded, BuildError> {
+        let file = self.load().config.file.clone();
+        let config = match file {
+            Some(path) => Config::from_file(&path).map_err(BuildError::Config),
+            None => Err(BuildError::NoFile),
+        };
+        self.apply(config, reason)
+    }
+
+    /// Makes `config` current (the reload without reading a file; tests use it).
+    pub fn reload_with(&self, config: Config, reason: &str) -> Result<Reloaded, BuildError> {
+        self.apply(Ok(config), reason)
+    }
+
+    fn apply(
+        &self,
+        config: Result<Config, BuildError>,
+        reason: &str,
+    ) -> Result<Reloaded, BuildError> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.counters.last_reload_ms.store(now_ms, Relaxed);
+        let old = self.load_full();
+        let built = config.and_then(|c| {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut needs_restart = Vec::new();
+            restart_only_changes(&self.started, &c.server, &mut needs_restart);
+            build(old.id + 1, c, &self.running, Some(&old), &mut slots).map(|(g, more)| {
+                needs_restart.extend(more);
+                (g, needs_restart)
+            })
+        });
+        match built {
+            Ok((generation, needs_restart)) => {
+                let (id, hash) = (generation.id, generation.config_hash);
+                self.current.store(Arc::new(generation));
+                self.current_id.store(id, Relaxed);
+                self.counters.ok.fetch_add(1, Relaxed);
+                self.publish_counters();
+                for what in &needs_restart {
+                    warn!(generation = id, "needs a restart: {what} (not applied)");
+                }
+                info!(
+                    generation = id,
+                    config_hash = format_args!("{hash:016x}"),
+                    reason,
+                    needs_restart = needs_restart.len(),
+                    "configuration reloaded"
+                );
+                Ok(Reloaded {
+                    generation: id,
+                    config_hash: hash,
+                    needs_restart,
+                })
+            }
+            Err(e) => {
+                let failed = self.counters.failed.fetch_add(1, Relaxed) + 1;
+                self.publish_counters();
+                match &e {
+                    BuildError::Config(errors) => {
+                        for one in &errors.0 {
+                            error!("reload: {one}");
+                        }
+                    }
+                    other => error!("reload: {other}"),
+                }
+                error!(
+                    generation = old.id,
+                    reason,
+                    reloads_failed = failed,
+                    "reload failed: nothing changed, still serving generation {}",
+                    old.id
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn publish_counters(&self) {
+        let g = self.load();
+        for c in [&self.counters, &PROCESS] {
+            c.generation.store(g.id, Relaxed);
+            c.config_hash.store(g.config_hash, Relaxed);
+        }
+        PROCESS.ok.store(self.counters.ok.load(Relaxed), Relaxed);
+        PROCESS
+            .failed
+            .store(self.counters.failed.load(Relaxed), Relaxed);
+        PROCESS
+            .last_reload_ms
+            .store(self.counters.last_reload_ms.load(Relaxed), Relaxed);
+    }
+}
+
+/// Builds generation `id` from `config` for the `running` listeners; with `old`, also
+/// lists what differs from it but cannot change without a restart.
+fn build(
+    id: u64,
+    config: Config,
+    running: &[Running],
+    old: Option<&Generation>,
+    slots: &mut Slots,
+) -> Result<(Generation, Vec<String>), BuildError> {
+    let mut needs_restart = Vec::new();
+    // Each running listener takes the new config's listener with the same address.
+    let mut taken = vec![false; config.listeners.len()];
+    let mut listeners = Vec::new();
+    for (i, r) in running.iter().enumerate() {
+        let found = config
+            .listeners
+            .iter()
+            .enumerate()
+            .find(|(j, l)| !taken[*j] && l.addr == r.addr);
+        let previous = || old.and_then(|o| o.listeners[i].as_ref()).map(clone_tls);
+        let Some((j, l)) = found else {
+            needs_restart.push(format!(
+                "listener {} removed (still serving it with its previous settings)",
+                r.addr
+            ));
+            listeners.push(previous());
+            continue;
+        };
+        taken[j] = true;
+        if l.backlog != r.backlog {
+            needs_restart.push(format!("listener {} backlog changed", r.addr));
+        }
+        listeners.push(listener_tls(l, r, &mut needs_restart, previous)?);
+    }
+    for (j, l) in config.listeners.iter().enumerate() {
+        if !taken[j] {
+            needs_restart.push(format!("listener {} added", l.addr));
+        }
+    }
+    let mut upstreams = Vec::new();
+    let mut live_slots = Vec::new();
+    for u in &config.upstreams {
+        let next = slots.balancers.len();
+        let balancer = *slots.balancers.entry(u.name.clone()).or_insert(next);
+        let mut servers = Vec::new();
+        for s in &u.servers {
+            let next = slots.servers.len();
+            let slot = *slots
+                .servers
+                .entry((u.name.clone(), s.addr))
+                .or_insert(next);
+            servers.push(slot);
+        }
+        upstreams.push(UpstreamSlots { balancer, servers });
+    }
+    live_slots.resize(slots.servers.len(), false);
+    for u in &upstreams {
+        for &s in &u.servers {
+            live_slots[s] = true;
+        }
+    }
+    let router = Router::new(&config.routes);
+    let generation = Generation {
+        id,
+        config_hash: config.hash,
+        config,
+        router,
+        listeners,
+        upstreams,
+        live_slots,
+    };
+    Ok((generation, needs_restart))
+}
+
+fn clone_tls(t: &ListenerTls) -> ListenerTls {
+    ListenerTls {
+        server_config: t.server_config.clone(),
+        handshake_timeout: t.handshake_timeout,
+        ktls: t.ktls,
+    }
+}
+
+/// The running listener `r`'s TLS side in the new generation, from its new config `l`.
+fn listener_tls(
+    l: &ListenerConfig,
+    r: &Running,
+    needs_restart: &mut Vec<String>,
+    previous: impl Fn() -> Option<ListenerTls>,
+) -> Result<Option<ListenerTls>, BuildError> {
+    let (Some(t), Some(shared)) = (&l.tls, &r.tls) else {
+        if l.tls.is_some() != r.tls.is_some() {
+            needs_restart.push(format!(
+                "listener {} switched between plain HTTP and TLS",
+                r.addr
+            ));
+        }
+        return Ok(previous());
+    };
+    if t.session_cache_entries != shared.cache_entries {
+        needs_restart.push(format!("listener {} session_cache_entries changed", r.addr));
+    }
+    if t.ktls == KtlsMode::On {
+        // Probed once per process and cached: no kernel call after the first.
+        let support = crate::ktls::support();
+        if !support.is_available() {
+            return Err(BuildError::Ktls {
+                addr: l.addr,
+                reason: support.describe(),
+            });
+        }
+    }
+    let server_config = crate::tls::server_config(t, shared).map_err(|error| BuildError::Tls {
+        addr: l.addr,
+        error,
+    })?;
+    Ok(Some(ListenerTls {
+        server_config,
+        handshake_timeout: t.handshake_timeout,
+        ktls: t.ktls,
+    }))
+}
+
+/// `[server]` settings a running process cannot take over.
+fn restart_only_changes(o: &ServerSettings, n: &ServerSettings, out: &mut Vec<String>) {
+    if o.workers != n.workers {
+        out.push(format!("server.workers {} -> {}", o.workers, n.workers));
+    }
+    if o.io_uring != n.io_uring {
+        out.push("server.io_uring changed".into());
+    }
+    if o.pin_workers != n.pin_workers {
+        out.push("server.pin_workers changed".into());
+    }
+    if o.pid_file != n.pid_file {
+        out.push("server.pid_file changed".into());
+    }
+}
+
+/// Asks the reload thread for a reload.
+#[derive(Clone)]
+pub struct ReloadTrigger(mpsc::Sender<String>);
+
+impl ReloadTrigger {
+    /// Queues a reload (`reason` is logged); returns at once.
+    pub fn reload(&self, reason: &str) {
+        let _ = self.0.send(reason.to_string());
+    }
+}
+
+/// Starts the `ringgate-reload` helper thread: it reloads on every [`ReloadTrigger`] and,
+/// every `certificate_check_interval_ms` of the current generation, when a certificate or
+/// key file's content differs from what is loaded. It ends when every trigger is dropped.
+pub fn spawn_reloader(live: Arc<Live>) -> std::io::Result<ReloadTrigger> {
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name("ringgate-reload".into())
+        .spawn(move || reload_thread(&live, &rx))?;
+    Ok(ReloadTrigger(tx))
+}
+
+fn reload_thread(live: &Live, rx: &mpsc::Receiver<String>) {
+    // The file contents last tried and failed, so a broken file is reported once, not
+    // every interval; a further change is tried again.
+    let mut last_failed: Option<Vec<u64>> = None;
+    loop {
+        let interval = live.load().config.server.certificate_check_interval;
+        let asked = if interval.is_zero() {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(interval)
+        };
+        match asked {
+            Ok(reason) => {
+                let _ = live.reload(&reason);
+                last_failed = None;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let watched = live.load().config.watched_files();
+                let now: Vec<u64> = watched.iter().map(|(p, _)| content_hash(p)).collect();
+                let loaded: Vec<u64> = watched.iter().map(|(_, h)| *h).collect();
+                if now == loaded || last_failed.as_ref() == Some(&now) {
+                    continue;
+                }
+                let changed: Vec<String> = watched
+                    .iter()
+                    .zip(&now)
+                    .filter(|((_, h), n)| h != *n)
+                    .map(|((p, _), _)| p.display().to_string())
+                    .collect();
+                info!(files = %changed.join(", "), "certificate files changed on disk");
+                match live.reload("certificate files changed") {
+                    Ok(_) => last_failed = None,
+                    Err(_) => last_failed = Some(now),
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// FNV-1a of a file's content; a file that cannot be read hashes as 0 (a change).
+fn content_hash(path: &std::path::Path) -> u64 {
+    match std::fs::read(path) {
+        Ok(data) => crate::config::fnv1a(crate::config::FNV_SEED, &data),
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::from_toml_str(text, "t.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const BASE: &str = "[server]\nworkers = 2\n[[listener]]\naddr = \"127.0.0.1:0\"\n\
+        [[route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n";
+
+    #[test]
+    fn pool_slots_follow_name_and_address() {
+        let live = Live::new(config(BASE)).unwrap();
+        let g1 = live.load_full();
+        assert_eq!(g1.upstreams[0].servers, [0, 1]);
+        let next =
+            BASE.replace("\"127.0.0.1:1\", ", "") + "[upstream.b]\nservers = [\"127.0.0.1:1\"]\n";
+        let r = live.reload_with(config(&next), "test").unwrap();
+        assert!(r.needs_restart.is_empty(), "{:?}", r.needs_restart);
+        let g2 = live.load_full();
+        assert_eq!(g2.id, 2);
+        // a/127.0.0.1:2 kept its slot; a/127.0.0.1:1 is gone; b/127.0.0.1:1 is a new pool.
+        assert_eq!(g2.upstreams[0].servers, [1]);
+        assert_eq!(g2.upstreams[1].servers, [2]);
+        assert!(!g2.slot_is_live(0) && g2.slot_is_live(1) && g2.slot_is_live(2));
+        assert_ne!(g2.upstreams[0].balancer, g2.upstreams[1].balancer);
+        // The first generation is untouched for whoever still holds it.
+        assert!(g1.slot_is_live(0));
+    }
+
+    #[test]
+    fn restart_only_changes_are_reported_and_the_rest_applies() {
+        let live = Live::new(config(BASE)).unwrap();
+        let next = BASE
+            .replace("workers = 2", "workers = 3")
+            .replace("\"127.0.0.1:0\"", "\"127.0.0.1:0\"\nbacklog = 7")
+            + "[[listener]]\naddr = \"127.0.0.1:9\"\n";
+        let next = next.replace("[[route]]\n", "[[route]]\npath_prefix = \"/x/\"\n");
+        let r = live.reload_with(config(&next), "test").unwrap();
+        assert_eq!(r.needs_restart.len(), 3, "{:?}", r.needs_restart);
+        assert!(
+            r.needs_restart[0].contains("workers"),
+            "{:?}",
+            r.needs_restart
+        );
+        let g = live.load_full();
+        assert_eq!(g.config.routes[0].path_prefix, "/x/");
+        assert_eq!(g.listeners.len(), 1);
+        // Still not applied: the next reload says so again.
+        let again = live.reload_with(config(&next), "test").unwrap();
+        assert_eq!(again.needs_restart, r.needs_restart);
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_generation_and_counts() {
+        let live = Live::new(config(BASE)).unwrap();
+        assert!(matches!(live.reload("test"), Err(BuildError::NoFile)));
+        let s = live.stats();
+        assert_eq!((s.reloads_ok, s.reloads_failed, s.generation), (0, 1, 1));
+        assert_eq!(live.current_id(), 1);
+    }
+}
