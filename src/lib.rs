@@ -37,6 +37,7 @@ pub mod http1;
 pub mod ktls;
 pub mod listener;
 pub mod logging;
+pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod server;

@@ -3,6 +3,9 @@
 //! [`Server::start`] does everything that can fail up front (TLS setup, binding every
 //! socket, spawning and readying every worker) and returns a [`ServerHandle`] only when
 //! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests.
+//! It is two steps, [`Server::prepare`] (TLS, sockets, the metrics registry and the admin
+//! listener, which answers `/readyz` 503 from then on) and [`Prepared::start`] (the
+//! workers; `/readyz` turns 200 once each one's accept loops run).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
@@ -12,6 +15,8 @@ use futures_channel::oneshot;
 use tracing::info;
 
 use crate::config::{Config, KtlsMode};
+use crate::observe::Registry;
+use crate::observe::admin::Admin;
 use crate::route::Router;
 use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
 
@@ -33,6 +38,11 @@ pub enum StartError {
     Worker(String),
     /// `ktls = "on"` but the kernel cannot do TLS.
     Ktls { addr: SocketAddr, reason: String },
+    /// The admin listener could not be bound or started.
+    Admin {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -41,6 +51,7 @@ impl std::fmt::Display for StartError {
             StartError::Tls { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Bind { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Worker(e) => write!(f, "{e}"),
+            StartError::Admin { addr, error } => write!(f, "admin listener {addr}: {error}"),
             StartError::Ktls { addr, reason } => {
                 write!(
                     f,
@@ -62,11 +73,29 @@ pub struct ServerHandle {
     tls: Vec<bool>,
     stops: Vec<oneshot::Sender<()>>,
     threads: Vec<JoinHandle<WorkerReport>>,
+    registry: Arc<Registry>,
+    admin: Option<Admin>,
+}
+
+/// Sockets bound and the admin listener up, workers not started yet.
+pub struct Prepared {
+    config: Arc<Config>,
+    router: Arc<Router>,
+    per_worker: Vec<Vec<(std::net::TcpListener, ListenerSpec)>>,
+    addrs: Vec<SocketAddr>,
+    tls: Vec<bool>,
+    registry: Arc<Registry>,
+    admin: Option<Admin>,
 }
 
 impl Server {
     /// Binds every listener, starts every worker, and returns once all accept.
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+        Server::prepare(config)?.start()
+    }
+
+    /// Builds the TLS configs, binds every listener and starts the admin listener.
+    pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         let config = Arc::new(config);
         let router = Arc::new(Router::new(&config.routes));
         let workers = config.server.workers;
@@ -119,6 +148,48 @@ impl Server {
             addrs.push(bound);
             tls_flags.push(l.tls.is_some());
         }
+        let registry = Registry::new(workers, config.listeners.len());
+        registry.set_config_loaded(true);
+        let admin =
+            match &config.admin {
+                Some(a) => Some(Admin::start(a.addr, registry.clone()).map_err(|error| {
+                    StartError::Admin {
+                        addr: a.addr,
+                        error,
+                    }
+                })?),
+                None => None,
+            };
+        Ok(Prepared {
+            config,
+            router,
+            per_worker,
+            addrs,
+            tls: tls_flags,
+            registry,
+            admin,
+        })
+    }
+}
+
+impl Prepared {
+    /// The admin listener's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// Starts every worker and returns once all accept.
+    pub fn start(self) -> Result<ServerHandle, StartError> {
+        let Prepared {
+            config,
+            router,
+            per_worker,
+            addrs,
+            tls,
+            registry,
+            admin,
+        } = self;
+        let workers = config.server.workers;
         let cores = if config.server.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -127,9 +198,11 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handle = ServerHandle {
             addrs,
-            tls: tls_flags,
+            tls,
             stops: Vec::new(),
             threads: Vec::new(),
+            registry,
+            admin,
         };
         for (id, listeners) in per_worker.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
@@ -138,6 +211,7 @@ impl Server {
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 config: config.clone(),
                 router: router.clone(),
+                metrics: handle.registry.local(id),
                 listeners,
                 stop: stop_rx,
                 ready: ready_tx.clone(),
@@ -177,6 +251,16 @@ impl ServerHandle {
         &self.addrs
     }
 
+    /// The admin listener's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// The metrics of this server (process-wide metrics are added here).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// `https://addr` or `http://addr` per listener, for start-up messages.
     pub fn urls(&self) -> Vec<String> {
         self.addrs
@@ -207,15 +291,20 @@ impl ServerHandle {
             }
         }
         if !reports.is_empty() {
-            use std::sync::atomic::Ordering::Relaxed;
+            let sum = |f: fn(&crate::observe::WorkerMetrics) -> u64| -> u64 {
+                self.registry.workers().iter().map(f).sum()
+            };
             info!(
                 workers = reports.len(),
-                ktls_offloaded = reports.iter().map(|r| r.ktls_offloaded).sum::<u64>(),
-                ktls_close_notify_received = crate::conn::KTLS_CLOSE_NOTIFY.load(Relaxed),
-                ktls_rekeys = crate::conn::KTLS_REKEYS.load(Relaxed),
-                ktls_keyupdate_closes = crate::conn::KTLS_KEYUPDATE_CLOSES.load(Relaxed),
+                ktls_offloaded = sum(|w| w.ktls_offloaded.get()),
+                ktls_close_notify_received = sum(|w| w.ktls_close_notify.get()),
+                ktls_rekeys = sum(|w| w.ktls_rekeys.get()),
+                ktls_keyupdate_closes = sum(|w| w.ktls_keyupdate_closes.get()),
                 "all workers stopped"
             );
+        }
+        if let Some(mut admin) = self.admin.take() {
+            admin.stop();
         }
         reports
     }

@@ -29,10 +29,11 @@ use rustls::ServerConfig;
 use tracing::debug;
 
 use crate::config::KtlsMode;
-use crate::conn::{ClientStream, Offload};
+use crate::conn::{ClientStream, HandshakeError, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write::{self, ClientInfo};
+use crate::observe::metrics::HandshakeFailure;
 use crate::worker::WorkerCtx;
 
 /// Per-listener settings a connection needs.
@@ -77,6 +78,7 @@ pub async fn serve(
         rbuf,
         served: 0,
         linger: false,
+        status: 0,
     };
     conn.run().await;
 }
@@ -91,41 +93,53 @@ async fn handshake(
     listener: &ListenerCtx,
     rbuf: &mut BytesMut,
 ) -> Option<ClientStream> {
-    let stats = &ctx.stats;
+    let m = &ctx.metrics;
+    let started = Instant::now();
     let conn = match rustls::server::UnbufferedServerConnection::new(tls.clone()) {
         Ok(c) => c,
         Err(e) => {
+            m.handshake_failures[HandshakeFailure::Other as usize].inc();
             debug!(%peer, error = %e, "cannot start TLS session");
             return None;
         }
     };
     let want_ktls = listener.ktls != KtlsMode::Off && crate::ktls::support().is_available();
     let mut s = ClientStream::tls(tcp, conn, want_ktls);
-    match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
-        Ok(Ok(())) => {}
+    let failure = match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
+        Ok(Ok(())) => None,
         Ok(Err(e)) => {
-            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
             debug!(%peer, error = %e, "handshake failed");
-            return None;
+            Some(match &e {
+                HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
+                HandshakeError::PlainHttp => HandshakeFailure::PlainHttp,
+                _ => HandshakeFailure::Io,
+            })
         }
         Err(_) => {
-            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
             debug!(%peer, "handshake timed out");
-            return None;
+            Some(HandshakeFailure::Timeout)
         }
+    };
+    if let Some(reason) = failure {
+        m.handshake_failures[reason as usize].inc();
+        return None;
+    }
+    if let Some(c) = s.tls_conn() {
+        let suite = c.negotiated_cipher_suite().map(|s| s.suite());
+        let resumed = c.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        m.handshake_ok(suite, resumed, started.elapsed());
     }
     if listener.ktls == KtlsMode::Off {
         return Some(s);
     }
-    match s.offload(rbuf) {
-        Offload::Kernel => stats.ktls_offloaded.set(stats.ktls_offloaded.get() + 1),
+    match s.offload(rbuf, &ctx.metrics) {
+        Offload::Kernel => m.ktls_offloaded.inc(),
         Offload::Fallback(reason) => {
-            let c = &stats.ktls_fallback[reason.index()];
-            c.set(c.get() + 1);
+            m.ktls_fallback[reason.index()].inc();
             crate::worker::log_fallback_once(reason);
         }
         Offload::Failed(e) => {
-            stats.ktls_failed.set(stats.ktls_failed.get() + 1);
+            m.ktls_failed.inc();
             tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
             return None;
         }
@@ -146,6 +160,8 @@ pub struct Connection {
     /// The last response went out before the request body was read whole: close with a
     /// lingering close, so the client can read it before the connection goes.
     pub(crate) linger: bool,
+    /// The status of the response head sent for the current request (0: none yet).
+    pub(crate) status: u16,
 }
 
 impl Connection {
@@ -157,17 +173,21 @@ impl Connection {
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "request head refused");
                     if let Some(status) = e.status() {
+                        let started = Instant::now();
                         self.respond(status, e.reason, Version::Http11, false).await;
+                        self.ctx.metrics.request_done(status, started.elapsed());
                     }
                     break;
                 }
             };
             self.served += 1;
+            self.status = 0;
+            let started = Instant::now();
+            let next = self.exchange(head).await;
             self.ctx
-                .stats
-                .requests
-                .set(self.ctx.stats.requests.get() + 1);
-            if self.exchange(head).await == Next::Close {
+                .metrics
+                .request_done(self.status, started.elapsed());
+            if next == Next::Close {
                 break;
             }
         }
@@ -283,6 +303,7 @@ impl Connection {
     ) {
         let mut out = BytesMut::with_capacity(256);
         write::simple_response(&mut out, status, reason, version, keep_alive);
+        self.status = status;
         let _ = self.write_client(out.freeze()).await;
     }
 

@@ -25,6 +25,7 @@ use monoio::net::TcpStream;
 use crate::config::{Config, UpstreamConfig};
 use crate::error::{Kind, ProxyError, Side};
 use crate::listener::Pending;
+use crate::observe::Local;
 pub use stream::{UpstreamStream, UpstreamWriter};
 
 struct Idle {
@@ -49,11 +50,8 @@ struct Group {
 pub struct Upstreams {
     config: Arc<Config>,
     groups: Vec<Group>,
-    /// Connections opened vs reused, for the shutdown report.
-    pub opened: Cell<u64>,
-    pub reused: Cell<u64>,
-    /// Idle connections closed because bytes, a close or an error arrived on them.
-    pub discarded: Cell<u64>,
+    /// The worker's metrics: connections opened, reused and discarded are counted here.
+    metrics: Local,
 }
 
 /// Counts a lease as active on its server until dropped.
@@ -95,7 +93,7 @@ impl Lease {
 }
 
 impl Upstreams {
-    pub fn new(config: Arc<Config>) -> Rc<Self> {
+    pub fn new(config: Arc<Config>, metrics: Local) -> Rc<Self> {
         let groups = config
             .upstreams
             .iter()
@@ -107,9 +105,7 @@ impl Upstreams {
         Rc::new(Upstreams {
             config,
             groups,
-            opened: Cell::new(0),
-            reused: Cell::new(0),
-            discarded: Cell::new(0),
+            metrics,
         })
     }
 
@@ -153,7 +149,7 @@ impl Upstreams {
                     continue;
                 }
                 drop(idle);
-                self.reused.set(self.reused.get() + 1);
+                self.metrics.upstream_reused.inc();
                 return Ok(lease(token, c.stream, true, c.requests));
             }
         }
@@ -178,7 +174,7 @@ impl Upstreams {
                 }
             };
         let _ = stream.set_nodelay(true);
-        self.opened.set(self.opened.get() + 1);
+        self.metrics.upstream_opened.inc();
         Ok(lease(token, stream, false, 0))
     }
 
@@ -228,7 +224,7 @@ impl Upstreams {
     fn quiet(&self, stream: &TcpStream) -> bool {
         let quiet = crate::listener::pending(stream) == Pending::Nothing;
         if !quiet {
-            self.discarded.set(self.discarded.get() + 1);
+            self.metrics.upstream_discarded.inc();
         }
         quiet
     }
