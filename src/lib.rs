@@ -24,6 +24,8 @@
 //! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
 //! each signal an operator may send means; [`logging`] keeps log writes off the workers
 //! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
+//! [`observe`] holds every counter and histogram (per worker, single writer, summed on
+//! read) and the admin listener serving `/metrics`, `/healthz` and `/readyz`.
 
 #![deny(unsafe_code)]
 
