@@ -178,6 +178,11 @@ impl Prepared {
         self.admin.as_ref().map(Admin::addr)
     }
 
+    /// The metrics of this server, to register process-wide metrics before workers start.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// Starts every worker and returns once all accept.
     pub fn start(self) -> Result<ServerHandle, StartError> {
         let Prepared {
