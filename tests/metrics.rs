@@ -368,3 +368,58 @@ fn admin_addr_is_checked_at_load() {
     assert!(e.contains("admin.addr"), "{e}");
     assert!(e.contains(&format!("test.toml:{line}:")), "{e}");
 }
+
+#[test]
+fn demo_serves_metrics_and_prints_their_url() {
+    use std::io::BufRead;
+    let mut child = Command::new(common::proxy::binary())
+        .args(["demo", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringgate demo");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    let admin: SocketAddr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("ringgate demo printed no metrics URL; output:\n{seen}");
+        };
+        seen += &line;
+        seen.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("curl http://")
+            && let Some(addr) = rest.strip_suffix("/metrics")
+        {
+            break addr.parse().expect("admin address");
+        }
+    };
+    assert_eq!(admin_request(admin, "GET", "/readyz").0, 200, "{seen}");
+    let m = scrape(admin);
+    assert_eq!(value(&m, "ringgate_workers", &[]), 1);
+    assert_eq!(value(&m, "ringgate_ready", &[]), 1);
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait for demo");
+    assert!(
+        status.success(),
+        "demo exited with {status}; output:\n{seen}"
+    );
+}
