@@ -7,7 +7,6 @@
 //! decides a status code; it reports `io::Error`s and lets the proxy map them.
 
 use std::io;
-use std::sync::atomic::AtomicU64;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut};
@@ -122,15 +121,6 @@ pub enum Offload {
     Failed(String),
 }
 
-/// close_notify alerts received on kTLS connections (process-wide; read at shutdown).
-pub static KTLS_CLOSE_NOTIFY: AtomicU64 = AtomicU64::new(0);
-
-/// Peer KeyUpdates on kTLS connections that the kernel took (new keys installed).
-pub static KTLS_REKEYS: AtomicU64 = AtomicU64::new(0);
-
-/// Peer KeyUpdates that closed a kTLS connection (kernels before 6.14 cannot re-key).
-pub static KTLS_KEYUPDATE_CLOSES: AtomicU64 = AtomicU64::new(0);
-
 /// rustls' unbuffered connection with buffers this module owns, so an idle connection
 /// holds none of them: rustls decrypts in `cin` and encrypts straight into `out`.
 struct TlsState {
@@ -213,8 +203,13 @@ impl ClientStream {
     }
 
     /// Moves the record layer into the kernel after a completed handshake. Plaintext
-    /// rustls already decrypted is appended to `plaintext`.
-    pub fn offload(&mut self, plaintext: &mut BytesMut) -> Offload {
+    /// rustls already decrypted is appended to `plaintext`; the kernel stream counts its
+    /// control records (close_notify, KeyUpdates) in `metrics`.
+    pub fn offload(
+        &mut self,
+        plaintext: &mut BytesMut,
+        metrics: &crate::observe::Local,
+    ) -> Offload {
         use crate::ktls::{self, Fallback};
         let Some(tls) = self.tls.as_mut() else {
             return Offload::Fallback(Fallback::Setup);
@@ -248,7 +243,7 @@ impl ClientStream {
         let TlsState { conn, .. } = *tls;
         match ktls::install(&self.tcp, conn) {
             Ok(kernel) => {
-                self.ktls = Some(Box::new(KtlsState::new(kernel)));
+                self.ktls = Some(Box::new(KtlsState::new(kernel, metrics.clone())));
                 Offload::Kernel
             }
             Err(e) => Offload::Failed(e.0),

@@ -87,6 +87,10 @@ upstream = "demo"
 
 [upstream.demo]
 servers = ["{backend}"]
+
+# /metrics, /healthz, /readyz on a free loopback port (printed at start).
+[admin]
+addr = "127.0.0.1:0"
 "#,
         cert = files.cert.display(),
         key = files.key.display(),

@@ -27,6 +27,8 @@
 //! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
 //! each signal an operator may send means; [`logging`] keeps log writes off the workers
 //! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
+//! [`observe`] holds every counter and histogram (per worker, single writer, summed on
+//! read) and the admin listener serving `/metrics`, `/healthz` and `/readyz`.
 
 #![deny(unsafe_code)]
 
@@ -41,6 +43,7 @@ pub mod http1;
 pub mod ktls;
 pub mod listener;
 pub mod logging;
+pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod server;

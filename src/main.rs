@@ -292,6 +292,9 @@ fn demo(listen: SocketAddr, workers: Option<usize>, print_config: bool) -> ExitC
             addr.port()
         ));
         say(format_args!("  curl -k https://{addr}/bytes/1024 | wc -c"));
+        if let Some(admin) = h.admin_addr() {
+            say(format_args!("  curl http://{admin}/metrics"));
+        }
     };
     let code = serve_with(config, on_ready);
     let _ = std::fs::remove_dir_all(&files.dir);
@@ -367,6 +370,11 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
     for url in handle.urls() {
         say(format_args!(
             "ringgate: listening on {url} ({workers} workers)"
+        ));
+    }
+    if let Some(admin) = handle.admin_addr() {
+        say(format_args!(
+            "ringgate: admin on http://{admin} (/metrics, /healthz, /readyz)"
         ));
     }
     on_ready(&handle);

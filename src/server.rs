@@ -2,9 +2,12 @@
 //!
 //! [`Server::start`] does everything that can fail up front (TLS setup, binding every
 //! socket, spawning and readying every worker) and returns a [`ServerHandle`] only when
-//! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests. It
-//! also starts the `ringgate-reload` helper thread ([`crate::generation`]): reloads run
-//! there, never on a worker.
+//! all workers accept. It is used by `ringgate run`, `ringgate demo` and the tests.
+//! It is two steps, [`Server::prepare`] (the first configuration generation with its TLS
+//! configs, sockets, the `ringgate-reload` helper thread, the metrics registry and the
+//! admin listener, which answers `/readyz` 503 from then on) and [`Prepared::start`] (the
+//! workers; `/readyz` turns 200 once each one's accept loops run). Reloads run on the
+//! reload thread ([`crate::generation`]), never on a worker.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
@@ -15,6 +18,8 @@ use tracing::info;
 
 use crate::config::{Config, KtlsMode};
 use crate::generation::{self, BuildError, Live, ReloadTrigger};
+use crate::observe::admin::Admin;
+use crate::observe::{MetricType, Registry};
 use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
 
 /// Why the server did not start.
@@ -35,6 +40,11 @@ pub enum StartError {
     Worker(String),
     /// `ktls = "on"` but the kernel cannot do TLS.
     Ktls { addr: SocketAddr, reason: String },
+    /// The admin listener could not be bound or started.
+    Admin {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -43,6 +53,7 @@ impl std::fmt::Display for StartError {
             StartError::Tls { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Bind { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Worker(e) => write!(f, "{e}"),
+            StartError::Admin { addr, error } => write!(f, "admin listener {addr}: {error}"),
             StartError::Ktls { addr, reason } => {
                 write!(
                     f,
@@ -66,11 +77,32 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<WorkerReport>>,
     live: Arc<Live>,
     reload: ReloadTrigger,
+    registry: Arc<Registry>,
+    admin: Option<Admin>,
+}
+
+/// Sockets bound, the reload thread and the admin listener up, workers not started yet.
+pub struct Prepared {
+    workers: usize,
+    pin_workers: bool,
+    per_worker: Vec<Vec<(std::net::TcpListener, ListenerSpec)>>,
+    addrs: Vec<SocketAddr>,
+    tls: Vec<bool>,
+    live: Arc<Live>,
+    reload: ReloadTrigger,
+    registry: Arc<Registry>,
+    admin: Option<Admin>,
 }
 
 impl Server {
     /// Binds every listener, starts every worker, and returns once all accept.
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+        Server::prepare(config)?.start()
+    }
+
+    /// Builds the first generation (TLS configs), binds every listener, starts the reload
+    /// thread and the admin listener.
+    pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         let workers = config.server.workers;
         let mut per_worker: Vec<Vec<(std::net::TcpListener, ListenerSpec)>> =
             (0..workers).map(|_| Vec::new()).collect();
@@ -105,25 +137,116 @@ impl Server {
             addrs.push(bound);
             tls_flags.push(l.tls.is_some());
         }
-        let cores = if config.server.pin_workers {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let (pin_workers, listeners, admin_addr) = (
+            config.server.pin_workers,
+            config.listeners.len(),
+            config.admin.as_ref().map(|a| a.addr),
+        );
         let live = Live::new(config).map_err(|e| match e {
             BuildError::Tls { addr, error } => StartError::Tls { addr, error },
             other => StartError::Worker(other.to_string()),
         })?;
         let reload = generation::spawn_reloader(live.clone())
             .map_err(|e| StartError::Worker(format!("cannot start the reload thread: {e}")))?;
+        let registry = Registry::new(workers, listeners);
+        registry.set_config_loaded(true);
+        register_reload_metrics(&registry, &live);
+        let admin = match admin_addr {
+            Some(addr) => Some(
+                Admin::start(addr, registry.clone())
+                    .map_err(|error| StartError::Admin { addr, error })?,
+            ),
+            None => None,
+        };
+        Ok(Prepared {
+            workers,
+            pin_workers,
+            per_worker,
+            addrs,
+            tls: tls_flags,
+            live,
+            reload,
+            registry,
+            admin,
+        })
+    }
+}
+
+/// The reload counters and the loaded generation as process-wide metrics.
+fn register_reload_metrics(registry: &Registry, live: &Arc<Live>) {
+    let l = live.clone();
+    registry.family_fn(
+        "ringgate_config_reloads_total",
+        "Configuration reloads by result.",
+        MetricType::Counter,
+        move || {
+            let s = l.stats();
+            vec![
+                (vec![("result", "ok".to_string())], s.reloads_ok as f64),
+                (vec![("result", "failed".to_string())], s.reloads_failed as f64),
+            ]
+        },
+    );
+    let l = live.clone();
+    registry.family_fn(
+        "ringgate_config_generation",
+        "The configuration generation serving now (1 = as started), with its config hash.",
+        MetricType::Gauge,
+        move || {
+            let s = l.stats();
+            vec![(
+                vec![("config_hash", format!("{:016x}", s.config_hash))],
+                s.generation as f64,
+            )]
+        },
+    );
+    let l = live.clone();
+    registry.gauge_fn(
+        "ringgate_config_last_reload_timestamp_seconds",
+        "Unix time of the last reload attempt (0: none yet).",
+        move || l.stats().last_reload_unix_ms as f64 / 1000.0,
+    );
+}
+
+impl Prepared {
+    /// The admin listener's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// The metrics of this server, to register process-wide metrics before workers start.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Starts every worker and returns once all accept.
+    pub fn start(self) -> Result<ServerHandle, StartError> {
+        let Prepared {
+            workers,
+            pin_workers,
+            per_worker,
+            addrs,
+            tls,
+            live,
+            reload,
+            registry,
+            admin,
+        } = self;
+        let cores = if pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handle = ServerHandle {
             addrs,
-            tls: tls_flags,
+            tls,
             stops: Vec::new(),
             threads: Vec::new(),
             live: live.clone(),
             reload,
+            registry,
+            admin,
         };
         for (id, listeners) in per_worker.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
@@ -131,6 +254,7 @@ impl Server {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 live: live.clone(),
+                metrics: handle.registry.local(id),
                 listeners,
                 stop: stop_rx,
                 ready: ready_tx.clone(),
@@ -182,6 +306,16 @@ impl ServerHandle {
         &self.live
     }
 
+    /// The admin listener's bound address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
+    /// The metrics of this server (process-wide metrics are added here).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// `https://addr` or `http://addr` per listener, for start-up messages.
     pub fn urls(&self) -> Vec<String> {
         self.addrs
@@ -212,15 +346,20 @@ impl ServerHandle {
             }
         }
         if !reports.is_empty() {
-            use std::sync::atomic::Ordering::Relaxed;
+            let sum = |f: fn(&crate::observe::WorkerMetrics) -> u64| -> u64 {
+                self.registry.workers().iter().map(f).sum()
+            };
             info!(
                 workers = reports.len(),
-                ktls_offloaded = reports.iter().map(|r| r.ktls_offloaded).sum::<u64>(),
-                ktls_close_notify_received = crate::conn::KTLS_CLOSE_NOTIFY.load(Relaxed),
-                ktls_rekeys = crate::conn::KTLS_REKEYS.load(Relaxed),
-                ktls_keyupdate_closes = crate::conn::KTLS_KEYUPDATE_CLOSES.load(Relaxed),
+                ktls_offloaded = sum(|w| w.ktls_offloaded.get()),
+                ktls_close_notify_received = sum(|w| w.ktls_close_notify.get()),
+                ktls_rekeys = sum(|w| w.ktls_rekeys.get()),
+                ktls_keyupdate_closes = sum(|w| w.ktls_keyupdate_closes.get()),
                 "all workers stopped"
             );
+        }
+        if let Some(mut admin) = self.admin.take() {
+            admin.stop();
         }
         reports
     }

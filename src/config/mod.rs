@@ -36,6 +36,14 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<RouteConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[admin]`: where `/metrics`, `/healthz` and `/readyz` are served (off if `None`).
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
 }
 
 /// `[server]`.
@@ -327,6 +335,9 @@ impl Config {
                 }
                 None => s += &format!("  listener {} http\n", l.addr),
             }
+        }
+        if let Some(a) = &self.admin {
+            s += &format!("  admin http://{} (/metrics, /healthz, /readyz)\n", a.addr);
         }
         for r in &self.routes {
             let host = match &r.host {

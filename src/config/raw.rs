@@ -24,6 +24,16 @@ pub struct RawConfig {
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
+    /// `[admin]`: absent means no admin listener.
+    pub admin: Option<Spanned<RawAdmin>>,
+}
+
+/// `[admin]`: the metrics and health listener (plain HTTP; bind it to loopback or a
+/// management network). nginx: a `stub_status` location on its own `listen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub addr: Spanned<String>,
 }
 
 /// `[server]`: process-wide settings.

@@ -170,6 +170,7 @@ impl Validator<'_> {
             }
         }
         let routes = self.routes(raw, &upstream_index);
+        let admin = self.admin(raw, &seen_addrs);
         Config {
             source: self.file.to_string(),
             file: None,
@@ -179,7 +180,35 @@ impl Validator<'_> {
             listeners,
             routes,
             upstreams,
+            admin,
         }
+    }
+
+    fn admin(
+        &mut self,
+        raw: &RawConfig,
+        listeners: &HashMap<SocketAddr, usize>,
+    ) -> Option<AdminConfig> {
+        let a = &raw.admin.as_ref()?.get_ref().addr;
+        let addr = match a.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                let msg = format!(
+                    "{:?} is not an IP address and port (e.g. \"127.0.0.1:9901\")",
+                    a.get_ref()
+                );
+                self.error(Some(a.span()), "admin.addr", msg);
+                return None;
+            }
+        };
+        if addr.port() != 0
+            && let Some(i) = listeners.get(&addr)
+        {
+            let msg = format!("admin address {addr} is also listener[{i}]'s");
+            self.error(Some(a.span()), "admin.addr", msg);
+            return None;
+        }
+        Some(AdminConfig { addr })
     }
 
     fn server(&mut self, raw: &RawConfig) -> ServerSettings {

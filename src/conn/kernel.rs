@@ -11,14 +11,14 @@
 //! [`records`]: crate::ktls::records
 
 use std::io;
-use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 
-use super::{ClientStream, KTLS_CLOSE_NOTIFY, KTLS_KEYUPDATE_CLOSES, KTLS_REKEYS, read_tcp};
+use super::{ClientStream, read_tcp};
 use crate::ktls::{self, ControlRecord, records};
+use crate::observe::Local;
 
 /// A connection whose record layer is in the kernel.
 pub(super) struct KtlsState {
@@ -34,10 +34,12 @@ pub(super) struct KtlsState {
     pending: Vec<u8>,
     /// A handshake message read in part (its next fragment must be the next record).
     hs: Vec<u8>,
+    /// The worker's metrics: close_notify, re-keys and KeyUpdate closes.
+    metrics: Local,
 }
 
 impl KtlsState {
-    pub(super) fn new(kernel: KernelConnection<ServerConnectionData>) -> KtlsState {
+    pub(super) fn new(kernel: KernelConnection<ServerConnectionData>, metrics: Local) -> KtlsState {
         KtlsState {
             tls13: kernel.protocol_version() == rustls::ProtocolVersion::TLSv1_3,
             kernel,
@@ -45,6 +47,7 @@ impl KtlsState {
             failed: false,
             pending: Vec::new(),
             hs: Vec::new(),
+            metrics,
         }
     }
 
@@ -119,7 +122,7 @@ impl ClientStream {
             };
             match record {
                 ControlRecord::CloseNotify => {
-                    KTLS_CLOSE_NOTIFY.fetch_add(1, Relaxed);
+                    k.metrics.ktls_close_notify.inc();
                     k.eof = true;
                 }
                 ControlRecord::Alert(level, desc) => {
@@ -133,10 +136,10 @@ impl ClientStream {
                 ControlRecord::KeyUpdate(request) => {
                     match ktls::rekey(&self.tcp, &mut k.kernel, request) {
                         Ok(()) => {
-                            KTLS_REKEYS.fetch_add(1, Relaxed);
+                            k.metrics.ktls_rekeys.inc();
                         }
                         Err(e) => {
-                            KTLS_KEYUPDATE_CLOSES.fetch_add(1, Relaxed);
+                            k.metrics.ktls_keyupdate_closes.inc();
                             return Err(io::Error::new(
                                 io::ErrorKind::ConnectionAborted,
                                 format!("peer sent a TLS 1.3 KeyUpdate; closing: {e}"),

@@ -189,10 +189,7 @@ impl Connection {
             "exchange failed"
         );
         if e.side == Side::Upstream {
-            self.ctx
-                .stats
-                .upstream_errors
-                .set(self.ctx.stats.upstream_errors.get() + 1);
+            self.ctx.metrics.upstream_error(e.kind);
         }
         let keep = body.done
             && head.keep_alive
@@ -364,6 +361,7 @@ impl Connection {
         // HEAD and 304 keep the upstream's Content-Length: it describes the representation.
         let keep_length = head.is_head() || resp.status == 304;
         write::response_head(&mut out, &resp, framing, head.version, keep, keep_length);
+        self.status = resp.status;
         let relayed = self.relay_body(&mut f, body, up_body, framing, out).await;
         match relayed {
             Ok(()) => {
@@ -386,10 +384,7 @@ impl Connection {
                 // The head is out: the only honest signal left is closing the connection.
                 debug!(peer = %self.peer, error = %e, "response aborted");
                 if e.side == Side::Upstream {
-                    self.ctx
-                        .stats
-                        .upstream_errors
-                        .set(self.ctx.stats.upstream_errors.get() + 1);
+                    self.ctx.metrics.upstream_error(e.kind);
                 }
                 Ok(Next::Close)
             }

@@ -32,11 +32,12 @@ use monoio::time::Instant;
 use tracing::debug;
 
 use crate::config::KtlsMode;
-use crate::conn::{ClientStream, Offload};
+use crate::conn::{ClientStream, HandshakeError, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, ListenerTls};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write::{self, ClientInfo};
+use crate::observe::metrics::HandshakeFailure;
 use crate::tls::TlsInfo;
 use crate::worker::WorkerCtx;
 
@@ -85,6 +86,7 @@ pub async fn serve(
         served: 0,
         linger: false,
         tls,
+        status: 0,
     };
     conn.run().await;
 }
@@ -99,12 +101,13 @@ async fn handshake(
     ctx: &WorkerCtx,
     rbuf: &mut BytesMut,
 ) -> Option<(ClientStream, Rc<TlsInfo>)> {
+    let m = &ctx.metrics;
     let started = Instant::now();
-    let stats = &ctx.stats;
     let conn = match rustls::server::UnbufferedServerConnection::new(listener.server_config.clone())
     {
         Ok(c) => c,
         Err(e) => {
+            m.handshake_failures[HandshakeFailure::Other as usize].inc();
             debug!(%peer, error = %e, "cannot start TLS session");
             return None;
         }
@@ -114,33 +117,38 @@ async fn handshake(
     let sni = match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
         Ok(Ok(sni)) => sni,
         Ok(Err(e)) => {
-            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
             debug!(%peer, error = %e, "handshake failed");
+            let reason = match &e {
+                HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
+                HandshakeError::PlainHttp => HandshakeFailure::PlainHttp,
+                _ => HandshakeFailure::Io,
+            };
+            m.handshake_failures[reason as usize].inc();
             return None;
         }
         Err(_) => {
-            stats.handshake_failed.set(stats.handshake_failed.get() + 1);
             debug!(%peer, "handshake timed out");
+            m.handshake_failures[HandshakeFailure::Timeout as usize].inc();
             return None;
         }
     };
     // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
     let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
+    m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
     if listener.ktls == KtlsMode::Off {
         return Some((s, log_tls(peer, info)));
     }
-    match s.offload(rbuf) {
+    match s.offload(rbuf, &ctx.metrics) {
         Offload::Kernel => {
             info.ktls = true;
-            stats.ktls_offloaded.set(stats.ktls_offloaded.get() + 1)
+            m.ktls_offloaded.inc();
         }
         Offload::Fallback(reason) => {
-            let c = &stats.ktls_fallback[reason.index()];
-            c.set(c.get() + 1);
+            m.ktls_fallback[reason.index()].inc();
             crate::worker::log_fallback_once(reason);
         }
         Offload::Failed(e) => {
-            stats.ktls_failed.set(stats.ktls_failed.get() + 1);
+            m.ktls_failed.inc();
             tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
             return None;
         }
@@ -181,6 +189,8 @@ pub struct Connection {
     pub(crate) linger: bool,
     /// What the TLS handshake settled (`None` on a plain listener).
     pub(crate) tls: Option<Rc<TlsInfo>>,
+    /// The status of the response head sent for the current request (0: none yet).
+    pub(crate) status: u16,
 }
 
 impl Connection {
@@ -192,7 +202,9 @@ impl Connection {
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "request head refused");
                     if let Some(status) = e.status() {
+                        let started = Instant::now();
                         self.respond(status, e.reason, Version::Http11, false).await;
+                        self.ctx.metrics.request_done(status, started.elapsed());
                     }
                     break;
                 }
@@ -200,11 +212,13 @@ impl Connection {
             self.served += 1;
             // The exchange starts: it runs to its end on the generation current now.
             self.generation = self.ctx.live.load_full();
+            self.status = 0;
+            let started = Instant::now();
+            let next = self.exchange(head).await;
             self.ctx
-                .stats
-                .requests
-                .set(self.ctx.stats.requests.get() + 1);
-            if self.exchange(head).await == Next::Close {
+                .metrics
+                .request_done(self.status, started.elapsed());
+            if next == Next::Close {
                 break;
             }
         }
@@ -325,6 +339,7 @@ impl Connection {
     ) {
         let mut out = BytesMut::with_capacity(256);
         write::simple_response(&mut out, status, reason, version, keep_alive);
+        self.status = status;
         let _ = self.write_client(out.freeze()).await;
     }
 

@@ -49,10 +49,7 @@ impl Connection {
         remaining: u64,
     ) -> Result<(), ProxyError> {
         self.splice(lease, remaining).await?;
-        self.ctx
-            .stats
-            .spliced_bodies
-            .set(self.ctx.stats.spliced_bodies.get() + 1);
+        self.ctx.metrics.spliced_bodies.inc();
         Ok(())
     }
 

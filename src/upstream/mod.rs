@@ -33,6 +33,7 @@ use crate::config::UpstreamConfig;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, Live};
 use crate::listener::Pending;
+use crate::observe::Local;
 pub use stream::{UpstreamStream, UpstreamWriter};
 
 struct Idle {
@@ -56,11 +57,8 @@ pub struct Upstreams {
     pools: RefCell<Vec<Rc<ServerPool>>>,
     /// Round-robin cursors, by balancer slot (one per upstream name).
     cursors: RefCell<Vec<Cell<usize>>>,
-    /// Connections opened vs reused, for the shutdown report.
-    pub opened: Cell<u64>,
-    pub reused: Cell<u64>,
-    /// Idle connections closed because bytes, a close or an error arrived on them.
-    pub discarded: Cell<u64>,
+    /// The worker's metrics: connections opened, reused and discarded are counted here.
+    metrics: Local,
 }
 
 /// Counts a lease as active on its server until dropped.
@@ -104,14 +102,12 @@ impl Lease {
 }
 
 impl Upstreams {
-    pub fn new(live: Arc<Live>) -> Rc<Self> {
+    pub fn new(live: Arc<Live>, metrics: Local) -> Rc<Self> {
         Rc::new(Upstreams {
             live,
             pools: RefCell::new(Vec::new()),
             cursors: RefCell::new(Vec::new()),
-            opened: Cell::new(0),
-            reused: Cell::new(0),
-            discarded: Cell::new(0),
+            metrics,
         })
     }
 
@@ -178,7 +174,7 @@ impl Upstreams {
                     continue;
                 }
                 drop(idle);
-                self.reused.set(self.reused.get() + 1);
+                self.metrics.upstream_reused.inc();
                 return Ok(lease(token, c.stream, true, c.requests));
             }
         }
@@ -203,7 +199,7 @@ impl Upstreams {
                 }
             };
         let _ = stream.set_nodelay(true);
-        self.opened.set(self.opened.get() + 1);
+        self.metrics.upstream_opened.inc();
         Ok(lease(token, stream, false, 0))
     }
 
@@ -275,7 +271,7 @@ impl Upstreams {
     fn quiet(&self, stream: &TcpStream) -> bool {
         let quiet = crate::listener::pending(stream) == Pending::Nothing;
         if !quiet {
-            self.discarded.set(self.discarded.get() + 1);
+            self.metrics.upstream_discarded.inc();
         }
         quiet
     }

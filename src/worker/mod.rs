@@ -2,7 +2,9 @@
 //! or epoll where io_uring is unavailable or disabled), its own SO_REUSEPORT sockets,
 //! its own upstream pools and counters. Workers share only the configuration generation
 //! ([`Live`]: an atomically swapped, immutable [`crate::generation::Generation`], loaded
-//! once per exchange); nothing else on the request path crosses threads.
+//! once per exchange); nothing else on the request path crosses threads. A worker's
+//! counters live in its slot of the [`crate::observe::Registry`] (single writer; the admin
+//! thread reads them on each scrape and [`WorkerReport`] at shutdown).
 //!
 //! Shutdown: the main thread sends each worker a stop message; the worker closes its
 //! listening sockets, wakes idle keep-alive connections so they close, lets in-flight
@@ -11,7 +13,6 @@
 
 pub mod signal;
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -30,30 +31,10 @@ use tracing::{debug, info, warn};
 
 use crate::generation::Live;
 use crate::ktls::Fallback;
+use crate::observe::Local;
 use crate::proxy::{self, ListenerCtx};
 use crate::upstream::Upstreams;
 use signal::LocalSignal;
-
-/// Per-worker counters (plain cells: only this worker touches them).
-#[derive(Default)]
-pub struct Stats {
-    pub accepted: Cell<u64>,
-    /// Closed at once because `max_connections_per_worker` was reached.
-    pub refused: Cell<u64>,
-    pub requests: Cell<u64>,
-    pub handshake_failed: Cell<u64>,
-    pub upstream_errors: Cell<u64>,
-    /// Connections whose record layer moved into the kernel.
-    pub ktls_offloaded: Cell<u64>,
-    /// Connections that stayed in userspace TLS, by [`Fallback`] reason.
-    pub ktls_fallback: [Cell<u64>; Fallback::ALL.len()],
-    /// Connections closed because the switch failed midway.
-    pub ktls_failed: Cell<u64>,
-    /// Response bodies moved upstream → client with splice.
-    pub spliced_bodies: Cell<u64>,
-    /// Connection tasks that panicked (a bug: each lost one connection).
-    pub panics: Cell<u64>,
-}
 
 /// What every connection task of a worker can reach.
 pub struct WorkerCtx {
@@ -65,13 +46,13 @@ pub struct WorkerCtx {
     pub draining: LocalSignal,
     /// Raised when draining and the last connection has closed.
     closed_all: LocalSignal,
-    pub active: Cell<usize>,
-    pub stats: Stats,
+    /// This worker's counters, gauges and histograms (it is their only writer).
+    pub metrics: Local,
     /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
     pub pipes: std::cell::RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
 }
 
-/// A worker's totals, returned when it stops.
+/// A worker's totals, returned when it stops (read from its metrics).
 #[derive(Debug, Clone, Default)]
 pub struct WorkerReport {
     pub id: usize,
@@ -101,6 +82,7 @@ pub struct WorkerSpec {
     pub id: usize,
     pub core: Option<core_affinity::CoreId>,
     pub live: Arc<Live>,
+    pub metrics: Local,
     pub listeners: Vec<(std::net::TcpListener, ListenerSpec)>,
     pub stop: oneshot::Receiver<()>,
     pub ready: mpsc::Sender<Result<(), String>>,
@@ -179,12 +161,11 @@ fn run(spec: WorkerSpec) -> WorkerReport {
 async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
     let ctx = Rc::new(WorkerCtx {
         id: spec.id,
-        upstreams: Upstreams::new(spec.live.clone()),
+        upstreams: Upstreams::new(spec.live.clone(), spec.metrics.clone()),
         live: spec.live,
         draining: LocalSignal::default(),
         closed_all: LocalSignal::default(),
-        active: Cell::new(0),
-        stats: Stats::default(),
+        metrics: spec.metrics,
         pipes: std::cell::RefCell::new(Vec::new()),
     });
     let mut listeners = Vec::new();
@@ -204,6 +185,9 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
             proto: if ls.tls { "https" } else { "http" },
             index: ls.index,
         });
+        // Readiness (/readyz): this socket listens and its accept loop is spawned, so
+        // it runs before the worker next waits; it counts down when it ends (drain).
+        ctx.metrics.accepting.inc();
         monoio::spawn(accept_loop(l, lctx, ctx.clone()));
     }
     monoio::spawn(sweep_loop(ctx.clone()));
@@ -214,35 +198,36 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
     // A dropped sender (the handle went away) stops the worker too.
     let _ = spec.stop.await;
     ctx.draining.raise();
-    if ctx.active.get() > 0 {
+    if ctx.metrics.active.get() > 0 {
         let deadline = ctx.live.load().config.server.shutdown_timeout;
         let _ = monoio::time::timeout(deadline, ctx.closed_all.wait()).await;
     }
     ctx.upstreams.close_idle();
-    report(&ctx, driver, ctx.active.get())
+    report(&ctx, driver, ctx.metrics.active.get() as usize)
 }
 
 fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerReport {
+    let m = &*ctx.metrics;
     WorkerReport {
         id: ctx.id,
         driver,
-        accepted: ctx.stats.accepted.get(),
-        refused: ctx.stats.refused.get(),
-        requests: ctx.stats.requests.get(),
-        handshake_failed: ctx.stats.handshake_failed.get(),
-        upstream_errors: ctx.stats.upstream_errors.get(),
-        upstream_opened: ctx.upstreams.opened.get(),
-        upstream_reused: ctx.upstreams.reused.get(),
-        upstream_discarded: ctx.upstreams.discarded.get(),
-        ktls_offloaded: ctx.stats.ktls_offloaded.get(),
+        accepted: m.accepted.get(),
+        refused: m.refused.get(),
+        requests: m.requests_total(),
+        handshake_failed: m.handshake_failures_total(),
+        upstream_errors: m.upstream_errors_total(),
+        upstream_opened: m.upstream_opened.get(),
+        upstream_reused: m.upstream_reused.get(),
+        upstream_discarded: m.upstream_discarded.get(),
+        ktls_offloaded: m.ktls_offloaded.get(),
         ktls_fallback: Fallback::ALL
             .iter()
-            .map(|r| (r.name(), ctx.stats.ktls_fallback[r.index()].get()))
+            .map(|r| (r.name(), m.ktls_fallback[r.index()].get()))
             .filter(|(_, n)| *n > 0)
             .collect(),
-        ktls_failed: ctx.stats.ktls_failed.get(),
-        spliced_bodies: ctx.stats.spliced_bodies.get(),
-        panics: ctx.stats.panics.get(),
+        ktls_failed: m.ktls_failed.get(),
+        spliced_bodies: m.spliced_bodies.get(),
+        panics: m.panics.get(),
         abandoned,
     }
 }
@@ -253,6 +238,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<WorkerCtx>) {
     let mut last_warning: Option<std::time::Instant> = None;
+    let m = &ctx.metrics;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -260,9 +246,9 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let max = ctx.live.load().config.server.max_connections_per_worker;
-                if ctx.active.get() >= max {
-                    ctx.stats.refused.set(ctx.stats.refused.get() + 1);
+                let max = ctx.live.load().config.server.max_connections_per_worker as u64;
+                if m.active.get() >= max {
+                    m.refused.inc();
                     warn_rate_limited(&mut last_warning, || {
                         warn!(
                             worker = ctx.id,
@@ -273,19 +259,19 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
                     continue;
                 }
                 let _ = tcp.set_nodelay(true);
-                ctx.stats.accepted.set(ctx.stats.accepted.get() + 1);
-                ctx.active.set(ctx.active.get() + 1);
+                m.accepted.inc();
+                m.active.inc();
                 let (ctx, lctx) = (ctx.clone(), lctx.clone());
                 monoio::spawn(async move {
                     let served =
                         CatchUnwind(Box::pin(proxy::serve(tcp, peer, ctx.clone(), lctx))).await;
                     if served.is_err() {
                         // A bug, not an input: this connection is lost, the worker goes on.
-                        ctx.stats.panics.set(ctx.stats.panics.get() + 1);
+                        ctx.metrics.panics.inc();
                         tracing::error!(worker = ctx.id, %peer, "connection task panicked; connection closed");
                     }
-                    ctx.active.set(ctx.active.get() - 1);
-                    if ctx.active.get() == 0 && ctx.draining.is_raised() {
+                    ctx.metrics.active.dec();
+                    if ctx.metrics.active.get() == 0 && ctx.draining.is_raised() {
                         ctx.closed_all.raise();
                     }
                 });
@@ -304,6 +290,8 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
             Err(e) => debug!(worker = ctx.id, error = %e, "accept failed"),
         }
     }
+    // No longer ready (counted up when this loop was spawned).
+    m.accepting.dec();
     // Dropping the listener closes this worker's socket: new connections go elsewhere or
     // are refused once every worker has closed its own.
     drop(listener);

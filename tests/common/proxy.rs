@@ -60,6 +60,7 @@ pub struct ConfigBuilder {
     listeners: Vec<String>,
     routes: Vec<String>,
     upstreams: Vec<String>,
+    admin: bool,
 }
 
 impl Default for ConfigBuilder {
@@ -80,7 +81,14 @@ impl ConfigBuilder {
             listeners: Vec::new(),
             routes: Vec::new(),
             upstreams: Vec::new(),
+            admin: false,
         }
+    }
+
+    /// `[admin] addr = "127.0.0.1:0"`: `/metrics`, `/healthz`, `/readyz`.
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
     }
 
     /// Sets `[server] key = value` (`value` is TOML, e.g. `"2"` or `"\"auto\""`).
@@ -173,6 +181,9 @@ impl ConfigBuilder {
             s += "\n";
             s += part;
         }
+        if self.admin {
+            s += "\n[admin]\naddr = \"127.0.0.1:0\"\n";
+        }
         s
     }
 }
@@ -191,6 +202,11 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("test config rejected:\n{e}\n--- config ---\n{toml}"));
         let handle = ringgate::server::Server::start(config)
             .unwrap_or_else(|e| panic!("proxy failed to start: {e}\n--- config ---\n{toml}"));
+        Proxy::from_handle(handle)
+    }
+
+    /// Wraps a server started by the test itself (e.g. through `Server::prepare`).
+    pub fn from_handle(handle: ringgate::server::ServerHandle) -> Proxy {
         let addrs = handle.listen_addrs().to_vec();
         for a in &addrs {
             assert_ne!(
@@ -217,6 +233,14 @@ impl Proxy {
 
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin listener's address (the config must have `[admin]`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.handle
+            .as_ref()
+            .and_then(|h| h.admin_addr())
+            .expect("the proxy has an admin listener")
     }
 
     /// Graceful stop; returns once the workers have exited.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind (repeatable on a noisy shared
+# host, unlike req/s): one worker serving keep-alive HTTPS GETs of 12 bytes from
+# `ringgate origin`, one connection, TLS 1.3 in userspace rustls.
+#
+#   loadtest/callgrind_cost.sh BINARY [admin] [N1 N2]
+#
+# BINARY is a release build of ringgate (e.g. target/release/ringgate, or one built from
+# another commit); `admin` adds `[admin]` and scrapes /metrics once per window. Two
+# windows of N1 and N2 requests (default 2000 and 12000), each between
+# `callgrind_control -z` and `-d` (signals are not delivered reliably to an idle process
+# under valgrind, so the counts are dumped, not read at exit); each window includes one
+# new connection, so (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request. Needs
+# valgrind, openssl, curl; traffic stays on 127.0.0.1 (ports 18443, 19000, 19901).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "$1")
+admin=${2:-}
+n1=${3:-2000}
+n2=${4:-12000}
+load=target/release/ringgate-load
+[ -x "$load" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
+
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+target/release/ringgate origin --listen 127.0.0.1:19000 2>"$work/origin.log" &
+cat >"$work/rg.toml" <<TOML
+[server]
+workers = 1
+pin_workers = false
+[[listener]]
+addr = "127.0.0.1:18443"
+[listener.tls]
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+[[route]]
+path_prefix = "/"
+upstream = "origin"
+[upstream.origin]
+servers = ["127.0.0.1:19000"]
+TOML
+if [ "$admin" = admin ]; then
+  printf '[admin]\naddr = "127.0.0.1:19901"\n' >>"$work/rg.toml"
+fi
+valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
+  >"$work/rg.log" 2>&1 &
+vpid=$!
+for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
+get() { "$load" --url https://127.0.0.1:18443/bytes/12 --insecure -c 1 --requests "$1" \
+  --duration-secs 600 -q --label callgrind >/dev/null; }
+get 500 # warm: pools, allocator, session cache
+for n in "$n1" "$n2"; do
+  callgrind_control -z "$vpid" >/dev/null 2>&1
+  get "$n"
+  if [ "$admin" = admin ]; then curl -sf http://127.0.0.1:19901/metrics >/dev/null; fi
+  callgrind_control -d "$vpid" >/dev/null 2>&1
+done
+kill -9 "$vpid"
+wait "$vpid" 2>/dev/null || true
+ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
+a=$(ir 1)
+b=$(ir 2)
+echo "$(basename "$bin") ${admin:-no-admin}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

@@ -1,0 +1,425 @@
+//! The admin listener: `/metrics` parsed by a real Prometheus text parser (Python
+//! `prometheus_client`, installed by .ci/run; the test fails without it) must count
+//! exactly what the test sent; `/readyz` is 503 until the workers accept; `/healthz`,
+//! unknown paths (404) and methods (405); `[admin] addr` is checked at load.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+
+use common::backend::refusing_addr;
+use common::client::{Client, Versions, raw_exchange, req};
+use common::proxy::{ConfigBuilder, Proxy};
+use common::{Fixture, HOST};
+
+/// The status and body of one admin request.
+fn admin_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read admin response");
+    let text = String::from_utf8(out).expect("utf-8 admin response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    assert!(head.contains("Connection: close"), "{head}");
+    if path == "/metrics" && status == 200 {
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+    }
+    (status, body.to_string())
+}
+
+/// Label pairs of a sample, sorted by name.
+type Labels = Vec<(String, String)>;
+
+/// Samples of a scrape: (name, labels) → value.
+type Samples = BTreeMap<(String, Labels), f64>;
+
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append([s.name, sorted(s.labels.items()), s.value])
+print(json.dumps(out))
+"#;
+
+/// Scrapes `/metrics` and parses it with `prometheus_client`'s parser.
+fn scrape(addr: SocketAddr) -> Samples {
+    let (status, text) = admin_request(addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let mut child = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (.ci/run installs it with prometheus_client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client failed to parse /metrics (is it installed? .ci/run installs it):\n{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Vec<(String, Labels, f64)> =
+        serde_json::from_slice(&out.stdout).expect("parser output");
+    assert!(!parsed.is_empty(), "no samples in\n{text}");
+    parsed.into_iter().map(|(n, l, v)| ((n, l), v)).collect()
+}
+
+/// The value of one sample; panics if the scrape lacks it.
+fn value(m: &Samples, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let mut key: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    key.sort();
+    let v = m
+        .get(&(name.to_string(), key))
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in {m:#?}"));
+    *v as u64
+}
+
+/// Sum of every sample of `name` (over all its labels).
+fn total(m: &Samples, name: &str) -> u64 {
+    m.iter()
+        .filter(|((n, _), _)| n == name)
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+/// A client config whose session store is reused across connections (resumption).
+fn resuming_config(f: &Fixture) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(f.pki.root_der()).expect("test root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One GET on a new connection with `config`; how the handshake went and the suite.
+fn get_resuming(config: &Arc<ClientConfig>, addr: SocketAddr) -> (HandshakeKind, String) {
+    let conn = ClientConnection::new(config.clone(), ServerName::try_from(HOST).unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.write_all(&req::get(HOST, "/bytes/5")).unwrap();
+    // The whole response (head + 5 bytes); TLS 1.3 tickets arrive before it.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() >= end + 4 + 5
+        {
+            break;
+        }
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the whole response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    let suite = tls.conn.negotiated_cipher_suite().unwrap().suite();
+    let name = suite.as_str().expect("a named suite").to_string();
+    (tls.conn.handshake_kind().unwrap(), name)
+}
+
+#[test]
+fn metrics_count_what_the_test_sent() {
+    let dead = refusing_addr();
+    let f = Fixture::with(|c| {
+        c.admin()
+            .route(None, "/dead/", false, "dead")
+            .upstream("dead", &[dead], &[])
+    });
+    let admin = f.proxy.admin_addr();
+
+    // Three TLS 1.3 connections: one full handshake, two resumed. One 2xx each.
+    let config = resuming_config(&f);
+    let (kind, suite13) = get_resuming(&config, f.addr());
+    assert_eq!(kind, HandshakeKind::Full);
+    for _ in 0..2 {
+        assert_eq!(get_resuming(&config, f.addr()).0, HandshakeKind::Resumed);
+    }
+
+    // One TLS 1.2 connection with a chosen suite: statuses of every class but 1xx.
+    let suite12 = rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
+    let opts = f
+        .tls_options()
+        .versions(Versions::Tls12Only)
+        .suites(&[suite12]);
+    let mut c = Client::tls(f.addr(), &opts).expect("TLS 1.2 connection");
+    for (path, status) in [
+        ("/bytes/10", 200),
+        ("/bytes/10", 200),
+        ("/bytes/10", 200),
+        ("/status/302", 302),
+        ("/status/404", 404),
+        ("/status/503", 503),
+        ("/dead/x", 502),
+    ] {
+        let r = c.roundtrip(&req::get(HOST, path));
+        assert_eq!(r.status, status, "{path}: {}", r.describe());
+    }
+    drop(c);
+
+    // Plain HTTP on the TLS port: a failed handshake.
+    let plain = raw_exchange(f.addr(), b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+    assert!(plain.starts_with(b"HTTP/1.1 400"));
+
+    // Every connection is closed on the client side; wait until the proxy saw it too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape(admin);
+        if value(&m, "ringgate_connections_active", &[]) == 0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(value(&m, "ringgate_connections_active", &[]), 0);
+    assert_eq!(value(&m, "ringgate_connections_accepted_total", &[]), 5);
+    assert_eq!(value(&m, "ringgate_connections_refused_total", &[]), 0);
+    assert_eq!(value(&m, "ringgate_workers", &[]), 2);
+    assert_eq!(value(&m, "ringgate_ready", &[]), 1);
+    assert_eq!(
+        value(
+            &m,
+            "ringgate_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1
+    );
+
+    // Handshakes: by outcome, and by version × suite × mode.
+    let hs = "ringgate_tls_handshakes_total";
+    assert_eq!(value(&m, hs, &[("outcome", "ok")]), 4);
+    assert_eq!(value(&m, hs, &[("outcome", "plain_http")]), 1);
+    assert_eq!(total(&m, hs), 5, "no other failure");
+    let done = "ringgate_tls_handshakes_completed_total";
+    let v13 = |mode| {
+        [
+            ("version", "1.3"),
+            ("suite", suite13.as_str()),
+            ("mode", mode),
+        ]
+    };
+    assert_eq!(value(&m, done, &v13("full")), 1);
+    assert_eq!(value(&m, done, &v13("resumed")), 2);
+    let s12 = suite12.as_str().unwrap();
+    let v12 = [("version", "1.2"), ("suite", s12), ("mode", "full")];
+    assert_eq!(value(&m, done, &v12), 1);
+    assert_eq!(total(&m, done), 4);
+    let hd = "ringgate_tls_handshake_duration_seconds";
+    assert_eq!(value(&m, &format!("{hd}_count"), &[]), 4);
+    assert_eq!(value(&m, &format!("{hd}_bucket"), &[("le", "+Inf")]), 4);
+
+    // Requests by status class, and their durations.
+    let rq = "ringgate_requests_total";
+    for (class, n) in [
+        ("1xx", 0),
+        ("2xx", 6),
+        ("3xx", 1),
+        ("4xx", 1),
+        ("5xx", 2),
+        ("none", 0),
+    ] {
+        assert_eq!(value(&m, rq, &[("class", class)]), n, "class {class}");
+    }
+    assert_eq!(total(&m, rq), 10);
+    let rd = "ringgate_request_duration_seconds";
+    assert_eq!(value(&m, &format!("{rd}_count"), &[]), 10);
+    assert_eq!(value(&m, &format!("{rd}_bucket"), &[("le", "+Inf")]), 10);
+
+    // Upstream: every request the origin received came on an opened or a reused
+    // connection, and each opened one is a connection the origin accepted.
+    let opened = value(&m, "ringgate_upstream_connections_opened_total", &[]);
+    let reused = value(&m, "ringgate_upstream_connections_reused_total", &[]);
+    assert_eq!(f.backend.heads(), 9);
+    assert_eq!(opened + reused, 9);
+    assert_eq!(opened, f.backend.accepts() as u64);
+    assert!(
+        (1..=2).contains(&opened),
+        "one per worker that served: {opened}"
+    );
+    let ue = "ringgate_upstream_errors_total";
+    assert_eq!(value(&m, ue, &[("kind", "connect_failed")]), 1);
+    assert_eq!(total(&m, ue), 1);
+    assert_eq!(value(&m, "ringgate_panics_total", &[]), 0);
+
+    // The shutdown report reads the same counters.
+    let Fixture { proxy, .. } = f;
+    let reports = proxy.shutdown_reports();
+    let sum = |g: fn(&ringgate::worker::WorkerReport) -> u64| reports.iter().map(g).sum::<u64>();
+    assert_eq!(sum(|r| r.accepted), 5);
+    assert_eq!(sum(|r| r.requests), 10);
+    assert_eq!(sum(|r| r.handshake_failed), 1);
+    assert_eq!(sum(|r| r.upstream_errors), 1);
+    assert_eq!(sum(|r| r.upstream_opened), opened);
+    assert_eq!(sum(|r| r.upstream_reused), reused);
+}
+
+#[test]
+fn readyz_is_not_ready_before_the_workers_accept() {
+    let f = Fixture::new();
+    let toml = ConfigBuilder::new()
+        .tls_listener(&[&f.cert])
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[f.backend.addr], &[])
+        .admin()
+        .build();
+    let config = ringgate::config::from_toml_str(&toml, "test.toml", f.pki.dir()).unwrap();
+    let prepared = ringgate::server::Server::prepare(config).expect("prepare");
+    let admin = prepared.admin_addr().expect("admin listener");
+    // Sockets bound, admin up, no worker running: alive but not ready.
+    assert_eq!(
+        admin_request(admin, "GET", "/healthz"),
+        (200, "ok\n".into())
+    );
+    assert_eq!(admin_request(admin, "GET", "/readyz").0, 503);
+    assert_eq!(value(&scrape(admin), "ringgate_ready", &[]), 0);
+
+    let proxy = Proxy::from_handle(prepared.start().expect("start"));
+    // Server::start returns once every worker accepts: ready from then on.
+    assert_eq!(
+        admin_request(admin, "GET", "/readyz"),
+        (200, "ready\n".into())
+    );
+    assert_eq!(value(&scrape(admin), "ringgate_ready", &[]), 1);
+    let r = Client::tls(proxy.addr(), &f.tls_options())
+        .unwrap()
+        .roundtrip(&req::get(HOST, "/bytes/3"));
+    assert_eq!(r.status, 200);
+    proxy.shutdown();
+    // The admin listener stops with the proxy.
+    assert!(TcpStream::connect_timeout(&admin, Duration::from_secs(5)).is_err());
+}
+
+#[test]
+fn admin_answers_only_its_paths_and_methods() {
+    let f = Fixture::with(|c| c.admin());
+    let admin = f.proxy.admin_addr();
+    assert_eq!(admin_request(admin, "GET", "/").0, 404);
+    assert_eq!(admin_request(admin, "GET", "/metricsx").0, 404);
+    assert_eq!(admin_request(admin, "POST", "/metrics").0, 405);
+    assert_eq!(admin_request(admin, "DELETE", "/readyz").0, 405);
+    let (status, body) = admin_request(admin, "HEAD", "/metrics");
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(admin_request(admin, "GET", "/healthz?probe=1").0, 200);
+    // Not HTTP: 400; a head larger than the limit: 431.
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"HELLO\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    // The proxy may close before reading it all; the answer is what matters.
+    let _ = s.write_all(big.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(
+        out.starts_with(b"HTTP/1.1 431 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn admin_addr_is_checked_at_load() {
+    let f = Fixture::new();
+    let toml = ConfigBuilder::new()
+        .tls_listener(&[&f.cert])
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[f.backend.addr], &[])
+        .build()
+        + "\n[admin]\naddr = \"localhost:99999\"\n";
+    let e = ringgate::config::from_toml_str(&toml, "test.toml", f.pki.dir())
+        .expect_err("a bad admin address is refused")
+        .to_string();
+    let line = toml.lines().position(|l| l.contains("99999")).unwrap() + 1;
+    assert!(e.contains("admin.addr"), "{e}");
+    assert!(e.contains(&format!("test.toml:{line}:")), "{e}");
+}
+
+#[test]
+fn demo_serves_metrics_and_prints_their_url() {
+    use std::io::BufRead;
+    let mut child = Command::new(common::proxy::binary())
+        .args(["demo", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringgate demo");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    let admin: SocketAddr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("ringgate demo printed no metrics URL; output:\n{seen}");
+        };
+        seen += &line;
+        seen.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("curl http://")
+            && let Some(addr) = rest.strip_suffix("/metrics")
+        {
+            break addr.parse().expect("admin address");
+        }
+    };
+    assert_eq!(admin_request(admin, "GET", "/readyz").0, 200, "{seen}");
+    let m = scrape(admin);
+    assert_eq!(value(&m, "ringgate_workers", &[]), 1);
+    assert_eq!(value(&m, "ringgate_ready", &[]), 1);
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait for demo");
+    assert!(
+        status.success(),
+        "demo exited with {status}; output:\n{seen}"
+    );
+}
