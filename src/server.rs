@@ -183,7 +183,10 @@ fn register_reload_metrics(registry: &Registry, live: &Arc<Live>) {
             let s = l.stats();
             vec![
                 (vec![("result", "ok".to_string())], s.reloads_ok as f64),
-                (vec![("result", "failed".to_string())], s.reloads_failed as f64),
+                (
+                    vec![("result", "failed".to_string())],
+                    s.reloads_failed as f64,
+                ),
             ]
         },
     );

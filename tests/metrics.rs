@@ -423,3 +423,58 @@ fn demo_serves_metrics_and_prints_their_url() {
         "demo exited with {status}; output:\n{seen}"
     );
 }
+
+#[test]
+fn reloads_and_the_loaded_generation_are_on_metrics() {
+    let f = Fixture::with(|c| c.admin());
+    let admin = f.proxy.admin_addr();
+    let m = scrape(admin);
+    assert_eq!(
+        value(&m, "ringgate_config_reloads_total", &[("result", "ok")]),
+        0
+    );
+    assert_eq!(
+        value(&m, "ringgate_config_reloads_total", &[("result", "failed")]),
+        0
+    );
+    assert_eq!(total(&m, "ringgate_config_generation"), 1);
+
+    // A good reload, then one that cannot be applied (this in-process proxy was started
+    // from a string: there is no file to read again).
+    let good = ConfigBuilder::new()
+        .admin()
+        .tls_listener(&[&f.cert])
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[f.backend.addr], &[])
+        .build();
+    let parse = |text: &str| ringgate::config::from_toml_str(text, "test.toml", f.pki.dir());
+    let live = f.proxy.live();
+    live.reload_with(parse(&good).expect("good config"), "test")
+        .expect("reload applies");
+    assert!(live.reload("test").is_err(), "no file to reload from");
+
+    let m = scrape(admin);
+    assert_eq!(
+        value(&m, "ringgate_config_reloads_total", &[("result", "ok")]),
+        1
+    );
+    assert_eq!(
+        value(&m, "ringgate_config_reloads_total", &[("result", "failed")]),
+        1
+    );
+    assert_eq!(
+        total(&m, "ringgate_config_generation"),
+        2,
+        "the failed one changed nothing"
+    );
+    let hashes: Vec<_> = m
+        .keys()
+        .filter(|(n, _)| n == "ringgate_config_generation")
+        .flat_map(|(_, labels)| labels.iter().filter(|(k, _)| k == "config_hash"))
+        .collect();
+    assert_eq!(hashes.len(), 1, "one config_hash label: {hashes:?}");
+    assert!(
+        total(&m, "ringgate_config_last_reload_timestamp_seconds") > 0,
+        "the reload time is set"
+    );
+}
