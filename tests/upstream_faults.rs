@@ -332,20 +332,52 @@ fn chunk_lines_ended_by_a_bare_lf_do_not_cut_the_response() {
     }
 }
 
-/// Streams every request body straight back as it arrives (Content-Length from the
-/// request), with small socket buffers so an upstream that is not read soon stops
-/// reading — like the demo's echo under a large upload.
+/// Streams every request body straight back as it arrives (Content-Length bodies with
+/// the same length, chunked bodies chunk by chunk), with small socket buffers so an
+/// upstream that is not read soon stops reading — like the demo's echo under a large
+/// upload.
 fn streaming_echo() -> ScriptedBackend {
     ScriptedBackend::start(|mut c: ScriptConn| {
         let sock = socket2::SockRef::from(&c.stream);
         let _ = sock.set_send_buffer_size(32 * 1024);
         let _ = sock.set_recv_buffer_size(32 * 1024);
         while let Some(mut seen) = c.read_head() {
-            let len: usize = seen
-                .headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
+            let header = |name: &str| {
+                seen.headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                c.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let mut total = 0;
+                loop {
+                    let Some(line) = c.read_line() else { return };
+                    let Some(size) = line
+                        .split(';')
+                        .next()
+                        .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                    else {
+                        return;
+                    };
+                    if size == 0 {
+                        while c.read_line().is_some_and(|l| !l.is_empty()) {}
+                        c.write(b"0\r\n\r\n");
+                        break;
+                    }
+                    let Some(data) = c.read_exact(size + 2) else {
+                        return;
+                    };
+                    c.write(format!("{size:x}\r\n").as_bytes());
+                    c.write(&data);
+                    total += size;
+                }
+                seen.body = vec![0; total];
+                c.log(seen);
+                continue;
+            }
+            let len: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             c.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes());
             let mut left = len;
@@ -367,6 +399,11 @@ fn streaming_echo() -> ScriptedBackend {
 
 /// `curl` uploading `body` with PUT to `path`; (HTTP status, response body).
 fn curl_upload(s: &Setup, path: &str, body: &[u8]) -> (String, Vec<u8>) {
+    curl_upload_as(s, path, body, false)
+}
+
+/// Like [`curl_upload`]; `chunked`: from stdin (`-T -`), which curl sends chunked.
+fn curl_upload_as(s: &Setup, path: &str, body: &[u8], chunked: bool) -> (String, Vec<u8>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("upload.bin");
     let output = dir.path().join("response.bin");
@@ -374,12 +411,18 @@ fn curl_upload(s: &Setup, path: &str, body: &[u8]) -> (String, Vec<u8>) {
         .and_then(|mut f| f.write_all(body))
         .expect("write upload file");
     let port = s.proxy.addr().port();
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "60", "--cacert"])
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "--cacert"])
         .arg(s.pki.root_pem_path())
         .args(["--resolve", &format!("{HOST}:{port}:127.0.0.1")])
-        .arg("-T")
-        .arg(&input)
+        .arg("-T");
+    if chunked {
+        cmd.arg("-")
+            .stdin(std::fs::File::open(&input).expect("upload file"));
+    } else {
+        cmd.arg(&input);
+    }
+    let out = cmd
         .arg("-o")
         .arg(&output)
         .args(["-w", "%{http_code}"])
@@ -411,6 +454,13 @@ fn an_upstream_that_streams_its_answer_while_reading_a_large_upload_is_served_wh
     let (code, echoed) = curl_upload(&s, "/echo", &body);
     assert_eq!(code, "200");
     assert_eq!(sha256_hex(&echoed), sha256_hex(&body));
+    // A chunked upload (curl -T - sends chunked) is decoded, re-encoded and echoed the
+    // same way, while it flows.
+    let body = pattern(10, 6 << 20);
+    let (code, echoed) = curl_upload_as(&s, "/echo", &body, true);
+    assert_eq!(code, "200");
+    assert_eq!(echoed.len(), body.len(), "chunked echo length");
+    assert_eq!(sha256_hex(&echoed), sha256_hex(&body), "chunked echo");
 }
 
 #[test]

@@ -187,7 +187,7 @@ impl ScriptConn {
         self.write(body);
     }
 
-    fn read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
+    pub fn read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
         while self.buf.len() < n {
             if self.fill().ok()? == 0 {
                 return None;
@@ -196,7 +196,7 @@ impl ScriptConn {
         Some(self.buf.drain(..n).collect())
     }
 
-    fn read_line(&mut self) -> Option<String> {
+    pub fn read_line(&mut self) -> Option<String> {
         loop {
             if let Some(p) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=p).collect();
