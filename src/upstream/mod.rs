@@ -4,9 +4,11 @@
 //! server, a LIFO stack of idle connections (the warmest first) capped at `keepalive`,
 //! closed after `keepalive_timeout_ms` idle or `keepalive_requests` uses. An idle
 //! connection on which anything arrived — bytes no request asked for, a close, an error
-//! — is closed, never lent: it is checked when it is returned, when the sweep passes and
-//! again right before it is reused, so a stray or late response can never be read as the
-//! answer to another client's request. A [`Lease`] is
+//! — is closed, never lent: it is checked right before it is reused (one non-blocking
+//! `MSG_PEEK` per reuse: the check that matters, since bytes may arrive any time until
+//! then) and when the sweep passes, so a stray or late response can never be read as the
+//! answer to another client's request. (Bytes already read past a response keep it out
+//! of the pool at release.) A [`Lease`] is
 //! one connection on loan to one exchange; dropping it without [`Upstreams::release`]
 //! closes the connection. Connect refused/unreachable → [`Kind::ConnectFailed`] (502),
 //! connect timeout → [`Kind::ConnectTimeout`] (504). Addresses were resolved at load:
@@ -220,7 +222,7 @@ impl Upstreams {
         let Some(stream) = stream.into_tcp() else {
             return;
         };
-        if requests >= cfg.keepalive_requests || cfg.keepalive == 0 || !self.quiet(&stream) {
+        if requests >= cfg.keepalive_requests || cfg.keepalive == 0 {
             return;
         }
         if generation.id != self.live.current_id() && !self.live.load().slot_is_live(slot) {
