@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use rustls::HandshakeKind;
 
 use common::backend::refusing_addr;
-use common::client::{Client, Versions, raw_exchange, req};
+use common::client::{Client, Versions, client_config, raw_exchange, req, request_with_suite};
 use common::proxy::{ConfigBuilder, Proxy};
 use common::{Fixture, HOST};
 
@@ -110,46 +108,6 @@ fn total(m: &Samples, name: &str) -> u64 {
         .sum()
 }
 
-/// A client config whose session store is reused across connections (resumption).
-fn resuming_config(f: &Fixture) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(f.pki.root_der()).expect("test root");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// One GET on a new connection with `config`; how the handshake went and the suite.
-fn get_resuming(config: &Arc<ClientConfig>, addr: SocketAddr) -> (HandshakeKind, String) {
-    let conn = ClientConnection::new(config.clone(), ServerName::try_from(HOST).unwrap()).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = StreamOwned::new(conn, sock);
-    tls.write_all(&req::get(HOST, "/bytes/5")).unwrap();
-    // The whole response (head + 5 bytes); TLS 1.3 tickets arrive before it.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
-            && got.len() >= end + 4 + 5
-        {
-            break;
-        }
-        let n = tls.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the whole response");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(got.starts_with(b"HTTP/1.1 200"));
-    let suite = tls.conn.negotiated_cipher_suite().unwrap().suite();
-    let name = suite.as_str().expect("a named suite").to_string();
-    (tls.conn.handshake_kind().unwrap(), name)
-}
-
 #[test]
 fn metrics_count_what_the_test_sent() {
     let dead = refusing_addr();
@@ -161,11 +119,14 @@ fn metrics_count_what_the_test_sent() {
     let admin = f.proxy.admin_addr();
 
     // Three TLS 1.3 connections: one full handshake, two resumed. One 2xx each.
-    let config = resuming_config(&f);
-    let (kind, suite13) = get_resuming(&config, f.addr());
+    let config = client_config(&f.pki, &rustls::version::TLS13);
+    let (kind, suite13) = request_with_suite(&config, f.addr());
     assert_eq!(kind, HandshakeKind::Full);
     for _ in 0..2 {
-        assert_eq!(get_resuming(&config, f.addr()).0, HandshakeKind::Resumed);
+        assert_eq!(
+            request_with_suite(&config, f.addr()).0,
+            HandshakeKind::Resumed
+        );
     }
 
     // One TLS 1.2 connection with a chosen suite: statuses of every class but 1xx.

@@ -7,19 +7,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
+use rustls::HandshakeKind;
 
 use common::HOST;
 use common::backend::Backend;
-use common::client::{Client, TlsOptions, req};
+use common::client::{Client, TlsOptions, client_config, req, request_with};
 use common::pki::{CertFiles, KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, ProxyProcess, run_cli};
 
@@ -335,50 +334,6 @@ fn broken_reloads_change_nothing_and_say_where() {
     assert!(!pid_path.exists(), "pid_file removed at exit");
 }
 
-fn resuming_client(
-    pki: &TestPki,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.root_der()).expect("test root");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// One request on a new connection with `config`'s session store; how the handshake went.
-fn handshake_kind(config: &Arc<ClientConfig>, addr: SocketAddr) -> HandshakeKind {
-    let conn = ClientConnection::new(config.clone(), ServerName::try_from(HOST).unwrap()).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = StreamOwned::new(conn, sock);
-    tls.write_all(&req::get(HOST, "/bytes/5")).unwrap();
-    // The whole response: with TLS 1.3 the tickets come before it.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
-            && got.len() >= end + 4 + 5
-        {
-            break;
-        }
-        let n = tls.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the whole response");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
-    tls.conn.handshake_kind().expect("handshake finished")
-}
-
 /// The leaf a fresh full handshake is served.
 fn served_leaf(addr: SocketAddr, pki: &TestPki) -> Vec<u8> {
     let c = Client::tls(addr, &TlsOptions::new(pki.root_der(), HOST)).expect("connect");
@@ -415,10 +370,10 @@ fn certificate_replaced(poll: bool, reload: impl FnOnce(&ProxyProcess)) {
     let p = ProxyProcess::spawn(&path, 1);
     let addr = p.addrs()[0];
 
-    let tls13 = resuming_client(&pki, &rustls::version::TLS13);
-    let tls12 = resuming_client(&pki, &rustls::version::TLS12);
+    let tls13 = client_config(&pki, &rustls::version::TLS13);
+    let tls12 = client_config(&pki, &rustls::version::TLS12);
     for c in [&tls13, &tls12] {
-        assert_eq!(handshake_kind(c, addr), HandshakeKind::Full);
+        assert_eq!(request_with(c, addr), HandshakeKind::Full);
     }
     let mut kept = Client::tls(addr, &TlsOptions::new(pki.root_der(), HOST)).unwrap();
     assert_eq!(kept.tls.as_ref().unwrap().peer_leaf, first.leaf_der);
@@ -444,12 +399,12 @@ fn certificate_replaced(poll: bool, reload: impl FnOnce(&ProxyProcess)) {
     let r = kept.roundtrip(&req::get(HOST, "/bytes/7"));
     assert_eq!(r.status, 200, "kept connection: {}", r.describe());
     assert_eq!(
-        handshake_kind(&tls13, addr),
+        request_with(&tls13, addr),
         HandshakeKind::Resumed,
         "TLS 1.3 ticket"
     );
     assert_eq!(
-        handshake_kind(&tls12, addr),
+        request_with(&tls12, addr),
         HandshakeKind::Resumed,
         "TLS 1.2 session"
     );

@@ -679,16 +679,13 @@ pub fn client_config(
 /// One request on a new connection that reuses `config`'s session store; returns how the
 /// handshake went.
 pub fn request_with(config: &Arc<ClientConfig>, addr: SocketAddr) -> HandshakeKind {
-    let conn =
-        ClientConnection::new(config.clone(), ServerName::try_from(super::HOST).unwrap()).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = StreamOwned::new(conn, sock);
-    use std::io::{Read, Write};
+    request_with_suite(config, addr).0
+}
+
+/// Sends `GET /bytes/5` and reads the whole response (head and the 5-byte body). With TLS
+/// 1.3 the session tickets arrive before it, so the store is filled once it is read.
+fn read_small_response(tls: &mut StreamOwned<ClientConnection, TcpStream>) {
     tls.write_all(&req::get(super::HOST, "/bytes/5")).unwrap();
-    // Read the whole response: head, then the 5-byte body. With TLS 1.3 the session
-    // tickets arrive before it, so the store is filled by the time it is read.
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -706,5 +703,18 @@ pub fn request_with(config: &Arc<ClientConfig>, addr: SocketAddr) -> HandshakeKi
         "{}",
         String::from_utf8_lossy(&got)
     );
-    tls.conn.handshake_kind().expect("handshake finished")
+}
+
+/// Like [`request_with`], also naming the negotiated cipher suite.
+pub fn request_with_suite(config: &Arc<ClientConfig>, addr: SocketAddr) -> (HandshakeKind, String) {
+    let conn =
+        ClientConnection::new(config.clone(), ServerName::try_from(super::HOST).unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    read_small_response(&mut tls);
+    let suite = tls.conn.negotiated_cipher_suite().expect("a suite").suite();
+    let name = suite.as_str().expect("a named suite").to_string();
+    (tls.conn.handshake_kind().expect("handshake finished"), name)
 }
