@@ -298,15 +298,17 @@ pub fn run_vm_with(cfg: &VmConfig) -> Result<VmReport, Skip> {
         .arg(cfg.cpus.to_string());
     let t = Instant::now();
     let mut out = output_of(&mut run, "tests/vm/run.sh");
-    // A kernel that crashes while booting under software emulation (seen about once in
-    // six boots of 7.3 with -smp 2: an oops in the scheduler before init ran) has not run
-    // a line of ours: boot once more. A guest that started and then failed is a result.
+    // A kernel that crashes or hangs while booting under software emulation (seen with
+    // 7.3 and -smp 2: an oops in the scheduler before init ran, a hang after "Booting
+    // from ROM"; run.sh's boot watchdog stops a hang) has not run a line of ours: boot
+    // once more. A guest that started and then failed or timed out is a result.
     let status_of = |dir: &Path| std::fs::read_to_string(dir.join("status")).unwrap_or_default();
     let started = |dir: &Path| {
         std::fs::read_to_string(dir.join("console.log"))
             .is_ok_and(|log| log.contains("vm-init: starting the guest script"))
     };
-    if status_of(&run_dir).trim() == "boot-failed" && !started(&run_dir) {
+    let status = status_of(&run_dir);
+    if matches!(status.trim(), "boot-failed" | "timeout") && !started(&run_dir) {
         eprintln!(
             "VM {}: the kernel did not reach the guest script; booting once more:\n{}",
             cfg.name,

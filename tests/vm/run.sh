@@ -35,6 +35,8 @@ usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 BUILD_DIR=${VM_CACHE:-$REPO_DIR/target/vm-cache}/out
 RUN_DIR=
 TIMEOUT=${VM_TIMEOUT:-300}
+# A boot that has not started the guest script by then is stuck (watchdog below).
+BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-240}
 MEM=1024
 SMP=2
 APPEND_EXTRA=
@@ -89,14 +91,36 @@ fi
 LOG=$RUN_DIR/console.log
 REPORT=$RUN_DIR/report.txt
 STATUS=$RUN_DIR/status
-rm -f "$LOG" "$REPORT" "$STATUS" "$RUN_DIR/dmesg.txt"
+rm -f "$LOG" "$REPORT" "$STATUS" "$RUN_DIR/dmesg.txt" "$RUN_DIR/boot-stuck"
 
 t0=$(date +%s.%N)
 rc=0
 if [ "$VERBOSE" = 1 ]; then
 	timeout -k 10 "$TIMEOUT" "${qemu_cmd[@]}" </dev/null 2>&1 | tee "$LOG" >&2 || rc=${PIPESTATUS[0]}
 else
-	timeout -k 10 "$TIMEOUT" "${qemu_cmd[@]}" </dev/null >"$LOG" 2>&1 || rc=$?
+	timeout -k 10 "$TIMEOUT" "${qemu_cmd[@]}" </dev/null >"$LOG" 2>&1 &
+	qpid=$!
+	# Boot watchdog: a kernel that has not started the guest script within
+	# $BOOT_TIMEOUT s (a TCG boot takes ~10 s, a loaded host a few times that) is stuck
+	# (seen with 7.3 under TCG: a hang after "Booting from ROM", an oops in the
+	# scheduler); stop it, so the harness can boot again instead of waiting out -t.
+	(
+		waited=0
+		while kill -0 "$qpid" 2>/dev/null; do
+			grep -q 'vm-init: starting the guest script' "$LOG" 2>/dev/null && exit 0
+			if [ "$waited" -ge "$BOOT_TIMEOUT" ]; then
+				: >"$RUN_DIR/boot-stuck"
+				kill "$qpid" 2>/dev/null
+				exit 0
+			fi
+			sleep 1
+			waited=$((waited + 1))
+		done
+	) &
+	wpid=$!
+	wait "$qpid" || rc=$?
+	kill "$wpid" 2>/dev/null || true
+	wait "$wpid" 2>/dev/null || true
 fi
 secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
@@ -113,6 +137,9 @@ fail() {
 }
 
 if ! grep -q '^===REPORT-END===$' "$LOG"; then
+	if [ -e "$RUN_DIR/boot-stuck" ]; then
+		fail boot-failed "the guest script had not started after ${BOOT_TIMEOUT}s of boot"
+	fi
 	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 		fail timeout "VM timed out after ${TIMEOUT}s without a complete report"
 	fi
