@@ -502,20 +502,10 @@ impl TlsState {
                     }
                     None
                 }
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    let mut need = 4096;
-                    loop {
-                        match encode.encode(self.out.spare(need)) {
-                            Ok(n) => {
-                                self.out.len += n;
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
-                            Err(e) => {
-                                self.failed = true;
-                                return Err(TlsError::Tls(rustls::Error::General(e.to_string())));
-                            }
-                        }
+                Ok(ConnectionState::EncodeTlsData(encode)) => {
+                    if let Err(e) = self.out.encode(encode, 4096) {
+                        self.failed = true;
+                        return Err(TlsError::Tls(rustls::Error::General(e.to_string())));
                     }
                     None
                 }
@@ -594,20 +584,11 @@ impl TlsState {
             let start = self.cin_start.min(self.cin.len());
             let UnbufferedStatus { state, .. } =
                 self.conn.process_tls_records(&mut self.cin[start..]);
-            let Ok(ConnectionState::EncodeTlsData(mut encode)) = state else {
+            let Ok(ConnectionState::EncodeTlsData(encode)) = state else {
                 break;
             };
-            let mut need = 64;
-            loop {
-                match encode.encode(self.out.spare(need)) {
-                    Ok(n) => {
-                        self.out.len += n;
-                        break;
-                    }
-                    Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
-                    Err(_) => break,
-                }
-            }
+            // An alert is a few bytes; a failure to encode it leaves nothing to send.
+            let _ = self.out.encode(encode, 64);
         }
         let _ = self.out.flush(tcp).await;
         // The record that failed (decrypted in place, perhaps) is never fed again.
@@ -676,6 +657,26 @@ struct Out {
 }
 
 impl Out {
+    /// Appends the handshake or alert record rustls wants to send, growing the buffer
+    /// from `first` bytes as rustls asks.
+    fn encode(
+        &mut self,
+        mut encode: rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+        first: usize,
+    ) -> Result<(), EncodeError> {
+        let mut need = first;
+        loop {
+            match encode.encode(self.spare(need)) {
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(());
+                }
+                Err(EncodeError::InsufficientSize(e)) => need = e.required_size,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The free tail, at least `need` bytes long.
     fn spare(&mut self, need: usize) -> &mut [u8] {
         let want = self.len + need;
