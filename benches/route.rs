@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
     RouteConfig {
+        index: upstream,
         host,
         path_prefix: prefix.to_string(),
         strip_prefix: false,

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 
-use crate::http1::parse::Fault;
+use crate::message::Fault;
 
 /// Which party the failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,7 @@
 pub mod alloc;
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod demo;
 pub mod doctor;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod http1;
 pub mod ktls;
 pub mod listener;
 pub mod logging;
+pub mod message;
 pub mod observe;
 pub mod proxy;
 pub mod route;

@@ -116,6 +116,7 @@ mod tests {
 
     fn route(host: HostMatch, prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         RouteConfig {
+            index: upstream,
             host,
             path_prefix: prefix.to_string(),
             strip_prefix: strip,

@@ -178,6 +178,8 @@ pub enum HostMatch {
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
+    /// Position in [`Config::routes`] (the order of `[[route]]` tables in the file).
+    pub index: usize,
     pub host: HostMatch,
     pub path_prefix: String,
     pub strip_prefix: bool,

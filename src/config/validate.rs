@@ -746,6 +746,7 @@ impl Validator<'_> {
                 continue;
             }
             routes.push(RouteConfig {
+                index: routes.len(),
                 host,
                 path_prefix,
                 strip_prefix: r.strip_prefix,

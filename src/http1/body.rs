@@ -9,7 +9,7 @@
 //! was already forwarded is never cut short by that variant. Trailers are read, checked
 //! and dropped: HTTP/1.1 trailers are rare and not forwarded.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::parse::{Fault, Reject};
 
@@ -32,7 +32,7 @@ enum State {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk {
     /// Body bytes.
-    Data(Bytes),
+    Data(BytesMut),
     /// Read more and call again.
     NeedMore,
     /// The last chunk and trailers were read: the body is complete.
@@ -112,7 +112,7 @@ impl ChunkedDecoder {
                         return Ok(Chunk::NeedMore);
                     }
                     let n = (buf.len() as u64).min(remaining) as usize;
-                    let data = buf.split_to(n).freeze();
+                    let data = buf.split_to(n);
                     self.state = if remaining == n as u64 {
                         State::DataEnd
                     } else {
@@ -377,7 +377,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"ffffffffffffffff\r\nab"[..]);
         assert_eq!(
             dec.decode(&mut buf).unwrap(),
-            Chunk::Data(Bytes::from_static(b"ab"))
+            Chunk::Data(BytesMut::from(&b"ab"[..]))
         );
     }
 

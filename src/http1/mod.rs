@@ -6,4 +6,5 @@
 
 pub mod body;
 pub mod parse;
+pub mod server;
 pub mod write;

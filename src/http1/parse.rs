@@ -10,12 +10,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
-/// One header field: slices of the buffer the head was read into.
-#[derive(Debug, Clone)]
-pub struct Header {
-    pub name: Bytes,
-    pub value: Bytes,
-}
+pub use crate::message::{Fault, Header};
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,28 +108,6 @@ pub enum Parsed<T> {
     Incomplete,
     /// Never valid, whatever follows: refuse it and close.
     Invalid(Reject),
-}
-
-/// What kind of fault refused a message. Parsers say what is wrong; the status a client
-/// sees is chosen in one place, [`crate::error::ProxyError::status`] (and from an
-/// upstream, every fault is a 502).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Not valid HTTP/1.1 syntax or framing (request smuggling vectors included).
-    Malformed,
-    /// The request line is longer than `max_request_line_bytes`.
-    LineTooLong,
-    /// The head is larger than its byte limit or has more fields than its count limit.
-    HeadTooLarge,
-    /// A well-formed request line with a version other than HTTP/1.0 or 1.1.
-    Version,
-    /// A transfer coding other than chunked.
-    Coding,
-    /// An `Expect` other than `100-continue`.
-    Expectation,
-    /// A method the proxy does not serve (CONNECT).
-    Method,
 }
 
 /// Why a message was refused.

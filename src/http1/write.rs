@@ -5,11 +5,10 @@
 //! `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped, and framing headers are written
 //! by us from the framing we chose. No I/O, no allocation beyond the output buffer.
 
-use std::net::SocketAddr;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use bytes::{BufMut, BytesMut};
-
-use super::parse::{BodyKind, Header, RequestHead, ResponseHead, Version, comma_tokens};
+use super::parse::{Header, Version, comma_tokens};
+use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
 
 /// Fields a proxy never forwards; `Connection` may name more.
 fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -77,56 +76,18 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
     ItoaBuf { buf, start: i }
 }
 
-/// What the proxy knows about the client, for the forwarding headers. Built once per
-/// connection: the address is formatted here, not on every request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
-    pub addr: SocketAddr,
-    /// `"https"` or `"http"`.
-    pub proto: &'static str,
-    /// The canonical IP (an IPv4-mapped IPv6 address shown as IPv4) as text.
-    ip_text: [u8; 39],
-    ip_len: u8,
-}
-
-impl ClientInfo {
-    pub fn new(addr: SocketAddr, proto: &'static str) -> ClientInfo {
-        use std::io::Write;
-        let mut ip_text = [0u8; 39];
-        let ip = addr.ip().to_canonical();
-        let mut w = &mut ip_text[..];
-        // 39 bytes hold the longest IPv6 text (8 groups of 4 hex digits and 7 colons).
-        let _ = write!(w, "{ip}");
-        let ip_len = (39 - w.len()) as u8;
-        ClientInfo {
-            addr,
-            proto,
-            ip_text,
-            ip_len,
-        }
-    }
-
-    fn ip(&self) -> &[u8] {
-        &self.ip_text[..usize::from(self.ip_len)]
-    }
-
-    fn is_v6(&self) -> bool {
-        self.addr.ip().to_canonical().is_ipv6()
-    }
-}
-
 /// Writes the request head to send upstream.
 ///
-/// `path` replaces the target (after any prefix strip); `body` is the framing we forward;
-/// `fallback_host` is used when the client sent no Host (HTTP/1.0).
+/// `path` replaces the target (after any prefix strip); `body` is the length we forward
+/// (unknown: chunked); `fallback_host` is used when the client sent no Host (HTTP/1.0).
 pub fn request_head(
     out: &mut BytesMut,
-    head: &RequestHead,
+    head: &Request,
     path: &[u8],
-    body: BodyKind,
-    client: ClientInfo,
+    body: BodyLength,
     fallback_host: &str,
 ) {
+    let client = head.client;
     out.reserve(256 + head.headers.len() * 48);
     out.put_slice(&head.method);
     out.put_u8(b' ');
@@ -192,7 +153,7 @@ pub fn request_head(
                         out.put_slice(b", ");
                     }
                 }
-                put_forwarded_element(out, &client, head);
+                put_forwarded_element(out, &client, head.authority.as_ref());
                 out.put_slice(b"\r\n");
             }
             continue;
@@ -200,7 +161,7 @@ pub fn request_head(
         put_header(out, name, &h.value);
     }
     if !host_seen {
-        match &head.host {
+        match &head.authority {
             Some(h) => put_header(out, b"Host", h),
             None => put_header(out, b"Host", fallback_host.as_bytes()),
         }
@@ -212,7 +173,7 @@ pub fn request_head(
     }
     if !forwarded_done {
         out.put_slice(b"Forwarded: ");
-        put_forwarded_element(out, &client, head);
+        put_forwarded_element(out, &client, head.authority.as_ref());
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"X-Real-IP: ");
@@ -221,13 +182,13 @@ pub fn request_head(
     out.put_slice(client.proto.as_bytes());
     out.put_slice(b"\r\n");
     match body {
-        BodyKind::Length(n) => {
+        BodyLength::Known(n) => {
             out.put_slice(b"Content-Length: ");
             put_u64(out, n);
             out.put_slice(b"\r\n");
         }
-        BodyKind::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
-        BodyKind::Empty | BodyKind::UntilClose => {
+        BodyLength::Unknown => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyLength::None => {
             // Methods that usually carry a body announce an empty one explicitly.
             if matches!(head.method.as_ref(), b"POST" | b"PUT" | b"PATCH") {
                 out.put_slice(b"Content-Length: 0\r\n");
@@ -242,7 +203,7 @@ fn put_ip(out: &mut BytesMut, client: &ClientInfo) {
 }
 
 /// RFC 7239 §4: `for=` (IPv6 quoted and bracketed), `proto=`, and `host=` when known.
-fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, head: &RequestHead) {
+fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, host: Option<&Bytes>) {
     if client.is_v6() {
         out.put_slice(b"for=\"[");
         out.put_slice(client.ip());
@@ -253,7 +214,7 @@ fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, head: &Request
     }
     out.put_slice(b";proto=");
     out.put_slice(client.proto.as_bytes());
-    if let Some(h) = &head.host
+    if let Some(h) = host
         && h.iter().all(|&b| super::body::is_tchar(b))
     {
         out.put_slice(b";host=");
@@ -433,7 +394,7 @@ mod tests {
                 panic!("test request does not parse");
             };
             let head = super::super::parse::take_request(&mut buf, raw, used).unwrap();
-            put_forwarded_element(&mut out, &c, &head);
+            put_forwarded_element(&mut out, &c, head.host.as_ref());
             let want = if v6 {
                 format!("for=\"[{text}]\";proto=https;host=a.test")
             } else {

@@ -5,10 +5,11 @@
 //! streams as it reads, or an early 413 — and then stop reading once its send buffer is
 //! full. A proxy that first writes the whole body and only then reads would wait on a
 //! write that never completes. So while the body is not all sent, every read of the
-//! response goes through [`Connection::pumped_read`], which keeps moving body bytes
-//! (client → [`Pump`] queue → upstream write half) as it waits. Nothing here is ever
-//! cancelled with bytes in flight: the upstream read future lives until it completes, the
-//! write future lives in the pump, and the client is read only when it is readable.
+//! response goes through [`Exchange::pumped_read`], which keeps moving body bytes
+//! (session's [`BodySource`] → [`Pump`] queue → upstream write half) as it waits. Nothing
+//! here is ever cancelled with bytes in flight: the upstream read future lives until it
+//! completes, the write future lives in the pump, and the client is read only when the
+//! source says it is ready.
 //!
 //! When the upstream stops reading (a write fails or exceeds `write_timeout_ms`), the
 //! pump stops: the rest of the body stays unread, the response is still relayed, then
@@ -22,10 +23,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Connection;
+use super::BodySource;
 use super::exchange::{
-    BODY_READ, BODY_READ_FAILED, BODY_STALLED, READ_FAILED, READ_TIMED_OUT, RequestBody,
-    WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
+    BODY_READ, Exchange, READ_FAILED, READ_TIMED_OUT, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
 };
 use crate::conn::write_tcp;
 use crate::error::ProxyError;
@@ -102,49 +102,48 @@ impl Pump {
     }
 
     /// Nothing more will be sent: the body is all written, or the upstream stopped.
-    fn finished(&self, body: &RequestBody) -> bool {
-        self.stopped || (body.done && self.queue.is_empty() && self.writing.is_none())
+    fn finished(&self, body_done: bool) -> bool {
+        self.stopped || (body_done && self.queue.is_empty() && self.writing.is_none())
     }
 }
 
-impl Connection {
+impl Exchange<'_> {
     /// Reads response bytes from the upstream into `ubuf` while the request body keeps
     /// flowing through `pump`; `Ok(0)` is the upstream closing. When the pump finishes
     /// (the body all sent, or the upstream stopped reading) it is removed from `slot`
     /// (`sent_all` says which) and the lease's stream is joined again.
-    pub(super) async fn pumped_read(
+    pub(super) async fn pumped_read<S: BodySource>(
         &mut self,
         lease: &mut Lease,
         ubuf: &mut BytesMut,
         slot: &mut Option<Pump>,
         sent_all: &mut bool,
-        body: &mut RequestBody,
+        body: &mut S,
         want: usize,
     ) -> Result<usize, ProxyError> {
         let Some(pump) = slot.as_mut() else {
             return upstream_read(lease, ubuf, want).await;
         };
-        let limit = self.generation.config.http.max_request_body_bytes;
-        let body_timeout = self.generation.config.http.client_body_timeout;
         let read_timeout = lease.upstream().read_timeout;
         let read = {
             let read = lease.stream.read(ubuf, want);
             let mut read = std::pin::pin!(read);
             let done = loop {
                 pump.start_write();
-                if pump.finished(body) {
+                if pump.finished(body.is_done()) {
                     break None;
                 }
-                let want_client = !body.done && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
+                let want_client =
+                    !body.is_done() && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
                 let writing = pump.writing.is_some();
                 monoio::select! {
                     biased;
                     r = &mut read => break Some(r),
                     w = pump.write_done(), if writing => pump.wrote(w),
-                    ready = client_readable(&self.stream, body_timeout), if want_client => {
+                    ready = body.ready(), if want_client => {
                         ready?;
-                        self.read_client_body(BODY_READ).await?;
-                        body.take(&mut self.rbuf, &mut pump.queue, limit)?;
+                        body.receive().await?;
+                        self.upload.take(body, &mut pump.queue)?;
                     }
                 }
             };
@@ -154,7 +153,7 @@ impl Connection {
                 None => monoio::time::timeout(read_timeout, read).await,
             }
         };
-        if pump.finished(body) {
+        if pump.finished(body.is_done()) {
             *sent_all = !pump.stopped;
             if let Some(wr) = pump.wr.take()
                 && !pump.stopped
@@ -165,19 +164,4 @@ impl Connection {
         }
         ProxyError::timed(read, READ_FAILED, READ_TIMED_OUT)
     }
-}
-
-/// Completes when the client has body bytes to read (buffered, or on the socket).
-async fn client_readable(
-    stream: &crate::conn::ClientStream,
-    timeout: Duration,
-) -> Result<(), ProxyError> {
-    if stream.has_buffered() {
-        return Ok(());
-    }
-    ProxyError::timed(
-        monoio::time::timeout(timeout, stream.readable()).await,
-        BODY_READ_FAILED,
-        BODY_STALLED,
-    )
 }

@@ -14,18 +14,19 @@ use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::net::{Pipe, TcpStream};
 use std::time::Duration;
 
-use super::Connection;
+use super::exchange::Exchange;
 use crate::error::{Kind, ProxyError, Side};
 use crate::upstream::Lease;
 
 /// Bytes moved per splice: the default pipe capacity (16 pages).
 const PIPE_CHUNK: u64 = 64 * 1024;
 
-impl Connection {
-    /// Whether a body of `len` bytes should travel by splice on this connection.
-    pub(super) fn splice_wanted(&mut self, len: u64) -> bool {
+impl Exchange<'_> {
+    /// Whether a body of `len` bytes should travel by splice (when the sink's socket
+    /// allows).
+    pub(super) fn splice_wanted(&self, len: u64) -> bool {
         let threshold = self.generation.config.http.splice_threshold_bytes;
-        threshold > 0 && len >= threshold && self.stream.splice_socket().is_some()
+        threshold > 0 && len >= threshold
     }
 
     fn take_pipe(&self) -> Result<(Pipe, Pipe), ProxyError> {
@@ -42,30 +43,18 @@ impl Connection {
         })
     }
 
-    /// Moves `remaining` response body bytes from the upstream to the client.
+    /// Moves `remaining` response body bytes from the upstream to the client's socket.
     pub(super) async fn splice_to_client(
         &mut self,
         lease: &mut Lease,
+        client: &mut TcpStream,
         remaining: u64,
     ) -> Result<(), ProxyError> {
-        self.splice(lease, remaining).await?;
-        self.ctx.metrics.spliced_bodies.inc();
-        Ok(())
-    }
-
-    async fn splice(&mut self, lease: &mut Lease, remaining: u64) -> Result<(), ProxyError> {
         let timeouts = (
             lease.upstream().read_timeout,
             self.generation.config.http.send_timeout,
         );
         let mut pipe = self.take_pipe()?;
-        let Some(client) = self.stream.splice_socket() else {
-            return Err(ProxyError::new(
-                Side::Internal,
-                Kind::ClientGone,
-                "client socket not spliceable",
-            ));
-        };
         let Some(upstream) = lease.stream.tcp() else {
             return Err(ProxyError::new(
                 Side::Internal,
@@ -73,11 +62,10 @@ impl Connection {
                 "upstream stream is split (request body still flowing)",
             ));
         };
-        let moved = pump(upstream, client, &mut pipe, remaining, timeouts).await;
-        if moved.is_ok() {
-            self.ctx.pipes.borrow_mut().push(pipe);
-        }
-        moved
+        pump(upstream, client, &mut pipe, remaining, timeouts).await?;
+        self.ctx.pipes.borrow_mut().push(pipe);
+        self.ctx.metrics.spliced_bodies.inc();
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@
 //! settings. The round-robin cursor lives per upstream name.
 
 pub mod balance;
+pub mod h1;
 pub mod stream;
 
 use std::cell::{Cell, RefCell};

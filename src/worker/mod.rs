@@ -11,7 +11,7 @@
 //! exchanges finish up to `shutdown_timeout_ms`, then drops whatever is left. A worker
 //! never blocks on files, DNS or locks; thread spawn failures are errors, not panics.
 
-pub mod signal;
+mod conn;
 
 use std::future::Future;
 use std::io;
@@ -29,28 +29,11 @@ use futures_channel::oneshot;
 use monoio::net::TcpListener;
 use tracing::{debug, info, warn};
 
+use crate::context::{LocalSignal, WorkerCtx};
 use crate::generation::Live;
 use crate::ktls::Fallback;
 use crate::observe::Local;
-use crate::proxy::{self, ListenerCtx};
 use crate::upstream::Upstreams;
-use signal::LocalSignal;
-
-/// What every connection task of a worker can reach.
-pub struct WorkerCtx {
-    pub id: usize,
-    /// The current configuration generation.
-    pub live: Arc<Live>,
-    pub upstreams: Rc<Upstreams>,
-    /// Raised when the worker stops accepting; idle connections close on it.
-    pub draining: LocalSignal,
-    /// Raised when draining and the last connection has closed.
-    closed_all: LocalSignal,
-    /// This worker's counters, gauges and histograms (it is their only writer).
-    pub metrics: Local,
-    /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
-    pub pipes: std::cell::RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
-}
 
 /// A worker's totals, returned when it stops (read from its metrics).
 #[derive(Debug, Clone, Default)]
@@ -88,14 +71,21 @@ pub struct WorkerSpec {
     pub ready: mpsc::Sender<Result<(), String>>,
 }
 
-/// A listener's fixed settings, cloned into each worker (its TLS settings come from
-/// the current generation, at each handshake).
+/// A listener's fixed settings, cloned into each worker and shared by its connections
+/// (its TLS settings come from the current generation, at each handshake).
 #[derive(Clone)]
 pub struct ListenerSpec {
     /// Position in the generation's `listeners`.
     pub index: usize,
     pub tls: bool,
     pub addr: SocketAddr,
+}
+
+impl ListenerSpec {
+    /// The scheme clients use on it, for X-Forwarded-Proto and Forwarded.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -181,10 +171,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
         }
     }
     for (l, ls) in listeners {
-        let lctx = Rc::new(ListenerCtx {
-            proto: if ls.tls { "https" } else { "http" },
-            index: ls.index,
-        });
+        let lctx = Rc::new(ls);
         // Readiness (/readyz): this socket listens and its accept loop is spawned, so
         // it runs before the worker next waits; it counts down when it ends (drain).
         ctx.metrics.accepting.inc();
@@ -236,7 +223,7 @@ fn report(ctx: &WorkerCtx, driver: &'static str, abandoned: usize) -> WorkerRepo
 /// pause recovers faster once descriptors free up, at a few wakeups per second).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<WorkerCtx>) {
+async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<WorkerCtx>) {
     let mut last_warning: Option<std::time::Instant> = None;
     let m = &ctx.metrics;
     loop {
@@ -264,7 +251,7 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerCtx>, ctx: Rc<Worke
                 let (ctx, lctx) = (ctx.clone(), lctx.clone());
                 monoio::spawn(async move {
                     let served =
-                        CatchUnwind(Box::pin(proxy::serve(tcp, peer, ctx.clone(), lctx))).await;
+                        CatchUnwind(Box::pin(conn::serve(tcp, peer, ctx.clone(), lctx))).await;
                     if served.is_err() {
                         // A bug, not an input: this connection is lost, the worker goes on.
                         ctx.metrics.panics.inc();

@@ -1,0 +1,35 @@
+//! What every task on one worker can reach: the live configuration, the worker's
+//! upstream pools, its counters, its drain signal and its spare splice pipes.
+//!
+//! Built by [`crate::worker`] for each worker thread and shared by `Rc` among that
+//! worker's tasks only (nothing here crosses threads except [`Live`], the atomically
+//! swapped generation). It sits below every request-path module — the sessions
+//! ([`crate::http1::server`]), the exchange ([`crate::proxy`]) and the worker's accept loop
+//! all read it — so none of them has to import another to reach it.
+
+pub mod signal;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::generation::Live;
+use crate::observe::Local;
+use crate::upstream::Upstreams;
+pub use signal::LocalSignal;
+
+/// What every connection task of a worker can reach.
+pub struct WorkerCtx {
+    pub id: usize,
+    /// The current configuration generation.
+    pub live: Arc<Live>,
+    pub upstreams: Rc<Upstreams>,
+    /// Raised when the worker stops accepting; idle connections close on it.
+    pub draining: LocalSignal,
+    /// Raised when draining and the last connection has closed.
+    pub closed_all: LocalSignal,
+    /// This worker's counters, gauges and histograms (it is their only writer).
+    pub metrics: Local,
+    /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
+    pub pipes: RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
+}

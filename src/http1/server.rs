@@ -1,0 +1,528 @@
+//! ④ The HTTP/1.1 session: one client connection after its TLS handshake, from the
+//! first request head to the close.
+//!
+//! It reads request heads (`client_header_timeout_ms`; idle keep-alive waits use
+//! `keepalive_timeout_ms` and hold no read buffer), hands each request to the exchange
+//! ([`crate::proxy::exchange`]) as a protocol-neutral [`Request`], and serves as the
+//! exchange's [`BodySource`] (Content-Length counted, chunked decoded — strict CRLF, a
+//! bare LF is a smuggling vector —, `100 Continue` sent when the body is first wanted)
+//! and [`ResponseSink`] (the head rebuilt for HTTP/1.x; Content-Length passed through,
+//! chunked or close-delimited bodies framed chunked for HTTP/1.1 clients and
+//! close-delimited for HTTP/1.0 ones; keep-alive and `keepalive_requests` decided here).
+//! Pipelined requests are served in order from the read buffer. A response that went out
+//! before its request body was read whole ends the connection with a lingering close.
+//!
+//! Status mapping for what this module refuses: a malformed head → 400 (414/431 for its
+//! limits, 501 unknown transfer coding, 505 version, 417 unknown expectation), a slow
+//! head → 408, a malformed chunked body → 400, a body stalled beyond
+//! `client_body_timeout_ms` → 408 (all through [`ProxyError::status`]). A client that
+//! closes mid-head or mid-body gets nothing. Never blocks, never panics on peer input.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+use tracing::debug;
+
+use super::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
+use super::parse::{self, BodyKind, HeadLimits, Parsed, RequestHead, Version};
+use super::write::{self, ClientFraming};
+use crate::conn::ClientStream;
+use crate::context::WorkerCtx;
+use crate::error::{Kind, ProxyError, Side};
+use crate::generation::Generation;
+use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
+use crate::proxy::{self, BodySource, Next, ResponseSink};
+use crate::tls::TlsInfo;
+
+/// Read size for request heads; heads grow the buffer only when they need to.
+const HEAD_READ: usize = 4096;
+/// Request body read size (two TLS records).
+const BODY_READ: usize = 32 * 1024;
+
+/// Serves HTTP/1.1 on a connection whose handshake (if any) is done, to its end. `rbuf`
+/// holds plaintext already read (bytes rustls decrypted before a kTLS switch).
+pub async fn serve(
+    stream: ClientStream,
+    tls: Option<Rc<TlsInfo>>,
+    peer: SocketAddr,
+    scheme: &'static str,
+    ctx: Rc<WorkerCtx>,
+    rbuf: BytesMut,
+) {
+    let mut session = Session {
+        generation: ctx.live.load_full(),
+        stream,
+        client: ClientInfo::new(peer, scheme),
+        ctx,
+        rbuf,
+        served: 0,
+        linger: false,
+        tls,
+    };
+    session.run().await;
+}
+
+/// One client connection speaking HTTP/1.x.
+struct Session {
+    /// The generation of the current exchange (loaded when its head arrived).
+    generation: Arc<Generation>,
+    stream: ClientStream,
+    /// The client for the forwarding headers (its address formatted once).
+    client: ClientInfo,
+    ctx: Rc<WorkerCtx>,
+    /// Bytes read from the client and not yet used (pipelined requests, body bytes).
+    rbuf: BytesMut,
+    served: u64,
+    /// The last response went out before the request body was read whole: close with a
+    /// lingering close, so the client can read it before the connection goes.
+    linger: bool,
+    /// What the TLS handshake settled (`None` on a plain listener).
+    tls: Option<Rc<TlsInfo>>,
+}
+
+impl Session {
+    async fn run(&mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(client = %self.client.addr, error = %e, "request head refused");
+                    if let Some(status) = e.status() {
+                        let started = Instant::now();
+                        let mut out = BytesMut::with_capacity(256);
+                        write::simple_response(&mut out, status, e.reason, Version::Http11, false);
+                        let _ = self.write(out.freeze()).await;
+                        self.ctx.metrics.request_done(status, started.elapsed());
+                    }
+                    break;
+                }
+            };
+            self.served += 1;
+            // The exchange starts: it runs to its end on the generation current now.
+            self.generation = self.ctx.live.load_full();
+            let generation = self.generation.clone();
+            let received = Instant::now();
+            let ctx = self.ctx.clone();
+            let (req, mut x) = self.split(head, received);
+            let outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
+            let body_done = x.body.done;
+            drop(x);
+            if !body_done && outcome.next != Next::KeepAlive {
+                // The response ended before the request body: drain what the client
+                // still sends.
+                self.linger = true;
+            }
+            self.ctx
+                .metrics
+                .request_done(outcome.status, received.elapsed());
+            if outcome.next != Next::KeepAlive {
+                break;
+            }
+        }
+        let http = &self.generation.config.http;
+        if self.linger {
+            let (per_read, total) = (http.lingering_timeout, http.lingering_time);
+            let _ =
+                monoio::time::timeout(http.send_timeout, self.stream.linger(per_read, total)).await;
+        } else {
+            let _ = monoio::time::timeout(http.send_timeout, self.stream.shutdown()).await;
+        }
+    }
+
+    /// The protocol-neutral request, and this session's side of its exchange.
+    fn split(&mut self, head: RequestHead, received: Instant) -> (Request, H1Exchange<'_>) {
+        let path = head.path();
+        let body = match head.body {
+            BodyKind::Length(n) => BodyLength::Known(n),
+            BodyKind::Chunked => BodyLength::Unknown,
+            BodyKind::Empty | BodyKind::UntilClose => BodyLength::None,
+        };
+        let x = H1Exchange {
+            body: RequestBody::new(head.body),
+            version: head.version,
+            keep_alive: head.keep_alive,
+            expect_continue: head.expect_continue,
+            framing: ClientFraming::NoBody,
+            out: BytesMut::new(),
+            tail: None,
+            session: self,
+        };
+        let req = Request {
+            method: head.method,
+            scheme: x.session.client.proto,
+            authority: head.host,
+            path,
+            headers: head.headers,
+            body,
+            client: x.session.client,
+            tls: x.session.tls.clone(),
+            received,
+        };
+        (req, x)
+    }
+
+    /// Reads the next request head. `Ok(None)`: the connection ended quietly (client
+    /// closed, idle timeout, or the worker is draining).
+    async fn read_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
+        // Between exchanges the limits come from the current generation, not the last
+        // exchange's (a short look at the pointer, not held across the reads).
+        let (limits, header_timeout, keepalive_timeout) = {
+            let generation = self.ctx.live.load();
+            let http = &generation.config.http;
+            let limits = HeadLimits {
+                max_request_line: http.max_request_line_bytes,
+                max_head_bytes: http.max_header_bytes,
+                max_headers: http.max_headers,
+            };
+            (limits, http.client_header_timeout, http.keepalive_timeout)
+        };
+        if self.rbuf.is_empty() && !self.stream.has_buffered() {
+            if self.served > 0 {
+                // Idle keep-alive: hold no read buffer while nothing arrives.
+                self.rbuf = BytesMut::new();
+                self.stream.release_buffers();
+            }
+            if self.ctx.draining.is_raised() {
+                return Ok(None);
+            }
+            let idle = if self.served == 0 {
+                header_timeout
+            } else {
+                keepalive_timeout
+            };
+            let ready = monoio::select! {
+                r = monoio::time::timeout(idle, self.stream.readable()) => r,
+                _ = self.ctx.draining.wait() => return Ok(None),
+            };
+            match ready {
+                Ok(Ok(())) => {}
+                // Idle too long, or the socket failed: close without a word, like nginx.
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+        }
+        let deadline = Instant::now() + header_timeout;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse::parse_request(&self.rbuf, &limits) {
+                    Parsed::Complete(raw, used) => {
+                        return parse::take_request(&mut self.rbuf, raw, used)
+                            .map(Some)
+                            .map_err(bad_request);
+                    }
+                    Parsed::Incomplete => {}
+                    Parsed::Invalid(r) => return Err(bad_request(r)),
+                }
+            }
+            let read =
+                monoio::time::timeout_at(deadline, self.stream.read(&mut self.rbuf, HEAD_READ))
+                    .await;
+            match read {
+                Ok(Ok(0)) if self.rbuf.is_empty() => return Ok(None),
+                Ok(Ok(0)) => return Err(CLOSED_MID_HEAD),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(ProxyError::io(
+                        Side::Downstream,
+                        Kind::ClientGone,
+                        "read failed",
+                        e,
+                    ));
+                }
+                Err(_) if self.rbuf.is_empty() => return Ok(None),
+                Err(_) => return Err(HEAD_TIMED_OUT),
+            }
+        }
+    }
+
+    /// Writes to the client within `send_timeout_ms`.
+    async fn write(&mut self, data: Bytes) -> Result<(), ProxyError> {
+        let t = self.generation.config.http.send_timeout;
+        let r = monoio::time::timeout(t, self.stream.write(data)).await;
+        ProxyError::timed(r, WRITE_FAILED, SEND_TIMED_OUT)
+    }
+
+    /// Reads more of the request body within `client_body_timeout_ms`.
+    async fn read_body(&mut self, want: usize) -> Result<(), ProxyError> {
+        let t = self.generation.config.http.client_body_timeout;
+        let r = monoio::time::timeout(t, self.stream.read(&mut self.rbuf, want)).await;
+        match ProxyError::timed(r, BODY_READ_FAILED, BODY_STALLED)? {
+            0 => Err(CLOSED_MID_BODY),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn bad_request(r: parse::Reject) -> ProxyError {
+    ProxyError::new(Side::Downstream, Kind::BadRequest(r.fault), r.reason)
+}
+
+const CLOSED_MID_HEAD: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "closed mid-head");
+const HEAD_TIMED_OUT: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientTimeout,
+    "request head not received within client_header_timeout",
+);
+const WRITE_FAILED: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "write failed");
+const SEND_TIMED_OUT: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientTimeout,
+    "client did not read within send_timeout",
+);
+const CLOSED_MID_BODY: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "closed mid-body");
+const BODY_READ_FAILED: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "body read failed");
+const BODY_STALLED: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientTimeout,
+    "request body stalled beyond client_body_timeout",
+);
+
+/// Progress of the request body.
+struct RequestBody {
+    kind: BodyKind,
+    /// Content-Length bytes still to read from the client.
+    remaining: u64,
+    decoder: Option<ChunkedDecoder>,
+    /// Total body bytes seen (for the size limit).
+    seen: u64,
+    /// Every body byte has been read from the client.
+    done: bool,
+}
+
+impl RequestBody {
+    fn new(kind: BodyKind) -> Self {
+        RequestBody {
+            kind,
+            remaining: match kind {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            },
+            decoder: (kind == BodyKind::Chunked).then(ChunkedDecoder::request),
+            seen: 0,
+            done: matches!(
+                kind,
+                BodyKind::Empty | BodyKind::UntilClose | BodyKind::Length(0)
+            ),
+        }
+    }
+}
+
+/// This session's side of one exchange: the request body as it arrives, the response
+/// as it goes out.
+struct H1Exchange<'a> {
+    session: &'a mut Session,
+    body: RequestBody,
+    version: Version,
+    /// The client asked to keep the connection (after version defaults).
+    keep_alive: bool,
+    /// `Expect: 100-continue`, not yet answered.
+    expect_continue: bool,
+    framing: ClientFraming,
+    /// The response bytes not yet sent (head, framed chunks).
+    out: BytesMut,
+    /// A body slice to send after `out`, not copied into it.
+    tail: Option<Bytes>,
+}
+
+impl H1Exchange<'_> {
+    /// Whether the connection can stay open after this response, as far as this
+    /// session knows: the client wants it, the body was read whole, the worker is not
+    /// draining and `keepalive_requests` is not reached.
+    fn may_keep(&self, reusable: bool) -> bool {
+        let s = &*self.session;
+        reusable
+            && self.keep_alive
+            && self.body.done
+            && s.served < s.generation.config.http.keepalive_requests
+            && !s.ctx.draining.is_raised()
+    }
+}
+
+impl BodySource for H1Exchange<'_> {
+    fn is_done(&self) -> bool {
+        self.body.done
+    }
+
+    async fn begin(&mut self) -> Result<(), ProxyError> {
+        if std::mem::take(&mut self.expect_continue)
+            && self.session.rbuf.is_empty()
+            && self.body.seen == 0
+        {
+            self.session
+                .write(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, mut each: impl FnMut(BytesMut)) -> Result<(), ProxyError> {
+        let rbuf = &mut self.session.rbuf;
+        let body = &mut self.body;
+        match body.kind {
+            BodyKind::Length(_) => {
+                let n = (rbuf.len() as u64).min(body.remaining) as usize;
+                if n > 0 {
+                    // The client's bytes as they are: no copy.
+                    each(rbuf.split_to(n));
+                }
+                body.remaining -= n as u64;
+                body.seen += n as u64;
+                body.done = body.remaining == 0;
+            }
+            BodyKind::Chunked => {
+                let Some(dec) = body.decoder.as_mut() else {
+                    return Ok(());
+                };
+                while !body.done {
+                    match dec.decode(rbuf).map_err(bad_request)? {
+                        Chunk::Data(d) => {
+                            body.seen += d.len() as u64;
+                            each(d);
+                        }
+                        Chunk::NeedMore => break,
+                        Chunk::Done => body.done = true,
+                    }
+                }
+            }
+            BodyKind::Empty | BodyKind::UntilClose => {}
+        }
+        let limit = self.session.generation.config.http.max_request_body_bytes;
+        if limit > 0 && body.seen > limit {
+            return Err(ProxyError::new(
+                Side::Downstream,
+                Kind::BodyTooLarge,
+                "request body larger than max_request_body_bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), ProxyError> {
+        let stream = &self.session.stream;
+        if stream.has_buffered() {
+            return Ok(());
+        }
+        let t = self.session.generation.config.http.client_body_timeout;
+        ProxyError::timed(
+            monoio::time::timeout(t, stream.readable()).await,
+            BODY_READ_FAILED,
+            BODY_STALLED,
+        )
+    }
+
+    async fn receive(&mut self) -> Result<(), ProxyError> {
+        self.session.read_body(BODY_READ).await
+    }
+}
+
+impl ResponseSink for H1Exchange<'_> {
+    async fn interim(&mut self, head: &ResponseHead) -> Result<(), ProxyError> {
+        if self.version != Version::Http11 {
+            // HTTP/1.0 knows no 1xx responses.
+            return Ok(());
+        }
+        let mut out = BytesMut::new();
+        write::response_head(
+            &mut out,
+            head,
+            ClientFraming::NoBody,
+            Version::Http11,
+            true,
+            true,
+        );
+        self.session.write(out.freeze()).await
+    }
+
+    fn start(
+        &mut self,
+        head: &ResponseHead,
+        body: BodyLength,
+        length_described: bool,
+        reusable: bool,
+    ) -> Next {
+        self.framing = match (body, self.version) {
+            (BodyLength::None, _) => ClientFraming::NoBody,
+            (BodyLength::Known(n), _) => ClientFraming::Length(n),
+            (BodyLength::Unknown, Version::Http11) => ClientFraming::Chunked,
+            (BodyLength::Unknown, Version::Http10) => ClientFraming::Close,
+        };
+        let keep = self.framing != ClientFraming::Close && self.may_keep(reusable);
+        self.out.reserve(512);
+        write::response_head(
+            &mut self.out,
+            head,
+            self.framing,
+            self.version,
+            keep,
+            length_described,
+        );
+        if keep { Next::KeepAlive } else { Next::Close }
+    }
+
+    fn data(&mut self, chunk: Bytes) {
+        if self.framing == ClientFraming::Chunked {
+            if let Some(t) = self.tail.take() {
+                self.out.extend_from_slice(&t);
+            }
+            encode_chunk(&mut self.out, &chunk);
+            return;
+        }
+        if let Some(t) = self.tail.take() {
+            self.out.extend_from_slice(&t);
+        }
+        if self.out.is_empty() {
+            // Sent as it is: no copy.
+            self.tail = Some(chunk);
+        } else {
+            self.out.extend_from_slice(&chunk);
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ProxyError> {
+        if self.out.is_empty() {
+            return match self.tail.take() {
+                Some(t) => self.session.write(t).await,
+                None => Ok(()),
+            };
+        }
+        if let Some(t) = self.tail.take() {
+            self.out.extend_from_slice(&t);
+        }
+        let data = self.out.split().freeze();
+        self.session.write(data).await
+    }
+
+    async fn finish(&mut self) -> Result<(), ProxyError> {
+        if self.framing == ClientFraming::Chunked {
+            if let Some(t) = self.tail.take() {
+                self.out.extend_from_slice(&t);
+            }
+            self.out.extend_from_slice(LAST_CHUNK);
+        }
+        self.flush().await
+    }
+
+    fn raw_socket(&mut self) -> Option<&mut TcpStream> {
+        // Only a Content-Length body goes as it is (no chunk framing around it).
+        if !matches!(self.framing, ClientFraming::Length(_)) {
+            return None;
+        }
+        self.session.stream.splice_socket()
+    }
+
+    async fn respond(&mut self, status: u16, reason: &'static str, reusable: bool) -> Next {
+        let keep = self.may_keep(reusable);
+        let mut out = BytesMut::with_capacity(256);
+        write::simple_response(&mut out, status, reason, self.version, keep);
+        let _ = self.session.write(out.freeze()).await;
+        if keep { Next::KeepAlive } else { Next::Close }
+    }
+}

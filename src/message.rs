@@ -1,0 +1,137 @@
+//! Protocol-neutral HTTP message parts: what an exchange ([`crate::proxy`]) takes in and
+//! hands out, whichever session (HTTP/1.1 today; HTTP/2 streams and upgraded tunnels
+//! next) produced the request and will frame the response.
+//!
+//! Nothing here knows a wire format: no HTTP version, no chunked coding, no connection
+//! buffer. Header names and values are `Bytes` slices of the buffer the session read the
+//! head into, never copied until something edits them. Parsers report what is wrong
+//! with a client's message as a [`Fault`]; the status it earns is chosen in one place,
+//! [`crate::error::ProxyError::status`].
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::tls::TlsInfo;
+
+/// One header field: slices of the buffer the head was read into (or owned bytes once
+/// edited).
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: Bytes,
+    pub value: Bytes,
+}
+
+/// How long a message body is, as far as the exchange needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// The message has no body at all (a GET without one; a response to HEAD; 204; 304).
+    None,
+    /// Exactly this many bytes (0 is an empty body, which is not the same as none).
+    Known(u64),
+    /// Bytes until the sender says the body is done (chunked, an HTTP/2 stream without
+    /// content-length, a close-delimited response).
+    Unknown,
+}
+
+/// What kind of fault made a session refuse a client's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Not valid syntax or framing (request smuggling vectors included).
+    Malformed,
+    /// The request line is longer than `max_request_line_bytes`.
+    LineTooLong,
+    /// The head is larger than its byte limit or has more fields than its count limit.
+    HeadTooLarge,
+    /// A well-formed request line with a version other than HTTP/1.0 or 1.1.
+    Version,
+    /// A transfer coding other than chunked.
+    Coding,
+    /// An `Expect` other than `100-continue`.
+    Expectation,
+    /// A method the proxy does not serve (CONNECT).
+    Method,
+}
+
+/// What the proxy knows about the client, for forwarding headers and logs. Built once per
+/// connection: the address is formatted here, not on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    /// `"https"` or `"http"`: the scheme the client used.
+    pub proto: &'static str,
+    /// The canonical IP (an IPv4-mapped IPv6 address shown as IPv4) as text.
+    ip_text: [u8; 39],
+    ip_len: u8,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr, proto: &'static str) -> ClientInfo {
+        use std::io::Write;
+        let mut ip_text = [0u8; 39];
+        let ip = addr.ip().to_canonical();
+        let mut w = &mut ip_text[..];
+        // 39 bytes hold the longest IPv6 text (8 groups of 4 hex digits and 7 colons).
+        let _ = write!(w, "{ip}");
+        let ip_len = (39 - w.len()) as u8;
+        ClientInfo {
+            addr,
+            proto,
+            ip_text,
+            ip_len,
+        }
+    }
+
+    /// The client's IP as text (canonical form).
+    pub fn ip(&self) -> &[u8] {
+        &self.ip_text[..usize::from(self.ip_len)]
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.addr.ip().to_canonical().is_ipv6()
+    }
+}
+
+/// A request as every session hands it to the exchange.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Bytes,
+    /// `"https"` or `"http"`.
+    pub scheme: &'static str,
+    /// Lower-case host without port (from the target or the Host field; HTTP/2's
+    /// `:authority`); `None` when an HTTP/1.0 client sent none.
+    pub authority: Option<Bytes>,
+    /// Path and query (`/a/b?q`), or `*` for `OPTIONS *`.
+    pub path: Bytes,
+    /// The fields as the client sent them, in order (editable: policies add, remove and
+    /// replace fields). Hop-by-hop and framing fields are still there: whoever writes
+    /// the request for the upstream drops them.
+    pub headers: Vec<Header>,
+    /// The body's length as the client announced it; the bytes come from the session's
+    /// [`crate::proxy::BodySource`].
+    pub body: BodyLength,
+    /// The client (after PROXY protocol / trusted proxies, when those come).
+    pub client: ClientInfo,
+    /// What the connection's TLS handshake settled (`None` on a plain listener).
+    pub tls: Option<Rc<TlsInfo>>,
+    /// When the session had the whole head.
+    pub received: monoio::time::Instant,
+}
+
+impl Request {
+    pub fn is_head(&self) -> bool {
+        self.method.as_ref() == b"HEAD"
+    }
+}
+
+/// A response head as the exchange hands it to a session's sink: the upstream's status,
+/// reason and fields. Hop-by-hop and framing fields are still in `headers`; the session
+/// drops them and writes its own framing.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Bytes,
+    pub headers: Vec<Header>,
+}
