@@ -42,6 +42,10 @@ use crate::tls::TlsInfo;
 const HEAD_READ: usize = 4096;
 /// Request body read size (two TLS records).
 const BODY_READ: usize = 32 * 1024;
+/// Room for a response the proxy generates (status line, four fields, a one-line body).
+const SIMPLE_RESPONSE_CAPACITY: usize = 256;
+/// Room reserved for a relayed response head; bigger heads grow the buffer once.
+const RESPONSE_HEAD_CAPACITY: usize = 512;
 
 /// Serves HTTP/1.1 on a connection whose handshake (if any) is done, to its end. `rbuf`
 /// holds plaintext already read (bytes rustls decrypted before a kTLS switch).
@@ -94,7 +98,7 @@ impl Session {
                     debug!(client = %self.client.addr, error = %e, "request head refused");
                     if let Some(status) = e.status() {
                         let started = Instant::now();
-                        let mut out = BytesMut::with_capacity(256);
+                        let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
                         write::simple_response(&mut out, status, e.reason, Version::Http11, false);
                         let _ = self.write(out.freeze()).await;
                         self.ctx.metrics.request_done(status, started.elapsed());
@@ -455,7 +459,7 @@ impl ResponseSink for H1Exchange<'_> {
             (BodyLength::Unknown, Version::Http10) => ClientFraming::Close,
         };
         let keep = self.framing != ClientFraming::Close && self.may_keep(reusable);
-        self.out.reserve(512);
+        self.out.reserve(RESPONSE_HEAD_CAPACITY);
         write::response_head(
             &mut self.out,
             head,
@@ -520,7 +524,7 @@ impl ResponseSink for H1Exchange<'_> {
 
     async fn respond(&mut self, status: u16, reason: &'static str, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
-        let mut out = BytesMut::with_capacity(256);
+        let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
         write::simple_response(&mut out, status, reason, self.version, keep);
         let _ = self.session.write(out.freeze()).await;
         if keep { Next::KeepAlive } else { Next::Close }

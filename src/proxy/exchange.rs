@@ -23,8 +23,11 @@ use crate::message::{BodyLength, Request};
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
 
-/// Body read size while streaming (two TLS records).
+/// Upstream read size while streaming a body (two TLS records' worth).
 pub(super) const BODY_READ: usize = 32 * 1024;
+/// Room reserved for the request head sent upstream: a browser's head plus the
+/// forwarding fields fits; bigger heads grow the buffer once.
+const REQUEST_HEAD_CAPACITY: usize = 1024;
 /// Request body bytes sent together with the head (and kept for a retry).
 const FIRST_WRITE_BODY: usize = 64 * 1024;
 
@@ -162,7 +165,7 @@ impl Exchange<'_> {
         } else {
             selected.upstream_path(&req.path, &mut scratch)
         };
-        let mut first = BytesMut::with_capacity(1024);
+        let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;
         self.upload.framing = Some(h1::request_head(&mut first, req, up_path, fallback_host));
         // Body bytes already here travel with the head.

@@ -142,3 +142,6 @@ pub struct Outcome {
     pub error: Option<Kind>,
     pub next: Next,
 }
+
+#[cfg(test)]
+mod tests;

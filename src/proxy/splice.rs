@@ -77,40 +77,20 @@ async fn pump(
     mut remaining: u64,
     (src_timeout, dst_timeout): (Duration, Duration),
 ) -> Result<(), ProxyError> {
-    let (src_err, dst_err) = (Side::Upstream, Side::Downstream);
     while remaining > 0 {
         let chunk = remaining.min(PIPE_CHUNK) as u32;
-        let n = match monoio::time::timeout(src_timeout, src.splice_to_pipe(&mut pipe.1, chunk))
-            .await
-        {
-            Ok(Ok(0)) => return Err(closed(src_err, "closed mid-body (splice)")),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                return Err(ProxyError::io(
-                    src_err,
-                    closed_kind(src_err),
-                    "splice read failed",
-                    e,
-                ));
-            }
-            Err(_) => return Err(timed_out(src_err)),
-        };
+        let read = monoio::time::timeout(src_timeout, src.splice_to_pipe(&mut pipe.1, chunk));
+        let n = ProxyError::timed(read.await, UPSTREAM_FAILED, UPSTREAM_STALLED)?;
+        if n == 0 {
+            return Err(UPSTREAM_CLOSED);
+        }
         let mut out = 0;
         while out < n {
-            match monoio::time::timeout(dst_timeout, dst.splice_from_pipe(&mut pipe.0, n - out))
-                .await
-            {
-                Ok(Ok(0)) => return Err(closed(dst_err, "closed while receiving (splice)")),
-                Ok(Ok(m)) => out += m,
-                Ok(Err(e)) => {
-                    return Err(ProxyError::io(
-                        dst_err,
-                        closed_kind(dst_err),
-                        "splice write failed",
-                        e,
-                    ));
-                }
-                Err(_) => return Err(timed_out(dst_err)),
+            let write =
+                monoio::time::timeout(dst_timeout, dst.splice_from_pipe(&mut pipe.0, n - out));
+            match ProxyError::timed(write.await, CLIENT_FAILED, CLIENT_STALLED)? {
+                0 => return Err(CLIENT_CLOSED),
+                m => out += m,
             }
         }
         remaining -= u64::from(n);
@@ -118,20 +98,27 @@ async fn pump(
     Ok(())
 }
 
-fn closed_kind(side: Side) -> Kind {
-    match side {
-        Side::Upstream => Kind::UpstreamClosed,
-        _ => Kind::ClientGone,
-    }
-}
-
-fn closed(side: Side, reason: &'static str) -> ProxyError {
-    ProxyError::new(side, closed_kind(side), reason)
-}
-
-fn timed_out(side: Side) -> ProxyError {
-    match side {
-        Side::Upstream => ProxyError::new(side, Kind::UpstreamTimeout, "upstream stalled (splice)"),
-        _ => ProxyError::new(side, Kind::ClientTimeout, "client stalled (splice)"),
-    }
-}
+const UPSTREAM_FAILED: ProxyError =
+    ProxyError::new(Side::Upstream, Kind::UpstreamClosed, "splice read failed");
+const UPSTREAM_STALLED: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamTimeout,
+    "upstream stalled (splice)",
+);
+const UPSTREAM_CLOSED: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamClosed,
+    "closed mid-body (splice)",
+);
+const CLIENT_FAILED: ProxyError =
+    ProxyError::new(Side::Downstream, Kind::ClientGone, "splice write failed");
+const CLIENT_STALLED: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientTimeout,
+    "client stalled (splice)",
+);
+const CLIENT_CLOSED: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::ClientGone,
+    "closed while receiving (splice)",
+);

@@ -53,6 +53,11 @@ struct ServerPool {
     active: Cell<usize>,
 }
 
+const CONNECT_FAILED: ProxyError =
+    ProxyError::new(Side::Upstream, Kind::ConnectFailed, "connect failed");
+const CONNECT_TIMED_OUT: ProxyError =
+    ProxyError::new(Side::Upstream, Kind::ConnectTimeout, "connect timed out");
+
 /// All upstream pools of one worker.
 pub struct Upstreams {
     live: Arc<Live>,
@@ -182,25 +187,8 @@ impl Upstreams {
             }
         }
         let addr = cfg.servers[server].addr;
-        let stream =
-            match monoio::time::timeout(cfg.connect_timeout, TcpStream::connect_addr(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err(ProxyError::io(
-                        Side::Upstream,
-                        Kind::ConnectFailed,
-                        "connect failed",
-                        e,
-                    ));
-                }
-                Err(_) => {
-                    return Err(ProxyError::new(
-                        Side::Upstream,
-                        Kind::ConnectTimeout,
-                        "connect timed out",
-                    ));
-                }
-            };
+        let connect = monoio::time::timeout(cfg.connect_timeout, TcpStream::connect_addr(addr));
+        let stream = ProxyError::timed(connect.await, CONNECT_FAILED, CONNECT_TIMED_OUT)?;
         let _ = stream.set_nodelay(true);
         self.metrics.upstream_opened.inc();
         Ok(lease(token, stream, false, 0))

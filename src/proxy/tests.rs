@@ -1,0 +1,285 @@
+//! The exchange driven by a session that is not HTTP/1: an in-memory body source and a
+//! sink that records what it is given. Real upstreams (std threads on 127.0.0.1:0)
+//! answer over TCP. The HTTP/1 session on top is covered by the integration tests.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::mpsc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::context::{LocalSignal, WorkerCtx};
+use crate::generation::Live;
+use crate::message::{ClientInfo, Header, Request};
+use crate::upstream::Upstreams;
+
+/// A session of no particular protocol.
+#[derive(Default)]
+struct Recorder {
+    /// Body chunks still "on the wire".
+    pending: VecDeque<&'static [u8]>,
+    /// Received and not yet taken.
+    buffered: Option<BytesMut>,
+    begun: bool,
+    head: Option<(ResponseHead, BodyLength)>,
+    interim: Vec<u16>,
+    data: Vec<u8>,
+    finished: bool,
+    responded: Option<u16>,
+}
+
+impl BodySource for Recorder {
+    fn is_done(&self) -> bool {
+        self.pending.is_empty() && self.buffered.is_none()
+    }
+    async fn begin(&mut self) -> Result<(), ProxyError> {
+        self.begun = true;
+        Ok(())
+    }
+    fn take(&mut self, mut each: impl FnMut(BytesMut)) -> Result<(), ProxyError> {
+        if let Some(b) = self.buffered.take() {
+            each(b);
+        }
+        Ok(())
+    }
+    async fn ready(&self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    async fn receive(&mut self) -> Result<(), ProxyError> {
+        if let Some(c) = self.pending.pop_front() {
+            self.buffered = Some(BytesMut::from(c));
+        }
+        Ok(())
+    }
+}
+
+impl ResponseSink for Recorder {
+    async fn interim(&mut self, head: &ResponseHead) -> Result<(), ProxyError> {
+        self.interim.push(head.status);
+        Ok(())
+    }
+    fn start(&mut self, head: &ResponseHead, body: BodyLength, _: bool, reusable: bool) -> Next {
+        self.head = Some((head.clone(), body));
+        if reusable {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+    fn data(&mut self, chunk: Bytes) {
+        self.data.extend_from_slice(&chunk);
+    }
+    async fn flush(&mut self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    async fn finish(&mut self) -> Result<(), ProxyError> {
+        self.finished = true;
+        Ok(())
+    }
+    fn raw_socket(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+    async fn respond(&mut self, status: u16, _: &'static str, reusable: bool) -> Next {
+        self.responded = Some(status);
+        if reusable {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// An upstream that reads one request (head, and a chunked body up to its last chunk
+/// when it has one), sends it back on `seen` and answers `response`.
+fn upstream(response: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let chunked = text[..end].contains("Transfer-Encoding: chunked");
+            if n == 0 || !chunked || text[end + 4..].ends_with("0\r\n\r\n") {
+                break;
+            }
+        }
+        tx.send(got).unwrap();
+        s.write_all(response).unwrap();
+        // Hold the connection until the pool (or the test's end) closes it.
+        let _ = s.read(&mut buf);
+    });
+    (addr, seen)
+}
+
+fn ctx(upstream: SocketAddr, prefix: &str) -> Rc<WorkerCtx> {
+    let text = format!(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\npath_prefix = \"{prefix}\"\n\
+         upstream = \"a\"\n[upstream.a]\nservers = [\"{upstream}\"]\n"
+    );
+    let config = crate::config::from_toml_str(&text, "t.toml", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let live = Live::new(config).unwrap();
+    let metrics = crate::observe::Registry::new(1, 1).local(0);
+    Rc::new(WorkerCtx {
+        id: 0,
+        upstreams: Upstreams::new(live.clone(), metrics.clone()),
+        live,
+        draining: LocalSignal::default(),
+        closed_all: LocalSignal::default(),
+        metrics,
+        pipes: Default::default(),
+    })
+}
+
+fn request(method: &'static str, path: &'static str, body: BodyLength) -> Request {
+    Request {
+        method: Bytes::from_static(method.as_bytes()),
+        scheme: "https",
+        authority: Some(Bytes::from_static(b"api.test")),
+        path: Bytes::from_static(path.as_bytes()),
+        headers: vec![Header {
+            name: Bytes::from_static(b"Accept"),
+            value: Bytes::from_static(b"*/*"),
+        }],
+        body,
+        client: ClientInfo::new("198.51.100.7:4000".parse().unwrap(), "https"),
+        tls: None,
+        received: Instant::now(),
+    }
+}
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn an_exchange_reports_its_outcome_to_a_session_of_any_protocol() {
+    let (addr, seen) = upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello");
+    let ctx = ctx(addr, "/");
+    let mut s = Recorder::default();
+    let outcome = run(async {
+        let generation = ctx.live.load_full();
+        exchange(
+            &ctx,
+            &generation,
+            request("GET", "/a?b", BodyLength::None),
+            &mut s,
+        )
+        .await
+    });
+    let sent = String::from_utf8(seen.recv().unwrap()).unwrap();
+    assert!(sent.starts_with("GET /a?b HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.contains("\r\nHost: api.test\r\n"), "{sent}");
+    assert!(
+        sent.contains("\r\nX-Forwarded-For: 198.51.100.7\r\n"),
+        "{sent}"
+    );
+    let (head, body) = s.head.as_ref().expect("a response head");
+    assert_eq!((head.status, *body), (200, BodyLength::Known(5)));
+    assert!(head.headers.iter().any(|h| h.name.as_ref() == b"X-Up"));
+    assert_eq!(s.data, b"hello");
+    assert!(s.finished && !s.begun && s.responded.is_none());
+    assert_eq!(outcome.status, 200);
+    assert_eq!((outcome.bytes_in, outcome.bytes_out), (0, 5));
+    assert_eq!(outcome.route, Some(0));
+    assert_eq!(outcome.upstream, Some(addr));
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.next, Next::KeepAlive);
+    let t = outcome.timings;
+    let (connected, first) = (t.connected.unwrap(), t.first_byte.unwrap());
+    assert!(t.received <= connected && connected <= first && first <= t.done);
+}
+
+#[test]
+fn a_body_of_unknown_length_goes_chunked_and_a_chunked_response_comes_back_decoded() {
+    let (addr, seen) = upstream(
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n1\n!\n0\r\n\r\n",
+    );
+    let ctx = ctx(addr, "/");
+    let mut s = Recorder {
+        pending: VecDeque::from([&b"ab"[..], &b"cde"[..]]),
+        ..Recorder::default()
+    };
+    let outcome = run(async {
+        let generation = ctx.live.load_full();
+        exchange(
+            &ctx,
+            &generation,
+            request("POST", "/up", BodyLength::Unknown),
+            &mut s,
+        )
+        .await
+    });
+    let sent = String::from_utf8(seen.recv().unwrap()).unwrap();
+    let (head, body) = sent.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
+    assert_eq!(body, "2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
+    assert!(s.begun, "the body was asked for");
+    let (head, body) = s.head.as_ref().unwrap();
+    assert_eq!((head.status, *body), (201, BodyLength::Unknown));
+    assert_eq!(s.data, b"xyz!");
+    assert_eq!(
+        (outcome.status, outcome.bytes_in, outcome.bytes_out),
+        (201, 5, 4)
+    );
+    assert_eq!(outcome.next, Next::KeepAlive);
+}
+
+#[test]
+fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
+    // Nothing listens on a port just closed.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ctx = ctx(closed, "/api/");
+    let mut s = Recorder::default();
+    let outcome = run(async {
+        let generation = ctx.live.load_full();
+        exchange(
+            &ctx,
+            &generation,
+            request("GET", "/other", BodyLength::None),
+            &mut s,
+        )
+        .await
+    });
+    assert_eq!((s.responded, outcome.status), (Some(404), 404));
+    assert_eq!((outcome.route, outcome.upstream), (None, None));
+    assert_eq!(
+        outcome.next,
+        Next::KeepAlive,
+        "a 404 leaves the connection usable"
+    );
+
+    let mut s = Recorder::default();
+    let outcome = run(async {
+        let generation = ctx.live.load_full();
+        exchange(
+            &ctx,
+            &generation,
+            request("GET", "/api/x", BodyLength::None),
+            &mut s,
+        )
+        .await
+    });
+    assert_eq!((s.responded, outcome.status), (Some(502), 502));
+    assert_eq!(outcome.error, Some(crate::error::Kind::ConnectFailed));
+    assert_eq!(outcome.route, Some(0));
+    assert!(s.head.is_none());
+}
