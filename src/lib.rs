@@ -34,13 +34,11 @@
 
 pub mod alloc;
 pub mod config;
-pub mod conn;
 pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod generation;
 pub mod http1;
-pub mod ktls;
 pub mod listener;
 pub mod logging;
 pub mod observe;
@@ -48,6 +46,6 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod signals;
-pub mod tls;
+pub mod transport;
 pub mod upstream;
 pub mod worker;

@@ -27,8 +27,8 @@ use super::exchange::{
     BODY_READ, BODY_READ_FAILED, BODY_STALLED, READ_FAILED, READ_TIMED_OUT, RequestBody,
     WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
 };
-use crate::conn::write_tcp;
 use crate::error::ProxyError;
+use crate::transport::write_tcp;
 use crate::upstream::{Lease, UpstreamWriter};
 
 /// Body bytes queued for the upstream before the client is read again (backpressure).
@@ -169,7 +169,7 @@ impl Connection {
 
 /// Completes when the client has body bytes to read (buffered, or on the socket).
 async fn client_readable(
-    stream: &crate::conn::ClientStream,
+    stream: &crate::transport::ClientStream,
     timeout: Duration,
 ) -> Result<(), ProxyError> {
     if stream.has_buffered() {

@@ -32,13 +32,13 @@ use monoio::time::Instant;
 use tracing::debug;
 
 use crate::config::KtlsMode;
-use crate::conn::{ClientStream, HandshakeError, Offload};
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, ListenerTls};
 use crate::http1::parse::{self, HeadLimits, Parsed, RequestHead, Version};
 use crate::http1::write::{self, ClientInfo};
 use crate::observe::metrics::HandshakeFailure;
-use crate::tls::TlsInfo;
+use crate::transport::tls::TlsInfo;
+use crate::transport::{ClientStream, HandshakeError, Offload};
 use crate::worker::WorkerCtx;
 
 /// Per-listener settings a connection needs (TLS settings are in the generation).
@@ -112,7 +112,8 @@ async fn handshake(
             return None;
         }
     };
-    let want_ktls = listener.ktls != KtlsMode::Off && crate::ktls::support().is_available();
+    let want_ktls =
+        listener.ktls != KtlsMode::Off && crate::transport::ktls::support().is_available();
     let mut s = ClientStream::tls(tcp, conn, want_ktls);
     let sni = match monoio::time::timeout(listener.handshake_timeout, s.handshake()).await {
         Ok(Ok(sni)) => sni,

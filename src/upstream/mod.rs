@@ -22,7 +22,6 @@
 //! settings. The round-robin cursor lives per upstream name.
 
 pub mod balance;
-pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -36,7 +35,7 @@ use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, Live};
 use crate::listener::Pending;
 use crate::observe::Local;
-pub use stream::{UpstreamStream, UpstreamWriter};
+pub use crate::transport::upstream::{UpstreamStream, UpstreamWriter};
 
 struct Idle {
     stream: TcpStream,

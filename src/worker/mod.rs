@@ -30,9 +30,9 @@ use monoio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::generation::Live;
-use crate::ktls::Fallback;
 use crate::observe::Local;
 use crate::proxy::{self, ListenerCtx};
+use crate::transport::ktls::Fallback;
 use crate::upstream::Upstreams;
 use signal::LocalSignal;
 
@@ -353,7 +353,7 @@ pub fn log_fallback_once(reason: Fallback) {
         // The probe ran on the main thread at start-up; this only formats its answer.
         warn!(
             reason = reason.name(),
-            kernel = %crate::ktls::support().describe(),
+            kernel = %crate::transport::ktls::support().describe(),
             "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
         );
     }

@@ -8,7 +8,7 @@
 //! (`EMSGSIZE` → record_overflow). A peer's own fatal alert closes without an answer.
 //! Peer faults are reported as `io::Error`s for the proxy to log at debug level.
 //!
-//! [`records`]: crate::ktls::records
+//! [`records`]: crate::transport::ktls::records
 
 use std::io;
 
@@ -17,8 +17,8 @@ use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 
 use super::{ClientStream, read_tcp};
-use crate::ktls::{self, ControlRecord, records};
 use crate::observe::Local;
+use crate::transport::ktls::{self, ControlRecord, records};
 
 /// A connection whose record layer is in the kernel.
 pub(super) struct KtlsState {

@@ -15,9 +15,7 @@ use monoio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
-mod kernel;
-
-use kernel::KtlsState;
+use super::kernel::KtlsState;
 
 /// Ciphertext read size: one maximal TLS record plus header fits.
 const CIPHER_READ: usize = 17 * 1024;
@@ -102,9 +100,9 @@ impl From<TlsError> for HandshakeError {
 /// The client's connection: plaintext HTTP in and out, whatever the transport: plain
 /// TCP, rustls in userspace (`tls`), or kernel TLS after the switch (`ktls`).
 pub struct ClientStream {
-    tcp: TcpStream,
+    pub(super) tcp: TcpStream,
     tls: Option<Box<TlsState>>,
-    ktls: Option<Box<KtlsState>>,
+    pub(super) ktls: Option<Box<KtlsState>>,
     /// Read handshake records one by one, so no byte after the handshake is taken from
     /// the socket before the kernel can (set when kTLS may follow).
     exact_records: bool,
@@ -116,7 +114,7 @@ pub enum Offload {
     /// The kernel now does the record layer.
     Kernel,
     /// The connection stays in userspace rustls.
-    Fallback(crate::ktls::Fallback),
+    Fallback(crate::transport::ktls::Fallback),
     /// The switch failed after the secrets left rustls: the connection must close.
     Failed(String),
 }
@@ -210,7 +208,7 @@ impl ClientStream {
         plaintext: &mut BytesMut,
         metrics: &crate::observe::Local,
     ) -> Offload {
-        use crate::ktls::{self, Fallback};
+        use crate::transport::ktls::{self, Fallback};
         let Some(tls) = self.tls.as_mut() else {
             return Offload::Fallback(Fallback::Setup);
         };
@@ -288,7 +286,9 @@ impl ClientStream {
             }
             if let Some(flight) = hello.as_mut() {
                 flight.extend_from_slice(&tls.cin[tls.cin.len() - n..]);
-                if let crate::tls::hello::Sni::Done(name) = crate::tls::hello::sni(flight) {
+                if let crate::transport::tls::hello::Sni::Done(name) =
+                    crate::transport::tls::hello::sni(flight)
+                {
                     sni = name;
                     hello = None;
                 }

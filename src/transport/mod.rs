@@ -1,0 +1,24 @@
+//! ②③ Transport: the byte streams on a worker — the client's (plain TCP, rustls in
+//! userspace, or kernel TLS after the switch) and the upstream's.
+//!
+//! Its one responsibility is bytes in and out: reads append plaintext to a caller's
+//! `BytesMut`, writes take `Bytes`; TLS records are encrypted and decrypted here (②, the
+//! rustls handshake and record layer) or by the kernel once the secrets moved there (③,
+//! [`ktls`]). It never parses HTTP and never picks a status code: failures are
+//! `io::Error`s (or a [`HandshakeError`]) for the proxy to map.
+//!
+//! - `stream`: the client stream, one enum of plain | rustls | kernel.
+//! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
+//! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
+//! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
+//! - [`upstream`]: an upstream connection's stream (plain TCP, whole or split).
+//!
+//! [`TlsInfo`]: tls::TlsInfo
+
+mod kernel;
+pub mod ktls;
+mod stream;
+pub mod tls;
+pub mod upstream;
+
+pub use stream::{ClientStream, HandshakeError, Offload, read_tcp, write_tcp};
