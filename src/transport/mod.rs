@@ -7,7 +7,9 @@
 //! [`ktls`]). It never parses HTTP and never picks a status code: failures are
 //! `io::Error`s (or a [`HandshakeError`]) for the proxy to map.
 //!
-//! - `stream`: the client stream, one enum of plain | rustls | kernel.
+//! - `stream`: [`Stream`], one enum of plain | rustls | kernel, for either TLS role
+//!   ([`ClientStream`]: we are the server; [`UpstreamTlsStream`]: we are the client).
+//! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
 //! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
 //! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
 //! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
@@ -15,10 +17,12 @@
 //!
 //! [`TlsInfo`]: tls::TlsInfo
 
+mod driver;
 mod kernel;
 pub mod ktls;
 mod stream;
 pub mod tls;
 pub mod upstream;
 
-pub use stream::{ClientStream, HandshakeError, Offload, read_tcp, write_tcp};
+pub use driver::{HandshakeError, Role};
+pub use stream::{ClientStream, Offload, Stream, UpstreamTlsStream, read_tcp, write_tcp};
