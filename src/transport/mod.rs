@@ -9,6 +9,8 @@
 //!
 //! - `stream`: [`Stream`], one enum of plain | rustls | kernel, for either TLS role
 //!   ([`ClientStream`]: we are the server; [`UpstreamTlsStream`]: we are the client).
+//! - [`accept`]: a client connection's TLS setup (timeout-bounded handshake, [`TlsInfo`],
+//!   metrics, the kTLS switch with its fallback).
 //! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
 //! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
 //! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
@@ -17,6 +19,7 @@
 //!
 //! [`TlsInfo`]: tls::TlsInfo
 
+mod accept;
 mod driver;
 mod kernel;
 pub mod ktls;
@@ -24,5 +27,6 @@ mod stream;
 pub mod tls;
 pub mod upstream;
 
+pub use accept::accept;
 pub use driver::{HandshakeError, Role};
 pub use stream::{ClientStream, Offload, Stream, UpstreamTlsStream, read_tcp, write_tcp};

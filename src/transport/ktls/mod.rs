@@ -24,6 +24,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
 use rustls::CipherSuite;
@@ -72,6 +73,21 @@ impl Fallback {
             Fallback::Setup => "setup_failed",
             Fallback::Buffered => "buffered_handshake_bytes",
         }
+    }
+}
+
+static FALLBACK_SEEN: [AtomicBool; Fallback::ALL.len()] =
+    [const { AtomicBool::new(false) }; Fallback::ALL.len()];
+
+/// Logs the first kTLS fallback of each reason in this process (not one per connection).
+pub fn log_fallback_once(reason: Fallback) {
+    if !FALLBACK_SEEN[reason.index()].swap(true, Ordering::Relaxed) {
+        // The probe ran on the main thread at start-up; this only formats its answer.
+        tracing::warn!(
+            reason = reason.name(),
+            kernel = %support().describe(),
+            "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
+        );
     }
 }
 
