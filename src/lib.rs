@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! client ─TCP─▶ ① accept         worker::accept_loop, listener   (SO_REUSEPORT, caps, EMFILE backoff)
-//!              ② TLS handshake   tls (ServerConfig, SNI), conn  (rustls unbuffered, handshake timeout)
-//!              ③ kernel TLS      ktls, conn::kernel             (secrets → TLS_TX/RX, control records, re-keys)
+//!              ② TLS handshake   transport, transport::tls      (rustls, server + client role; TlsInfo)
+//!              ③ kernel TLS      transport::ktls                (secrets → TLS_TX/RX, control records, re-keys)
 //!              ④ HTTP/1 parse    http1::parse / body            (no I/O; strict framing)
 //!              ⑤ policy          (to come: rate limits, auth)
 //!              ⑥ route           route                          (Host + longest prefix)
@@ -24,7 +24,8 @@
 //! [`generation`]: the current configuration (config, router, TLS configs) behind an
 //! atomically swapped pointer, loaded once per exchange and replaced by a reload
 //! (SIGHUP, `ringgate reload`, a changed certificate file) built on a helper thread.
-//! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
+//! [`transport`] owns every byte stream (client and upstream; plain, rustls or kernel TLS)
+//! and never parses HTTP. [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
 //! each signal an operator may send means; [`logging`] keeps log writes off the workers
 //! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
 //! [`observe`] holds every counter and histogram (per worker, single writer, summed on

@@ -44,8 +44,9 @@ pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result
     res.map(|_| ())
 }
 
-/// A connection's plaintext in and out, whatever carries it (see [`Layer`]). `R` is our
-/// TLS role on it.
+/// A connection's plaintext in and out, whatever carries it: plain TCP, rustls, or the
+/// kernel after the switch (one `Layer` enum, never two `Option`s). `R` is our TLS role
+/// on it.
 pub struct Stream<R: Role> {
     pub(super) tcp: TcpStream,
     pub(super) layer: Layer<R>,
