@@ -25,9 +25,10 @@
 //! atomically swapped pointer, loaded once per exchange and replaced by a reload
 //! (SIGHUP, `ringgate reload`, a changed certificate file) built on a helper thread.
 //! [`transport`] owns every byte stream (client and upstream; plain, rustls or kernel TLS)
-//! and never parses HTTP. [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
-//! each signal an operator may send means; [`logging`] keeps log writes off the workers
-//! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
+//! and never parses HTTP. [`demo`] is the embedded zero-config setup behind `ringgate
+//! demo`. [`signals`] says what each signal an operator may send means; [`logging`] keeps
+//! log writes off the workers (one writer thread, dropped lines counted) and
+//! peer-triggered library messages at debug.
 //! [`observe`] holds every counter and histogram (per worker, single writer, summed on
 //! read) and the admin listener serving `/metrics`, `/healthz` and `/readyz`.
 
