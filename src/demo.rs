@@ -17,9 +17,9 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::{Config, ConfigErrors};
-use crate::conn::{read_tcp, write_tcp};
 use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{self, BodyKind, HeadLimits, Parsed};
+use crate::transport::{read_tcp, write_tcp};
 
 /// Files written for the demo.
 #[derive(Debug)]

@@ -185,14 +185,18 @@ fn io_uring(intent: &Intent) -> Check {
 }
 
 fn ktls(intent: &Intent, v: Option<(u32, u32)>) -> Check {
-    ktls_check(crate::ktls::support(), intent.ktls, v)
+    ktls_check(crate::transport::ktls::support(), intent.ktls, v)
 }
 
 /// The kTLS line: "no tls ULP" (TCP_ULP refused), "ULP attaches but every cipher is
 /// refused" (TLS_TX fails: AEAD modules missing) and "some ciphers refused" are three
 /// different problems with three different fixes.
-fn ktls_check(support: &crate::ktls::Support, mode: KtlsMode, v: Option<(u32, u32)>) -> Check {
-    use crate::ktls::Support;
+fn ktls_check(
+    support: &crate::transport::ktls::Support,
+    mode: KtlsMode,
+    v: Option<(u32, u32)>,
+) -> Check {
+    use crate::transport::ktls::Support;
     let rekey = if v.is_some_and(|v| v >= (6, 14)) {
         "; TLS 1.3 re-key supported"
     } else {
@@ -507,7 +511,7 @@ mod tests {
 
     #[test]
     fn ktls_wording_tells_no_ulp_from_no_ciphers_from_some_refused() {
-        use crate::ktls::{CASES, Support};
+        use crate::transport::ktls::{CASES, Support};
         let enoent = "No such file or directory (os error 2)".to_string();
         let no_ulp = ktls_check(
             &Support::NoUlp("the kernel refuses TCP_ULP \"tls\" (no tls module)".into()),
@@ -538,11 +542,11 @@ mod tests {
             offered: CASES
                 .iter()
                 .copied()
-                .filter(|c| c.aead != crate::ktls::Aead::Chacha20Poly1305)
+                .filter(|c| c.aead != crate::transport::ktls::Aead::Chacha20Poly1305)
                 .collect(),
             refused: CASES
                 .iter()
-                .filter(|c| c.aead == crate::ktls::Aead::Chacha20Poly1305)
+                .filter(|c| c.aead == crate::transport::ktls::Aead::Chacha20Poly1305)
                 .map(|c| (*c, enoent.clone()))
                 .collect(),
         };
@@ -564,7 +568,7 @@ mod tests {
         let mut intent = Intent::defaults();
         intent.ktls = KtlsMode::On;
         let c = ktls(&intent, Some((6, 1)));
-        if crate::ktls::support().is_available() {
+        if crate::transport::ktls::support().is_available() {
             assert_eq!(c.level, Level::Pass);
         } else {
             assert_eq!(c.level, Level::Fail);

@@ -34,9 +34,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
 use crate::route::Router;
-use crate::tls::{TlsSetupError, TlsShared};
+use crate::transport::tls::{TlsSetupError, TlsShared};
 
 /// The TLS side of one running listener in one generation.
+#[derive(Clone)]
 pub struct ListenerTls {
     pub server_config: Arc<ServerConfig>,
     pub handshake_timeout: Duration,
@@ -462,7 +463,7 @@ fn listener_tls(
     }
     if t.ktls == KtlsMode::On {
         // Probed once per process and cached: no kernel call after the first.
-        let support = crate::ktls::support();
+        let support = crate::transport::ktls::support();
         if !support.is_available() {
             return Err(BuildError::Ktls {
                 addr: l.addr,
@@ -470,10 +471,11 @@ fn listener_tls(
             });
         }
     }
-    let server_config = crate::tls::server_config(t, shared).map_err(|error| BuildError::Tls {
-        addr: l.addr,
-        error,
-    })?;
+    let server_config =
+        crate::transport::tls::server_config(t, shared).map_err(|error| BuildError::Tls {
+            addr: l.addr,
+            error,
+        })?;
     Ok(Some(ListenerTls {
         server_config,
         handshake_timeout: t.handshake_timeout,

@@ -8,15 +8,28 @@
 //! ## Data path, and who owns each step
 //!
 //! ```text
-//! client ─TCP─▶ ① accept         worker::accept_loop, listener   (SO_REUSEPORT, caps, EMFILE backoff)
-//!              ② TLS handshake   tls (ServerConfig, SNI), conn  (rustls unbuffered, handshake timeout)
-//!              ③ kernel TLS      ktls, conn::kernel             (secrets → TLS_TX/RX, control records, re-keys)
-//!              ④ HTTP/1 parse    http1::parse / body            (no I/O; strict framing)
-//!              ⑤ policy          (to come: rate limits, auth)
-//!              ⑥ route           route                          (Host + longest prefix)
-//!              ⑦ upstream        upstream                       (per-worker pools, idle checks, balance)
-//!              ⑧ response        proxy                          (both bodies at once: full duplex; splice)
+//! client ─TCP─▶ ① accept      worker (accept loop, conn.rs), listener  (SO_REUSEPORT, caps, EMFILE backoff)
+//!              ② transport   transport, transport::tls             (plain | rustls | kernel stream; one TLS
+//!                                                                    driver, server and client role; TlsInfo)
+//!              ③ kernel TLS  transport::ktls                       (secrets → TLS_TX/RX, control records, re-keys)
+//!              ④ session     http1::server (http1::parse/body/write: no I/O)
+//!                                                                   (heads, body framing, 100-continue,
+//!                                                                    keep-alive, pipelining, linger)
+//!              ⑤ exchange    proxy::exchange                       (message::Request in → BodySource /
+//!                                                                    ResponseSink → Outcome; duplex, splice)
+//!              ⑥ policy      (to come: between session and route, inside the exchange)
+//!              ⑦ route       route                                 (Host + longest prefix)
+//!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
+//!              ⑨ observe     observe                               (per-worker metrics, admin listener)
 //! ```
+//!
+//! Modules depend downwards only: `worker` → `http1::server` → `proxy` → `upstream`,
+//! `route` → `transport`, `message`, `context`, `generation`, `config`, `observe`; the
+//! HTTP/1 codec (`http1::{parse, body, write}`) is a leaf both the session and
+//! `upstream::h1` use. [`message`] is what the exchange speaks — no HTTP version, no
+//! chunked coding, no connection buffer — so an HTTP/2 stream or a tunnel can drive the
+//! same [`proxy::exchange`]. [`context::WorkerCtx`] is what every task on a worker can
+//! reach (the live generation, pools, counters, drain signal).
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
@@ -24,24 +37,25 @@
 //! [`generation`]: the current configuration (config, router, TLS configs) behind an
 //! atomically swapped pointer, loaded once per exchange and replaced by a reload
 //! (SIGHUP, `ringgate reload`, a changed certificate file) built on a helper thread.
-//! [`demo`] is the embedded zero-config setup behind `ringgate demo`. [`signals`] says what
-//! each signal an operator may send means; [`logging`] keeps log writes off the workers
-//! (one writer thread, dropped lines counted) and peer-triggered library messages at debug.
-//! [`observe`] holds every counter and histogram (per worker, single writer, summed on
-//! read) and the admin listener serving `/metrics`, `/healthz` and `/readyz`.
+//! [`transport`] owns every byte stream (client and upstream; plain, rustls or kernel TLS)
+//! and never parses HTTP. [`error`] is the one error type of the request path and the one
+//! place a failure becomes a status. [`demo`] is the embedded zero-config setup behind
+//! `ringgate demo`. [`signals`] says what each signal an operator may send means;
+//! [`logging`] keeps log writes off the workers (one writer thread, dropped lines
+//! counted) and peer-triggered library messages at debug. [`observe`] holds every counter
+//! and histogram (per worker, single writer, summed on read) and the admin listener
+//! serving `/metrics`, `/healthz` and `/readyz`.
 
 #![deny(unsafe_code)]
 
 pub mod alloc;
 pub mod config;
-pub mod conn;
 pub mod context;
 pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod generation;
 pub mod http1;
-pub mod ktls;
 pub mod listener;
 pub mod logging;
 pub mod message;
@@ -50,6 +64,6 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod signals;
-pub mod tls;
+pub mod transport;
 pub mod upstream;
 pub mod worker;

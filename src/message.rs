@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::tls::TlsInfo;
+use crate::transport::tls::TlsInfo;
 
 /// One header field: slices of the buffer the head was read into (or owned bytes once
 /// edited).

@@ -29,7 +29,7 @@ pub enum StartError {
     /// A listener's TLS configuration could not be built.
     Tls {
         addr: SocketAddr,
-        error: crate::tls::TlsSetupError,
+        error: crate::transport::tls::TlsSetupError,
     },
     /// A socket could not be created or bound.
     Bind {
@@ -113,7 +113,7 @@ impl Server {
                 && t.ktls != KtlsMode::Off
             {
                 // Probed here, on the main thread, so no worker ever blocks on it.
-                let support = crate::ktls::support();
+                let support = crate::transport::ktls::support();
                 if t.ktls == KtlsMode::On && !support.is_available() {
                     return Err(StartError::Ktls {
                         addr: l.addr,

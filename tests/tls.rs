@@ -408,7 +408,7 @@ fn ktls_on_refuses_to_start_without_kernel_tls() {
         .upstream("backend", &[backend.addr], &[])
         .build();
     let config = ringgate::config::from_toml_str(&toml, "test.toml", pki.dir()).unwrap();
-    let available = ringgate::ktls::support().is_available();
+    let available = ringgate::transport::ktls::support().is_available();
     match ringgate::server::Server::start(config) {
         Ok(handle) => {
             assert!(

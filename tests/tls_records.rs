@@ -1,7 +1,7 @@
-//! The userspace TLS record layer (rustls' unbuffered API driven by src/conn.rs): records
-//! split across many TCP segments, several requests in one record, a request bigger than
-//! one record, client KeyUpdates in both directions, close_notify, and a tampered record,
-//! which must cost only its own connection. kTLS is off here so these run the same on
+//! The userspace TLS record layer (rustls' unbuffered API driven by
+//! src/transport/driver.rs): records split across many TCP segments, several requests in
+//! one record, a request bigger than one record, client KeyUpdates in both directions,
+//! close_notify, and a tampered record, which must cost only its own connection. kTLS is off here so these run the same on
 //! hosts that have it.
 
 mod common;

@@ -30,13 +30,13 @@ use tracing::debug;
 use super::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use super::parse::{self, BodyKind, HeadLimits, Parsed, RequestHead, Version};
 use super::write::{self, ClientFraming};
-use crate::conn::ClientStream;
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::Generation;
 use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
 use crate::proxy::{self, BodySource, Next, ResponseSink};
-use crate::tls::TlsInfo;
+use crate::transport::ClientStream;
+use crate::transport::tls::TlsInfo;
 
 /// Read size for request heads; heads grow the buffer only when they need to.
 const HEAD_READ: usize = 4096;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::Kind;
-use crate::ktls::Fallback;
+use crate::transport::ktls::Fallback;
 
 /// A monotonic counter with one writer.
 #[derive(Debug, Default)]

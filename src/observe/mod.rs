@@ -26,7 +26,7 @@ use metrics::{
     UPSTREAM_ERROR_KINDS,
 };
 
-use crate::ktls::Fallback;
+use crate::transport::ktls::Fallback;
 
 /// Prometheus metric types the registry renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

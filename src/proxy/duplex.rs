@@ -27,8 +27,8 @@ use super::BodySource;
 use super::exchange::{
     BODY_READ, Exchange, READ_FAILED, READ_TIMED_OUT, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
 };
-use crate::conn::write_tcp;
 use crate::error::ProxyError;
+use crate::transport::write_tcp;
 use crate::upstream::{Lease, UpstreamWriter};
 
 /// Body bytes queued for the upstream before the client is read again (backpressure).

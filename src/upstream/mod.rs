@@ -23,7 +23,6 @@
 
 pub mod balance;
 pub mod h1;
-pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -37,7 +36,7 @@ use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, Live};
 use crate::listener::Pending;
 use crate::observe::Local;
-pub use stream::{UpstreamStream, UpstreamWriter};
+pub use crate::transport::upstream::{UpstreamStream, UpstreamWriter};
 
 struct Idle {
     stream: TcpStream,

@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use crate::context::{LocalSignal, WorkerCtx};
 use crate::generation::Live;
-use crate::ktls::Fallback;
 use crate::observe::Local;
+use crate::transport::ktls::Fallback;
 use crate::upstream::Upstreams;
 
 /// A worker's totals, returned when it stops (read from its metrics).
@@ -328,21 +328,6 @@ async fn memory_loop(ctx: Rc<WorkerCtx>) {
             _ = monoio::time::sleep(Duration::from_secs(1)) => crate::alloc::release_free_memory(),
             _ = ctx.draining.wait() => return,
         }
-    }
-}
-
-static FALLBACK_SEEN: [AtomicBool; Fallback::ALL.len()] =
-    [const { AtomicBool::new(false) }; Fallback::ALL.len()];
-
-/// Logs the first kTLS fallback of each reason in this process (not one per connection).
-pub fn log_fallback_once(reason: Fallback) {
-    if !FALLBACK_SEEN[reason.index()].swap(true, Ordering::Relaxed) {
-        // The probe ran on the main thread at start-up; this only formats its answer.
-        warn!(
-            reason = reason.name(),
-            kernel = %crate::ktls::support().describe(),
-            "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
-        );
     }
 }
 

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use rustls::server::UnbufferedServerConnection;
 use rustls::{HandshakeKind, ProtocolVersion};
 use rustls_pki_types::CertificateDer;
+
+use crate::transport::Role;
 
 /// The facts of one TLS connection.
 #[derive(Debug, Clone)]
@@ -30,13 +31,10 @@ pub struct TlsInfo {
 }
 
 impl TlsInfo {
-    /// Reads the facts off a connection whose handshake just completed; `sni` as the
-    /// handshake read it from the ClientHello.
-    pub fn of(
-        conn: &UnbufferedServerConnection,
-        sni: Option<String>,
-        handshake_duration: Duration,
-    ) -> TlsInfo {
+    /// Reads the facts off a connection whose handshake just completed (either role; on
+    /// the client role `client_chain` is the server's chain); `sni` as the handshake
+    /// read it from the ClientHello, or as the client role sent it.
+    pub fn of<R: Role>(conn: &R, sni: Option<String>, handshake_duration: Duration) -> TlsInfo {
         TlsInfo {
             sni,
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),

@@ -24,11 +24,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
 use rustls::CipherSuite;
 use rustls::kernel::KernelConnection;
-use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+
+use super::driver::Role;
 
 pub mod records;
 
@@ -71,6 +73,21 @@ impl Fallback {
             Fallback::Setup => "setup_failed",
             Fallback::Buffered => "buffered_handshake_bytes",
         }
+    }
+}
+
+static FALLBACK_SEEN: [AtomicBool; Fallback::ALL.len()] =
+    [const { AtomicBool::new(false) }; Fallback::ALL.len()];
+
+/// Logs the first kTLS fallback of each reason in this process (not one per connection).
+pub fn log_fallback_once(reason: Fallback) {
+    if !FALLBACK_SEEN[reason.index()].swap(true, Ordering::Relaxed) {
+        // The probe ran on the main thread at start-up; this only formats its answer.
+        tracing::warn!(
+            reason = reason.name(),
+            kernel = %support().describe(),
+            "kernel TLS not used, serving in userspace rustls (logged once per reason; counted per connection)"
+        );
     }
 }
 
@@ -349,14 +366,15 @@ pub fn attach_ulp(fd: &impl AsRawFd) -> Result<(), Fallback> {
 pub struct SwitchError(pub String);
 
 /// Step 2: move the traffic secrets from rustls into the kernel. Consumes the rustls
-/// connection and returns what rustls keeps afterwards (the TLS 1.3 key schedule, for
-/// KeyUpdates); on error the connection cannot continue.
-pub fn install(
+/// connection (either role: server facing a client, client facing an upstream) and
+/// returns what rustls keeps afterwards (the TLS 1.3 key schedule, for KeyUpdates); on
+/// error the connection cannot continue.
+pub fn install<R: Role>(
     fd: &impl AsRawFd,
-    conn: UnbufferedServerConnection,
-) -> Result<KernelConnection<ServerConnectionData>, SwitchError> {
+    conn: R,
+) -> Result<KernelConnection<R::Data>, SwitchError> {
     let (secrets, kernel) = conn
-        .dangerous_into_kernel_connection()
+        .dangerous_into_kernel()
         .map_err(|e| SwitchError(format!("extracting secrets: {e}")))?;
     let version = kernel_version(&kernel).map_err(SwitchError)?;
     let (tx_seq, tx) = secrets.tx;
@@ -366,9 +384,7 @@ pub fn install(
     Ok(kernel)
 }
 
-fn kernel_version(
-    kernel: &KernelConnection<ServerConnectionData>,
-) -> Result<ProtocolVersion, String> {
+fn kernel_version<D>(kernel: &KernelConnection<D>) -> Result<ProtocolVersion, String> {
     match kernel.protocol_version() {
         rustls::ProtocolVersion::TLSv1_3 => Ok(ProtocolVersion::TLSv1_3),
         rustls::ProtocolVersion::TLSv1_2 => Ok(ProtocolVersion::TLSv1_2),
@@ -408,9 +424,9 @@ fn set_key(
 /// the peer's next receive key, and when asked, sends our KeyUpdate under the current key
 /// and then installs our next send key (RFC 8446 §4.6.3). Kernels before 6.14 refuse to
 /// replace a key (EBUSY): the error tells the caller to close the connection.
-pub fn rekey(
+pub fn rekey<D>(
     fd: &impl AsRawFd,
-    kernel: &mut KernelConnection<ServerConnectionData>,
+    kernel: &mut KernelConnection<D>,
     request: u8,
 ) -> io::Result<()> {
     let refused = |e: String| io::Error::other(format!("re-key refused by the kernel: {e}"));

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use crate::conn::{read_tcp, write_tcp};
+use crate::transport::{read_tcp, write_tcp};
 
 /// The write half of a split upstream stream.
 pub type UpstreamWriter = OwnedWriteHalf<TcpStream>;

@@ -6,7 +6,7 @@
 //! a server-side session cache. The ticketer and the cache ([`TlsShared`]) are made once
 //! per listener and put into every generation's `ServerConfig`, so any worker resumes any
 //! session, before and after a reload. This module never touches a socket; the handshake
-//! itself runs in [`crate::conn`].
+//! itself runs in [`crate::transport`] ([`crate::transport::accept`]).
 
 pub mod hello;
 mod info;

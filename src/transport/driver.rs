@@ -1,50 +1,104 @@
-//! Byte streams on a worker: the client side (plain TCP or rustls in userspace) and the
-//! upstream side (plain TCP), over monoio's owned-buffer I/O.
+//! The rustls unbuffered driver: one state machine loop for both TLS roles — the server
+//! role facing a client, the client role facing an upstream.
 //!
-//! Reads append to a caller's `BytesMut`; writes take `Bytes` so plain TCP can hand the
-//! buffer to the kernel without a copy. TLS records are encrypted and decrypted here, so
-//! the HTTP layer above only ever sees plaintext. This module never parses HTTP and never
-//! decides a status code; it reports `io::Error`s and lets the proxy map them.
+//! rustls' unbuffered API hands out states (encode this, transmit that, here is
+//! plaintext, blocked on the peer); [`TlsDriver`] runs them over a socket with buffers it
+//! owns, so an idle connection holds none of them. rustls decrypts in place in `cin` and
+//! encrypts straight into `out`. What differs between the roles is only which rustls type
+//! runs the records and hands over the secrets, and that is the [`Role`] trait. This file
+//! does no HTTP, chooses no status and sends nothing but TLS records.
 
 use std::io;
+use std::ops::Deref;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ExtractedSecrets;
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedConnectionCommon,
+    UnbufferedStatus,
+};
 
-mod kernel;
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for rustls::server::UnbufferedServerConnection {}
+    impl Sealed for rustls::client::UnbufferedClientConnection {}
+}
 
-use kernel::KtlsState;
+/// A side of a TLS connection rustls' unbuffered API can drive: the server role
+/// ([`UnbufferedServerConnection`], facing a client) or the client role
+/// ([`UnbufferedClientConnection`], facing an upstream). rustls defines the record
+/// processing and the secret hand-over once per role; this names them once, so one
+/// driver serves both. Sealed: only these two implement it.
+pub trait Role: Deref<Target = UnbufferedConnectionCommon<Self::Data>> + sealed::Sealed {
+    /// rustls' per-role connection data (`ServerConnectionData` / `ClientConnectionData`).
+    type Data;
+
+    /// Runs rustls over `incoming` until its next state.
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+
+    /// Hands the traffic secrets over for kernel TLS, keeping what rustls needs afterwards
+    /// (the TLS 1.3 key schedule). Exposes key material: only for [`super::ktls::install`].
+    fn dangerous_into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<Self::Data>), rustls::Error>;
+}
+
+impl Role for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
+        // The inherent method of the deref target, not this trait method again.
+        (**self).process_tls_records(incoming)
+    }
+
+    fn dangerous_into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<ServerConnectionData>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
+    }
+}
+
+impl Role for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+
+    fn process_tls_records<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
+        (**self).process_tls_records(incoming)
+    }
+
+    fn dangerous_into_kernel(
+        self,
+    ) -> Result<(ExtractedSecrets, KernelConnection<ClientConnectionData>), rustls::Error> {
+        self.dangerous_into_kernel_connection()
+    }
+}
 
 /// Ciphertext read size: one maximal TLS record plus header fits.
-const CIPHER_READ: usize = 17 * 1024;
+pub(super) const CIPHER_READ: usize = 17 * 1024;
 
-/// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
-pub async fn read_tcp(
-    tcp: &mut impl AsyncReadRent,
-    dst: &mut BytesMut,
-    want: usize,
-) -> io::Result<usize> {
-    let mut buf = std::mem::take(dst);
-    buf.reserve(want);
-    let len = buf.len();
-    let end = buf.capacity().min(len + want.max(1));
-    let (res, slice) = tcp.read(buf.slice_mut(len..end)).await;
-    *dst = slice.into_inner();
-    res
-}
+/// Largest TLS record on the wire: 2^14 plaintext + 2048 expansion (RFC 8446 §5.2).
+const MAX_RECORD: usize = 16 * 1024 + 2048;
 
-/// Writes all of `data` to `tcp`.
-pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let (res, _) = tcp.write_all(data).await;
-    res.map(|_| ())
-}
+/// Ciphertext bytes per record beyond the plaintext, at most: header 5, TLS 1.2 explicit
+/// nonce 8, tag 16, TLS 1.3 inner content type 1.
+const RECORD_OVERHEAD: usize = 5 + 8 + 16 + 1;
+
+/// Largest plaintext fragment rustls puts in one record.
+const MAX_FRAGMENT: usize = 16 * 1024;
 
 /// Why a TLS handshake did not complete.
 #[derive(Debug)]
@@ -52,9 +106,10 @@ pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result
 pub enum HandshakeError {
     /// The socket failed or closed before the handshake finished.
     Io(io::Error),
-    /// The peer spoke TLS we refuse (old version, no shared cipher, bad record…).
+    /// The peer spoke TLS we refuse (old version, no shared cipher, bad record, a
+    /// certificate we do not trust…).
     Tls(rustls::Error),
-    /// The first bytes were plain HTTP; a 400 was sent.
+    /// The first bytes were plain HTTP; a 400 was sent (server role only).
     PlainHttp,
 }
 
@@ -67,6 +122,8 @@ impl std::fmt::Display for HandshakeError {
         }
     }
 }
+
+impl std::error::Error for HandshakeError {}
 
 /// A failure on a TLS connection: the socket, or the peer's TLS.
 #[derive(Debug)]
@@ -99,32 +156,26 @@ impl From<TlsError> for HandshakeError {
     }
 }
 
-/// The client's connection: plaintext HTTP in and out, whatever the transport: plain
-/// TCP, rustls in userspace (`tls`), or kernel TLS after the switch (`ktls`).
-pub struct ClientStream {
-    tcp: TcpStream,
-    tls: Option<Box<TlsState>>,
-    ktls: Option<Box<KtlsState>>,
-    /// Read handshake records one by one, so no byte after the handshake is taken from
-    /// the socket before the kernel can (set when kTLS may follow).
-    exact_records: bool,
+/// What a handshake's inspector (the server role's SNI copy and plain-HTTP check) says
+/// after a read.
+pub(super) enum Inspect {
+    Continue,
+    /// The peer is not speaking TLS at all: stop without driving rustls.
+    PlainHttp,
 }
 
-/// Outcome of [`ClientStream::offload`].
-#[derive(Debug)]
-pub enum Offload {
-    /// The kernel now does the record layer.
-    Kernel,
-    /// The connection stays in userspace rustls.
-    Fallback(crate::ktls::Fallback),
-    /// The switch failed after the secrets left rustls: the connection must close.
-    Failed(String),
+/// Why a connection cannot move to the kernel now.
+pub(super) enum NotReady {
+    /// rustls reported an error earlier.
+    Failed,
+    /// Bytes are buffered (ciphertext not consumed, records not sent), the handshake is
+    /// not over, or close_notify arrived.
+    Buffered,
 }
 
-/// rustls' unbuffered connection with buffers this module owns, so an idle connection
-/// holds none of them: rustls decrypts in `cin` and encrypts straight into `out`.
-struct TlsState {
-    conn: UnbufferedServerConnection,
+/// rustls' unbuffered connection (either role) with buffers this driver owns.
+pub(super) struct TlsDriver<R: Role> {
+    conn: R,
     /// Ciphertext from the socket; `cin[cin_start..]` is not yet consumed by rustls
     /// (a partial record, or records not yet processed).
     cin: Vec<u8>,
@@ -143,7 +194,7 @@ struct TlsState {
     failed: bool,
 }
 
-/// Where [`TlsState::drive`] stopped.
+/// Where [`TlsDriver::drive`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Driven {
     /// Handshake done, nothing queued: application data may flow.
@@ -161,297 +212,176 @@ enum Action<'a> {
     CloseNotify,
 }
 
-impl ClientStream {
-    pub fn plain(tcp: TcpStream) -> Self {
-        ClientStream {
-            tcp,
-            tls: None,
-            ktls: None,
-            exact_records: false,
+impl<R: Role> TlsDriver<R> {
+    pub(super) fn new(conn: R) -> Self {
+        TlsDriver {
+            conn,
+            cin: Vec::new(),
+            cin_start: 0,
+            plain: Vec::new(),
+            plain_pos: 0,
+            out: Out::default(),
+            eof: false,
+            peer_closed: false,
+            failed: false,
         }
     }
 
-    /// A TLS connection; `exact_records` when the connection may move to kernel TLS.
-    pub fn tls(tcp: TcpStream, conn: UnbufferedServerConnection, exact_records: bool) -> Self {
-        ClientStream {
-            tcp,
-            tls: Some(Box::new(TlsState {
-                conn,
-                cin: Vec::new(),
-                cin_start: 0,
-                plain: Vec::new(),
-                plain_pos: 0,
-                out: Out::default(),
-                eof: false,
-                peer_closed: false,
-                failed: false,
-            })),
-            ktls: None,
-            exact_records,
-        }
+    pub(super) fn conn(&self) -> &R {
+        &self.conn
     }
 
-    /// True once the kernel does the record layer.
-    pub fn is_ktls(&self) -> bool {
-        self.ktls.is_some()
-    }
-
-    /// The socket, when bytes written to it reach the client as they are (plain TCP or
-    /// kernel TLS): the condition for splicing bodies.
-    pub fn splice_socket(&mut self) -> Option<&mut TcpStream> {
-        (self.tls.is_none()).then_some(&mut self.tcp)
-    }
-
-    /// Moves the record layer into the kernel after a completed handshake. Plaintext
-    /// rustls already decrypted is appended to `plaintext`; the kernel stream counts its
-    /// control records (close_notify, KeyUpdates) in `metrics`.
-    pub fn offload(
+    /// Drives the handshake to completion (callers bound it with a timeout). After each
+    /// read, `inspect` sees the bytes just read, all ciphertext not yet consumed, and
+    /// whether this was the connection's first read: the server role copies the
+    /// ClientHello for its SNI there and spots plain HTTP. `exact_records`: read one
+    /// record at a time, so no byte after the handshake leaves the socket (kTLS may
+    /// follow).
+    pub(super) async fn handshake(
         &mut self,
-        plaintext: &mut BytesMut,
-        metrics: &crate::observe::Local,
-    ) -> Offload {
-        use crate::ktls::{self, Fallback};
-        let Some(tls) = self.tls.as_mut() else {
-            return Offload::Fallback(Fallback::Setup);
-        };
-        let support = ktls::support();
-        if let Some(reason) = support.fallback() {
-            return Offload::Fallback(reason);
-        }
-        match tls.conn.negotiated_cipher_suite() {
-            Some(s) if support.offers(s.suite()) => {}
-            _ => return Offload::Fallback(Fallback::Cipher),
-        }
-        if tls.failed {
-            return Offload::Failed("the TLS session already failed".into());
-        }
-        if tls.cin_start < tls.cin.len()
-            || tls.out.len > 0
-            || tls.conn.is_handshaking()
-            || tls.peer_closed
-        {
-            return Offload::Fallback(Fallback::Buffered);
-        }
-        if let Err(reason) = ktls::attach_ulp(&self.tcp) {
-            return Offload::Fallback(reason);
-        }
-        let Some(tls) = self.tls.take() else {
-            return Offload::Failed("no TLS state".into());
-        };
-        // Plaintext rustls decrypted before the switch belongs to the HTTP layer.
-        plaintext.extend_from_slice(&tls.plain[tls.plain_pos..]);
-        let TlsState { conn, .. } = *tls;
-        match ktls::install(&self.tcp, conn) {
-            Ok(kernel) => {
-                self.ktls = Some(Box::new(KtlsState::new(kernel, metrics.clone())));
-                Offload::Kernel
-            }
-            Err(e) => Offload::Failed(e.0),
-        }
-    }
-
-    /// The rustls connection, for SNI, version and cipher details (userspace TLS only).
-    pub fn tls_conn(&self) -> Option<&UnbufferedServerConnection> {
-        self.tls.as_ref().map(|t| &t.conn)
-    }
-
-    /// Drives the rustls handshake to completion (callers bound it with a timeout).
-    /// Returns the SNI host name the client sent (rustls' unbuffered connection does not
-    /// expose it): read from a copy of the first flight, dropped once it is known.
-    pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
-        let Some(tls) = self.tls.as_mut() else {
-            return Ok(None);
-        };
+        tcp: &mut TcpStream,
+        exact_records: bool,
+        mut inspect: impl FnMut(&[u8], &[u8], bool) -> Inspect,
+    ) -> Result<(), HandshakeError> {
         let mut first = true;
-        let mut hello = Some(Vec::new());
-        let mut sni = None;
         loop {
-            match tls.drive(&mut self.tcp, None, Action::None).await? {
-                Driven::Traffic if !tls.conn.is_handshaking() => {
-                    tls.compact();
-                    return Ok(sni);
+            match self.drive(tcp, None, Action::None).await? {
+                Driven::Traffic if !self.conn.is_handshaking() => {
+                    self.compact();
+                    return Ok(());
                 }
                 Driven::Closed => {
                     return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Driven::Traffic | Driven::Blocked => {}
             }
-            let before = tls.cin.len() - tls.cin_start;
-            let n = if self.exact_records {
-                tls.read_record(&mut self.tcp).await
+            let before = self.cin.len() - self.cin_start;
+            let n = if exact_records {
+                self.read_record(tcp).await
             } else {
-                tls.read_more(&mut self.tcp).await
+                self.read_more(tcp).await
             }
             .map_err(HandshakeError::Io)?;
             if n == 0 {
                 return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            if let Some(flight) = hello.as_mut() {
-                flight.extend_from_slice(&tls.cin[tls.cin.len() - n..]);
-                if let crate::tls::hello::Sni::Done(name) = crate::tls::hello::sni(flight) {
-                    sni = name;
-                    hello = None;
-                }
-            }
-            if first && before == 0 && looks_like_plain_http(&tls.cin[tls.cin_start..]) {
-                let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
-                let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
+            let fresh = &self.cin[self.cin.len() - n..];
+            let pending = &self.cin[self.cin_start..];
+            if let Inspect::PlainHttp = inspect(fresh, pending, first && before == 0) {
                 return Err(HandshakeError::PlainHttp);
             }
             first = false;
         }
     }
 
-    /// Waits until the socket has bytes (or EOF) without holding a read buffer.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.tcp.readable(false).await
-    }
-
     /// True when a read can be served without waiting on the socket: ciphertext not yet
-    /// processed, plaintext already decrypted (a request that arrived with the client's
+    /// processed, plaintext already decrypted (data that arrived with the peer's
     /// Finished), or a close_notify/EOF already seen.
-    pub fn has_buffered(&self) -> bool {
-        if let Some(k) = &self.ktls {
-            return k.has_buffered();
-        }
-        let Some(tls) = self.tls.as_ref() else {
-            return false;
-        };
-        tls.plain_pos < tls.plain.len()
-            || tls.cin_start < tls.cin.len()
-            || tls.eof
-            || tls.peer_closed
+    pub(super) fn has_buffered(&self) -> bool {
+        self.plain_pos < self.plain.len()
+            || self.cin_start < self.cin.len()
+            || self.eof
+            || self.peer_closed
     }
 
     /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.
-    pub async fn read(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
-        if self.ktls.is_some() {
-            return self.read_ktls(dst, want).await;
-        }
-        let Some(tls) = self.tls.as_mut() else {
-            return read_tcp(&mut self.tcp, dst, want).await;
-        };
+    pub(super) async fn read(
+        &mut self,
+        tcp: &mut TcpStream,
+        dst: &mut BytesMut,
+        want: usize,
+    ) -> io::Result<usize> {
         let want = want.max(1);
         loop {
             // Plaintext already decrypted comes first.
-            if tls.plain_pos < tls.plain.len() {
-                let n = (tls.plain.len() - tls.plain_pos).min(want);
-                dst.extend_from_slice(&tls.plain[tls.plain_pos..tls.plain_pos + n]);
-                tls.plain_pos += n;
-                if tls.plain_pos == tls.plain.len() {
-                    tls.plain.clear();
-                    tls.plain_pos = 0;
+            if self.plain_pos < self.plain.len() {
+                let n = (self.plain.len() - self.plain_pos).min(want);
+                dst.extend_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+                self.plain_pos += n;
+                if self.plain_pos == self.plain.len() {
+                    self.plain.clear();
+                    self.plain_pos = 0;
                 }
                 return Ok(n);
             }
             let before = dst.len();
-            let driven = tls
-                .drive(&mut self.tcp, Some((&mut *dst, want)), Action::None)
+            let driven = self
+                .drive(tcp, Some((&mut *dst, want)), Action::None)
                 .await?;
             if dst.len() > before {
                 return Ok(dst.len() - before);
             }
-            if tls.plain_pos < tls.plain.len() {
+            if self.plain_pos < self.plain.len() {
                 continue;
             }
             // close_notify received, or both sides closed: clean end of stream. The peer
             // closing TCP without close_notify is treated as end of stream too.
-            if tls.peer_closed || driven == Driven::Closed || tls.eof {
+            if self.peer_closed || driven == Driven::Closed || self.eof {
                 return Ok(0);
             }
-            if tls.read_more(&mut self.tcp).await? == 0 {
-                tls.eof = true;
+            if self.read_more(tcp).await? == 0 {
+                self.eof = true;
             }
         }
     }
 
-    /// Writes all of `data`.
-    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        let Some(tls) = self.tls.as_mut() else {
-            return write_tcp(&mut self.tcp, data).await;
-        };
+    /// Encrypts and sends all of `data`.
+    pub(super) async fn write(&mut self, tcp: &mut TcpStream, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        match tls
-            .drive(&mut self.tcp, None, Action::Encrypt(&data))
-            .await?
-        {
+        match self.drive(tcp, None, Action::Encrypt(data)).await? {
             Driven::Traffic => Ok(()),
             Driven::Blocked => Err(io::Error::other("write before the TLS handshake ended")),
             Driven::Closed => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
 
-    /// Ends the stream politely: close_notify for TLS, then FIN.
-    pub async fn shutdown(&mut self) {
-        self.ktls_close_notify();
-        if let Some(tls) = self.tls.as_mut().filter(|t| !t.failed) {
-            let _ = tls.drive(&mut self.tcp, None, Action::CloseNotify).await;
-        }
-        let _ = self.tcp.shutdown().await;
-    }
-
-    /// After the last response went out with request bytes still unread: sends
-    /// close_notify and FIN, then reads and drops what the client still sends until it
-    /// closes, a read waits longer than `per_read`, or `total` passes — so the close does
-    /// not reset the connection before the client has read the response (nginx:
-    /// `lingering_close`). The bytes are never decrypted.
-    pub async fn linger(&mut self, per_read: std::time::Duration, total: std::time::Duration) {
-        self.shutdown().await;
-        let deadline = monoio::time::Instant::now() + total;
-        let mut scratch = BytesMut::new();
-        loop {
-            let step =
-                per_read.min(deadline.saturating_duration_since(monoio::time::Instant::now()));
-            if step.is_zero() {
-                return;
-            }
-            scratch.clear();
-            match monoio::time::timeout(step, read_tcp(&mut self.tcp, &mut scratch, CIPHER_READ))
-                .await
-            {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
+    /// Sends close_notify, unless the session already failed.
+    pub(super) async fn close_notify(&mut self, tcp: &mut TcpStream) {
+        if !self.failed {
+            let _ = self.drive(tcp, None, Action::CloseNotify).await;
         }
     }
 
     /// Drops idle buffers (keep-alive wait).
-    pub fn release_buffers(&mut self) {
-        if let Some(tls) = self.tls.as_mut() {
-            tls.compact();
-            if tls.cin.is_empty() {
-                tls.cin = Vec::new();
-            }
-            if tls.plain_pos == tls.plain.len() {
-                tls.plain = Vec::new();
-                tls.plain_pos = 0;
-            }
-            if tls.out.len == 0 {
-                tls.out = Out::default();
-            }
+    pub(super) fn release_buffers(&mut self) {
+        self.compact();
+        if self.cin.is_empty() {
+            self.cin = Vec::new();
+        }
+        if self.plain_pos == self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+        }
+        if self.out.len == 0 {
+            self.out = Out::default();
         }
     }
-}
 
-/// The first byte of a plain HTTP request (an upper-case method letter) rather than a
-/// TLS record, whose first byte is a content type from 20 to 23.
-fn looks_like_plain_http(b: &[u8]) -> bool {
-    b.first().is_some_and(u8::is_ascii_uppercase)
-}
+    /// Whether the record layer can move to the kernel now: handshake over, nothing
+    /// buffered either way, the session intact.
+    pub(super) fn ready_for_kernel(&self) -> Result<(), NotReady> {
+        if self.failed {
+            return Err(NotReady::Failed);
+        }
+        if self.cin_start < self.cin.len()
+            || self.out.len > 0
+            || self.conn.is_handshaking()
+            || self.peer_closed
+        {
+            return Err(NotReady::Buffered);
+        }
+        Ok(())
+    }
 
-/// Largest TLS record on the wire: 2^14 plaintext + 2048 expansion (RFC 8446 §5.2).
-const MAX_RECORD: usize = 16 * 1024 + 2048;
+    /// Gives up the driver for the kernel switch: the rustls connection, with plaintext it
+    /// already decrypted appended to `plaintext` (it belongs to the reader).
+    pub(super) fn into_conn(self, plaintext: &mut BytesMut) -> R {
+        plaintext.extend_from_slice(&self.plain[self.plain_pos..]);
+        self.conn
+    }
 
-/// Ciphertext bytes per record beyond the plaintext, at most: header 5, TLS 1.2 explicit
-/// nonce 8, tag 16, TLS 1.3 inner content type 1.
-const RECORD_OVERHEAD: usize = 5 + 8 + 16 + 1;
-
-/// Largest plaintext fragment rustls puts in one record.
-const MAX_FRAGMENT: usize = 16 * 1024;
-
-impl TlsState {
     /// Runs rustls until application data can flow (`Traffic`), it needs bytes from the
     /// peer (`Blocked`) or the session is closed: sends what it queues (handshake
     /// flights, tickets, KeyUpdate answers, alerts), moves decrypted plaintext to `sink`
@@ -657,11 +587,11 @@ struct Out {
 }
 
 impl Out {
-    /// Appends the handshake or alert record rustls wants to send, growing the buffer
-    /// from `first` bytes as rustls asks.
-    fn encode(
+    /// Appends the handshake or alert record rustls wants to send (either role),
+    /// growing the buffer from `first` bytes as rustls asks.
+    fn encode<Data>(
         &mut self,
-        mut encode: rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+        mut encode: EncodeTlsData<'_, Data>,
         first: usize,
     ) -> Result<(), EncodeError> {
         let mut need = first;

@@ -8,22 +8,22 @@
 //! (`EMSGSIZE` → record_overflow). A peer's own fatal alert closes without an answer.
 //! Peer faults are reported as `io::Error`s for the proxy to log at debug level.
 //!
-//! [`records`]: crate::ktls::records
+//! [`records`]: crate::transport::ktls::records
 
 use std::io;
 
 use bytes::BytesMut;
 use rustls::kernel::KernelConnection;
-use rustls::server::ServerConnectionData;
 
-use super::{ClientStream, read_tcp};
-use crate::ktls::{self, ControlRecord, records};
+use super::driver::Role;
+use super::ktls::{self, ControlRecord, records};
+use super::stream::{Layer, Stream, read_tcp};
 use crate::observe::Local;
 
-/// A connection whose record layer is in the kernel.
-pub(super) struct KtlsState {
+/// A connection whose record layer is in the kernel; `D` is rustls' data for our role.
+pub(super) struct KtlsState<D> {
     /// What rustls keeps after the switch: the key schedule, for TLS 1.3 KeyUpdates.
-    kernel: KernelConnection<ServerConnectionData>,
+    kernel: KernelConnection<D>,
     tls13: bool,
     /// close_notify received.
     eof: bool,
@@ -38,8 +38,8 @@ pub(super) struct KtlsState {
     metrics: Local,
 }
 
-impl KtlsState {
-    pub(super) fn new(kernel: KernelConnection<ServerConnectionData>, metrics: Local) -> KtlsState {
+impl<D> KtlsState<D> {
+    pub(super) fn new(kernel: KernelConnection<D>, metrics: Local) -> KtlsState<D> {
         KtlsState {
             tls13: kernel.protocol_version() == rustls::ProtocolVersion::TLSv1_3,
             kernel,
@@ -66,13 +66,13 @@ fn fault(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-impl ClientStream {
+impl<R: Role> Stream<R> {
     /// Reads plaintext from a kTLS socket; control records (alerts, KeyUpdate) come
     /// through as EIO and are read with their type.
     pub(super) async fn read_ktls(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
         let mut idle = 0;
         loop {
-            let Some(k) = self.ktls.as_mut() else {
+            let Some(k) = kernel_of(&mut self.layer) else {
                 return Ok(0);
             };
             if k.failed {
@@ -103,7 +103,7 @@ impl ClientStream {
             };
             let record = match err.raw_os_error() {
                 Some(libc::EIO) => {
-                    let Some(k) = self.ktls.as_mut() else {
+                    let Some(k) = kernel_of(&mut self.layer) else {
                         return Ok(0);
                     };
                     ktls::recv_control(&self.tcp, k.tls13, &mut k.pending, &mut k.hs)
@@ -117,7 +117,7 @@ impl ClientStream {
                     continue;
                 }
             };
-            let Some(k) = self.ktls.as_mut() else {
+            let Some(k) = kernel_of(&mut self.layer) else {
                 return Ok(0);
             };
             match record {
@@ -178,7 +178,7 @@ impl ClientStream {
     /// stopped at its first fragment and the current key goes back in. Anything else is
     /// the socket's own error. `Ok`: read on.
     fn receive_failed(&mut self, e: io::Error) -> io::Result<()> {
-        let Some(k) = self.ktls.as_mut() else {
+        let Some(k) = kernel_of(&mut self.layer) else {
             return Err(e);
         };
         if let Some((desc, why)) = records::alert_for_receive_error(&e) {
@@ -200,8 +200,17 @@ impl ClientStream {
 
     /// close_notify through the kernel, unless the session already ended on an alert.
     pub(super) fn ktls_close_notify(&self) {
-        if self.ktls.as_ref().is_some_and(|k| !k.failed) {
+        if matches!(&self.layer, Layer::Kernel(k) if !k.failed) {
             let _ = ktls::send_alert(&self.tcp, ktls::ALERT_CLOSE_NOTIFY);
         }
+    }
+}
+
+/// The kernel state of a switched stream (a free function, so the socket can be borrowed
+/// beside it).
+fn kernel_of<R: Role>(layer: &mut Layer<R>) -> Option<&mut KtlsState<R::Data>> {
+    match layer {
+        Layer::Kernel(k) => Some(k),
+        _ => None,
     }
 }

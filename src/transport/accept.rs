@@ -1,0 +1,104 @@
+//! The server-side setup of a client connection: the TLS handshake bounded by the
+//! listener's handshake timeout, the handshake's facts ([`TlsInfo`], read before any
+//! kernel switch), handshake metrics, and the move to kernel TLS with its fallback and
+//! failure counts. Takes the pieces of a generation's listener, not the generation, so
+//! it depends on nothing above the transport.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+use tracing::debug;
+
+use super::tls::TlsInfo;
+use super::{ClientStream, HandshakeError, Offload, ktls};
+use crate::config::KtlsMode;
+use crate::observe::Local;
+use crate::observe::metrics::HandshakeFailure;
+
+/// Accepts a TLS client on `tcp`: handshake within `handshake_timeout`, then the switch
+/// to kernel TLS unless `ktls` is off (plaintext rustls decrypted before the switch goes
+/// to `rbuf`). Every failure is counted in `metrics` and logged at debug level (a kTLS
+/// failure after the secrets left rustls at warn). `None`: the connection is over.
+pub async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    server_config: Arc<rustls::ServerConfig>,
+    ktls: KtlsMode,
+    handshake_timeout: Duration,
+    rbuf: &mut BytesMut,
+    metrics: &Local,
+) -> Option<(ClientStream, Rc<TlsInfo>)> {
+    let m = metrics;
+    let started = Instant::now();
+    let conn = match rustls::server::UnbufferedServerConnection::new(server_config) {
+        Ok(c) => c,
+        Err(e) => {
+            m.handshake_failures[HandshakeFailure::Other as usize].inc();
+            debug!(%peer, error = %e, "cannot start TLS session");
+            return None;
+        }
+    };
+    let want_ktls = ktls != KtlsMode::Off && ktls::support().is_available();
+    let mut s = ClientStream::tls(tcp, conn, want_ktls);
+    let sni = match monoio::time::timeout(handshake_timeout, s.handshake()).await {
+        Ok(Ok(sni)) => sni,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "handshake failed");
+            let reason = match &e {
+                HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
+                HandshakeError::PlainHttp => HandshakeFailure::PlainHttp,
+                _ => HandshakeFailure::Io,
+            };
+            m.handshake_failures[reason as usize].inc();
+            return None;
+        }
+        Err(_) => {
+            debug!(%peer, "handshake timed out");
+            m.handshake_failures[HandshakeFailure::Timeout as usize].inc();
+            return None;
+        }
+    };
+    // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
+    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
+    m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
+    if ktls == KtlsMode::Off {
+        return Some((s, log_tls(peer, info)));
+    }
+    match s.offload(rbuf, metrics) {
+        Offload::Kernel => {
+            info.ktls = true;
+            m.ktls_offloaded.inc();
+        }
+        Offload::Fallback(reason) => {
+            m.ktls_fallback[reason.index()].inc();
+            ktls::log_fallback_once(reason);
+        }
+        Offload::Failed(e) => {
+            m.ktls_failed.inc();
+            tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
+            return None;
+        }
+    }
+    Some((s, log_tls(peer, info)))
+}
+
+fn log_tls(peer: SocketAddr, info: TlsInfo) -> Rc<TlsInfo> {
+    debug!(
+        %peer,
+        sni = info.sni.as_deref().unwrap_or("-"),
+        alpn = %String::from_utf8_lossy(info.alpn.as_deref().unwrap_or(b"-")),
+        version = info.version_name(),
+        suite = ?info.cipher_suite,
+        resumed = info.resumed,
+        handshake_us = info.handshake_duration.as_micros() as u64,
+        client_certs = info.client_chain.len(),
+        ktls = info.ktls,
+        "tls handshake done"
+    );
+    Rc::new(info)
+}

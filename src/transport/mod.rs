@@ -1,0 +1,32 @@
+//! ②③ Transport: the byte streams on a worker — the client's (plain TCP, rustls in
+//! userspace, or kernel TLS after the switch) and the upstream's.
+//!
+//! Its one responsibility is bytes in and out: reads append plaintext to a caller's
+//! `BytesMut`, writes take `Bytes`; TLS records are encrypted and decrypted here (②, the
+//! rustls handshake and record layer) or by the kernel once the secrets moved there (③,
+//! [`ktls`]). It never parses HTTP and never picks a status code: failures are
+//! `io::Error`s (or a [`HandshakeError`]) for the proxy to map.
+//!
+//! - `stream`: [`Stream`], one enum of plain | rustls | kernel, for either TLS role
+//!   ([`ClientStream`]: we are the server; [`UpstreamTlsStream`]: we are the client).
+//! - [`accept`]: a client connection's TLS setup (timeout-bounded handshake, [`TlsInfo`],
+//!   metrics, the kTLS switch with its fallback).
+//! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
+//! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
+//! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
+//! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
+//! - [`upstream`]: an upstream connection's stream (plain TCP, whole or split).
+//!
+//! [`TlsInfo`]: tls::TlsInfo
+
+mod accept;
+mod driver;
+mod kernel;
+pub mod ktls;
+mod stream;
+pub mod tls;
+pub mod upstream;
+
+pub use accept::accept;
+pub use driver::{HandshakeError, Role};
+pub use stream::{ClientStream, Offload, Stream, UpstreamTlsStream, read_tcp, write_tcp};

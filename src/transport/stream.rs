@@ -1,0 +1,318 @@
+//! A TLS-capable byte stream over monoio's owned-buffer I/O: plain TCP, rustls in
+//! userspace, or kernel TLS after the switch — one [`Stream`] whose record layer is one
+//! of three variants, for either TLS role ([`ClientStream`]: we are the server;
+//! [`UpstreamTlsStream`]: we are the client).
+//!
+//! Reads append to a caller's `BytesMut`; writes take `Bytes` so plain TCP can hand the
+//! buffer to the kernel without a copy.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::UnbufferedServerConnection;
+
+use super::driver::{CIPHER_READ, HandshakeError, Inspect, NotReady, Role, TlsDriver};
+use super::kernel::KtlsState;
+use super::ktls::{self, Fallback};
+use super::tls::hello;
+
+/// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
+pub async fn read_tcp(
+    tcp: &mut impl AsyncReadRent,
+    dst: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
+    let mut buf = std::mem::take(dst);
+    buf.reserve(want);
+    let len = buf.len();
+    let end = buf.capacity().min(len + want.max(1));
+    let (res, slice) = tcp.read(buf.slice_mut(len..end)).await;
+    *dst = slice.into_inner();
+    res
+}
+
+/// Writes all of `data` to `tcp`.
+pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let (res, _) = tcp.write_all(data).await;
+    res.map(|_| ())
+}
+
+/// A connection's plaintext in and out, whatever carries it: plain TCP, rustls, or the
+/// kernel after the switch (one `Layer` enum, never two `Option`s). `R` is our TLS role
+/// on it.
+pub struct Stream<R: Role> {
+    pub(super) tcp: TcpStream,
+    pub(super) layer: Layer<R>,
+    /// Read handshake records one by one, so no byte after the handshake is taken from
+    /// the socket before the kernel can (set when kTLS may follow).
+    exact_records: bool,
+}
+
+/// Who does the record layer.
+pub(super) enum Layer<R: Role> {
+    /// Nobody: plain TCP. Also what is left after a kTLS switch that failed once the
+    /// secrets left rustls (the caller drops the stream then).
+    Plain,
+    /// rustls in userspace.
+    Rustls(Box<TlsDriver<R>>),
+    /// The kernel, after the switch.
+    Kernel(Box<KtlsState<R::Data>>),
+}
+
+/// The stream facing a client: we are the TLS server.
+pub type ClientStream = Stream<UnbufferedServerConnection>;
+
+/// A TLS stream to an upstream: we are the TLS client.
+pub type UpstreamTlsStream = Stream<UnbufferedClientConnection>;
+
+/// Outcome of [`Stream::offload`].
+#[derive(Debug)]
+pub enum Offload {
+    /// The kernel now does the record layer.
+    Kernel,
+    /// The connection stays in userspace rustls.
+    Fallback(Fallback),
+    /// The switch failed after the secrets left rustls: the connection must close.
+    Failed(String),
+}
+
+impl<R: Role> Stream<R> {
+    pub fn plain(tcp: TcpStream) -> Self {
+        Stream {
+            tcp,
+            layer: Layer::Plain,
+            exact_records: false,
+        }
+    }
+
+    /// A TLS connection in either role; `exact_records` when it may move to kernel TLS.
+    pub fn tls(tcp: TcpStream, conn: R, exact_records: bool) -> Self {
+        Stream {
+            tcp,
+            layer: Layer::Rustls(Box::new(TlsDriver::new(conn))),
+            exact_records,
+        }
+    }
+
+    /// True once the kernel does the record layer.
+    pub fn is_ktls(&self) -> bool {
+        matches!(self.layer, Layer::Kernel(_))
+    }
+
+    /// The socket, when bytes written to it reach the peer as they are (plain TCP or
+    /// kernel TLS): the condition for splicing bodies.
+    pub fn splice_socket(&mut self) -> Option<&mut TcpStream> {
+        match self.layer {
+            Layer::Rustls(_) => None,
+            Layer::Plain | Layer::Kernel(_) => Some(&mut self.tcp),
+        }
+    }
+
+    /// Moves the record layer into the kernel after a completed handshake (the layer
+    /// goes from rustls to kernel in place). Plaintext rustls already decrypted is
+    /// appended to `plaintext`; the kernel stream counts its control records
+    /// (close_notify, KeyUpdates) in `metrics`.
+    pub fn offload(
+        &mut self,
+        plaintext: &mut BytesMut,
+        metrics: &crate::observe::Local,
+    ) -> Offload {
+        let Layer::Rustls(tls) = &self.layer else {
+            return Offload::Fallback(Fallback::Setup);
+        };
+        let support = ktls::support();
+        if let Some(reason) = support.fallback() {
+            return Offload::Fallback(reason);
+        }
+        match tls.conn().negotiated_cipher_suite() {
+            Some(s) if support.offers(s.suite()) => {}
+            _ => return Offload::Fallback(Fallback::Cipher),
+        }
+        match tls.ready_for_kernel() {
+            Ok(()) => {}
+            Err(NotReady::Failed) => {
+                return Offload::Failed("the TLS session already failed".into());
+            }
+            Err(NotReady::Buffered) => return Offload::Fallback(Fallback::Buffered),
+        }
+        if let Err(reason) = ktls::attach_ulp(&self.tcp) {
+            return Offload::Fallback(reason);
+        }
+        let Layer::Rustls(tls) = std::mem::replace(&mut self.layer, Layer::Plain) else {
+            return Offload::Failed("no TLS state".into());
+        };
+        let conn = tls.into_conn(plaintext);
+        match ktls::install(&self.tcp, conn) {
+            Ok(kernel) => {
+                self.layer = Layer::Kernel(Box::new(KtlsState::new(kernel, metrics.clone())));
+                Offload::Kernel
+            }
+            Err(e) => Offload::Failed(e.0),
+        }
+    }
+
+    /// The rustls connection, for SNI, version and cipher details (userspace TLS only).
+    pub fn tls_conn(&self) -> Option<&R> {
+        match &self.layer {
+            Layer::Rustls(tls) => Some(tls.conn()),
+            _ => None,
+        }
+    }
+
+    /// Waits until the socket has bytes (or EOF) without holding a read buffer.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.tcp.readable(false).await
+    }
+
+    /// True when a read can be served without waiting on the socket: ciphertext not yet
+    /// processed, plaintext already decrypted (a request that arrived with the client's
+    /// Finished), or a close_notify/EOF already seen.
+    pub fn has_buffered(&self) -> bool {
+        match &self.layer {
+            Layer::Plain => false,
+            Layer::Rustls(tls) => tls.has_buffered(),
+            Layer::Kernel(k) => k.has_buffered(),
+        }
+    }
+
+    /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.
+    pub async fn read(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
+        match &mut self.layer {
+            Layer::Plain => read_tcp(&mut self.tcp, dst, want).await,
+            Layer::Rustls(tls) => tls.read(&mut self.tcp, dst, want).await,
+            Layer::Kernel(_) => self.read_ktls(dst, want).await,
+        }
+    }
+
+    /// Writes all of `data`.
+    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        match &mut self.layer {
+            Layer::Rustls(tls) => tls.write(&mut self.tcp, &data).await,
+            // The kernel encrypts what goes through the socket.
+            Layer::Plain | Layer::Kernel(_) => write_tcp(&mut self.tcp, data).await,
+        }
+    }
+
+    /// Ends the stream politely: close_notify for TLS, then FIN.
+    pub async fn shutdown(&mut self) {
+        match &mut self.layer {
+            Layer::Plain => {}
+            Layer::Rustls(tls) => tls.close_notify(&mut self.tcp).await,
+            Layer::Kernel(_) => self.ktls_close_notify(),
+        }
+        let _ = self.tcp.shutdown().await;
+    }
+
+    /// After the last response went out with request bytes still unread: sends
+    /// close_notify and FIN, then reads and drops what the peer still sends until it
+    /// closes, a read waits longer than `per_read`, or `total` passes — so the close does
+    /// not reset the connection before the peer has read the response (nginx:
+    /// `lingering_close`). The bytes are never decrypted.
+    pub async fn linger(&mut self, per_read: std::time::Duration, total: std::time::Duration) {
+        self.shutdown().await;
+        let deadline = monoio::time::Instant::now() + total;
+        let mut scratch = BytesMut::new();
+        loop {
+            let step =
+                per_read.min(deadline.saturating_duration_since(monoio::time::Instant::now()));
+            if step.is_zero() {
+                return;
+            }
+            scratch.clear();
+            match monoio::time::timeout(step, read_tcp(&mut self.tcp, &mut scratch, CIPHER_READ))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Drops idle buffers (keep-alive wait).
+    pub fn release_buffers(&mut self) {
+        if let Layer::Rustls(tls) = &mut self.layer {
+            tls.release_buffers();
+        }
+    }
+}
+
+impl Stream<UnbufferedServerConnection> {
+    /// Drives the server-role handshake to completion (callers bound it with a timeout).
+    /// Returns the SNI host name the client sent (rustls' unbuffered connection does not
+    /// expose it): read from a copy of the first flight, dropped once it is known. A
+    /// first flight that is plain HTTP gets a 400 and [`HandshakeError::PlainHttp`].
+    pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
+        let Layer::Rustls(tls) = &mut self.layer else {
+            return Ok(None);
+        };
+        let mut hello = Some(Vec::new());
+        let mut sni = None;
+        let res = tls
+            .handshake(
+                &mut self.tcp,
+                self.exact_records,
+                |fresh, pending, first| {
+                    if let Some(flight) = hello.as_mut() {
+                        flight.extend_from_slice(fresh);
+                        if let hello::Sni::Done(name) = hello::sni(flight) {
+                            sni = name;
+                            hello = None;
+                        }
+                    }
+                    if first && looks_like_plain_http(pending) {
+                        Inspect::PlainHttp
+                    } else {
+                        Inspect::Continue
+                    }
+                },
+            )
+            .await;
+        match res {
+            Ok(()) => Ok(sni),
+            Err(HandshakeError::PlainHttp) => {
+                let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
+                let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
+                Err(HandshakeError::PlainHttp)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Stream<UnbufferedClientConnection> {
+    /// A client-role TLS connection (to an upstream); `exact_records` when it may move
+    /// to kernel TLS.
+    pub fn tls_client(
+        tcp: TcpStream,
+        conn: UnbufferedClientConnection,
+        exact_records: bool,
+    ) -> Self {
+        Stream::tls(tcp, conn, exact_records)
+    }
+
+    /// Drives the client-role handshake to completion (callers bound it with a timeout):
+    /// sends the ClientHello, verifies the server's certificate as the `ClientConfig`
+    /// says. A refused certificate is [`HandshakeError::Tls`], after the alert went out.
+    pub async fn connect_handshake(&mut self) -> Result<(), HandshakeError> {
+        let Layer::Rustls(tls) = &mut self.layer else {
+            return Ok(());
+        };
+        tls.handshake(&mut self.tcp, self.exact_records, |_, _, _| {
+            Inspect::Continue
+        })
+        .await
+    }
+}
+
+/// The first byte of a plain HTTP request (an upper-case method letter) rather than a
+/// TLS record, whose first byte is a content type from 20 to 23.
+fn looks_like_plain_http(b: &[u8]) -> bool {
+    b.first().is_some_and(u8::is_ascii_uppercase)
+}
