@@ -8,7 +8,7 @@
 //! ## Data path, and who owns each step
 //!
 //! ```text
-//! client ─TCP─▶ ① accept      worker (accept loop, conn.rs), listener  (SO_REUSEPORT, caps, EMFILE backoff)
+//! client ─TCP─▶ ① accept      runtime (accept loop, conn.rs), listener  (SO_REUSEPORT, caps, EMFILE backoff)
 //!              ② transport   transport, transport::tls             (plain | rustls | kernel stream; one TLS
 //!                                                                    driver, server and client role; TlsInfo)
 //!              ③ kernel TLS  transport::ktls                       (secrets → TLS_TX/RX, control records, re-keys)
@@ -23,7 +23,7 @@
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
 //! ```
 //!
-//! Modules depend downwards only: `worker` → `http1::server` → `proxy` → `upstream`,
+//! Modules depend downwards only: `runtime` → `http1::server` → `proxy` → `upstream`,
 //! `route` → `transport`, `message`, `context`, `generation`, `config`, `observe`; the
 //! HTTP/1 codec (`http1::{parse, body, write}`) is a leaf both the session and
 //! `upstream::h1` use. [`message`] is what the exchange speaks — no HTTP version, no
@@ -33,7 +33,7 @@
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
-//! binds the sockets and starts the [`worker`]s, which share nothing else but the
+//! binds the sockets and starts the [`runtime`] workers, which share nothing else but the
 //! [`generation`]: the current configuration (config, router, TLS configs) behind an
 //! atomically swapped pointer, loaded once per exchange and replaced by a reload
 //! (SIGHUP, `ringgate reload`, a changed certificate file) built on a helper thread.
@@ -62,8 +62,8 @@ pub mod message;
 pub mod observe;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod signals;
 pub mod transport;
 pub mod upstream;
-pub mod worker;

@@ -20,7 +20,7 @@ use crate::config::{Config, KtlsMode};
 use crate::generation::{self, BuildError, Live, ReloadTrigger};
 use crate::observe::admin::Admin;
 use crate::observe::{MetricType, Registry};
-use crate::worker::{self, ListenerSpec, WorkerReport, WorkerSpec};
+use crate::runtime::{self, ListenerSpec, WorkerReport, WorkerSpec};
 
 /// Why the server did not start.
 #[derive(Debug)]
@@ -262,7 +262,7 @@ impl Prepared {
                 stop: stop_rx,
                 ready: ready_tx.clone(),
             };
-            match worker::spawn(spec) {
+            match runtime::spawn(spec) {
                 Ok(t) => {
                     handle.stops.push(stop_tx);
                     handle.threads.push(t);
@@ -342,7 +342,7 @@ impl ServerHandle {
         for t in self.threads.drain(..) {
             match t.join() {
                 Ok(r) => {
-                    worker::log_report(&r);
+                    runtime::log_report(&r);
                     reports.push(r);
                 }
                 Err(_) => tracing::error!("a worker thread panicked"),

@@ -236,7 +236,7 @@ fn metrics_count_what_the_test_sent() {
     // The shutdown report reads the same counters.
     let Fixture { proxy, .. } = f;
     let reports = proxy.shutdown_reports();
-    let sum = |g: fn(&ringgate::worker::WorkerReport) -> u64| reports.iter().map(g).sum::<u64>();
+    let sum = |g: fn(&ringgate::runtime::WorkerReport) -> u64| reports.iter().map(g).sum::<u64>();
     assert_eq!(sum(|r| r.accepted), 5);
     assert_eq!(sum(|r| r.requests), 10);
     assert_eq!(sum(|r| r.handshake_failed), 1);

@@ -1,7 +1,7 @@
 //! What every task on one worker can reach: the live configuration, the worker's
 //! upstream pools, its counters, its drain signal and its spare splice pipes.
 //!
-//! Built by [`crate::worker`] for each worker thread and shared by `Rc` among that
+//! Built by [`crate::runtime`] for each worker thread and shared by `Rc` among that
 //! worker's tasks only (nothing here crosses threads except [`Live`], the atomically
 //! swapped generation). It sits below every request-path module — the sessions
 //! ([`crate::http1::server`]), the exchange ([`crate::proxy`]) and the worker's accept loop

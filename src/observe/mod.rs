@@ -6,7 +6,7 @@
 //! process-wide metrics registered as closures read at scrape time (build info, and
 //! whatever other modules add with [`Registry::counter_fn`], [`Registry::gauge_fn`] or
 //! [`Registry::family_fn`], e.g. config reload stats). A scrape sums the workers; the
-//! shutdown report ([`crate::worker::WorkerReport`]) reads the same counters. Readiness
+//! shutdown report ([`crate::runtime::WorkerReport`]) reads the same counters. Readiness
 //! is part of the registry too: every worker's accept loops report that they run.
 //!
 //! Nothing here runs on the request path except the single-writer stores of

@@ -250,12 +250,12 @@ impl Proxy {
 
     /// Graceful stop, returning each worker's totals (counters checked by tests).
     #[allow(dead_code, reason = "used by some test binaries only")]
-    pub fn shutdown_reports(mut self) -> Vec<ringgate::worker::WorkerReport> {
+    pub fn shutdown_reports(mut self) -> Vec<ringgate::runtime::WorkerReport> {
         self.stop()
     }
 
     /// Shuts down on another thread so a stuck worker fails the test instead of hanging it.
-    fn stop(&mut self) -> Vec<ringgate::worker::WorkerReport> {
+    fn stop(&mut self) -> Vec<ringgate::runtime::WorkerReport> {
         let Some(handle) = self.handle.take() else {
             return Vec::new();
         };
