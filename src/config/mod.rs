@@ -1,4 +1,4 @@
-//! Configuration: TOML text → [`raw::RawConfig`] (what the user wrote) → [`Config`] (checked).
+//! Configuration: TOML text → `raw::RawConfig` (what the user wrote) → [`Config`] (checked).
 //!
 //! Everything that can fail fails here, at load time, on the main thread: files are read,
 //! certificates and keys parsed and matched, upstream names resolved, routes compiled.

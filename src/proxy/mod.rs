@@ -1,13 +1,13 @@
 //! ⑤ The exchange: one request, whichever protocol brought it, from route to outcome.
 //!
 //! A session ([`crate::http1::server`] today; HTTP/2 streams and upgraded tunnels next)
-//! reads a request head, turns it into a protocol-neutral [`Request`] and calls
+//! reads a request head, turns it into a protocol-neutral [`Request`](crate::message::Request) and calls
 //! [`exchange`] with itself as the [`BodySource`] (the request body, pulled as it
 //! arrives) and the [`ResponseSink`] (the response head and body, pushed as they come;
 //! the session frames them for its protocol). The exchange routes the request, leases
 //! an upstream connection, sends the head, streams the request body while the response
-//! is already read (full duplex, [`duplex`]), relays the response (spliced in the kernel
-//! when the sink's socket carries bytes as they are, [`splice`]) and returns an
+//! is already read (full duplex, `duplex`), relays the response (spliced in the kernel
+//! when the sink's socket carries bytes as they are, `splice`) and returns an
 //! [`Outcome`]: status, bytes each way, timings, route, upstream, error, and what the
 //! connection does next.
 //!
