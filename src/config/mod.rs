@@ -207,7 +207,14 @@ pub struct UpstreamConfig {
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
     /// `max_response_header_bytes`, `max_response_headers`.
-    pub response_limits: crate::http1::parse::ResponseLimits,
+    pub response_limits: ResponseLimits,
+}
+
+/// Limits applied while parsing an upstream's response head.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseLimits {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
 }
 
 /// One server of an upstream: what the user wrote and the address it resolved to.

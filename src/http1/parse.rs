@@ -133,12 +133,7 @@ pub struct HeadLimits {
 /// allocated: typical upstream responses carry 5–20 fields.
 const RESPONSE_STACK_SLOTS: usize = 64;
 
-/// Limits applied while parsing an upstream response head.
-#[derive(Debug, Clone, Copy)]
-pub struct ResponseLimits {
-    pub max_head_bytes: usize,
-    pub max_headers: usize,
-}
+pub use crate::config::ResponseLimits;
 
 /// Parses a request head from the start of `buf`.
 ///
