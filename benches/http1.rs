@@ -248,7 +248,14 @@ fn bench_rewrite(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("request_head", name), &req, |b, req| {
             b.iter(|| {
                 out.clear();
-                request_head(&mut out, req, &path, req.body, "backend:8080");
+                request_head(
+                    &mut out,
+                    req,
+                    &path,
+                    req.body,
+                    "backend:8080",
+                    ringgate::config::ForwardHeaders::ALL,
+                );
                 black_box(out.len())
             })
         });

@@ -210,6 +210,23 @@ fn zero_duration() {
 }
 
 #[test]
+fn unknown_forwarding_header() {
+    let d = Dir::new();
+    let text = good().replace(
+        "max_headers = 50\n",
+        "max_headers = 50\nforward_headers = [\"x-forwarded-for\",\n  \"x-forwarded-host\"]\n",
+    );
+    let out = d.check("bad-forward.toml", &text);
+    expect_error(
+        &out,
+        "bad-forward.toml",
+        line_of(&text, "x-forwarded-host"),
+        Some("http.forward_headers"),
+        &["x-forwarded-host", "x-real-ip"],
+    );
+}
+
+#[test]
 fn negative_duration() {
     let d = Dir::new();
     let text = config("server.pem", "server.key", "backend", "-5", "");

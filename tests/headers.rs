@@ -97,6 +97,58 @@ fn forwarding_headers_without_client_values() {
 }
 
 #[test]
+fn only_the_configured_forwarding_headers_are_added_the_others_pass_through() {
+    // Like nginx with one `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`.
+    let f = Fixture::with(|c| c.http("forward_headers", r#"["X-Forwarded-For"]"#));
+    let request = format!(
+        "GET /headers HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 203.0.113.7\r\n\
+         X-Real-IP: 192.0.2.1\r\nForwarded: for=198.51.100.1\r\n\r\n"
+    );
+    let seen = forwarded_request(&f, request.as_bytes());
+    let raw = String::from_utf8_lossy(&seen.raw_head).into_owned();
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        vec!["203.0.113.7, 127.0.0.1"],
+        "{raw}"
+    );
+    // Not ours to add: passed through as the client sent them, or absent.
+    assert_eq!(seen.header_all("x-real-ip"), vec!["192.0.2.1"], "{raw}");
+    assert_eq!(
+        seen.header_all("forwarded"),
+        vec!["for=198.51.100.1"],
+        "{raw}"
+    );
+    assert!(seen.header_all("x-forwarded-proto").is_empty(), "{raw}");
+
+    let f = Fixture::with(|c| c.http("forward_headers", "[]"));
+    let seen = forwarded_request(&f, request.as_bytes());
+    let raw = String::from_utf8_lossy(&seen.raw_head).into_owned();
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        vec!["203.0.113.7"],
+        "{raw}"
+    );
+    assert_eq!(
+        seen.header_all("forwarded"),
+        vec!["for=198.51.100.1"],
+        "{raw}"
+    );
+    assert!(seen.header_all("x-forwarded-proto").is_empty(), "{raw}");
+
+    let f = Fixture::with(|c| c.http("forward_headers", r#"["x-real-ip", "x-forwarded-proto"]"#));
+    let seen = forwarded_request(&f, request.as_bytes());
+    let raw = String::from_utf8_lossy(&seen.raw_head).into_owned();
+    // Ours: the client's X-Real-IP is replaced, never trusted.
+    assert_eq!(seen.header_all("x-real-ip"), vec!["127.0.0.1"], "{raw}");
+    assert_eq!(seen.header_all("x-forwarded-proto"), vec!["https"], "{raw}");
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        vec!["203.0.113.7"],
+        "{raw}"
+    );
+}
+
+#[test]
 fn host_with_port_and_case_is_preserved() {
     let f = Fixture::new();
     let request = "GET /headers HTTP/1.1\r\nHost: App.Test:443\r\n\r\n";

@@ -79,6 +79,59 @@ pub struct HttpSettings {
     pub splice_threshold_bytes: u64,
     pub lingering_time: Duration,
     pub lingering_timeout: Duration,
+    /// The forwarding fields added to upstream requests.
+    pub forward: ForwardHeaders,
+}
+
+/// Which forwarding fields the proxy adds to each request it sends upstream
+/// (`[http] forward_headers`). A field that is on is the proxy's: X-Forwarded-For and
+/// Forwarded get this hop appended to what the client sent, X-Real-IP and
+/// X-Forwarded-Proto are replaced. A field that is off is passed through as the client
+/// sent it, like nginx without a `proxy_set_header` for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    pub x_forwarded_for: bool,
+    pub forwarded: bool,
+    pub x_real_ip: bool,
+    pub x_forwarded_proto: bool,
+}
+
+impl ForwardHeaders {
+    /// The names `forward_headers` accepts, in the order they are written upstream.
+    pub const NAMES: [&'static str; 4] = [
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-proto",
+    ];
+
+    pub const ALL: ForwardHeaders = ForwardHeaders {
+        x_forwarded_for: true,
+        forwarded: true,
+        x_real_ip: true,
+        x_forwarded_proto: true,
+    };
+
+    pub const NONE: ForwardHeaders = ForwardHeaders {
+        x_forwarded_for: false,
+        forwarded: false,
+        x_real_ip: false,
+        x_forwarded_proto: false,
+    };
+
+    /// Turns on the field `name` (case-insensitive); `false` for a name not in
+    /// [`ForwardHeaders::NAMES`].
+    pub fn enable(&mut self, name: &str) -> bool {
+        let flag = match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => &mut self.x_forwarded_for,
+            "forwarded" => &mut self.forwarded,
+            "x-real-ip" => &mut self.x_real_ip,
+            "x-forwarded-proto" => &mut self.x_forwarded_proto,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
 }
 
 impl Default for HttpSettings {
@@ -97,6 +150,7 @@ impl Default for HttpSettings {
             splice_threshold_bytes: 256 * 1024,
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
+            forward: ForwardHeaders::ALL,
         }
     }
 }

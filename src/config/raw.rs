@@ -88,6 +88,10 @@ pub struct RawHttp {
     pub lingering_time_ms: Option<Spanned<i64>>,
     /// nginx: `lingering_timeout`: the longest wait for more of those bytes.
     pub lingering_timeout_ms: Option<Spanned<i64>>,
+    /// The forwarding fields added to requests sent upstream, any of `x-forwarded-for`,
+    /// `forwarded`, `x-real-ip`, `x-forwarded-proto` (default: all four; `[]`: none).
+    /// nginx: `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` and friends.
+    pub forward_headers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[[listener]]`.

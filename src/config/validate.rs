@@ -329,7 +329,30 @@ impl Validator<'_> {
                 "http.lingering_timeout_ms",
                 d.lingering_timeout,
             ),
+            forward: self.forward_headers(&h.forward_headers, d.forward),
         }
+    }
+
+    fn forward_headers(
+        &mut self,
+        value: &Option<Spanned<Vec<Spanned<String>>>>,
+        default: ForwardHeaders,
+    ) -> ForwardHeaders {
+        let Some(list) = value else {
+            return default;
+        };
+        let mut on = ForwardHeaders::NONE;
+        for name in list.get_ref() {
+            if !on.enable(name.get_ref()) {
+                let msg = format!(
+                    "unknown forwarding header {:?} (known: {})",
+                    name.get_ref(),
+                    ForwardHeaders::NAMES.join(", ")
+                );
+                self.error(Some(name.span()), "http.forward_headers", msg);
+            }
+        }
+        on
     }
 
     fn listener(&mut self, i: usize, l: &RawListener) -> Option<ListenerConfig> {

@@ -8,6 +8,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::parse::{Header, Version, comma_tokens};
+use crate::config::ForwardHeaders;
 use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
 
 /// Fields a proxy never forwards; `Connection` may name more.
@@ -79,13 +80,15 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
 /// Writes the request head to send upstream.
 ///
 /// `path` replaces the target (after any prefix strip); `body` is the length we forward
-/// (unknown: chunked); `fallback_host` is used when the client sent no Host (HTTP/1.0).
+/// (unknown: chunked); `fallback_host` is used when the client sent no Host (HTTP/1.0);
+/// `forward` says which forwarding fields are ours to add (the others pass through).
 pub fn request_head(
     out: &mut BytesMut,
     head: &Request,
     path: &[u8],
     body: BodyLength,
     fallback_host: &str,
+    forward: ForwardHeaders,
 ) {
     let client = head.client;
     out.reserve(256 + head.headers.len() * 48);
@@ -101,8 +104,8 @@ pub fn request_head(
         let name = h.name.as_ref();
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"x-real-ip")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || (forward.x_real_ip && name.eq_ignore_ascii_case(b"x-real-ip"))
+            || (forward.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (has_conn && named_by_connection(&head.headers, name))
         {
             continue;
@@ -110,7 +113,7 @@ pub fn request_head(
         if name.eq_ignore_ascii_case(b"host") {
             host_seen = true;
         }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+        if forward.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for") {
             // All earlier hops, joined, then this client: one header.
             if !xff_done {
                 xff_done = true;
@@ -138,7 +141,7 @@ pub fn request_head(
             }
             continue;
         }
-        if name.eq_ignore_ascii_case(b"forwarded") {
+        if forward.forwarded && name.eq_ignore_ascii_case(b"forwarded") {
             if !forwarded_done {
                 forwarded_done = true;
                 out.put_slice(b"Forwarded: ");
@@ -166,21 +169,26 @@ pub fn request_head(
             None => put_header(out, b"Host", fallback_host.as_bytes()),
         }
     }
-    if !xff_done {
+    if forward.x_forwarded_for && !xff_done {
         out.put_slice(b"X-Forwarded-For: ");
         put_ip(out, &client);
         out.put_slice(b"\r\n");
     }
-    if !forwarded_done {
+    if forward.forwarded && !forwarded_done {
         out.put_slice(b"Forwarded: ");
         put_forwarded_element(out, &client, head.authority.as_ref());
         out.put_slice(b"\r\n");
     }
-    out.put_slice(b"X-Real-IP: ");
-    put_ip(out, &client);
-    out.put_slice(b"\r\nX-Forwarded-Proto: ");
-    out.put_slice(client.proto.as_bytes());
-    out.put_slice(b"\r\n");
+    if forward.x_real_ip {
+        out.put_slice(b"X-Real-IP: ");
+        put_ip(out, &client);
+        out.put_slice(b"\r\n");
+    }
+    if forward.x_forwarded_proto {
+        out.put_slice(b"X-Forwarded-Proto: ");
+        out.put_slice(client.proto.as_bytes());
+        out.put_slice(b"\r\n");
+    }
     match body {
         BodyLength::Known(n) => {
             out.put_slice(b"Content-Length: ");

@@ -167,7 +167,9 @@ impl Exchange<'_> {
         };
         let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;
-        self.upload.framing = Some(h1::request_head(&mut first, req, up_path, fallback_host));
+        let forward = config.http.forward;
+        let framing = h1::request_head(&mut first, req, up_path, fallback_host, forward);
+        self.upload.framing = Some(framing);
         // Body bytes already here travel with the head.
         let mut first_body = BytesMut::new();
         if let Err(e) = self.upload.take(s, &mut first_body) {

@@ -12,6 +12,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::config::ForwardHeaders;
 use crate::error::{Kind, ProxyError, Side};
 use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{self, BodyKind, Parsed, ResponseLimits};
@@ -19,15 +20,16 @@ use crate::http1::write;
 use crate::message::{BodyLength, Request, ResponseHead};
 
 /// Writes the request head for the upstream into `out`: `path` is the target to send
-/// (after any prefix strip); `fallback_host` is used when the client sent no host.
-/// Returns the framing its body takes.
+/// (after any prefix strip); `fallback_host` is used when the client sent no host;
+/// `forward` names the forwarding fields to add. Returns the framing its body takes.
 pub fn request_head(
     out: &mut BytesMut,
     req: &Request,
     path: &[u8],
     fallback_host: &str,
+    forward: ForwardHeaders,
 ) -> RequestFraming {
-    write::request_head(out, req, path, req.body, fallback_host);
+    write::request_head(out, req, path, req.body, fallback_host, forward);
     RequestFraming {
         chunked: req.body == BodyLength::Unknown,
     }
