@@ -60,6 +60,8 @@ for n in "$n1" "$n2"; do
 done
 kill -9 "$vpid"
 wait "$vpid" 2>/dev/null || true
+# CG_KEEP=DIR keeps the two dumps (cg.1, cg.2) for callgrind_annotate.
+if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg.2 "$CG_KEEP"/; fi
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)

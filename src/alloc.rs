@@ -4,7 +4,7 @@
 //! delay, and only when the thread that owns them calls into the allocator again. A
 //! worker that goes quiet — ten thousand idle keep-alive connections and no traffic —
 //! therefore keeps every page its handshakes and bursts once touched: about 30 kB of RSS
-//! per idle TLS connection instead of the ~4 kB that is live. Each worker calls
+//! per idle TLS connection instead of the ~6 kB that is live (loadtest/heap_profile.sh). Each worker calls
 //! [`release_free_memory`] once a second, like jemalloc's background purging thread, but
 //! on its own thread (mimalloc heaps are thread-local) and at a cost of microseconds.
 

@@ -9,6 +9,10 @@ use ringgate::config::Config;
 use ringgate::logging::say;
 use ringgate::server::{Server, ServerHandle};
 
+/// mimalloc, except in a heap-profiling build (`--features system-allocator`), where
+/// glibc's malloc lets heaptrack / valgrind see every allocation
+/// (loadtest/heap_profile.sh).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -90,52 +90,67 @@ struct Session {
 
 impl Session {
     async fn run(&mut self) {
-        loop {
-            let head = match self.read_head().await {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(client = %self.client.addr, error = %e, "request head refused");
-                    if let Some(status) = e.status() {
-                        let started = Instant::now();
-                        let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-                        write::simple_response(&mut out, status, e.reason, Version::Http11, false);
-                        let _ = self.write(out.freeze()).await;
-                        self.ctx.metrics.request_done(status, started.elapsed());
-                    }
-                    break;
-                }
-            };
-            self.served += 1;
-            // The exchange starts: it runs to its end on the generation current now.
-            self.generation = self.ctx.live.load_full();
-            let generation = self.generation.clone();
-            let received = Instant::now();
-            let ctx = self.ctx.clone();
-            let (req, mut x) = self.split(head, received);
-            let outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
-            let body_done = x.body.done;
-            drop(x);
-            if !body_done && outcome.next != Next::KeepAlive {
-                // The response ended before the request body: drain what the client
-                // still sends.
-                self.linger = true;
-            }
-            self.ctx
-                .metrics
-                .request_done(outcome.status, received.elapsed());
-            if outcome.next != Next::KeepAlive {
+        // An idle keep-alive connection waits in `wait_for_request`, whose state is
+        // small; everything a request needs (the head read, the exchange with its
+        // upstream lease, buffers and body pump) lives in one boxed future per request,
+        // freed when the request ends. An async fn's state is as large as its largest
+        // await point, so without the box every idle connection would carry room for a
+        // whole exchange (measured: 5.9 kB of a 10 kB idle connection before).
+        while self.wait_for_request().await {
+            if Box::pin(self.serve_one()).await != Next::KeepAlive {
                 break;
             }
         }
+        // The close steps are boxed (once per connection) so that their state — a TLS
+        // close_notify write, the lingering reads — does not size the future every idle
+        // connection holds.
         let http = &self.generation.config.http;
         if self.linger {
             let (per_read, total) = (http.lingering_timeout, http.lingering_time);
-            let _ =
-                monoio::time::timeout(http.send_timeout, self.stream.linger(per_read, total)).await;
+            let linger = Box::pin(self.stream.linger(per_read, total));
+            let _ = monoio::time::timeout(http.send_timeout, linger).await;
         } else {
-            let _ = monoio::time::timeout(http.send_timeout, self.stream.shutdown()).await;
+            let shutdown = Box::pin(self.stream.shutdown());
+            let _ = monoio::time::timeout(http.send_timeout, shutdown).await;
         }
+    }
+
+    /// Reads one request head and serves it; what the connection does next.
+    async fn serve_one(&mut self) -> Next {
+        let head = match self.read_head().await {
+            Ok(Some(h)) => h,
+            Ok(None) => return Next::Close,
+            Err(e) => {
+                debug!(client = %self.client.addr, error = %e, "request head refused");
+                if let Some(status) = e.status() {
+                    let started = Instant::now();
+                    let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
+                    write::simple_response(&mut out, status, e.reason, Version::Http11, false);
+                    let _ = self.write(out.freeze()).await;
+                    self.ctx.metrics.request_done(status, started.elapsed());
+                }
+                return Next::Close;
+            }
+        };
+        self.served += 1;
+        // The exchange starts: it runs to its end on the generation current now.
+        self.generation = self.ctx.live.load_full();
+        let generation = self.generation.clone();
+        let received = Instant::now();
+        let ctx = self.ctx.clone();
+        let (req, mut x) = self.split(head, received);
+        let outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
+        let body_done = x.body.done;
+        drop(x);
+        if !body_done && outcome.next != Next::KeepAlive {
+            // The response ended before the request body: drain what the client still
+            // sends.
+            self.linger = true;
+        }
+        self.ctx
+            .metrics
+            .request_done(outcome.status, received.elapsed());
+        outcome.next
     }
 
     /// The protocol-neutral request, and this session's side of its exchange.
@@ -170,12 +185,42 @@ impl Session {
         (req, x)
     }
 
-    /// Reads the next request head. `Ok(None)`: the connection ended quietly (client
-    /// closed, idle timeout, or the worker is draining).
+    /// Waits until the next request can be read: bytes buffered (pipelined) or on the
+    /// socket. `false`: the connection ends quietly (client closed, idle timeout, the
+    /// worker draining), like nginx, without a word.
+    async fn wait_for_request(&mut self) -> bool {
+        if !self.rbuf.is_empty() || self.stream.has_buffered() {
+            return true;
+        }
+        if self.served > 0 {
+            // Idle keep-alive: hold no read buffer while nothing arrives.
+            self.rbuf = BytesMut::new();
+            self.stream.release_buffers();
+        }
+        if self.ctx.draining.is_raised() {
+            return false;
+        }
+        // From the current generation, not the last exchange's (a short look at the
+        // pointer, not held while waiting).
+        let idle = {
+            let http = &self.ctx.live.load().config.http;
+            if self.served == 0 {
+                http.client_header_timeout
+            } else {
+                http.keepalive_timeout
+            }
+        };
+        let ready = monoio::select! {
+            r = monoio::time::timeout(idle, self.stream.readable()) => r,
+            _ = self.ctx.draining.wait() => return false,
+        };
+        matches!(ready, Ok(Ok(())))
+    }
+
+    /// Reads the next request head (bytes are there or on their way). `Ok(None)`: the
+    /// client closed or stayed silent before sending a byte of it.
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
-        // Between exchanges the limits come from the current generation, not the last
-        // exchange's (a short look at the pointer, not held across the reads).
-        let (limits, header_timeout, keepalive_timeout) = {
+        let (limits, header_timeout) = {
             let generation = self.ctx.live.load();
             let http = &generation.config.http;
             let limits = HeadLimits {
@@ -183,32 +228,8 @@ impl Session {
                 max_head_bytes: http.max_header_bytes,
                 max_headers: http.max_headers,
             };
-            (limits, http.client_header_timeout, http.keepalive_timeout)
+            (limits, http.client_header_timeout)
         };
-        if self.rbuf.is_empty() && !self.stream.has_buffered() {
-            if self.served > 0 {
-                // Idle keep-alive: hold no read buffer while nothing arrives.
-                self.rbuf = BytesMut::new();
-                self.stream.release_buffers();
-            }
-            if self.ctx.draining.is_raised() {
-                return Ok(None);
-            }
-            let idle = if self.served == 0 {
-                header_timeout
-            } else {
-                keepalive_timeout
-            };
-            let ready = monoio::select! {
-                r = monoio::time::timeout(idle, self.stream.readable()) => r,
-                _ = self.ctx.draining.wait() => return Ok(None),
-            };
-            match ready {
-                Ok(Ok(())) => {}
-                // Idle too long, or the socket failed: close without a word, like nginx.
-                Ok(Err(_)) | Err(_) => return Ok(None),
-            }
-        }
         let deadline = Instant::now() + header_timeout;
         loop {
             if !self.rbuf.is_empty() {

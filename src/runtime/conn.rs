@@ -25,7 +25,9 @@ pub async fn serve(
     let tls = ctx.live.load().listeners[listener.index].clone();
     let (stream, info) = match tls {
         Some(tls) => {
-            let accepted = transport::accept(
+            // Boxed, like the exchange: the handshake's state is freed once it is done,
+            // instead of sizing every connection's future for it.
+            let accepted = Box::pin(transport::accept(
                 tcp,
                 peer,
                 tls.server_config,
@@ -33,7 +35,7 @@ pub async fn serve(
                 tls.handshake_timeout,
                 &mut rbuf,
                 &ctx.metrics,
-            )
+            ))
             .await;
             match accepted {
                 Some((s, info)) => (s, Some(info)),
