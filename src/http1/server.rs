@@ -551,3 +551,57 @@ impl ResponseSink for H1Exchange<'_> {
         if keep { Next::KeepAlive } else { Next::Close }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory an idle keep-alive connection holds is its task's future, and an async
+    /// fn's future is as large as its largest await point: the request's state (head
+    /// read, exchange, upstream lease, body pump) must live in the boxed `serve_one`, not
+    /// in the future that waits between requests.
+    #[test]
+    fn an_idle_connection_does_not_carry_a_requests_state() {
+        let text = "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
+                    [upstream.a]\nservers = [\"127.0.0.1:1\"]\n";
+        let config = crate::config::from_toml_str(text, "t.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let live = crate::generation::Live::new(config).unwrap();
+        let metrics = crate::observe::Registry::new(1, 1).local(0);
+        let ctx = Rc::new(WorkerCtx {
+            id: 0,
+            upstreams: crate::upstream::Upstreams::new(live.clone(), metrics.clone()),
+            live,
+            draining: Default::default(),
+            closed_all: Default::default(),
+            metrics,
+            pipes: Default::default(),
+        });
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                let (s, peer) = l.accept().unwrap();
+                let mut session = Session {
+                    generation: ctx.live.load_full(),
+                    stream: ClientStream::plain(monoio::net::TcpStream::from_std(s).unwrap()),
+                    client: ClientInfo::new(peer, "http"),
+                    ctx: ctx.clone(),
+                    rbuf: BytesMut::new(),
+                    served: 0,
+                    linger: false,
+                    tls: None,
+                };
+                let request = std::mem::size_of_val(&session.serve_one());
+                let idle = std::mem::size_of_val(&session.run());
+                // Measured (release, rustc 1.95): run 1,152 B, serve_one 5,120 B.
+                assert!(
+                    idle * 3 <= request,
+                    "the connection's future ({idle} B) holds room for a request ({request} B)"
+                );
+            });
+    }
+}
