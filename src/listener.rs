@@ -130,3 +130,20 @@ pub fn pending(stream: &impl std::os::fd::AsRawFd) -> Pending {
         Err(_) => Pending::Error,
     }
 }
+
+/// Stops a listening socket now: `shutdown(2)` on a listening TCP socket makes the kernel
+/// refuse new connections and fail pending accepts at once. Closing the fd alone is not
+/// enough under io_uring: an accept still in flight holds a reference to the socket until
+/// the ring has cancelled it, which the kernel finishes asynchronously after the ring is
+/// dropped, so for a moment a closed listener could still complete handshakes.
+#[allow(
+    unsafe_code,
+    reason = "borrowing the listener's fd for one shutdown call; monoio's TcpListener has no AsFd"
+)]
+pub fn stop_listening(listener: &impl std::os::fd::AsRawFd) {
+    // SAFETY: the fd belongs to `listener`, which is borrowed for longer than this
+    // BorrowedFd lives (it is dropped at the end of this function).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+    // ENOTCONN and friends: the socket is already not listening; nothing to do.
+    let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+}

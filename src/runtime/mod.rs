@@ -279,8 +279,10 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<Work
     }
     // No longer ready (counted up when this loop was spawned).
     m.accepting.dec();
-    // Dropping the listener closes this worker's socket: new connections go elsewhere or
-    // are refused once every worker has closed its own.
+    // This worker's socket stops listening now (not when the kernel gets round to
+    // releasing an accept the ring still holds): new connections go elsewhere or are
+    // refused once every worker has stopped its own.
+    crate::listener::stop_listening(&listener);
     drop(listener);
 }
 
