@@ -221,10 +221,11 @@ stop_backend() {
 # ---------------------------------------------------------------- proxies
 tls=pinned # the TLS mode of the current pass
 render() { # template out workers pin_workers port
-  # "# @PINNED@" lines: kept (tag removed) in the pinned mode, dropped in the defaults mode
-  local pin_sed='s/ *# @PINNED@$//' caddy_min=tls1.3
-  [ "$tls" = defaults ] && pin_sed='/# @PINNED@$/d' caddy_min=tls1.2
-  sed -e "$pin_sed" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
+  # "# @PINNED@" lines are kept (tag removed) in the pinned mode and dropped in the
+  # defaults mode; "# @DEFAULTS@" lines the other way round
+  local keep=PINNED drop=DEFAULTS caddy_min=tls1.3
+  [ "$tls" = defaults ] && keep=DEFAULTS drop=PINNED caddy_min=tls1.2
+  sed -e "/# @$drop@\$/d" -e "s/ *# @$keep@\$//" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
     -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$backend_port|g" \
     -e "s|@WORKERS@|$3|g" -e "s|@PIN_WORKERS@|$4|g" -e "s|@PORT@|$5|g" \
     -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
