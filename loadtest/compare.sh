@@ -23,6 +23,7 @@
 #   RG_IDLE_MODES ("sequential concurrent"; concurrent)   how the idle connections are
 #                              opened: one at a time, or RG_IDLE_CONCURRENCY at a time
 #   RG_IDLE_CONCURRENCY (200)  handshakes in flight in the concurrent mode
+#   RG_IDLE_SETTLE (3)         seconds between the last connection open and the sample
 #   RG_PARTS (load idle)       which parts run: load scenarios, idle connections, or both
 #   RG_CADDY (auto)            auto: install Caddy if missing and add it to the idle rows
 #                              when its binary is there; off: no Caddy
@@ -40,7 +41,7 @@ quick=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (usage: loadtest/compare.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +57,7 @@ else
   idle_modes=${RG_IDLE_MODES:-sequential concurrent}
 fi
 idle_conc=${RG_IDLE_CONCURRENCY:-200}
+idle_settle=${RG_IDLE_SETTLE:-3}
 backends=${RG_BACKEND:-origin}
 tls_modes=${RG_TLS:-pinned}
 caddy_mode=${RG_CADDY:-auto}
@@ -80,6 +82,7 @@ for p in $proxies; do case $p in ringgate | nginx | haproxy) ;; *) die "unknown 
 for x in $parts; do case $x in load | idle) ;; *) die "unknown part in RG_PARTS: $x (load|idle)" ;; esac; done
 case $caddy_mode in auto | off) ;; *) die "RG_CADDY must be auto or off, not $caddy_mode" ;; esac
 [[ $idle_conc =~ ^[1-9][0-9]*$ ]] || die "RG_IDLE_CONCURRENCY must be a positive number"
+[[ $idle_settle =~ ^[0-9]+$ ]] || die "RG_IDLE_SETTLE must be a number of seconds"
 
 # ---------------------------------------------------------------- prerequisites
 need_pkgs=()
@@ -406,7 +409,7 @@ declare -A tls_checked=()
 # Opens N idle TLS connections (one request each) to a fresh proxy, holds them while RSS,
 # fds and the proxy's established connections are sampled, then releases them.
 measure_idle() { # proxy connections mode(sequential|concurrent)
-  local proxy=$1 n=$2 mode=$3 p=${port[$1]} conc=$idle_conc open_bound=240 hold=300
+  local proxy=$1 n=$2 mode=$3 p=${port[$1]} conc=$idle_conc open_bound=240 hold=$((idle_settle + 300))
   local tag out before after fds_before fds_after held line open failed cpid i
   [ "$mode" = sequential ] && conc=1
   tag=$(echo "$backend-$tls-$proxy-idle-$n-$mode" | tr -c 'A-Za-z0-9_.\n-' _)
@@ -436,7 +439,9 @@ measure_idle() { # proxy connections mode(sequential|concurrent)
     kill -0 "$cpid" 2>/dev/null || break
     sleep 0.1
   done
-  sleep 3 # let the proxy settle (freed handshake buffers; allocators purge on a timer)
+  # let the proxy settle (freed handshake buffers; allocators purge on a timer). Past the
+  # proxies' keep-alive timeout (75 s) they close the connections: the row goes invalid.
+  sleep "$idle_settle"
   after=$(rss_kb)
   fds_after=$(fd_count)
   # connections the proxy really holds now: established, local port = its listener
