@@ -3,17 +3,35 @@
 #
 #   loadtest/compare.sh [--quick]
 #
-# One ECDSA P-256 self-signed certificate for all three proxies; one shared backend
-# (`ringgate origin`, pinned to CPU 1); each proxy in turn pinned to CPU 0 with
-# equivalent configs (loadtest/*.tmpl: TLS 1.3 only, 1 worker, keep-alive to the backend,
-# no access log); load generators pinned to CPU 1. Runs alternate ringgate, nginx,
+# One ECDSA P-256 self-signed certificate for all proxies; one shared backend (pinned to
+# CPU 1); each proxy in turn pinned to CPU 0 with equivalent configs (loadtest/*.tmpl:
+# 1 worker, keep-alive to the backend, no access log, X-Forwarded-For as the one
+# forwarding header); load generators pinned to CPU 1. Runs alternate ringgate, nginx,
 # haproxy (then ringgate workers=2, unpinned) and repeat N times; the table shows medians.
+# Then idle TLS connections are opened to each proxy in turn (and Caddy, if present) and
+# RSS is sampled while they are held. The whole matrix runs once per backend × TLS mode.
 # See loadtest/README.md ("Side-by-side: ringgate vs nginx vs HAProxy").
 #
-# Environment overrides: RG_REPEATS (3; 1 with --quick), RG_SECS (10; 4 with --quick),
-# RG_IDLE_CONNS (10000), RG_TOOLS (ringgate-load wrk h2load: those present are used),
-# RG_NO_BUILD=1 (never run cargo), RG_KTLS (off), RG_PROXIES (ringgate nginx haproxy),
-# RG_SUITE (TLS_AES_128_GCM_SHA256: the one TLS 1.3 cipher suite all three proxies allow).
+# Environment overrides (defaults; with --quick where different):
+#   RG_REPEATS (3; 1)          alternating repeats of the load scenarios
+#   RG_SECS (10; 4)            seconds per load run
+#   RG_BACKEND (origin)        list of: origin (`ringgate origin`), nginx (a stock nginx
+#                              serving static files); e.g. "origin nginx" runs both
+#   RG_TLS (pinned)            list of: pinned (TLS 1.3 only, RG_SUITE only), defaults
+#                              (each proxy's own versions and suites: TLS 1.3 and 1.2)
+#   RG_IDLE_CONNS ("1000 4000 10000"; 1000)   idle connection counts
+#   RG_IDLE_MODES ("sequential concurrent"; concurrent)   how the idle connections are
+#                              opened: one at a time, or RG_IDLE_CONCURRENCY at a time
+#   RG_IDLE_CONCURRENCY (200)  handshakes in flight in the concurrent mode
+#   RG_IDLE_SETTLE (3)         seconds between the last connection open and the sample
+#   RG_PARTS (load idle)       which parts run: load scenarios, idle connections, or both
+#   RG_CADDY (auto)            auto: install Caddy if missing and add it to the idle rows
+#                              when its binary is there; off: no Caddy
+#   RG_TOOLS (ringgate-load wrk h2load)   those present are used
+#   RG_PROXIES (ringgate nginx haproxy)   for debugging one proxy; the table wants all
+#   RG_KTLS (off)              ringgate's ktls setting
+#   RG_SUITE (TLS_AES_128_GCM_SHA256)     the one TLS 1.3 suite of the pinned mode
+#   RG_NO_BUILD=1              never run cargo
 # All traffic is on 127.0.0.1; every tool run is bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,30 +41,48 @@ quick=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (usage: loadtest/compare.sh [--quick])" >&2; exit 2 ;;
   esac
 done
 if [ "$quick" = 1 ]; then
   repeats=${RG_REPEATS:-1}
   secs=${RG_SECS:-4}
+  idle_sizes_wanted=${RG_IDLE_CONNS:-1000}
+  idle_modes=${RG_IDLE_MODES:-concurrent}
 else
   repeats=${RG_REPEATS:-3}
   secs=${RG_SECS:-10}
+  idle_sizes_wanted=${RG_IDLE_CONNS:-1000 4000 10000}
+  idle_modes=${RG_IDLE_MODES:-sequential concurrent}
 fi
-idle_n=${RG_IDLE_CONNS:-10000}
+idle_conc=${RG_IDLE_CONCURRENCY:-200}
+idle_settle=${RG_IDLE_SETTLE:-3}
+backends=${RG_BACKEND:-origin}
+tls_modes=${RG_TLS:-pinned}
+caddy_mode=${RG_CADDY:-auto}
+parts=${RG_PARTS:-load idle}
 tools_wanted=${RG_TOOLS:-ringgate-load wrk h2load}
 ktls=${RG_KTLS:-off}
-# One TLS 1.3 suite for all three proxies, so each does the same crypto whatever the
-# client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).
+# One TLS 1.3 suite for all proxies in the pinned mode, so each does the same crypto
+# whatever the client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).
 suite=${RG_SUITE:-TLS_AES_128_GCM_SHA256}
-proxies=${RG_PROXIES:-ringgate nginx haproxy} # for debugging one proxy; the table wants all
+proxies=${RG_PROXIES:-ringgate nginx haproxy}
 
-origin_port=19080
-declare -A port=([ringgate]=19443 [nginx]=19444 [haproxy]=19445 [ringgate-w2]=19446)
+declare -A port=([ringgate]=19443 [nginx]=19444 [haproxy]=19445 [ringgate-w2]=19446 [caddy]=19447)
+declare -A backend_ports=([origin]=19080 [nginx]=19081)
 t_start=$(date +%s)
 log() { printf '[%4ds] %s\n' "$(($(date +%s) - t_start))" "$*" >&2; }
 die() { echo "compare.sh: $*" >&2; exit 1; }
+
+for b in $backends; do [ -n "${backend_ports[$b]:-}" ] || die "unknown backend in RG_BACKEND: $b (origin|nginx)"; done
+for m in $tls_modes; do case $m in pinned | defaults) ;; *) die "unknown mode in RG_TLS: $m (pinned|defaults)" ;; esac; done
+for m in $idle_modes; do case $m in sequential | concurrent) ;; *) die "unknown mode in RG_IDLE_MODES: $m (sequential|concurrent)" ;; esac; done
+for p in $proxies; do case $p in ringgate | nginx | haproxy) ;; *) die "unknown proxy in RG_PROXIES: $p (ringgate|nginx|haproxy)" ;; esac; done
+for x in $parts; do case $x in load | idle) ;; *) die "unknown part in RG_PARTS: $x (load|idle)" ;; esac; done
+case $caddy_mode in auto | off) ;; *) die "RG_CADDY must be auto or off, not $caddy_mode" ;; esac
+[[ $idle_conc =~ ^[1-9][0-9]*$ ]] || die "RG_IDLE_CONCURRENCY must be a positive number"
+[[ $idle_settle =~ ^[0-9]+$ ]] || die "RG_IDLE_SETTLE must be a number of seconds"
 
 # ---------------------------------------------------------------- prerequisites
 need_pkgs=()
@@ -58,11 +94,21 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v ss >/dev/null || need_pkgs+=(iproute2)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing: ${need_pkgs[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_pkgs[@]}" >/dev/null
 fi
-# Debian's nginx package starts a system nginx on port 80; ours never uses its config.
+# Caddy is an optional idle-memory peer: a failed install only drops its rows.
+if [ "$caddy_mode" = auto ] && ! command -v caddy >/dev/null; then
+  log "installing: caddy"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q caddy >/dev/null ||
+    log "could not install caddy: no Caddy rows"
+fi
+# Debian's nginx and caddy packages may start a system server on port 80; ours never use
+# their configs.
+idle_proxies=$proxies
+[ "$caddy_mode" = auto ] && command -v caddy >/dev/null && idle_proxies="$idle_proxies caddy"
 
 bin=$root/target/release/ringgate
 lbin=$root/target/release/ringgate-load
@@ -94,11 +140,18 @@ done
 ulimit -Hn 65536 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 nofile=$(ulimit -n)
-if [ "$nofile" -lt $((idle_n + 2000)) ]; then
-  log "ulimit -n is only $nofile: idle test lowered to $((nofile - 2000)) connections"
-  idle_n=$((nofile - 2000))
-fi
-maxconn=$((idle_n + 2000)) # proxy connection caps: nginx worker_connections, HAProxy maxconn
+idle_sizes=()
+idle_max=0
+for n in $idle_sizes_wanted; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "RG_IDLE_CONNS: not a positive number: $n"
+  if [ "$n" -gt $((nofile - 2000)) ]; then
+    log "ulimit -n is only $nofile: idle test of $n lowered to $((nofile - 2000)) connections"
+    n=$((nofile - 2000))
+  fi
+  [[ " ${idle_sizes[*]} " == *" $n "* ]] || idle_sizes+=("$n")
+  [ "$n" -gt "$idle_max" ] && idle_max=$n
+done
+maxconn=$((idle_max + 2000)) # connection caps: nginx worker_connections, HAProxy maxconn
 clk_tck=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- workspace
@@ -134,16 +187,52 @@ wait_port() { # port seconds
   return 1
 }
 
-taskset -c 1 "$bin" origin --listen "127.0.0.1:$origin_port" 2>"$work/origin.log" &
-pids+=($!)
-wait_port "$origin_port" 10 || die "origin did not start: $(cat "$work/origin.log")"
+# ---------------------------------------------------------------- backends
+# /bytes/N as static files for the nginx backend (`ringgate origin` makes them itself)
+mkdir -p "$work/www/bytes"
+for n in 12 1024 65536 1048576; do head -c "$n" /dev/zero | tr '\0' x >"$work/www/bytes/$n"; done
+chmod -R a+rX "$work/www"
+
+backend_pid=0
+backend_port=0
+start_backend() { # origin|nginx
+  backend_port=${backend_ports[$1]}
+  case $1 in
+    origin)
+      taskset -c 1 "$bin" origin --listen "127.0.0.1:$backend_port" 2>"$work/origin.log" &
+      ;;
+    nginx)
+      sed -e "s|@WORK@|$work|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
+        -e "s|@BACKEND_PORT@|$backend_port|g" loadtest/backend-nginx.conf.tmpl >"$work/backend-nginx.conf"
+      taskset -c 1 nginx -c "$work/backend-nginx.conf" -e "$work/backend-nginx-error.log" \
+        2>"$work/origin.log" &
+      ;;
+  esac
+  backend_pid=$!
+  pids+=("$backend_pid")
+  wait_port "$backend_port" 10 || die "backend $1 did not start: $(cat "$work/origin.log")"
+  local code
+  code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+    "http://127.0.0.1:$backend_port/bytes/1024") || true
+  [ "$code" = "200 1024" ] || die "backend $1: GET /bytes/1024 gave '$code'"
+}
+stop_backend() {
+  kill -TERM "$backend_pid" 2>/dev/null || true
+  wait "$backend_pid" 2>/dev/null || true
+}
 
 # ---------------------------------------------------------------- proxies
+tls=pinned # the TLS mode of the current pass
 render() { # template out workers pin_workers port
-  sed -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
-    -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$origin_port|g" \
+  # "# @PINNED@" lines are kept (tag removed) in the pinned mode and dropped in the
+  # defaults mode; "# @DEFAULTS@" lines the other way round
+  local keep=PINNED drop=DEFAULTS caddy_min=tls1.3
+  [ "$tls" = defaults ] && keep=DEFAULTS drop=PINNED caddy_min=tls1.2
+  sed -e "/# @$drop@\$/d" -e "s/ *# @$keep@\$//" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
+    -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$backend_port|g" \
     -e "s|@WORKERS@|$3|g" -e "s|@PIN_WORKERS@|$4|g" -e "s|@PORT@|$5|g" \
     -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
+    -e "s|@CADDY_TLS_MIN@|$caddy_min|g" \
     -e "s|@SUITE@|$suite|g" -e "s|@RUSTLS_SUITE@|TLS13_${suite#TLS_}|g" "$1" >"$2"
 }
 
@@ -170,6 +259,12 @@ start_proxy() { # name
       cfg=$work/haproxy.cfg
       render loadtest/haproxy.cfg.tmpl "$cfg" 1 true "$p"
       taskset -c 0 haproxy -db -f "$cfg" 2>"$work/$name.log" &
+      ;;
+    caddy) # one Go process; GOMAXPROCS=1 as the others' one worker; its state under $work
+      cfg=$work/caddy.json
+      render loadtest/caddy.json.tmpl "$cfg" 1 true "$p"
+      taskset -c 0 env GOMAXPROCS=1 HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
+        caddy run --config "$cfg" 2>"$work/$name.log" &
       ;;
   esac
   proxy_pid=$!
@@ -220,16 +315,18 @@ stop_proxy() {
   wait "$proxy_pid" 2>/dev/null || true
 }
 
-tls_check() { # name: show what was negotiated, and that TLS 1.2 is refused
+tls_check() { # name: show what was negotiated, and whether TLS 1.2 is served as the mode says
   local p=${port[$1]} s12 info
   info=$(timeout 5 openssl s_client -connect "127.0.0.1:$p" -servername localhost </dev/null 2>/dev/null |
     awk '/^(New|Server Temp Key)/' | paste -sd ' ' -) || true
   if timeout 5 openssl s_client -tls1_2 -connect "127.0.0.1:$p" </dev/null >/dev/null 2>&1; then
-    s12="TLS 1.2 ACCEPTED (config not equivalent!)"
+    s12="TLS 1.2 accepted"
+    [ "$tls" = pinned ] && s12="TLS 1.2 ACCEPTED (config not equivalent!)"
   else
     s12="TLS 1.2 refused"
+    [ "$tls" = defaults ] && s12="TLS 1.2 REFUSED (not the proxy's defaults?)"
   fi
-  log "$1: $info; $s12"
+  log "$1 ($tls): $info; $s12"
 }
 
 # ---------------------------------------------------------------- one measured run
@@ -237,7 +334,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
   local proxy=$1 tool=$2 scen=$3 path=$4 conns=$5 mode=$6 rep=$7
   local url="https://127.0.0.1:${port[$proxy]}$path"
   local tag out before after bound=$((secs + 30))
-  tag=$(echo "$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
+  tag=$(echo "$backend-$tls-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
   before=$(cpu_ticks)
   case $tool in
@@ -263,6 +360,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
   after=$(cpu_ticks)
   python3 loadtest/report.py record --results "$results" --tool "$tool" --out "$out" \
     --h2log "$raw/$tag.h2log" --json "$raw/$tag.json" --proxy "$proxy" --scenario "$scen" \
+    --backend "$backend" --tls "$tls" \
     --repeat "$rep" --connections "$conns" --secs "$secs" --cpu-ticks-before "$before" \
     --cpu-ticks-after "$after" --clk-tck "$clk_tck" || log "could not parse $out"
   rm -f "$raw/$tag.h2log" # per-request log: large, already reduced to percentiles
@@ -298,65 +396,125 @@ measure_proxy() { # proxy repeat
   stop_proxy
 }
 
-measure_idle() { # proxy
-  local proxy=$1 before after line open failed cpid i
+fd_count() { # open fds summed over the proxy's processes
+  local p sum=0 c
+  for p in $(proxy_procs); do
+    c=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) || c=0
+    sum=$((sum + c))
+  done
+  echo "$sum"
+}
+
+declare -A tls_checked=()
+# Opens N idle TLS connections (one request each) to a fresh proxy, holds them while RSS,
+# fds and the proxy's established connections are sampled, then releases them.
+measure_idle() { # proxy connections mode(sequential|concurrent)
+  local proxy=$1 n=$2 mode=$3 p=${port[$1]} conc=$idle_conc open_bound=240 hold=$((idle_settle + 300))
+  local tag out before after fds_before fds_after held line open failed cpid i
+  [ "$mode" = sequential ] && conc=1
+  tag=$(echo "$backend-$tls-$proxy-idle-$n-$mode" | tr -c 'A-Za-z0-9_.\n-' _)
+  out=$raw/$tag.txt
   start_proxy "$proxy"
+  # Caddy has no load rows, so its TLS settings are shown at its first idle start
+  if [ "$proxy" = caddy ] && [ -z "${tls_checked[$backend-$tls]:-}" ]; then
+    tls_check caddy
+    tls_checked[$backend-$tls]=1
+  fi
   sleep 1
   before=$(rss_kb)
-  local out=$raw/$proxy-idle.txt
-  taskset -c 1 python3 loadtest/idle_conns.py --port "${port[$proxy]}" -n "$idle_n" \
-    --timeout 120 --hold 180 >"$out" 2>"$raw/$proxy-idle.err" </dev/null &
+  fds_before=$(fd_count)
+  # idle_conns.py holds its connections until its stdin reaches EOF. Its stdin is a fifo
+  # that this shell keeps open (read-write, so neither side blocks) on fd 7 until after
+  # the sample; the client itself must not inherit fd 7, or EOF would never come.
+  rm -f "$work/idle.fifo"
+  mkfifo "$work/idle.fifo"
+  exec 7<>"$work/idle.fifo"
+  taskset -c 1 timeout $((open_bound + hold + 30)) python3 loadtest/idle_conns.py --port "$p" \
+    -n "$n" --concurrency "$conc" --timeout "$open_bound" --hold "$hold" \
+    <"$work/idle.fifo" >"$out" 2>"$raw/$tag.err" 7>&- &
   cpid=$!
   pids+=("$cpid")
-  for ((i = 0; i < 1500; i++)); do # bounded: 150 s
+  for ((i = 0; i < (open_bound + 30) * 10; i++)); do # bounded: the client's own bound + 30 s
     grep -q '^ready' "$out" 2>/dev/null && break
     kill -0 "$cpid" 2>/dev/null || break
     sleep 0.1
   done
-  sleep 3 # let the proxy settle (freed handshake buffers; allocators purge on a timer)
+  # let the proxy settle (freed handshake buffers; allocators purge on a timer). Past the
+  # proxies' keep-alive timeout (75 s) they close the connections: the row goes invalid.
+  sleep "$idle_settle"
   after=$(rss_kb)
-  line=$(grep '^ready' "$out" || echo "ready open=0 failed=$idle_n")
-  open=$(sed -E 's/.*open=([0-9]+).*/\1/' <<<"$line")
-  failed=$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line")
+  fds_after=$(fd_count)
+  # connections the proxy really holds now: established, local port = its listener
+  held=$(ss -Htn state established "( sport = :$p )" | wc -l)
+  kill -0 "$cpid" 2>/dev/null || log "idle_conns.py was gone before the sample ($tag)"
+  exec 7>&- # EOF on the client's stdin: it closes its connections and exits
+  for ((i = 0; i < 300; i++)); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
   kill -TERM "$cpid" 2>/dev/null || true
   wait "$cpid" 2>/dev/null || true
-  python3 loadtest/report.py idle --results "$results" --proxy "$proxy" --conns "$idle_n" \
-    --open "$open" --failed "$failed" --rss-before-kb "$before" --rss-after-kb "$after"
+  line=$(grep '^ready' "$out" || echo "ready open=0 failed=$n")
+  open=$(sed -E 's/.*open=([0-9]+).*/\1/' <<<"$line")
+  failed=$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line")
+  python3 loadtest/report.py idle --results "$results" --proxy "$proxy" --backend "$backend" \
+    --tls "$tls" --mode "$mode" --concurrency "$conc" --conns "$n" --open "$open" \
+    --failed "$failed" --held "$held" --fds-before "$fds_before" --fds-after "$fds_after" \
+    --rss-before-kb "$before" --rss-after-kb "$after"
   stop_proxy
 }
 
-log "tools: ${tools[*]}; $repeats repeat(s) of ${secs}s runs; results: $results"
-for ((rep = 1; rep <= repeats; rep++)); do
-  for proxy in $proxies ringgate-w2; do
-    log "repeat $rep/$repeats: $proxy"
-    measure_proxy "$proxy" "$rep"
-  done
-done
-for proxy in $proxies; do
-  log "idle TLS connections: $proxy ($idle_n)"
-  measure_idle "$proxy"
-done
-
-# one percentile plot per scenario (last repeat), if ringgate-load is there
-if [[ " ${tools[*]} " == *" ringgate-load "* ]]; then
+plot_pass() { # one percentile plot per scenario (last repeat of this pass), by ringgate-load
+  [[ " ${tools[*]} " == *" ringgate-load "* ]] || return 0
+  local s name t f proxy jsons
   for s in "${scenarios[@]}"; do
     IFS='|' read -r name _ _ _ <<<"$s"
-    t=$(echo "$name-r$repeats" | tr -c 'A-Za-z0-9_.\n-' _)
     jsons=()
     for proxy in ringgate nginx haproxy; do
-      f=$raw/$(echo "$proxy-ringgate-load-" | tr -c 'A-Za-z0-9_.\n-' _)$t.json
+      f=$raw/$(echo "$backend-$tls-$proxy-ringgate-load-$name-r$repeats" | tr -c 'A-Za-z0-9_.\n-' _).json
       [ -s "$f" ] && jsons+=("$f")
     done
-    [ "${#jsons[@]}" -gt 0 ] &&
-      { timeout 60 "$lbin" --plot "$raw/$t.svg" "${jsons[@]}" >/dev/null 2>&1 || log "plot failed: $t"; }
+    t=$(echo "$backend-$tls-$name-r$repeats" | tr -c 'A-Za-z0-9_.\n-' _)
+    if [ "${#jsons[@]}" -gt 0 ]; then
+      timeout 60 "$lbin" --plot "$raw/$t.svg" "${jsons[@]}" >/dev/null 2>&1 || log "plot failed: $t"
+    fi
   done
-fi
+  return 0
+}
+
+log "tools: ${tools[*]}; $repeats repeat(s) of ${secs}s runs; backends: $backends; TLS: $tls_modes"
+log "idle: ${idle_sizes[*]} connections, $idle_modes, on $idle_proxies; results: $results"
+for backend in $backends; do
+  start_backend "$backend"
+  for tls in $tls_modes; do
+    if [[ " $parts " == *" load "* ]]; then
+      for ((rep = 1; rep <= repeats; rep++)); do
+        for proxy in $proxies ringgate-w2; do
+          log "backend $backend, TLS $tls, repeat $rep/$repeats: $proxy"
+          measure_proxy "$proxy" "$rep"
+        done
+      done
+      plot_pass
+    fi
+    [[ " $parts " == *" idle "* ]] || continue
+    for n in "${idle_sizes[@]}"; do
+      for mode in $idle_modes; do
+        for proxy in $idle_proxies; do
+          log "backend $backend, TLS $tls: idle TLS connections: $proxy ($n, $mode)"
+          measure_idle "$proxy" "$n" "$mode"
+        done
+      done
+    done
+  done
+  stop_backend
+done
 
 {
   echo "## ringgate vs nginx vs HAProxy ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${secs}s runs)"
   echo
-  echo "Proxies pinned to CPU 0, origin + load generator pinned to CPU 1; TLS 1.3 $suite, ECDSA P-256."
-  echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), kTLS $ktls."
+  echo "Proxies pinned to CPU 0, backend + load generator pinned to CPU 1; ECDSA P-256. TLS pinned ="
+  echo "TLS 1.3 $suite only; TLS defaults = each proxy's own versions and suites (1.3 and 1.2)."
+  echo "Backends: origin = \`ringgate origin\`; nginx = nginx serving static files (its usual 8 header fields)."
+  caddy_v=
+  [[ " $idle_proxies " == *" caddy "* ]] && caddy_v=", Caddy $(caddy version 2>/dev/null | awk '{print $1}')"
+  echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}')$caddy_v, kTLS $ktls."
   echo
   python3 loadtest/report.py table "$results"
   echo

@@ -2,17 +2,22 @@
 """Open N idle TLS keep-alive connections to a local HTTPS proxy and hold them.
 
     python3 loadtest/idle_conns.py --port 19443 -n 10000 [--path /bytes/12]
-        [--concurrency 200] [--timeout 120]
+        [--concurrency 200] [--timeout 120] [--hold 300] <FIFO
 
 Each connection completes a TLS handshake and one HTTP/1.1 request (response read in
-full, connection kept alive), then sits idle. When every connection is open (or has
-failed) it prints one line to stdout:
+full, connection kept alive), then sits idle. At most --concurrency connections are
+being opened at a time (1 = sequentially, one after the other). When every connection is
+open (or has failed, or --timeout seconds have passed) it prints one line to stdout:
 
     ready open=N failed=M secs=T
 
-and holds all connections until stdin reaches EOF / gets a line, SIGTERM/SIGINT arrives,
-or --hold seconds pass (a bound, so it never runs forever). Only 127.0.0.1 is contacted.
-The caller must raise `ulimit -n` above N first.
+and holds all connections until stdin reaches EOF or gets a line, SIGTERM/SIGINT
+arrives, or --hold seconds pass (a bound, so it never runs forever); then it prints
+`released open=N` and closes them. So stdin must stay open while the connections are
+wanted: a fifo whose write end the caller closes after its measurement (compare.sh), or a
+terminal. With stdin on /dev/null or a regular file (which cannot be polled) it says so
+on stderr and holds until a signal or --hold. Only 127.0.0.1 is contacted. The caller
+must raise `ulimit -n` above N first.
 """
 import argparse
 import asyncio
@@ -50,12 +55,15 @@ async def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--path", default="/bytes/12")
-    ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=200,
+                    help="connections being opened at once; 1 = sequentially")
     ap.add_argument("--timeout", type=float, default=180.0,
                     help="bound on the time spent opening")
     ap.add_argument("--hold", type=float, default=300.0,
                     help="bound on the time spent holding")
     a = ap.parse_args()
+    if a.concurrency < 1:
+        ap.error("--concurrency must be at least 1")
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -80,11 +88,16 @@ async def main():
     stop = asyncio.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
-    loop.add_reader(sys.stdin.fileno(), stop.set)
+    try:
+        loop.add_reader(sys.stdin.fileno(), stop.set)
+    except (OSError, ValueError) as e:  # /dev/null, a regular file: epoll refuses them
+        print(f"stdin cannot be polled ({e}): holding until a signal or --hold",
+              file=sys.stderr)
     try:
         await asyncio.wait_for(stop.wait(), timeout=a.hold)
     except asyncio.TimeoutError:
         pass
+    print(f"released open={len(conns)}", flush=True)
     for _, w in conns:
         w.transport.abort()
 

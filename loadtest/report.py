@@ -5,10 +5,17 @@ markdown tables. Not meant to be run by hand (but harmless: it only reads and ap
   report.py record --results R.jsonl --tool wrk|h2load|ringgate-load --out OUT
                    [--h2log LOG] [--json J] --proxy P --scenario S --repeat I
                    --connections C --secs D --cpu-ticks-before A --cpu-ticks-after B
-                   --clk-tck T
+                   --clk-tck T [--backend origin|nginx] [--tls pinned|defaults]
   report.py idle   --results R.jsonl --proxy P --conns N --open O --failed F
-                   --rss-before-kb A --rss-after-kb B
+                   --held H --fds-before A --fds-after B --rss-before-kb A
+                   --rss-after-kb B [--mode sequential|concurrent] [--concurrency C]
+                   [--backend origin|nginx] [--tls pinned|defaults]
   report.py table  R.jsonl
+
+An idle row is valid only if the proxy held at least HELD_MIN (99%) of the N connections
+at sampling time (--held: its established connections, counted by the caller with ss);
+an invalid row is recorded with "valid": false, shown with ✗ in the table and left out
+of every ratio.
 """
 import argparse
 import json
@@ -18,6 +25,8 @@ import sys
 import time
 
 PROXIES = ["ringgate", "nginx", "haproxy"]
+IDLE_PROXIES = PROXIES + ["caddy"]
+HELD_MIN = 0.99  # share of the N idle connections the proxy must hold when sampled
 UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
 
@@ -104,29 +113,36 @@ def record(a):
     dur = r.get("duration_s") or a.secs
     row = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "load", "proxy": a.proxy,
-        "scenario": a.scenario, "tool": a.tool, "repeat": a.repeat,
+        "backend": a.backend, "tls": a.tls, "scenario": a.scenario, "tool": a.tool, "repeat": a.repeat,
         "connections": a.connections, **r, "proxy_cpu_s": round(cpu_s, 3),
         "cpu_us_per_req": round(cpu_s * 1e6 / r["requests"], 2) if r["requests"] else None,
         "proxy_cpu_util": round(cpu_s / dur, 3) if dur else None,
     }
     with open(a.results, "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"  {a.proxy:<12} {a.tool:<13} {a.scenario:<28} {r['rps']:>10.0f} req/s  "
+    print(f"  {a.backend}/{a.tls} {a.proxy:<12} {a.tool:<13} {a.scenario:<28} {r['rps']:>10.0f} req/s  "
           f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])}  "
           f"cpu {fmt_num(row['cpu_us_per_req'])} µs/req ({fmt_pct(row['proxy_cpu_util'])})  "
           f"errors {r['errors']}", file=sys.stderr)
 
 
 def idle(a):
-    per = (a.rss_after_kb - a.rss_before_kb) / a.open if a.open else None
+    valid = a.held >= HELD_MIN * a.conns
+    # the kernel holds the connections the proxy's process pays for: divide by those
+    per = (a.rss_after_kb - a.rss_before_kb) / a.held if a.held else None
     row = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "idle", "proxy": a.proxy,
-           "scenario": "idle TLS conns RSS", "conns": a.conns, "open": a.open,
-           "failed": a.failed, "rss_before_kb": a.rss_before_kb,
-           "rss_after_kb": a.rss_after_kb, "kb_per_conn": round(per, 2) if per else None}
+           "backend": a.backend, "tls": a.tls, "scenario": "idle TLS conns RSS",
+           "mode": a.mode, "concurrency": a.concurrency, "conns": a.conns, "open": a.open,
+           "failed": a.failed, "held": a.held, "valid": valid,
+           "fds_before": a.fds_before, "fds_after": a.fds_after,
+           "rss_before_kb": a.rss_before_kb, "rss_after_kb": a.rss_after_kb,
+           "kb_per_conn": round(per, 2) if per is not None else None}
     with open(a.results, "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"  {a.proxy:<12} idle: {a.open} open ({a.failed} failed), RSS "
-          f"{a.rss_before_kb} → {a.rss_after_kb} kB = {fmt_num(row['kb_per_conn'])} kB/conn",
+    print(f"  {a.backend}/{a.tls} {a.proxy:<8} idle {a.conns} {a.mode}: client {a.open} open "
+          f"({a.failed} failed), proxy holds {a.held}, fds {a.fds_before} → {a.fds_after}, "
+          f"RSS {a.rss_before_kb} → {a.rss_after_kb} kB = {fmt_num(row['kb_per_conn'])} kB/conn"
+          + ("" if valid else f"  ✗ INVALID: fewer than {HELD_MIN:.0%} of {a.conns} held"),
           file=sys.stderr)
 
 
@@ -161,16 +177,43 @@ def ratio(a, b):
     return "–" if not a or not b else f"{a / b:.2f}"
 
 
+def passes(rows):
+    """(backend, tls) pairs in the order they were run; rows from before these labels
+    existed count as origin/pinned."""
+    out = []
+    for r in rows:
+        r.setdefault("backend", "origin")
+        r.setdefault("tls", "pinned")
+        k = (r["backend"], r["tls"])
+        if k not in out:
+            out.append(k)
+    return out
+
+
 def table(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
+    out = []
+    for backend, tls in passes(rows):
+        sel = [r for r in rows if r["backend"] == backend and r["tls"] == tls]
+        out.append(f"### backend {backend}, TLS {tls}")
+        out.append("")
+        out += load_table(sel)
+        out += idle_table(sel)
+        out.append("")
+    print("\n".join(out).rstrip())
+
+
+def load_table(rows):
     load = [r for r in rows if r["kind"] == "load"]
+    out = []
+    if not load:
+        return out
     keys = []
     for r in load:
         k = (r["scenario"], r["tool"])
         if k not in keys and r["proxy"] in PROXIES:
             keys.append(k)
-    repeats = len({r["repeat"] for r in load}) if load else 0
-    out = []
+    repeats = len({r["repeat"] for r in load})
     out.append(f"Medians of {repeats} alternating run(s) per cell. Latency p50/p99 as "
                "measured by the tool; CPU = proxy utime+stime per request "
                "(proxy CPU utilisation in brackets; 100% = the proxy's core was saturated).")
@@ -198,7 +241,7 @@ def table(path):
     if w2:
         out.append("")
         out.append("ringgate scaling: workers=1 (pinned to CPU 0) vs workers=2 (unpinned, "
-                   "pin_workers=false; shares the 2 cores with origin + load generator)")
+                   "pin_workers=false; shares the 2 cores with backend + load generator)")
         out.append("")
         out.append("| scenario | tool | workers=1 req/s | workers=2 req/s | w2/w1 | "
                    "w1 CPU µs/req | w2 CPU µs/req | w2 p50/p99 |")
@@ -212,26 +255,59 @@ def table(path):
                        f"{fmt_num(med(c1, 'cpu_us_per_req'))} | "
                        f"{fmt_num(med(c2, 'cpu_us_per_req'))} | "
                        f"{fmt_us(med(c2, 'p50_us'))}/{fmt_us(med(c2, 'p99_us'))} |")
+    out.append("")
+    return out
 
+
+def idle_cell(c):
+    """kB/conn of the valid rows (median), with what the proxy held and its fds."""
+    if not c:
+        return "–", None
+    last = c[-1]
+    good = [r for r in c if r.get("valid", True)]
+    if not good:
+        return (f"✗ ({last.get('held', '?')} of {last['conns']} held)", None)
+    k = med(good, "kb_per_conn")
+    g = good[-1]
+    return f"{fmt_num(k, 2)} ({g.get('held', '?')} held, {g.get('fds_after', '?')} fds)", k
+
+
+def idle_table(rows):
     idl = [r for r in rows if r["kind"] == "idle"]
-    if idl:
+    out = []
+    if not idl:
+        return out
+    present = [p for p in IDLE_PROXIES if any(r["proxy"] == p for r in idl)]
+    others = [p for p in present if p != "ringgate"]
+    out.append("RSS per idle TLS keep-alive connection, kB: (RSS while N are held − RSS of the "
+               "fresh proxy) ÷ connections the proxy held, counted (ss, established on its "
+               "port) at sampling time; fds = the proxy's open fds then. One request per "
+               "connection, then idle.")
+    out.append("")
+    hdr = ["connections", "opened"] + [f"{p} kB/conn" for p in present] + \
+          [f"ringgate ÷ {p}" for p in others]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    keys = list(dict.fromkeys((r["conns"], r.get("mode", "concurrent"),
+                               r.get("concurrency", 200)) for r in idl))
+    bad = 0
+    for n, mode, conc in keys:
+        cells, kb = [], {}
+        for p in present:
+            c = [r for r in idl if r["proxy"] == p and r["conns"] == n
+                 and r.get("mode", "concurrent") == mode]
+            bad += sum(1 for r in c if not r.get("valid", True))
+            text, kb[p] = idle_cell(c)
+            cells.append(text)
+        opened = "one at a time" if mode == "sequential" else f"{conc} at a time"
+        out.append("| " + " | ".join(
+            [f"{n:,}", opened] + cells + [ratio(kb.get("ringgate"), kb[p]) for p in others]) + " |")
+    if bad:
         out.append("")
-        out.append("RSS per idle TLS keep-alive connection (fresh proxy, one request per "
-                   "connection, then held)")
-        out.append("")
-        out.append("| proxy | open (failed) | RSS before | RSS after | kB/conn | ringgate ÷ this |")
-        out.append("|---|---|---|---|---|---|")
-        rg = med([r for r in idl if r["proxy"] == "ringgate"], "kb_per_conn")
-        for p in PROXIES:
-            c = [r for r in idl if r["proxy"] == p]
-            if not c:
-                continue
-            k = med(c, "kb_per_conn")
-            out.append(f"| {p} | {c[-1]['open']} ({c[-1]['failed']}) | "
-                       f"{c[-1]['rss_before_kb'] / 1024:.1f} MiB | "
-                       f"{c[-1]['rss_after_kb'] / 1024:.1f} MiB | {fmt_num(k, 2)} | "
-                       f"{ratio(rg, k) if p != 'ringgate' else '1.00'} |")
-    print("\n".join(out))
+        out.append(f"✗ {bad} idle run(s) INVALID: the proxy held fewer than {HELD_MIN:.0%} of "
+                   "the connections when sampled; they are not measurements and are left "
+                   "out of the ratios.")
+    return out
 
 
 def main():
@@ -251,12 +327,22 @@ def main():
     r.add_argument("--cpu-ticks-before", type=int, required=True)
     r.add_argument("--cpu-ticks-after", type=int, required=True)
     r.add_argument("--clk-tck", type=int, default=100)
+    r.add_argument("--backend", default="origin")
+    r.add_argument("--tls", default="pinned")
     i = sub.add_parser("idle")
     i.add_argument("--results", required=True)
     i.add_argument("--proxy", required=True)
     i.add_argument("--conns", type=int, required=True)
     i.add_argument("--open", type=int, required=True)
     i.add_argument("--failed", type=int, required=True)
+    i.add_argument("--held", type=int, required=True,
+                   help="connections the proxy holds at sampling time")
+    i.add_argument("--fds-before", type=int, required=True)
+    i.add_argument("--fds-after", type=int, required=True)
+    i.add_argument("--mode", default="concurrent", choices=["sequential", "concurrent"])
+    i.add_argument("--concurrency", type=int, default=200)
+    i.add_argument("--backend", default="origin")
+    i.add_argument("--tls", default="pinned")
     i.add_argument("--rss-before-kb", type=int, required=True)
     i.add_argument("--rss-after-kb", type=int, required=True)
     t = sub.add_parser("table")
