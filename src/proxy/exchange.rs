@@ -30,6 +30,9 @@ pub(super) const BODY_READ: usize = 32 * 1024;
 const REQUEST_HEAD_CAPACITY: usize = 1024;
 /// Request body bytes sent together with the head (and kept for a retry).
 const FIRST_WRITE_BODY: usize = 64 * 1024;
+/// Responses with a body up to this long go out with their head in one write when the
+/// upstream sent the two apart (one upstream read of waiting, at most).
+const HOLD_HEAD_BODY_MAX: u64 = 64 * 1024;
 
 /// Serves one request whose head a session has read, on `generation` (loaded by the
 /// session when the head arrived; the exchange runs to its end on it). `session` is
@@ -357,16 +360,35 @@ impl Exchange<'_> {
         s: &mut S,
         splice_len: u64,
     ) -> Result<(), ProxyError> {
+        // A small body's head waits for the body's first bytes: an upstream that writes
+        // the head and the body apart (nginx with sendfile: writev, then sendfile) would
+        // otherwise cost the client two TLS records and two writes per response. Bodies
+        // of unknown length (streams, server-sent events) never wait.
+        let mut hold_head = splice_len > 0 && splice_len <= HOLD_HEAD_BODY_MAX;
         loop {
             loop {
                 match f.rd.next_piece()? {
                     Piece::Data(d) => {
                         self.bytes_out += d.len() as u64;
+                        hold_head = false;
                         s.data(d);
                     }
                     Piece::NeedMore => break,
                     Piece::Done => return s.finish().await,
                 }
+            }
+            if std::mem::take(&mut hold_head) {
+                let want = f.rd.want(BODY_READ);
+                let pulled = self.pull(f, s, want).await;
+                if !matches!(pulled, Ok(n) if n > 0) {
+                    // No body came (a close, an error, a timeout): the head goes out
+                    // first, as it would have without waiting, then the failure.
+                    s.flush().await?;
+                    if pulled? == 0 {
+                        f.rd.closed()?;
+                    }
+                }
+                continue;
             }
             s.flush().await?;
             // Splice needs the whole upstream socket: not while the request body flows.

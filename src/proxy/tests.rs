@@ -27,6 +27,8 @@ struct Recorder {
     head: Option<(ResponseHead, BodyLength)>,
     interim: Vec<u16>,
     data: Vec<u8>,
+    /// Body bytes received before each flush or finish (0: the head sent alone).
+    flushes: Vec<usize>,
     finished: bool,
     responded: Option<u16>,
 }
@@ -73,9 +75,12 @@ impl ResponseSink for Recorder {
         self.data.extend_from_slice(&chunk);
     }
     async fn flush(&mut self) -> Result<(), ProxyError> {
+        self.flushes.push(self.data.len());
         Ok(())
     }
     async fn finish(&mut self) -> Result<(), ProxyError> {
+        // Sends what is buffered, like a flush.
+        self.flushes.push(self.data.len());
         self.finished = true;
         Ok(())
     }
@@ -282,4 +287,73 @@ fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
     assert_eq!(outcome.error, Some(crate::error::Kind::ConnectFailed));
     assert_eq!(outcome.route, Some(0));
     assert!(s.head.is_none());
+}
+
+/// Bytes the kernel holds for the reader of the local socket `local` → `remote` (its
+/// receive queue, from /proc/net/tcp), `None` when no such IPv4 socket exists.
+fn receive_queue(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    std::fs::read_to_string("/proc/net/tcp")
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&l.as_str()) && f.get(2) == Some(&r.as_str()))
+                .then(|| u64::from_str_radix(f[4].split(':').nth(1)?, 16).ok())
+                .flatten()
+        })
+}
+
+#[test]
+fn a_small_bodys_head_waits_for_the_body_when_the_upstream_sends_them_apart() {
+    // Like nginx with sendfile: the head in one write, the body in another, and here the
+    // body only once the proxy has read the head (its receive queue is empty again).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, proxy_side) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed before sending its request");
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+        // Wait (on the kernel's state, not on time) until the proxy has read the head.
+        while receive_queue(proxy_side, addr) != Some(0) {
+            std::thread::yield_now();
+        }
+        s.write_all(b"hello").unwrap();
+        let _ = s.read(&mut buf);
+    });
+    let ctx = ctx(addr, "/");
+    let mut s = Recorder::default();
+    let outcome = run(async {
+        let generation = ctx.live.load_full();
+        exchange(
+            &ctx,
+            &generation,
+            request("GET", "/", BodyLength::None),
+            &mut s,
+        )
+        .await
+    });
+    assert_eq!((outcome.status, s.data.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(
+        s.flushes.first(),
+        Some(&5),
+        "the head went out alone (body bytes at each flush: {:?})",
+        s.flushes
+    );
 }
