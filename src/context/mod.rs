@@ -33,3 +33,23 @@ pub struct WorkerCtx {
     /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
     pub pipes: RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
 }
+
+#[cfg(test)]
+impl WorkerCtx {
+    /// A worker context for unit tests: one worker on the configuration `toml`.
+    pub(crate) fn for_test(toml: &str) -> Rc<WorkerCtx> {
+        let config = crate::config::from_toml_str(toml, "t.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let live = Live::new(config).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = crate::observe::Registry::new(1, 1).local(0);
+        Rc::new(WorkerCtx {
+            id: 0,
+            upstreams: Upstreams::new(live.clone(), metrics.clone()),
+            live,
+            draining: LocalSignal::default(),
+            closed_all: LocalSignal::default(),
+            metrics,
+            pipes: RefCell::default(),
+        })
+    }
+}

@@ -562,21 +562,10 @@ mod tests {
     /// in the future that waits between requests.
     #[test]
     fn an_idle_connection_does_not_carry_a_requests_state() {
-        let text = "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
-                    [upstream.a]\nservers = [\"127.0.0.1:1\"]\n";
-        let config = crate::config::from_toml_str(text, "t.toml", std::path::Path::new("."))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let live = crate::generation::Live::new(config).unwrap();
-        let metrics = crate::observe::Registry::new(1, 1).local(0);
-        let ctx = Rc::new(WorkerCtx {
-            id: 0,
-            upstreams: crate::upstream::Upstreams::new(live.clone(), metrics.clone()),
-            live,
-            draining: Default::default(),
-            closed_all: Default::default(),
-            metrics,
-            pipes: Default::default(),
-        });
+        let ctx = WorkerCtx::for_test(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
+             [upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
+        );
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()

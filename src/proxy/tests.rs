@@ -11,10 +11,8 @@ use std::sync::mpsc;
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::context::{LocalSignal, WorkerCtx};
-use crate::generation::Live;
+use crate::context::WorkerCtx;
 use crate::message::{ClientInfo, Header, Request};
-use crate::upstream::Upstreams;
 
 /// A session of no particular protocol.
 #[derive(Default)]
@@ -128,23 +126,10 @@ fn upstream(response: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
 }
 
 fn ctx(upstream: SocketAddr, prefix: &str) -> Rc<WorkerCtx> {
-    let text = format!(
+    WorkerCtx::for_test(&format!(
         "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\npath_prefix = \"{prefix}\"\n\
          upstream = \"a\"\n[upstream.a]\nservers = [\"{upstream}\"]\n"
-    );
-    let config = crate::config::from_toml_str(&text, "t.toml", std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let live = Live::new(config).unwrap();
-    let metrics = crate::observe::Registry::new(1, 1).local(0);
-    Rc::new(WorkerCtx {
-        id: 0,
-        upstreams: Upstreams::new(live.clone(), metrics.clone()),
-        live,
-        draining: LocalSignal::default(),
-        closed_all: LocalSignal::default(),
-        metrics,
-        pipes: Default::default(),
-    })
+    ))
 }
 
 fn request(method: &'static str, path: &'static str, body: BodyLength) -> Request {
@@ -164,12 +149,16 @@ fn request(method: &'static str, path: &'static str, body: BodyLength) -> Reques
     }
 }
 
-fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+/// Runs one exchange of `req` on the current generation, with `s` as the session.
+fn serve(ctx: &WorkerCtx, req: Request, s: &mut Recorder) -> Outcome {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
         .unwrap()
-        .block_on(f)
+        .block_on(async {
+            let generation = ctx.live.load_full();
+            exchange(ctx, &generation, req, s).await
+        })
 }
 
 #[test]
@@ -177,16 +166,7 @@ fn an_exchange_reports_its_outcome_to_a_session_of_any_protocol() {
     let (addr, seen) = upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello");
     let ctx = ctx(addr, "/");
     let mut s = Recorder::default();
-    let outcome = run(async {
-        let generation = ctx.live.load_full();
-        exchange(
-            &ctx,
-            &generation,
-            request("GET", "/a?b", BodyLength::None),
-            &mut s,
-        )
-        .await
-    });
+    let outcome = serve(&ctx, request("GET", "/a?b", BodyLength::None), &mut s);
     let sent = String::from_utf8(seen.recv().unwrap()).unwrap();
     assert!(sent.starts_with("GET /a?b HTTP/1.1\r\n"), "{sent}");
     assert!(sent.contains("\r\nHost: api.test\r\n"), "{sent}");
@@ -220,16 +200,7 @@ fn a_body_of_unknown_length_goes_chunked_and_a_chunked_response_comes_back_decod
         pending: VecDeque::from([&b"ab"[..], &b"cde"[..]]),
         ..Recorder::default()
     };
-    let outcome = run(async {
-        let generation = ctx.live.load_full();
-        exchange(
-            &ctx,
-            &generation,
-            request("POST", "/up", BodyLength::Unknown),
-            &mut s,
-        )
-        .await
-    });
+    let outcome = serve(&ctx, request("POST", "/up", BodyLength::Unknown), &mut s);
     let sent = String::from_utf8(seen.recv().unwrap()).unwrap();
     let (head, body) = sent.split_once("\r\n\r\n").unwrap();
     assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
@@ -254,16 +225,7 @@ fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
         .unwrap();
     let ctx = ctx(closed, "/api/");
     let mut s = Recorder::default();
-    let outcome = run(async {
-        let generation = ctx.live.load_full();
-        exchange(
-            &ctx,
-            &generation,
-            request("GET", "/other", BodyLength::None),
-            &mut s,
-        )
-        .await
-    });
+    let outcome = serve(&ctx, request("GET", "/other", BodyLength::None), &mut s);
     assert_eq!((s.responded, outcome.status), (Some(404), 404));
     assert_eq!((outcome.route, outcome.upstream), (None, None));
     assert_eq!(
@@ -273,16 +235,7 @@ fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
     );
 
     let mut s = Recorder::default();
-    let outcome = run(async {
-        let generation = ctx.live.load_full();
-        exchange(
-            &ctx,
-            &generation,
-            request("GET", "/api/x", BodyLength::None),
-            &mut s,
-        )
-        .await
-    });
+    let outcome = serve(&ctx, request("GET", "/api/x", BodyLength::None), &mut s);
     assert_eq!((s.responded, outcome.status), (Some(502), 502));
     assert_eq!(outcome.error, Some(crate::error::Kind::ConnectFailed));
     assert_eq!(outcome.route, Some(0));
@@ -339,16 +292,7 @@ fn a_small_bodys_head_waits_for_the_body_when_the_upstream_sends_them_apart() {
     });
     let ctx = ctx(addr, "/");
     let mut s = Recorder::default();
-    let outcome = run(async {
-        let generation = ctx.live.load_full();
-        exchange(
-            &ctx,
-            &generation,
-            request("GET", "/", BodyLength::None),
-            &mut s,
-        )
-        .await
-    });
+    let outcome = serve(&ctx, request("GET", "/", BodyLength::None), &mut s);
     assert_eq!((outcome.status, s.data.as_slice()), (200, &b"hello"[..]));
     assert_eq!(
         s.flushes.first(),
