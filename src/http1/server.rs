@@ -493,17 +493,13 @@ impl ResponseSink for H1Exchange<'_> {
     }
 
     fn data(&mut self, chunk: Bytes) {
-        if self.framing == ClientFraming::Chunked {
-            if let Some(t) = self.tail.take() {
-                self.out.extend_from_slice(&t);
-            }
-            encode_chunk(&mut self.out, &chunk);
-            return;
-        }
+        // A slice held back to go out uncopied joins the buffer once more follows.
         if let Some(t) = self.tail.take() {
             self.out.extend_from_slice(&t);
         }
-        if self.out.is_empty() {
+        if self.framing == ClientFraming::Chunked {
+            encode_chunk(&mut self.out, &chunk);
+        } else if self.out.is_empty() {
             // Sent as it is: no copy.
             self.tail = Some(chunk);
         } else {
@@ -527,9 +523,7 @@ impl ResponseSink for H1Exchange<'_> {
 
     async fn finish(&mut self) -> Result<(), ProxyError> {
         if self.framing == ClientFraming::Chunked {
-            if let Some(t) = self.tail.take() {
-                self.out.extend_from_slice(&t);
-            }
+            // (Chunked bodies are always framed into `out`: no tail to place first.)
             self.out.extend_from_slice(LAST_CHUNK);
         }
         self.flush().await
