@@ -75,8 +75,8 @@ impl ProxyError {
     /// The result of an I/O step bounded by a timeout: an I/O error becomes `failed`
     /// (with the error as detail), the timeout `timed_out`. The one mapping for timed
     /// reads and writes.
-    pub fn timed<T>(
-        r: Result<io::Result<T>, monoio::time::error::Elapsed>,
+    pub fn timed<T, E>(
+        r: Result<io::Result<T>, E>,
         failed: ProxyError,
         timed_out: ProxyError,
     ) -> Result<T, ProxyError> {

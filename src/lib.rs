@@ -49,6 +49,7 @@
 #![deny(unsafe_code)]
 
 pub mod alloc;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod demo;

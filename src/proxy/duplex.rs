@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::BodySource;
 use super::exchange::{
     BODY_READ, Exchange, READ_FAILED, READ_TIMED_OUT, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
 };
+use super::{BodySource, ResponseSink};
 use crate::error::ProxyError;
 use crate::transport::write_tcp;
 use crate::upstream::{Lease, UpstreamWriter};
@@ -112,7 +112,23 @@ impl Exchange<'_> {
     /// flowing through `pump`; `Ok(0)` is the upstream closing. When the pump finishes
     /// (the body all sent, or the upstream stopped reading) it is removed from `slot`
     /// (`sent_all` says which) and the lease's stream is joined again.
-    pub(super) async fn pumped_read<S: BodySource>(
+    pub(super) async fn pumped_read<S: BodySource + ResponseSink>(
+        &mut self,
+        lease: &mut Lease,
+        ubuf: &mut BytesMut,
+        slot: &mut Option<Pump>,
+        sent_all: &mut bool,
+        body: &mut S,
+        want: usize,
+    ) -> Result<usize, ProxyError> {
+        if slot.is_none() {
+            return upstream_read(lease, ubuf, want, body.deadline()).await;
+        }
+        // Boxed: the common case (no body left to send) does not carry its room.
+        Box::pin(self.read_pumping(lease, ubuf, slot, sent_all, body, want)).await
+    }
+
+    async fn read_pumping<S: BodySource + ResponseSink>(
         &mut self,
         lease: &mut Lease,
         ubuf: &mut BytesMut,
@@ -122,7 +138,7 @@ impl Exchange<'_> {
         want: usize,
     ) -> Result<usize, ProxyError> {
         let Some(pump) = slot.as_mut() else {
-            return upstream_read(lease, ubuf, want).await;
+            return upstream_read(lease, ubuf, want, body.deadline()).await;
         };
         let read_timeout = lease.upstream().read_timeout;
         let read = {

@@ -8,6 +8,8 @@
 //! fails before any response byte is retried once on a fresh connection — only for an
 //! idempotent method (RFC 9110 §9.2.2) and while the whole request is still in hand.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +18,7 @@ use tracing::debug;
 
 use super::duplex::Pump;
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
+use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::Generation;
@@ -64,7 +67,7 @@ pub async fn exchange<S: BodySource + ResponseSink>(
             received: req.received,
             connected: x.connected,
             first_byte: x.first_byte,
-            done: Instant::now(),
+            done: clock::now(),
         },
         route: x.route,
         upstream: x.upstream,
@@ -195,7 +198,7 @@ impl Exchange<'_> {
                 Ok(l) => l,
                 Err(e) => return self.fail(e, req, s).await,
             };
-            self.connected = Some(Instant::now());
+            self.connected = Some(clock::now());
             self.upstream = Some(lease.server_addr());
             match self.forward(lease, req, &first, &first_body, s).await {
                 Ok(next) => return next,
@@ -217,11 +220,23 @@ impl Exchange<'_> {
         reusable: bool,
     ) -> Next {
         self.status = status;
-        s.respond(status, reason, reusable).await
+        // Boxed, like every rare branch here: an async fn's state is as large as its
+        // largest await point, and the whole exchange future is moved into place for
+        // every request (a memcpy of its size).
+        Box::pin(s.respond(status, reason, reusable)).await
     }
 
     /// Answers a failure that happened before any response head was sent.
-    async fn fail<S: ResponseSink>(&mut self, e: ProxyError, req: &Request, s: &mut S) -> Next {
+    fn fail<'s, S: ResponseSink>(
+        &'s mut self,
+        e: ProxyError,
+        req: &'s Request,
+        s: &'s mut S,
+    ) -> Pin<Box<dyn Future<Output = Next> + 's>> {
+        Box::pin(self.failed(e, req, s))
+    }
+
+    async fn failed<S: ResponseSink>(&mut self, e: ProxyError, req: &Request, s: &mut S) -> Next {
         debug!(
             client = %req.client.addr,
             sni = req.tls.as_ref().and_then(|t| t.sni.as_deref()).unwrap_or("-"),
@@ -264,11 +279,11 @@ impl Exchange<'_> {
             sent_all: true,
             answered: false,
         };
-        upstream_write(&mut f.lease, first.clone())
+        upstream_write(&mut f.lease, first.clone(), s.deadline())
             .await
             .map_err(stale)?;
         if !first_body.is_empty() || !s.is_done() {
-            s.begin().await?;
+            Box::pin(s.begin()).await?;
             // The body flows while the response is read (full duplex).
             let Some(pump) = Pump::start(&mut f.lease, first_body.clone()) else {
                 return Err(ProxyError::new(
@@ -316,7 +331,7 @@ impl Exchange<'_> {
                         "upstream switched protocols without an Upgrade request",
                     ));
                 }
-                102..=199 => s.interim(&resp.head).await?,
+                102..=199 => Box::pin(s.interim(&resp.head)).await?,
                 _ => break resp,
             }
         };
@@ -397,8 +412,7 @@ impl Exchange<'_> {
                 && self.splice_wanted(splice_len)
                 && let Some(client) = s.raw_socket()
             {
-                self.splice_to_client(&mut f.lease, client, remaining)
-                    .await?;
+                Box::pin(self.splice_to_client(&mut f.lease, client, remaining)).await?;
                 self.bytes_out += remaining;
                 f.rd.skipped(remaining);
                 continue;
@@ -412,7 +426,7 @@ impl Exchange<'_> {
 
     /// Reads more of the response (0: the upstream closed), moving the request body
     /// along while it is still flowing.
-    async fn pull<S: BodySource>(
+    async fn pull<S: BodySource + ResponseSink>(
         &mut self,
         f: &mut Flow,
         s: &mut S,
@@ -429,7 +443,7 @@ impl Exchange<'_> {
             .pumped_read(lease, &mut rd.buf, pump, sent_all, s, want)
             .await?;
         if n > 0 && self.first_byte.is_none() {
-            self.first_byte = Some(Instant::now());
+            self.first_byte = Some(clock::now());
         }
         Ok(n)
     }
@@ -448,16 +462,21 @@ pub(super) async fn upstream_read(
     lease: &mut Lease,
     buf: &mut BytesMut,
     want: usize,
+    deadline: &mut Deadline,
 ) -> Result<usize, ProxyError> {
     let t = lease.upstream().read_timeout;
-    let r = monoio::time::timeout(t, lease.stream.read(buf, want)).await;
+    let r = deadline.within(t, lease.stream.read(buf, want)).await;
     ProxyError::timed(r, READ_FAILED, READ_TIMED_OUT)
 }
 
 /// Writes to the upstream within `write_timeout_ms`.
-pub(super) async fn upstream_write(lease: &mut Lease, data: Bytes) -> Result<(), ProxyError> {
+pub(super) async fn upstream_write(
+    lease: &mut Lease,
+    data: Bytes,
+    deadline: &mut Deadline,
+) -> Result<(), ProxyError> {
     let t = lease.upstream().write_timeout;
-    let r = monoio::time::timeout(t, lease.stream.write(data)).await;
+    let r = deadline.within(t, lease.stream.write(data)).await;
     ProxyError::timed(r, WRITE_FAILED, WRITE_TIMED_OUT)
 }
 

@@ -31,6 +31,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::clock::Deadline;
 use crate::error::{Kind, ProxyError};
 use crate::message::{BodyLength, ResponseHead};
 pub use exchange::exchange;
@@ -105,6 +106,10 @@ pub trait ResponseSink {
     /// TLS, and a framing that adds nothing around them — for a splice; `None` otherwise.
     /// Only asked after a flush.
     fn raw_socket(&mut self) -> Option<&mut TcpStream>;
+
+    /// The connection's timer, which the exchange re-arms for its upstream reads and
+    /// writes: they and the session's own timed steps never wait at the same time.
+    fn deadline(&mut self) -> &mut Deadline;
 
     /// Answers with a response the proxy generated (an error, no route), when no head
     /// went out yet. `reusable` as in [`ResponseSink::start`].

@@ -29,6 +29,7 @@ struct Recorder {
     flushes: Vec<usize>,
     finished: bool,
     responded: Option<u16>,
+    deadline: crate::clock::Deadline,
 }
 
 impl BodySource for Recorder {
@@ -84,6 +85,9 @@ impl ResponseSink for Recorder {
     }
     fn raw_socket(&mut self) -> Option<&mut TcpStream> {
         None
+    }
+    fn deadline(&mut self) -> &mut crate::clock::Deadline {
+        &mut self.deadline
     }
     async fn respond(&mut self, status: u16, _: &'static str, reusable: bool) -> Next {
         self.responded = Some(status);

@@ -295,7 +295,11 @@ impl<F: Future> Future for CatchUnwind<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fut = &mut self.get_mut().0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        // Every step of the connection reads the time the poll began (crate::clock).
+        let polled = crate::clock::polled(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+        });
+        match polled {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),

@@ -408,7 +408,7 @@ impl<R: Role> TlsDriver<R> {
             let stop = match state {
                 Err(e) => {
                     self.cin_start += discard;
-                    self.fail(tcp).await;
+                    Box::pin(self.fail(tcp)).await;
                     return Err(TlsError::Tls(e));
                 }
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
@@ -427,7 +427,7 @@ impl<R: Role> TlsDriver<R> {
                     }
                     if let Some(e) = failed {
                         self.cin_start += discard;
-                        self.fail(tcp).await;
+                        Box::pin(self.fail(tcp)).await;
                         return Err(TlsError::Tls(e));
                     }
                     None

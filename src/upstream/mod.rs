@@ -27,10 +27,12 @@ pub mod h1;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
+use crate::clock;
 use crate::config::UpstreamConfig;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::{Generation, Live};
@@ -171,7 +173,7 @@ impl Upstreams {
             requests,
         };
         if !fresh {
-            let now = Instant::now();
+            let now = clock::now();
             let mut idle = pool.idle.borrow_mut();
             while let Some(c) = idle.pop() {
                 if now.duration_since(c.since) >= cfg.keepalive_timeout {
@@ -186,7 +188,12 @@ impl Upstreams {
             }
         }
         let addr = cfg.servers[server].addr;
-        let connect = monoio::time::timeout(cfg.connect_timeout, TcpStream::connect_addr(addr));
+        // Boxed: a connect (and its timer) is not what a keep-alive request's future
+        // should carry room for.
+        let connect = Box::pin(monoio::time::timeout(
+            cfg.connect_timeout,
+            TcpStream::connect_addr(addr),
+        ));
         let stream = ProxyError::timed(connect.await, CONNECT_FAILED, CONNECT_TIMED_OUT)?;
         let _ = stream.set_nodelay(true);
         self.metrics.upstream_opened.inc();
@@ -223,7 +230,7 @@ impl Upstreams {
         }
         idle.push(Idle {
             stream,
-            since: Instant::now(),
+            since: clock::now(),
             requests,
         });
     }
