@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
-use futures_channel::oneshot;
 use tracing::info;
 
 use crate::config::{Config, KtlsMode};
@@ -73,7 +72,7 @@ pub struct Server;
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
     tls: Vec<bool>,
-    stops: Vec<oneshot::Sender<()>>,
+    stops: Vec<runtime::StopSender>,
     threads: Vec<JoinHandle<WorkerReport>>,
     live: Arc<Live>,
     reload: ReloadTrigger,
@@ -252,7 +251,15 @@ impl Prepared {
             admin,
         };
         for (id, listeners) in per_worker.into_iter().enumerate() {
-            let (stop_tx, stop_rx) = oneshot::channel();
+            let (stop_tx, stop_rx) = match runtime::stop_channel() {
+                Ok(pair) => pair,
+                Err(e) => {
+                    handle.stop_and_join();
+                    return Err(StartError::Worker(format!(
+                        "worker {id}: cannot make its stop channel: {e}"
+                    )));
+                }
+            };
             let spec = WorkerSpec {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
@@ -336,7 +343,7 @@ impl ServerHandle {
 
     fn stop_and_join(&mut self) -> Vec<WorkerReport> {
         for s in self.stops.drain(..) {
-            let _ = s.send(());
+            s.send();
         }
         let mut reports = Vec::new();
         for t in self.threads.drain(..) {
