@@ -12,6 +12,8 @@
 # under valgrind, so the counts are dumped, not read at exit); each window includes one
 # new connection, so (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request. Needs
 # valgrind, openssl, curl; traffic stays on 127.0.0.1 (ports 18443, 19000, 19901).
+# CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
+# instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "$1")
@@ -27,7 +29,20 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-target/release/ringgate origin --listen 127.0.0.1:19000 2>"$work/origin.log" &
+case "${CG_BACKEND:-origin}" in
+  origin) target/release/ringgate origin --listen 127.0.0.1:19000 2>"$work/origin.log" & ;;
+  nginx)
+    # compare.sh's nginx backend (static files, nginx's usual 8 response header fields)
+    command -v nginx >/dev/null || { echo "CG_BACKEND=nginx needs nginx" >&2; exit 2; }
+    mkdir -p "$work/www/bytes"
+    head -c 12 /dev/zero | tr '\0' x >"$work/www/bytes/12"
+    sed -e "s|@WORK@|$work|g" -e "s|@NOFILE@|4096|g" -e "s|@MAXCONN@|1024|g" \
+      -e "s|@BACKEND_PORT@|19000|g" loadtest/backend-nginx.conf.tmpl >"$work/backend-nginx.conf"
+    nginx -c "$work/backend-nginx.conf" -e "$work/backend-nginx-error.log" 2>"$work/origin.log" &
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:19000/bytes/12 >/dev/null && break; sleep 0.1; done
+    ;;
+  *) echo "CG_BACKEND: origin or nginx" >&2; exit 2 ;;
+esac
 cat >"$work/rg.toml" <<TOML
 [server]
 workers = 1
