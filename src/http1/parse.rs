@@ -634,8 +634,8 @@ fn host_from_target(target: &Bytes) -> Option<Bytes> {
 
 /// Checks a Host value (`name`, `name:port`, `[v6]:port`) and returns it lower-cased,
 /// without port or trailing dot.
-fn parse_host_header(v: &Bytes) -> Result<Bytes, Reject> {
-    let v = trim(v);
+fn parse_host_header(v_all: &Bytes) -> Result<Bytes, Reject> {
+    let v = trim(v_all);
     let bad = reject(Fault::Malformed, "invalid Host header");
     if v.is_empty() {
         return Err(bad);
@@ -661,7 +661,11 @@ fn parse_host_header(v: &Bytes) -> Result<Bytes, Reject> {
     if !ok || host.is_empty() {
         return Err(bad);
     }
-    Ok(Bytes::from(host.to_ascii_lowercase()))
+    if host.iter().any(u8::is_ascii_uppercase) {
+        return Ok(Bytes::from(host.to_ascii_lowercase()));
+    }
+    // Already lower case (the usual): a slice of the head, no copy, no allocation.
+    Ok(v_all.slice_ref(host))
 }
 
 /// Trims optional whitespace (SP / HTAB) from both ends.

@@ -356,3 +356,20 @@ fn bodiless_statuses_that_announce_a_body_are_not_reused() {
             .reusable_after(false)
     );
 }
+
+#[test]
+fn host_is_normalised_lower_case_without_port_or_trailing_dot() {
+    for (raw, host) in [
+        ("api.example.com", "api.example.com"),
+        ("API.Example.COM:8443", "api.example.com"),
+        (" api.test.:443 ", "api.test"),
+        ("[::1]:80", "[::1]"),
+        ("[2001:DB8::1]", "[2001:db8::1]"),
+    ] {
+        let got = parse_host_header(&Bytes::from(raw)).unwrap();
+        assert_eq!(got, host.as_bytes(), "{raw}");
+    }
+    for raw in ["", "a b", "host:port", "[::1", "[::1]x"] {
+        assert!(parse_host_header(&Bytes::from(raw)).is_err(), "{raw:?}");
+    }
+}
