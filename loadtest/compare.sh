@@ -27,7 +27,8 @@
 #   RG_PARTS (load idle)       which parts run: load scenarios, idle connections, or both
 #   RG_CADDY (auto)            auto: install Caddy if missing and add it to the idle rows
 #                              when its binary is there; off: no Caddy
-#   RG_TOOLS (ringgate-load wrk h2load)   those present are used
+#   RG_TOOLS (wrk h2load)      those present are used; ringgate-load is not a default: it
+#                              raises nginx's CPU per request (loadtest/README.md)
 #   RG_PROXIES (ringgate nginx haproxy)   for debugging one proxy; the table wants all
 #   RG_KTLS (off)              ringgate's ktls setting
 #   RG_SUITE (TLS_AES_128_GCM_SHA256)     the one TLS 1.3 suite of the pinned mode
@@ -62,7 +63,7 @@ backends=${RG_BACKEND:-origin}
 tls_modes=${RG_TLS:-pinned}
 caddy_mode=${RG_CADDY:-auto}
 parts=${RG_PARTS:-load idle}
-tools_wanted=${RG_TOOLS:-ringgate-load wrk h2load}
+tools_wanted=${RG_TOOLS:-wrk h2load}
 ktls=${RG_KTLS:-off}
 # One TLS 1.3 suite for all proxies in the pinned mode, so each does the same crypto
 # whatever the client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).

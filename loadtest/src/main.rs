@@ -44,6 +44,11 @@ struct Args {
     /// Threads, each with its own monoio runtime.
     #[arg(long, short = 't', default_value_t = 1)]
     threads: usize,
+    /// The generator's own event loop: `uring` (a plain io_uring), `uring-coop` (with
+    /// COOP_TASKRUN) or `epoll` — to see whether a peer's figures depend on how the
+    /// generator waits (loadtest/README.md: they did not, measurably).
+    #[arg(long, value_enum, default_value_t = Driver::Uring)]
+    driver: Driver,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 10.0)]
     duration_secs: f64,
@@ -462,6 +467,7 @@ fn thread_main(
     conns: usize,
     deadline: Instant,
 ) -> (Histogram<u64>, ThreadTotals) {
+    let driver = args.driver;
     let work = async move {
         let hist = std::rc::Rc::new(std::cell::RefCell::new(new_hist()));
         let totals = std::rc::Rc::new(std::cell::RefCell::new(ThreadTotals::default()));
@@ -497,17 +503,33 @@ fn thread_main(
         let t = std::mem::take(&mut *totals.borrow_mut());
         (h, t)
     };
-    match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        Ok(mut rt) => rt.block_on(work),
-        Err(_) => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    let mut ring = io_uring::IoUring::builder();
+    if driver == Driver::UringCoop {
+        ring.setup_coop_taskrun().setup_taskrun_flag();
+    }
+    let uring = match driver {
+        Driver::Epoll => None,
+        _ => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(ring)
+            .enable_timer()
+            .build()
+            .ok(),
+    };
+    match uring {
+        Some(mut rt) => rt.block_on(work),
+        None => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
             .expect("an epoll runtime")
             .block_on(work),
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Driver {
+    UringCoop,
+    Uring,
+    Epoll,
 }
 
 struct ConnCtx {
