@@ -41,10 +41,16 @@ pub fn now() -> Instant {
 /// Runs one poll of a connection task with [`now`] fixed at its start (nested calls
 /// read the clock again and restore the outer instant when they return).
 pub fn polled<T>(poll: impl FnOnce() -> T) -> T {
-    let outer = POLL_STARTED.replace(Some(Instant::now()));
-    let r = poll();
-    POLL_STARTED.set(outer);
-    r
+    /// Puts the outer instant back however `poll` ends (a panic included): a stale
+    /// instant left behind would put every later deadline on this thread in the past.
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            POLL_STARTED.set(self.0);
+        }
+    }
+    let _restore = Restore(POLL_STARTED.replace(Some(Instant::now())));
+    poll()
 }
 
 /// A step did not complete within its time.
@@ -188,6 +194,15 @@ mod tests {
             let waited = Instant::now() - started;
             assert!(waited >= Duration::from_millis(15), "{waited:?}");
         });
+    }
+
+    #[test]
+    fn a_panicking_poll_leaves_the_clock_live() {
+        // resume_unwind unwinds like a panic without printing one to the test log.
+        let bug = || -> () { std::panic::resume_unwind(Box::new("a connection bug")) };
+        let r = std::panic::catch_unwind(|| polled(bug));
+        assert!(r.is_err());
+        assert_eq!(POLL_STARTED.with(Cell::get), None);
     }
 
     #[test]
