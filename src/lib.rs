@@ -29,7 +29,9 @@
 //! `upstream::h1` use. [`message`] is what the exchange speaks — no HTTP version, no
 //! chunked coding, no connection buffer — so an HTTP/2 stream or a tunnel can drive the
 //! same [`proxy::exchange`]. [`context::WorkerCtx`] is what every task on a worker can
-//! reach (the live generation, pools, counters, drain signal).
+//! reach (the live generation, pools, counters, drain signal). [`clock`] is a leaf below
+//! all of them: the instant the current connection-task poll began, and the one timer
+//! entry a connection re-arms for each timed step.
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
