@@ -1,5 +1,6 @@
-//! Client-side timeouts: a slowloris head, a stalled body, an idle keep-alive connection and
-//! a silent TLS handshake are all cut off, while other clients keep being served. Nothing
+//! Client-side timeouts: a slowloris head, a stalled body, an idle keep-alive connection, a
+//! client that stops reading its response and a silent TLS handshake are all cut off,
+//! while other clients keep being served. Nothing
 //! here measures time: each test only asserts the connection's closed state (the client's
 //! read timeout, far above the configured limits, is just a guard against hangs).
 
@@ -129,6 +130,59 @@ fn idle_keepalive_connection_is_closed() {
         "nothing may be sent on an idle connection before closing it: {:?}",
         String::from_utf8_lossy(&bytes)
     );
+}
+
+/// The number in the admin listener's `ringgate_connections_active` line.
+fn active_connections(admin: std::net::SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).expect("connect to the admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ringgate_connections_active "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no ringgate_connections_active in\n{text}")) as u64
+}
+
+/// A client that asks for a large body and stops reading is cut off after
+/// `send_timeout_ms` without a further byte read: one timer per connection, shared by its
+/// client and upstream steps, still bounds each write. (With `send_timeout_ms` at 10
+/// minutes this test fails at its guard.)
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_send_timeout() {
+    const BODY: usize = 64 << 20; // far beyond both sides' socket buffers
+    let f = Fixture::with(|c| c.http("send_timeout_ms", LIMIT_MS).admin());
+    let admin = f.proxy.admin_addr();
+    let mut stalled = f.client();
+    stalled
+        .send(&req::get(HOST, &format!("/bytes/{BODY}")))
+        .expect("send the request");
+    // Others are served meanwhile (on connections that then close).
+    let resp = f.client().roundtrip(&req::get(HOST, "/bytes/10"));
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    // Without reading, wait until the proxy holds no connection: the stalled one is gone.
+    let guard = std::time::Instant::now() + Duration::from_secs(60);
+    while active_connections(admin) > 0 {
+        assert!(
+            std::time::Instant::now() < guard,
+            "the proxy still holds the stalled connection after 60 s (send_timeout_ms = {LIMIT_MS})"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // What the kernels had buffered arrives, then the end: never the whole body.
+    let got = stalled
+        .expect_closed()
+        .unwrap_or_else(|e| panic!("the stalled connection: {e}"));
+    assert!(
+        got.len() < BODY,
+        "the whole {BODY}-byte body arrived ({} bytes): the write was never cut off",
+        got.len()
+    );
+    let resp = f.client().roundtrip(&req::get(HOST, "/bytes/10"));
+    assert_eq!(resp.status, 200, "{}", resp.describe());
 }
 
 #[test]
