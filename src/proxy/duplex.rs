@@ -18,10 +18,12 @@
 //! downstream errors and answered like on the sequential path (400/408/413).
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use monoio::time::error::Elapsed;
 
 use super::exchange::{
     BODY_READ, Exchange, READ_FAILED, READ_TIMED_OUT, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
@@ -121,54 +123,11 @@ impl Exchange<'_> {
         body: &mut S,
         want: usize,
     ) -> Result<usize, ProxyError> {
-        if slot.is_none() {
-            return upstream_read(lease, ubuf, want, body.deadline()).await;
-        }
-        // Boxed: the common case (no body left to send) does not carry its room.
-        Box::pin(self.read_pumping(lease, ubuf, slot, sent_all, body, want)).await
-    }
-
-    async fn read_pumping<S: BodySource + ResponseSink>(
-        &mut self,
-        lease: &mut Lease,
-        ubuf: &mut BytesMut,
-        slot: &mut Option<Pump>,
-        sent_all: &mut bool,
-        body: &mut S,
-        want: usize,
-    ) -> Result<usize, ProxyError> {
         let Some(pump) = slot.as_mut() else {
             return upstream_read(lease, ubuf, want, body.deadline()).await;
         };
-        let read_timeout = lease.upstream().read_timeout;
-        let read = {
-            let read = lease.stream.read(ubuf, want);
-            let mut read = std::pin::pin!(read);
-            let done = loop {
-                pump.start_write();
-                if pump.finished(body.is_done()) {
-                    break None;
-                }
-                let want_client =
-                    !body.is_done() && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
-                let writing = pump.writing.is_some();
-                monoio::select! {
-                    biased;
-                    r = &mut read => break Some(r),
-                    w = pump.write_done(), if writing => pump.wrote(w),
-                    ready = body.ready(), if want_client => {
-                        ready?;
-                        body.receive().await?;
-                        self.upload.take(body, &mut pump.queue)?;
-                    }
-                }
-            };
-            // With nothing left to send, the read waits like any other response read.
-            match done {
-                Some(r) => Ok(r),
-                None => monoio::time::timeout(read_timeout, read).await,
-            }
-        };
+        // Boxed: the common case (no body left to send) does not carry its room.
+        let read = Box::pin(self.read_pumping(lease, ubuf, pump, body, want)).await?;
         if pump.finished(body.is_done()) {
             *sent_all = !pump.stopped;
             if let Some(wr) = pump.wr.take()
@@ -179,5 +138,43 @@ impl Exchange<'_> {
             *slot = None;
         }
         ProxyError::timed(read, READ_FAILED, READ_TIMED_OUT)
+    }
+
+    /// The response read of [`Exchange::pumped_read`], moving body bytes through `pump`
+    /// while it waits. `Err` is a client-side failure; the read's own outcome is `Ok`.
+    async fn read_pumping<S: BodySource>(
+        &mut self,
+        lease: &mut Lease,
+        ubuf: &mut BytesMut,
+        pump: &mut Pump,
+        body: &mut S,
+        want: usize,
+    ) -> Result<Result<io::Result<usize>, Elapsed>, ProxyError> {
+        let read_timeout = lease.upstream().read_timeout;
+        let read = lease.stream.read(ubuf, want);
+        let mut read = std::pin::pin!(read);
+        let done = loop {
+            pump.start_write();
+            if pump.finished(body.is_done()) {
+                break None;
+            }
+            let want_client = !body.is_done() && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
+            let writing = pump.writing.is_some();
+            monoio::select! {
+                biased;
+                r = &mut read => break Some(r),
+                w = pump.write_done(), if writing => pump.wrote(w),
+                ready = body.ready(), if want_client => {
+                    ready?;
+                    body.receive().await?;
+                    self.upload.take(body, &mut pump.queue)?;
+                }
+            }
+        };
+        // With nothing left to send, the read waits like any other response read.
+        Ok(match done {
+            Some(r) => Ok(r),
+            None => monoio::time::timeout(read_timeout, read).await,
+        })
     }
 }
