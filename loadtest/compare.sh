@@ -297,6 +297,10 @@ cpu_ticks() { # utime+stime (fields 14, 15) summed over the proxy's processes
   done
   echo "$sum"
 }
+core_ticks() { # "busy total" ticks of CPU $1 from /proc/stat: everything that ran on the
+  # core (the processes, their interrupts and softirqs, which /proc/PID/stat may not count)
+  awk -v c="cpu$1" '$1 == c {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat
+}
 rss_kb() { # VmRSS summed over the proxy's processes
   local p sum=0 r
   for p in $(proxy_procs); do
@@ -334,9 +338,10 @@ tls_check() { # name: show what was negotiated, and whether TLS 1.2 is served as
 run_load() { # proxy tool scenario path connections mode(keepalive|handshake) repeat
   local proxy=$1 tool=$2 scen=$3 path=$4 conns=$5 mode=$6 rep=$7
   local url="https://127.0.0.1:${port[$proxy]}$path"
-  local tag out before after bound=$((secs + 30))
+  local tag out before after bound=$((secs + 30)) c0 c1 c0b c0t c1b c1t
   tag=$(echo "$backend-$tls-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
+  c0=$(core_ticks 0) c1=$(core_ticks 1)
   before=$(cpu_ticks)
   case $tool in
     wrk)
@@ -359,11 +364,16 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
       ;;
   esac
   after=$(cpu_ticks)
+  read -r c0b c0t <<<"$c0"
+  c0=$(core_ticks 0)
+  read -r c1b c1t <<<"$c1"
+  c1=$(core_ticks 1)
   python3 loadtest/report.py record --results "$results" --tool "$tool" --out "$out" \
     --h2log "$raw/$tag.h2log" --json "$raw/$tag.json" --proxy "$proxy" --scenario "$scen" \
     --backend "$backend" --tls "$tls" \
     --repeat "$rep" --connections "$conns" --secs "$secs" --cpu-ticks-before "$before" \
-    --cpu-ticks-after "$after" --clk-tck "$clk_tck" || log "could not parse $out"
+    --cpu-ticks-after "$after" --clk-tck "$clk_tck" \
+    --proxy-core "$c0b $c0t $c0" --client-core "$c1b $c1t $c1" || log "could not parse $out"
   rm -f "$raw/$tag.h2log" # per-request log: large, already reduced to percentiles
 }
 

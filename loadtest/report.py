@@ -118,11 +118,21 @@ def record(a):
         "cpu_us_per_req": round(cpu_s * 1e6 / r["requests"], 2) if r["requests"] else None,
         "proxy_cpu_util": round(cpu_s / dur, 3) if dur else None,
     }
+    # Whole cores from /proc/stat over the same window: CPU 0 holds the proxy, CPU 1 the
+    # load generator and the backend. A busy client core bounds req/s for every proxy.
+    for side, ticks in (("proxy_core", a.proxy_core), ("client_core", a.client_core)):
+        if not ticks:
+            continue
+        b0, t0, b1, t1 = (int(x) for x in ticks.split())
+        busy_s = (b1 - b0) / a.clk_tck
+        row[f"{side}_util"] = round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None
+        row[f"{side}_us_per_req"] = round(busy_s * 1e6 / r["requests"], 2) if r["requests"] else None
     with open(a.results, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(f"  {a.backend}/{a.tls} {a.proxy:<12} {a.tool:<13} {a.scenario:<28} {r['rps']:>10.0f} req/s  "
           f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])}  "
           f"cpu {fmt_num(row['cpu_us_per_req'])} µs/req ({fmt_pct(row['proxy_cpu_util'])})  "
+          f"cores {fmt_pct(row.get('proxy_core_util'))}/{fmt_pct(row.get('client_core_util'))}  "
           f"errors {r['errors']}", file=sys.stderr)
 
 
@@ -237,6 +247,8 @@ def load_table(rows):
             [ratio(rps["ringgate"], rps["nginx"]), ratio(rps["ringgate"], rps["haproxy"])] +
             lat + cpu + [str(errs)]) + " |")
 
+    out += bound_table(load, keys)
+
     w2 = [r for r in load if r["proxy"] == "ringgate-w2"]
     if w2:
         out.append("")
@@ -256,6 +268,39 @@ def load_table(rows):
                        f"{fmt_num(med(c2, 'cpu_us_per_req'))} | "
                        f"{fmt_us(med(c2, 'p50_us'))}/{fmt_us(med(c2, 'p99_us'))} |")
     out.append("")
+    return out
+
+
+def bound_table(load, keys):
+    """Which side bounded each row: both cores' utilisation, the client core's CPU per
+    request, and the req/s at which that core would be saturated (req/s ÷ its
+    utilisation) as a multiple of nginx's req/s: no proxy can show more than that."""
+    if not any("client_core_util" in r for r in load):
+        return []
+    out = ["", "Which side bounds each row (whole cores from /proc/stat; CPU 0 = the proxy, "
+           "CPU 1 = load generator + backend). Ceiling = req/s at which CPU 1 would be "
+           "saturated, as a multiple of nginx's req/s: the most any proxy can show over "
+           "nginx in that row.", ""]
+    hdr = ["scenario", "tool"] + [f"{p} CPU0/CPU1 busy" for p in PROXIES] + \
+          [f"{p} CPU0 µs/req" for p in PROXIES] + \
+          [f"{p} CPU1 µs/req" for p in PROXIES] + ["ceiling ÷ nginx"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    for scen, tool in keys:
+        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
+                    and r["proxy"] == p] for p in PROXIES}
+        if not all(any("client_core_util" in r for r in cell[p]) for p in PROXIES):
+            continue
+        busy = [f"{fmt_pct(med(cell[p], 'proxy_core_util'))}/"
+                f"{fmt_pct(med(cell[p], 'client_core_util'))}" for p in PROXIES]
+        c0 = [fmt_num(med(cell[p], "proxy_core_us_per_req")) for p in PROXIES]
+        c1 = [fmt_num(med(cell[p], "client_core_us_per_req")) for p in PROXIES]
+        # the lowest client-core cost any proxy induced sets the highest reachable rate
+        ceil = [r["rps"] / r["client_core_util"] for p in PROXIES for r in cell[p]
+                if r.get("client_core_util")]
+        best = max(ceil) if ceil else None
+        out.append("| " + " | ".join([scen, tool] + busy + c0 + c1 +
+                                     [ratio(best, med(cell["nginx"], "rps"))]) + " |")
     return out
 
 
@@ -329,6 +374,8 @@ def main():
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--backend", default="origin")
     r.add_argument("--tls", default="pinned")
+    r.add_argument("--proxy-core", help='"busy0 total0 busy1 total1" ticks of the proxy\'s CPU')
+    r.add_argument("--client-core", help="the same for the load generator's and backend's CPU")
     i = sub.add_parser("idle")
     i.add_argument("--results", required=True)
     i.add_argument("--proxy", required=True)
