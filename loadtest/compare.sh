@@ -289,13 +289,14 @@ proxy_procs() {
   echo "$proxy_pid"
   ps -o pid= --ppid "$proxy_pid" 2>/dev/null || true
 }
-cpu_ticks() { # utime+stime (fields 14, 15) summed over the proxy's processes
-  local p sum=0 t
+cpu_split() { # "utime stime" (fields 14, 15), each summed over the proxy's processes
+  local p us=0 ss=0 u s
   for p in $(proxy_procs); do
-    t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null) || t=0
-    sum=$((sum + ${t:-0}))
+    read -r u s < <(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat" 2>/dev/null) || true
+    us=$((us + ${u:-0})) ss=$((ss + ${s:-0}))
+    u='' s=''
   done
-  echo "$sum"
+  echo "$us $ss"
 }
 core_ticks() { # "busy total" ticks of CPU $1 from /proc/stat: everything that ran on the
   # core (the processes, their interrupts and softirqs, which /proc/PID/stat may not count)
@@ -342,7 +343,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
   tag=$(echo "$backend-$tls-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
   c0=$(core_ticks 0) c1=$(core_ticks 1)
-  before=$(cpu_ticks)
+  before=$(cpu_split)
   case $tool in
     wrk)
       local hdr=()
@@ -363,7 +364,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
       [ -s "$raw/$tag.json" ] || { log "no JSON from ringgate-load ($tag)"; return 0; }
       ;;
   esac
-  after=$(cpu_ticks)
+  after=$(cpu_split)
   read -r c0b c0t <<<"$c0"
   c0=$(core_ticks 0)
   read -r c1b c1t <<<"$c1"

@@ -4,7 +4,7 @@ markdown tables. Not meant to be run by hand (but harmless: it only reads and ap
 
   report.py record --results R.jsonl --tool wrk|h2load|ringgate-load --out OUT
                    [--h2log LOG] [--json J] --proxy P --scenario S --repeat I
-                   --connections C --secs D --cpu-ticks-before A --cpu-ticks-after B
+                   --connections C --secs D --cpu-ticks-before 'U S' --cpu-ticks-after 'U S'
                    --clk-tck T [--backend origin|nginx] [--tls pinned|defaults]
   report.py idle   --results R.jsonl --proxy P --conns N --open O --failed F
                    --held H --fds-before A --fds-after B --rss-before-kb A
@@ -109,7 +109,10 @@ def record(a):
         r = parse_h2load(text, a.h2log)
     else:
         r = parse_rgl(a.json)
-    cpu_s = (a.cpu_ticks_after - a.cpu_ticks_before) / a.clk_tck
+    # "utime stime" ticks (or one total, from older scripts)
+    t0 = [int(x) for x in a.cpu_ticks_before.split()]
+    t1 = [int(x) for x in a.cpu_ticks_after.split()]
+    cpu_s = (sum(t1) - sum(t0)) / a.clk_tck
     dur = r.get("duration_s") or a.secs
     row = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "load", "proxy": a.proxy,
@@ -118,6 +121,9 @@ def record(a):
         "cpu_us_per_req": round(cpu_s * 1e6 / r["requests"], 2) if r["requests"] else None,
         "proxy_cpu_util": round(cpu_s / dur, 3) if dur else None,
     }
+    if len(t0) == 2 and len(t1) == 2 and r["requests"]:
+        for i, k in enumerate(("user", "sys")):
+            row[f"{k}_us_per_req"] = round((t1[i] - t0[i]) / a.clk_tck * 1e6 / r["requests"], 2)
     # Whole cores from /proc/stat over the same window: CPU 0 holds the proxy, CPU 1 the
     # load generator and the backend. A busy client core bounds req/s for every proxy.
     for side, ticks in (("proxy_core", a.proxy_core), ("client_core", a.client_core)):
@@ -248,6 +254,7 @@ def load_table(rows):
             lat + cpu + [str(errs)]) + " |")
 
     out += bound_table(load, keys)
+    out += split_table(load, keys)
 
     w2 = [r for r in load if r["proxy"] == "ringgate-w2"]
     if w2:
@@ -301,6 +308,28 @@ def bound_table(load, keys):
         best = max(ceil) if ceil else None
         out.append("| " + " | ".join([scen, tool] + busy + c0 + c1 +
                                      [ratio(best, med(cell["nginx"], "rps"))]) + " |")
+    return out
+
+
+def split_table(load, keys):
+    """The proxy's CPU per request split into userspace and kernel (utime, stime), and
+    ringgate's kernel time alone as a share of nginx's whole CPU per request: the ratio
+    ringgate would reach if its userspace cost nothing."""
+    if not any("sys_us_per_req" in r for r in load):
+        return []
+    out = ["", "User / kernel CPU µs per request of each proxy (utime / stime of its "
+           "processes). Kernel floor = ringgate's stime ÷ nginx's utime + stime: its CPU "
+           "ratio to nginx if its own userspace work cost nothing.", ""]
+    hdr = ["scenario", "tool"] + [f"{p} user/kernel" for p in PROXIES] + ["kernel floor"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    for scen, tool in keys:
+        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
+                    and r["proxy"] == p] for p in PROXIES}
+        split = [f"{fmt_num(med(cell[p], 'user_us_per_req'))} / "
+                 f"{fmt_num(med(cell[p], 'sys_us_per_req'))}" for p in PROXIES]
+        out.append("| " + " | ".join([scen, tool] + split + [
+            ratio(med(cell["ringgate"], "sys_us_per_req"), med(cell["nginx"], "cpu_us_per_req"))]) + " |")
     return out
 
 
@@ -369,8 +398,8 @@ def main():
     r.add_argument("--repeat", type=int, required=True)
     r.add_argument("--connections", type=int, required=True)
     r.add_argument("--secs", type=float, required=True)
-    r.add_argument("--cpu-ticks-before", type=int, required=True)
-    r.add_argument("--cpu-ticks-after", type=int, required=True)
+    r.add_argument("--cpu-ticks-before", required=True, help='"utime stime" of the proxy')
+    r.add_argument("--cpu-ticks-after", required=True)
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--backend", default="origin")
     r.add_argument("--tls", default="pinned")
