@@ -7,7 +7,8 @@
 # CPU 1); each proxy in turn pinned to CPU 0 with equivalent configs (loadtest/*.tmpl:
 # 1 worker, keep-alive to the backend, no access log, X-Forwarded-For as the one
 # forwarding header); load generators pinned to CPU 1. Runs alternate ringgate, nginx,
-# haproxy (then ringgate workers=2, unpinned) and repeat N times; the table shows medians.
+# haproxy (then ringgate workers=2, unpinned) and repeat N times, the order rotated by one
+# proxy each repeat; the table shows medians.
 # Then idle TLS connections are opened to each proxy in turn (and Caddy, if present) and
 # RSS is sampled while they are held. The whole matrix runs once per backend × TLS mode.
 # See loadtest/README.md ("Side-by-side: ringgate vs nginx vs HAProxy").
@@ -498,7 +499,15 @@ for backend in $backends; do
   for tls in $tls_modes; do
     if [[ " $parts " == *" load "* ]]; then
       for ((rep = 1; rep <= repeats; rep++)); do
-        for proxy in $proxies ringgate-w2; do
+        # the order rotates with each repeat (ringgate nginx haproxy, then nginx haproxy
+        # ringgate, ...), so no proxy always runs first after the backend or the last
+        # one's heavy runs; the workers=2 row stays last
+        read -ra order <<<"$proxies"
+        rotated=()
+        for ((i = 0; i < ${#order[@]}; i++)); do
+          rotated+=("${order[(i + rep - 1) % ${#order[@]}]}")
+        done
+        for proxy in "${rotated[@]}" ringgate-w2; do
           log "backend $backend, TLS $tls, repeat $rep/$repeats: $proxy"
           measure_proxy "$proxy" "$rep"
         done
