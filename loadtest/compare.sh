@@ -340,7 +340,7 @@ tls_check() { # name: show what was negotiated, and whether TLS 1.2 is served as
 run_load() { # proxy tool scenario path connections mode(keepalive|handshake) repeat
   local proxy=$1 tool=$2 scen=$3 path=$4 conns=$5 mode=$6 rep=$7
   local url="https://127.0.0.1:${port[$proxy]}$path"
-  local tag out before after bound=$((secs + 30)) c0 c1 c0b c0t c1b c1t
+  local tag out before after bound=$((secs + 30)) c0 c1 c0_after c1_after
   tag=$(echo "$backend-$tls-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
   c0=$(core_ticks 0) c1=$(core_ticks 1)
@@ -366,16 +366,13 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
       ;;
   esac
   after=$(cpu_split)
-  read -r c0b c0t <<<"$c0"
-  c0=$(core_ticks 0)
-  read -r c1b c1t <<<"$c1"
-  c1=$(core_ticks 1)
+  c0_after=$(core_ticks 0) c1_after=$(core_ticks 1)
   python3 loadtest/report.py record --results "$results" --tool "$tool" --out "$out" \
     --h2log "$raw/$tag.h2log" --json "$raw/$tag.json" --proxy "$proxy" --scenario "$scen" \
     --backend "$backend" --tls "$tls" \
     --repeat "$rep" --connections "$conns" --secs "$secs" --cpu-ticks-before "$before" \
     --cpu-ticks-after "$after" --clk-tck "$clk_tck" \
-    --proxy-core "$c0b $c0t $c0" --client-core "$c1b $c1t $c1" || log "could not parse $out"
+    --proxy-core "$c0 $c0_after" --client-core "$c1 $c1_after" || log "could not parse $out"
   rm -f "$raw/$tag.h2log" # per-request log: large, already reduced to percentiles
 }
 

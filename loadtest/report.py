@@ -129,9 +129,9 @@ def record(a):
     for side, ticks in (("proxy_core", a.proxy_core), ("client_core", a.client_core)):
         if not ticks:
             continue
-        b0, t0, b1, t1 = (int(x) for x in ticks.split())
-        busy_s = (b1 - b0) / a.clk_tck
-        row[f"{side}_util"] = round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None
+        busy0, total0, busy1, total1 = (int(x) for x in ticks.split())
+        busy_s = (busy1 - busy0) / a.clk_tck
+        row[f"{side}_util"] = round((busy1 - busy0) / (total1 - total0), 3) if total1 > total0 else None
         row[f"{side}_us_per_req"] = round(busy_s * 1e6 / r["requests"], 2) if r["requests"] else None
     with open(a.results, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -240,8 +240,7 @@ def load_table(rows):
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     for scen, tool in keys:
-        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
-                    and r["proxy"] == p] for p in PROXIES}
+        cell = cells(load, scen, tool)
         rps = {p: med(cell[p], "rps") for p in PROXIES}
         lat = [f"{fmt_us(med(cell[p], 'p50_us'))}/{fmt_us(med(cell[p], 'p99_us'))}"
                for p in PROXIES]
@@ -278,6 +277,12 @@ def load_table(rows):
     return out
 
 
+def cells(load, scen, tool):
+    """One table row's runs, by proxy."""
+    return {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
+                and r["proxy"] == p] for p in PROXIES}
+
+
 def bound_table(load, keys):
     """Which side bounded each row: both cores' utilisation, the client core's CPU per
     request, and the req/s at which that core would be saturated (req/s ÷ its
@@ -294,8 +299,7 @@ def bound_table(load, keys):
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     for scen, tool in keys:
-        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
-                    and r["proxy"] == p] for p in PROXIES}
+        cell = cells(load, scen, tool)
         if not all(any("client_core_util" in r for r in cell[p]) for p in PROXIES):
             continue
         busy = [f"{fmt_pct(med(cell[p], 'proxy_core_util'))}/"
@@ -324,8 +328,7 @@ def split_table(load, keys):
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     for scen, tool in keys:
-        cell = {p: [r for r in load if r["scenario"] == scen and r["tool"] == tool
-                    and r["proxy"] == p] for p in PROXIES}
+        cell = cells(load, scen, tool)
         split = [f"{fmt_num(med(cell[p], 'user_us_per_req'))} / "
                  f"{fmt_num(med(cell[p], 'sys_us_per_req'))}" for p in PROXIES]
         out.append("| " + " | ".join([scen, tool] + split + [
