@@ -31,10 +31,16 @@ use super::raw::RawConfig;
 /// `keepalive_timout`) and refuses unrelated names of a similar shape.
 const SUGGEST_MIN_SIMILARITY: f64 = 0.8;
 
+/// Schema errors reported before the check gives up. Each costs one more run over the
+/// whole file, so a file made wrong by a tool (a typo repeated in 2,000 upstreams) would
+/// otherwise take time quadratic in its size; a person fixes fifty mistakes before
+/// needing the fifty-first.
+const MAX_SCHEMA_ERRORS: usize = 50;
+
 /// What [`parse`] found.
 pub(super) struct Schema {
     /// The file as the raw structs, every key with a schema error taken out; absent
-    /// after a TOML syntax error.
+    /// after a TOML syntax error or [`MAX_SCHEMA_ERRORS`] schema errors.
     pub raw: Option<RawConfig>,
     /// Every schema error, in the order found (the caller sorts by line).
     pub errors: Vec<ConfigError>,
@@ -75,6 +81,13 @@ pub(super) fn parse(text: &str, file: &str) -> Schema {
         }
     };
     loop {
+        if out.errors.len() == MAX_SCHEMA_ERRORS {
+            let message = format!(
+                "stopped after {MAX_SCHEMA_ERRORS} errors in the file's keys and types: fix these and check again"
+            );
+            out.errors.push(error(None, String::new(), message));
+            return out;
+        }
         let mut track = serde_path_to_error::Track::new();
         let de = toml::de::Deserializer::from(tree.clone());
         match RawConfig::deserialize(serde_path_to_error::Deserializer::new(de, &mut track)) {

@@ -311,3 +311,28 @@ fn a_syntax_error_is_reported_with_its_place() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("10:"), "{got:?}");
 }
+
+#[test]
+fn a_flood_of_schema_errors_stops_at_fifty() {
+    let mut text = VALID.to_string();
+    for i in 0..60 {
+        text += &format!("[upstream.u{i}]\nservers = [\"127.0.0.1:9000\"]\nkeepalive_timout = 5\n");
+    }
+    let got = errors(&text);
+    assert_eq!(got.len(), 51, "{got:#?}");
+    assert!(
+        got[..50]
+            .iter()
+            .all(|e| e.contains("keepalive_timout: unknown key")),
+        "{got:#?}"
+    );
+    let lines: Vec<usize> = got[..50]
+        .iter()
+        .filter_map(|e| e.split(':').next()?.parse().ok())
+        .collect();
+    assert!(
+        lines.len() == 50 && lines.is_sorted(),
+        "in line order: {got:#?}"
+    );
+    assert!(got[50].contains("stopped after 50 errors"), "{got:#?}");
+}

@@ -26,7 +26,7 @@ const MAX_TIMEOUT_MS: i64 = 86_400_000;
 pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
     let schema = super::schema::parse(text, file);
     let Some(raw) = schema.raw else {
-        return Err(ConfigErrors(schema.errors));
+        return Err(in_line_order(schema.errors));
     };
     let mut v = Validator {
         text,
@@ -45,10 +45,14 @@ pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, Conf
     if v.errors.is_empty() {
         Ok(config)
     } else {
-        // In file order; errors without a place (missing sections) last.
-        v.errors.sort_by_key(|e| e.line.unwrap_or((usize::MAX, 0)));
-        Err(ConfigErrors(v.errors))
+        Err(in_line_order(v.errors))
     }
+}
+
+/// In file order; errors without a place (missing sections) last.
+fn in_line_order(mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by_key(|e| e.line.unwrap_or((usize::MAX, 0)));
+    ConfigErrors(errors)
 }
 
 struct Validator<'a> {
