@@ -12,7 +12,8 @@
 //! from a copy of it through `serde_path_to_error`, which says where the first mistake
 //! is. That mistake is recorded, its key taken out of the tree, and deserialization runs
 //! again on what is left, so everything else in the file is still checked. Each run
-//! removes one key, so the loop ends. The keys a table knows are the raw struct's fields,
+//! removes one key, so the loop ends; after [`MAX_SCHEMA_ERRORS`] it stops (and the
+//! meaning is not checked). The keys a table knows are the raw struct's fields,
 //! as serde's `deny_unknown_fields` lists them in its error: adding a field to a raw
 //! struct needs no change here.
 
