@@ -241,7 +241,7 @@ fn negative_duration() {
 }
 
 #[test]
-fn unknown_key_is_an_error() {
+fn unknown_key_is_an_error_with_the_nearest_known_key() {
     let d = Dir::new();
     let text = config(
         "server.pem",
@@ -255,8 +255,125 @@ fn unknown_key_is_an_error() {
         &out,
         "typo.toml",
         line_of(&text, "conect_timeout_ms"),
-        None,
-        &["conect_timeout_ms"],
+        Some("upstream.backend.conect_timeout_ms"),
+        &["unknown key", "did you mean `connect_timeout_ms`?"],
+    );
+}
+
+/// The error lines of a `ringgate check` run on `name` (`name:LINE:COL: …`), in order.
+fn error_lines<'o>(out: &'o CliOutput, name: &str) -> Vec<&'o str> {
+    let prefix = format!("{name}:");
+    out.text
+        .lines()
+        .filter_map(|l| l.find(&prefix).map(|at| &l[at..]))
+        .filter(|l| l[prefix.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        .collect()
+}
+
+#[test]
+fn four_mistakes_are_four_errors_even_when_the_first_is_a_schema_error() {
+    // Issue 20 item 5: a typo and a wrong type (schema) before a port out of range and
+    // an unknown upstream (meaning). All four, in line order, nothing else.
+    let d = Dir::new();
+    let text = good()
+        .replace("workers = 2\n", "workers = 2\nshutdown_timout_ms = 1000\n")
+        .replace("127.0.0.1:18443", "127.0.0.1:198222")
+        .replace("upstream = \"backend\"", "upstream = \"backedn\"")
+        .replace("read_timeout_ms = 30000", "keepalive = \"4096\"");
+    let out = d.check("four.toml", &text);
+    assert_eq!(out.status.code(), Some(1), "{}", out.text);
+    let at = |needle: &str| format!("four.toml:{}:", line_of(&text, needle));
+    let want = [
+        (
+            at("shutdown_timout_ms"),
+            "server.shutdown_timout_ms: unknown key; did you mean `shutdown_timeout_ms`?",
+        ),
+        (
+            at("198222"),
+            "listener[0].addr: \"127.0.0.1:198222\": port 198222 is out of range (0-65535)",
+        ),
+        (
+            at("backedn"),
+            "route[0].upstream: unknown upstream \"backedn\" (defined: backend)",
+        ),
+        (
+            at("keepalive"),
+            "upstream.backend.keepalive: expected a whole number, got the string \"4096\"",
+        ),
+    ];
+    let got = error_lines(&out, "four.toml");
+    assert_eq!(got.len(), want.len(), "four errors, no more:\n{}", out.text);
+    for (line, (place, words)) in got.iter().zip(&want) {
+        assert!(
+            line.starts_with(place.as_str()) && line.ends_with(words),
+            "expected {place}…{words}, got {line}\nall output:\n{}",
+            out.text
+        );
+    }
+}
+
+#[test]
+fn wrong_type_is_named_by_path_in_plain_words() {
+    let d = Dir::new();
+    let text = config("server.pem", "server.key", "backend", "\"5s\"", "");
+    let out = d.check("type.toml", &text);
+    expect_error(
+        &out,
+        "type.toml",
+        line_of(&text, "connect_timeout_ms"),
+        Some("upstream.backend.connect_timeout_ms"),
+        &["expected a whole number, got the string \"5s\""],
+    );
+    assert!(
+        !out.text.contains("invalid type") && !out.text.contains("i64"),
+        "plain words, not serde's:\n{}",
+        out.text
+    );
+}
+
+#[test]
+fn mistakes_in_nested_tables_and_arrays_of_tables_name_their_element() {
+    let d = Dir::new();
+    let text = config(
+        "server.pem",
+        "server.key",
+        "backend",
+        "5000",
+        "\n[[route]]\npath_prefix = \"/b/\"\nupstream = \"backend\"\n\
+         \n[[route]]\npath_prefix = \"/c/\"\nupstream = 5  # third\n",
+    )
+    .replace(
+        "key = \"server.key\"",
+        "key = \"server.key\"\nserver_name = [\"app.test\"]",
+    );
+    let out = d.check("nested.toml", &text);
+    expect_error(
+        &out,
+        "nested.toml",
+        line_of(&text, "# third"),
+        Some("route[2].upstream"),
+        &["expected a string, got the number 5"],
+    );
+    expect_error(
+        &out,
+        "nested.toml",
+        line_of(&text, "server_name ="),
+        Some("listener[0].tls.certificates[0].server_name"),
+        &["did you mean `server_names`?"],
+    );
+}
+
+#[test]
+fn port_out_of_range_is_said_so() {
+    let d = Dir::new();
+    let text = good().replace("127.0.0.1:18443", "127.0.0.1:198222");
+    let out = d.check("port.toml", &text);
+    expect_error(
+        &out,
+        "port.toml",
+        line_of(&text, "198222"),
+        Some("listener[0].addr"),
+        &["\"127.0.0.1:198222\": port 198222 is out of range (0-65535)"],
     );
 }
 

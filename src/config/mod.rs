@@ -3,12 +3,20 @@
 //! Everything that can fail fails here, at load time, on the main thread: files are read,
 //! certificates and keys parsed and matched, upstream names resolved, routes compiled.
 //! Each problem becomes a [`ConfigError`] naming the file, the TOML line and column, the
-//! field, and the reason; all problems are collected, not just the first. Workers only ever
-//! see a finished, immutable [`Config`].
+//! field, and the reason; all problems are collected, not just the first, and reported in
+//! line order. Workers only ever see a finished, immutable [`Config`].
+//!
+//! Stages: `schema` (text → raw structs: syntax, unknown keys, types; keeps going past a
+//! schema error) → `validate` (raw → [`Config`]: values, files, certificates, names;
+//! `addr` parses the addresses).
 //!
 //! This module never runs on a worker thread: it blocks on files and DNS by design.
 
+mod addr;
 mod raw;
+mod schema;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use std::fmt;
@@ -304,6 +312,18 @@ impl fmt::Display for ConfigError {
             write!(f, "{}: {}", self.field, self.message)
         }
     }
+}
+
+/// 1-based line and column (in bytes) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
 }
 
 /// Every problem found in one configuration.

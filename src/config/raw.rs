@@ -4,6 +4,12 @@
 //! into a [`super::Config`]. Fields that are checked later keep their source span
 //! ([`Spanned`]) so an error can name the TOML line. Unknown keys are rejected, so a typo
 //! is an error, not a silently ignored setting.
+//!
+//! Adding a setting is one field here (plus its check in [`super::validate`]): every
+//! struct keeps `deny_unknown_fields`, which gives [`super::schema`] the table's known
+//! keys for its "did you mean" suggestions. A required key is still an `Option` here,
+//! and [`super::validate`] reports it missing: a struct that fails to deserialize takes
+//! its whole table out of the checks, a missing `Option` only itself.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +39,8 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub addr: Spanned<String>,
+    /// Required.
+    pub addr: Option<Spanned<String>>,
 }
 
 /// `[server]`: process-wide settings.
@@ -98,7 +105,8 @@ pub struct RawHttp {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    pub addr: Spanned<String>,
+    /// Required.
+    pub addr: Option<Spanned<String>>,
     /// nginx: `listen ... backlog=`.
     pub backlog: Option<Spanned<i64>>,
     /// Absent: plain HTTP.
@@ -109,7 +117,8 @@ pub struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub certificates: Spanned<Vec<Spanned<RawCertificate>>>,
+    /// Required.
+    pub certificates: Option<Spanned<Vec<Spanned<RawCertificate>>>>,
     /// `"1.2"` (default) or `"1.3"`. nginx: `ssl_protocols`.
     pub min_version: Option<Spanned<String>>,
     /// nginx has none (it rides on `client_header_timeout`).
@@ -131,8 +140,10 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
-    pub cert: Spanned<String>,
-    pub key: Spanned<String>,
+    /// Required.
+    pub cert: Option<Spanned<String>>,
+    /// Required.
+    pub key: Option<Spanned<String>>,
     /// SNI names this certificate answers for; default: the DNS names in its SAN.
     pub server_names: Option<Vec<Spanned<String>>>,
     /// Served when SNI is absent or matches nothing (default: the first certificate).
@@ -151,15 +162,16 @@ pub struct RawRoute {
     /// Remove `path_prefix` before forwarding (nginx: `proxy_pass http://up/;`).
     #[serde(default)]
     pub strip_prefix: bool,
-    pub upstream: Spanned<String>,
+    /// Required.
+    pub upstream: Option<Spanned<String>>,
 }
 
 /// `[upstream.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// `host:port`; names are resolved once, at load.
-    pub servers: Spanned<Vec<Spanned<String>>>,
+    /// Required. `host:port`; names are resolved once, at load.
+    pub servers: Option<Spanned<Vec<Spanned<String>>>>,
     /// `"round_robin"` (default) or `"least_conn"`.
     pub balance: Option<Spanned<String>>,
     /// nginx: `proxy_connect_timeout`.

@@ -1,8 +1,10 @@
 //! [`RawConfig`] → [`Config`]: reads files, parses certificates, resolves names, checks
-//! every value, and reports each problem with file, line, field and reason.
+//! every value, and reports each problem with file, line, field and reason. The file's
+//! shape (keys, types) is checked before, by [`super::schema`]; whatever it took out of
+//! the file is not reported again here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
+use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
 use super::*;
 
@@ -21,24 +24,16 @@ const MAX_TIMEOUT_MS: i64 = 86_400_000;
 
 /// Parses and checks `text`; `file` names it in errors and `base` anchors relative paths.
 pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let schema = super::schema::parse(text, file);
+    let Some(raw) = schema.raw else {
+        return Err(in_line_order(schema.errors));
+    };
     let mut v = Validator {
         text,
         file,
         base,
-        errors: Vec::new(),
-    };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let line = e.span().map(|s| v.line_col(s.start));
-            let message = e.message().trim().to_string();
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                line,
-                field: String::new(),
-                message,
-            }]));
-        }
+        errors: schema.errors,
+        reported: schema.reported,
     };
     let mut config = v.config(&raw);
     config.hash = config
@@ -50,10 +45,14 @@ pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, Conf
     if v.errors.is_empty() {
         Ok(config)
     } else {
-        // In file order; errors without a place (missing sections) last.
-        v.errors.sort_by_key(|e| e.line.unwrap_or((usize::MAX, 0)));
-        Err(ConfigErrors(v.errors))
+        Err(in_line_order(v.errors))
     }
+}
+
+/// In file order; errors without a place (missing sections) last.
+fn in_line_order(mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by_key(|e| e.line.unwrap_or((usize::MAX, 0)));
+    ConfigErrors(errors)
 }
 
 struct Validator<'a> {
@@ -61,24 +60,47 @@ struct Validator<'a> {
     file: &'a str,
     base: &'a Path,
     errors: Vec<ConfigError>,
+    /// Paths [`super::schema`] already reported (see [`super::schema::Schema::reported`]).
+    reported: Vec<String>,
 }
 
 impl Validator<'_> {
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-        (line, col)
-    }
-
+    /// Records a problem, unless it is about a key the schema check already reported
+    /// and took out (a missing required key that had the wrong type, say).
     fn error(&mut self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) {
-        let line = span.map(|s| self.line_col(s.start));
+        if self.already_reported(field) {
+            return;
+        }
+        let line = span.map(|s| line_col(self.text, s.start));
         self.errors.push(ConfigError {
             file: self.file.to_string(),
             line,
             field: field.to_string(),
             message: message.into(),
         });
+    }
+
+    /// Whether the schema check reported `field` or a table holding it.
+    fn already_reported(&self, field: &str) -> bool {
+        self.reported.iter().any(|r| {
+            field
+                .strip_prefix(r.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
+
+    /// A required key: its value, or an error at its table (`table` is the table's span)
+    /// and `None` when it is missing.
+    fn required<'r, T>(
+        &mut self,
+        value: &'r Option<Spanned<T>>,
+        table: Range<usize>,
+        field: &str,
+    ) -> Option<&'r Spanned<T>> {
+        if value.is_none() {
+            self.error(Some(table), field, "required key is missing");
+        }
+        value.as_ref()
     }
 
     /// An integer field within `range`, or `default` when absent.
@@ -145,9 +167,9 @@ impl Validator<'_> {
         let mut listeners: Vec<ListenerConfig> = Vec::new();
         let mut seen_addrs: HashMap<SocketAddr, usize> = HashMap::new();
         for (i, l) in raw.listener.iter().enumerate() {
-            let addr = &l.get_ref().addr;
             // Port 0 asks the kernel for a fresh port each time: never a duplicate.
-            if let Ok(a) = addr.get_ref().parse::<SocketAddr>()
+            if let Some(addr) = &l.get_ref().addr
+                && let Ok(a) = addr.get_ref().parse::<SocketAddr>()
                 && a.port() != 0
                 && let Some(first) = seen_addrs.insert(a, i)
             {
@@ -155,7 +177,7 @@ impl Validator<'_> {
                 self.error(Some(addr.span()), &format!("listener[{i}].addr"), msg);
                 continue;
             }
-            if let Some(lc) = self.listener(i, l.get_ref()) {
+            if let Some(lc) = self.listener(i, l) {
                 listeners.push(lc);
             }
         }
@@ -187,14 +209,11 @@ impl Validator<'_> {
         raw: &RawConfig,
         listeners: &HashMap<SocketAddr, usize>,
     ) -> Option<AdminConfig> {
-        let a = &raw.admin.as_ref()?.get_ref().addr;
-        let addr = match a.get_ref().parse::<SocketAddr>() {
+        let admin = raw.admin.as_ref()?;
+        let a = self.required(&admin.get_ref().addr, admin.span(), "admin.addr")?;
+        let addr = match ip_port(a.get_ref(), "\"127.0.0.1:9901\"") {
             Ok(addr) => addr,
-            Err(_) => {
-                let msg = format!(
-                    "{:?} is not an IP address and port (e.g. \"127.0.0.1:9901\")",
-                    a.get_ref()
-                );
+            Err(msg) => {
                 self.error(Some(a.span()), "admin.addr", msg);
                 return None;
             }
@@ -355,18 +374,18 @@ impl Validator<'_> {
         on
     }
 
-    fn listener(&mut self, i: usize, l: &RawListener) -> Option<ListenerConfig> {
+    fn listener(&mut self, i: usize, spanned: &Spanned<RawListener>) -> Option<ListenerConfig> {
+        let l = spanned.get_ref();
         let field = format!("listener[{i}]");
-        let addr = match l.addr.get_ref().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                let msg = format!(
-                    "{:?} is not an IP address and port (e.g. \"0.0.0.0:443\" or \"[::]:443\")",
-                    l.addr.get_ref()
-                );
-                self.error(Some(l.addr.span()), &format!("{field}.addr"), msg);
-                None
-            }
+        let addr = match self.required(&l.addr, spanned.span(), &format!("{field}.addr")) {
+            None => None,
+            Some(a) => match ip_port(a.get_ref(), "\"0.0.0.0:443\" or \"[::]:443\"") {
+                Ok(addr) => Some(addr),
+                Err(msg) => {
+                    self.error(Some(a.span()), &format!("{field}.addr"), msg);
+                    None
+                }
+            },
         };
         // nginx's default backlog on Linux is 511.
         let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
@@ -384,18 +403,28 @@ impl Validator<'_> {
     fn tls(&mut self, field: &str, t: &Spanned<RawTls>) -> Option<TlsSettings> {
         let raw = t.get_ref();
         let errors_before = self.errors.len();
-        if raw.certificates.get_ref().is_empty() {
-            self.error(
-                Some(raw.certificates.span()),
-                &format!("{field}.certificates"),
-                "at least one certificate is needed",
-            );
-        }
+        let no_certificates = Vec::new();
+        let listed = match self.required(
+            &raw.certificates,
+            t.span(),
+            &format!("{field}.certificates"),
+        ) {
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    Some(list.span()),
+                    &format!("{field}.certificates"),
+                    "at least one certificate is needed",
+                );
+                list.get_ref()
+            }
+            Some(list) => list.get_ref(),
+            None => &no_certificates,
+        };
         let mut certificates = Vec::new();
         let mut default_certificate = None;
-        for (j, c) in raw.certificates.get_ref().iter().enumerate() {
+        for (j, c) in listed.iter().enumerate() {
             let cfield = format!("{field}.certificates[{j}]");
-            if let Some(lc) = self.certificate(&cfield, c.get_ref()) {
+            if let Some(lc) = self.certificate(&cfield, c) {
                 if c.get_ref().default {
                     if default_certificate.is_some() {
                         self.error(
@@ -526,11 +555,19 @@ impl Validator<'_> {
         out
     }
 
-    fn certificate(&mut self, field: &str, c: &RawCertificate) -> Option<LoadedCertificate> {
-        let cert_path = self.path(c.cert.get_ref());
-        let key_path = self.path(c.key.get_ref());
+    fn certificate(
+        &mut self,
+        field: &str,
+        spanned: &Spanned<RawCertificate>,
+    ) -> Option<LoadedCertificate> {
+        let c = spanned.get_ref();
         let cert_field = format!("{field}.cert");
         let key_field = format!("{field}.key");
+        let cert_value = self.required(&c.cert, spanned.span(), &cert_field);
+        let key_value = self.required(&c.key, spanned.span(), &key_field);
+        let (cert_value, key_value) = (cert_value?, key_value?);
+        let cert_path = self.path(cert_value.get_ref());
+        let key_path = self.path(key_value.get_ref());
         let mut cert_hash = 0;
         let mut key_hash = 0;
         let chain = match read_file(&cert_path).and_then(|pem| {
@@ -540,7 +577,7 @@ impl Validator<'_> {
             Ok(chain) => Some(chain),
             Err(e) => {
                 let msg = format!("{}: {e}", cert_path.display());
-                self.error(Some(c.cert.span()), &cert_field, msg);
+                self.error(Some(cert_value.span()), &cert_field, msg);
                 None
             }
         };
@@ -551,7 +588,7 @@ impl Validator<'_> {
             Ok(key) => Some(key),
             Err(e) => {
                 let msg = format!("{}: {e}", key_path.display());
-                self.error(Some(c.key.span()), &key_field, msg);
+                self.error(Some(key_value.span()), &key_field, msg);
                 None
             }
         };
@@ -560,7 +597,7 @@ impl Validator<'_> {
             Ok(n) => n,
             Err(e) => {
                 let msg = format!("{}: {e}", cert_path.display());
-                self.error(Some(c.cert.span()), &cert_field, msg);
+                self.error(Some(cert_value.span()), &cert_field, msg);
                 return None;
             }
         };
@@ -572,7 +609,7 @@ impl Validator<'_> {
                     key_path.display(),
                     cert_path.display()
                 );
-                self.error(Some(c.key.span()), &key_field, msg);
+                self.error(Some(key_value.span()), &key_field, msg);
                 return None;
             }
         };
@@ -607,24 +644,30 @@ impl Validator<'_> {
 
     fn upstream(&mut self, name: &str, u: &Spanned<RawUpstream>) -> Option<UpstreamConfig> {
         let raw = u.get_ref();
-        let field = format!("upstream.{name}");
+        let field = format!("upstream.{}", super::schema::key(name));
         let errors_before = self.errors.len();
-        if raw.servers.get_ref().is_empty() {
-            self.error(
-                Some(raw.servers.span()),
-                &format!("{field}.servers"),
-                "at least one server is needed",
-            );
-        }
+        let no_servers = Vec::new();
+        let listed = match self.required(&raw.servers, u.span(), &format!("{field}.servers")) {
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    Some(list.span()),
+                    &format!("{field}.servers"),
+                    "at least one server is needed",
+                );
+                list.get_ref()
+            }
+            Some(list) => list.get_ref(),
+            None => &no_servers,
+        };
         let mut servers = Vec::new();
-        for s in raw.servers.get_ref() {
+        for (i, s) in listed.iter().enumerate() {
             match resolve(s.get_ref()) {
                 Ok(addr) => servers.push(UpstreamServer {
                     name: s.get_ref().clone(),
                     addr,
                     host_header: s.get_ref().clone(),
                 }),
-                Err(e) => self.error(Some(s.span()), &format!("{field}.servers"), e),
+                Err(e) => self.error(Some(s.span()), &format!("{field}.servers[{i}]"), e),
             }
         }
         let balance = match &raw.balance {
@@ -697,25 +740,30 @@ impl Validator<'_> {
     fn routes(&mut self, raw: &RawConfig, upstreams: &HashMap<String, usize>) -> Vec<RouteConfig> {
         let mut routes = Vec::new();
         let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for (i, r) in raw.route.iter().enumerate() {
-            let r = r.get_ref();
+        for (i, spanned) in raw.route.iter().enumerate() {
+            let r = spanned.get_ref();
             let field = format!("route[{i}]");
-            let upstream = match upstreams.get(r.upstream.get_ref()) {
-                Some(&u) => Some(u),
-                None => {
+            let wanted = self.required(&r.upstream, spanned.span(), &format!("{field}.upstream"));
+            let upstream = match wanted.map(|w| (w, upstreams.get(w.get_ref()))) {
+                None => None,
+                Some((_, Some(&u))) => Some(u),
+                Some((wanted, None)) => {
                     let known: Vec<&str> = raw.upstream.keys().map(String::as_str).collect();
                     let msg = format!(
                         "unknown upstream {:?} (defined: {})",
-                        r.upstream.get_ref(),
+                        wanted.get_ref(),
                         if known.is_empty() {
                             "none".to_string()
                         } else {
                             known.join(", ")
                         }
                     );
-                    // An upstream that exists but failed its own checks is reported there.
-                    if !raw.upstream.contains_key(r.upstream.get_ref()) {
-                        self.error(Some(r.upstream.span()), &format!("{field}.upstream"), msg);
+                    // An upstream that exists but failed its own checks is reported there,
+                    // and so is one the schema check took out.
+                    let name = wanted.get_ref();
+                    let dotted = format!("upstream.{}", super::schema::key(name));
+                    if !raw.upstream.contains_key(name) && !self.already_reported(&dotted) {
+                        self.error(Some(wanted.span()), &format!("{field}.upstream"), msg);
                     }
                     None
                 }
@@ -762,7 +810,7 @@ impl Validator<'_> {
                     .path_prefix
                     .as_ref()
                     .map(|p| p.span())
-                    .unwrap_or(r.upstream.span());
+                    .unwrap_or(spanned.span());
                 self.error(Some(span), &field, msg);
                 continue;
             }
@@ -886,23 +934,4 @@ fn parse_host_match(h: &str) -> Option<HostMatch> {
 
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)
-}
-
-/// Resolves `host:port` once, at load (this is the only place upstream names hit DNS).
-fn resolve(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if s.rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .is_none()
-    {
-        return Err(format!("{s:?} must be host:port (e.g. \"10.0.0.5:8080\")"));
-    }
-    match s.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| format!("{s:?} resolved to no address")),
-        Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
-    }
 }
