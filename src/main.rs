@@ -352,6 +352,21 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     };
     let workers = config.server.workers;
+    // Locked before anything is bound: a second instance with this pid_file stops here,
+    // naming the running one, and never touches the file.
+    let mut pid_file = match config
+        .server
+        .pid_file
+        .as_deref()
+        .map(ringgate::instance::PidFile::acquire)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            say(format_args!("ringgate: cannot start: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match Server::start(config) {
         Ok(h) => h,
         Err(e) => {
@@ -360,14 +375,10 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     };
     // Before "listening on": whoever waits for that line may run `ringgate reload`.
-    let pid_file = handle.live().load().config.server.pid_file.clone();
-    if let Some(path) = &pid_file
-        && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
+    if let Some(p) = &mut pid_file
+        && let Err(e) = p.write_pid(std::process::id())
     {
-        say(format_args!(
-            "ringgate: cannot write pid_file {}: {e}; stopping",
-            path.display()
-        ));
+        say(format_args!("ringgate: cannot write {e}; stopping"));
         drop(handle);
         return ExitCode::FAILURE;
     }
@@ -390,11 +401,12 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         );
     }
     // A second TERM/INT while draining stops at once.
+    let pid_file = std::sync::Arc::new(pid_file);
     let pid_file_now = pid_file.clone();
     std::thread::spawn(move || {
         if rx.recv().is_ok() {
-            if let Some(path) = &pid_file_now {
-                let _ = std::fs::remove_file(path);
+            if let Some(p) = pid_file_now.as_ref() {
+                p.remove();
             }
             say(format_args!("ringgate: second signal, exiting now"));
             ringgate::logging::flush();
@@ -402,8 +414,9 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     });
     let reports = handle.shutdown();
-    if let Some(path) = &pid_file {
-        let _ = std::fs::remove_file(path);
+    // Removed while still locked (the signal thread's clone keeps the value alive).
+    if let Some(p) = pid_file.as_ref() {
+        p.remove();
     }
     let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
     if abandoned > 0 {

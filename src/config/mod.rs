@@ -54,8 +54,9 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     pub io_uring: bool,
     pub pin_workers: bool,
-    /// `pid_file`: written by `ringgate run` once it listens, removed at exit; read by
-    /// `ringgate reload`.
+    /// `pid_file`: locked by `ringgate run` for its life (a second start with it is
+    /// refused, `crate::instance`), its pid written once it listens, removed at exit;
+    /// read by `ringgate reload`.
     pub pid_file: Option<PathBuf>,
     /// `certificate_check_interval_ms`: how often a helper thread compares the content of
     /// every certificate and key file with what is loaded (zero: never).
