@@ -18,9 +18,12 @@
 //! that went away. Session-ticket keys and the session cache ([`TlsShared`]) are made once
 //! per listener and shared by every generation, so clients resume across reloads.
 //!
-//! Triggers: `SIGHUP` and `ringgate reload` (which sends it, see `src/main.rs`), and a
-//! changed certificate or key file, noticed by content on the helper thread every
-//! `certificate_check_interval_ms`.
+//! Triggers: `SIGHUP` and `ringgate reload` (which sends it, see `src/main.rs`) read the
+//! configuration file again ([`Live::reload`]). A changed certificate or key file, noticed
+//! by content on the helper thread every `certificate_check_interval_ms`, rebuilds the
+//! *running* configuration with the new certificate material only
+//! ([`Live::reload_certificates`]): the TOML file is not read, so an edit to it that was
+//! never reloaded does not go live with a certificate renewal.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -264,22 +267,40 @@ impl Live {
     /// Reads the configuration file again and, if it is valid, makes it current. Blocks
     /// on files and DNS: never call it on a worker. Logs the outcome either way.
     pub fn reload(&self, reason: &str) -> Result<Reloaded, BuildError> {
-        let file = self.load().config.file.clone();
-        let config = match file {
-            Some(path) => Config::from_file(&path).map_err(BuildError::Config),
-            None => Err(BuildError::NoFile),
-        };
-        self.apply(config, reason)
+        self.apply(
+            |old| match &old.config.file {
+                Some(path) => Config::from_file(path).map_err(BuildError::Config),
+                None => Err(BuildError::NoFile),
+            },
+            reason,
+        )
+    }
+
+    /// Makes the running configuration current again with every certificate and key file
+    /// read anew, and nothing else: the TOML file is not read (an edit to it waits for a
+    /// reload). What a changed certificate file triggers. Blocks on files: never call it
+    /// on a worker. Logs the outcome either way.
+    pub fn reload_certificates(&self, reason: &str) -> Result<Reloaded, BuildError> {
+        self.apply(
+            |old| {
+                old.config
+                    .with_reloaded_certificates()
+                    .map_err(BuildError::Config)
+            },
+            reason,
+        )
     }
 
     /// Makes `config` current (the reload without reading a file; tests use it).
     pub fn reload_with(&self, config: Config, reason: &str) -> Result<Reloaded, BuildError> {
-        self.apply(Ok(config), reason)
+        self.apply(|_| Ok(config), reason)
     }
 
+    /// Builds the next generation from what `next` makes of the current one (both under
+    /// the reload lock, so no other reload comes between) and swaps it in.
     fn apply(
         &self,
-        config: Result<Config, BuildError>,
+        next: impl FnOnce(&Generation) -> Result<Config, BuildError>,
         reason: &str,
     ) -> Result<Reloaded, BuildError> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -289,7 +310,7 @@ impl Live {
             .unwrap_or(0);
         self.counters.last_reload_ms.store(now_ms, Relaxed);
         let old = self.load_full();
-        let built = config.and_then(|c| {
+        let built = next(&old).and_then(|c| {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let mut needs_restart = Vec::new();
             restart_only_changes(&self.started, &c.server, &mut needs_restart);
@@ -544,14 +565,16 @@ fn reload_thread(live: &Live, rx: &mpsc::Receiver<String>) {
                 if now == loaded || last_failed.as_ref() == Some(&now) {
                     continue;
                 }
-                let changed: Vec<String> = watched
-                    .iter()
-                    .zip(&now)
-                    .filter(|((_, h), n)| h != *n)
-                    .map(|((p, _), _)| p.display().to_string())
-                    .collect();
+                // A file serving as cert and key, or on several listeners, is named once.
+                let mut changed: Vec<String> = Vec::new();
+                for ((path, _), _) in watched.iter().zip(&now).filter(|((_, h), n)| h != *n) {
+                    let shown = path.display().to_string();
+                    if !changed.contains(&shown) {
+                        changed.push(shown);
+                    }
+                }
                 info!(files = %changed.join(", "), "certificate files changed on disk");
-                match live.reload("certificate files changed") {
+                match live.reload_certificates("certificate files changed") {
                     Ok(_) => last_failed = None,
                     Err(_) => last_failed = Some(now),
                 }

@@ -555,3 +555,111 @@ fn a_connection_to_a_removed_server_is_not_pooled_after_its_request() {
         "the connection to the removed server must close when its request ends"
     );
 }
+
+/// `pem` with its base64 body cut short between intact BEGIN/END lines: a certificate
+/// file that lost lines (what a careless edit or a partial copy leaves).
+fn lines_missing(pem: &str) -> String {
+    let lines: Vec<&str> = pem.lines().collect();
+    [&lines[..2], &lines[lines.len() - 2..]].concat().join("\n") + "\n"
+}
+
+#[test]
+fn a_certificate_change_applies_the_certificate_only_never_unreloaded_toml_edits() {
+    let pki = TestPki::new();
+    let first = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let second = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    // One file holding certificate and key, named as both: it must be named once.
+    let both = pki.dir().join("live.pem");
+    let combined = |c: &CertFiles| {
+        let mut pem = std::fs::read(&c.cert).unwrap();
+        pem.extend(std::fs::read(&c.key).unwrap());
+        pem
+    };
+    replace_file(&both, &combined(&first));
+    let live = CertFiles {
+        cert: both.clone(),
+        key: both.clone(),
+        leaf_der: first.leaf_der.clone(),
+    };
+    let (old, new) = (Backend::named("old"), Backend::named("new"));
+    let config = |to: &str| {
+        ConfigBuilder::new()
+            .server("certificate_check_interval_ms", "100")
+            .tls_listener(&[&live])
+            .route(None, "/", false, to)
+            .upstream("old", &[old.addr], &[])
+            .upstream("new", &[new.addr], &[])
+            .build()
+    };
+    let path = pki.dir().join("ringgate.toml");
+    replace_file(&path, config("old").as_bytes());
+    let p = ProxyProcess::spawn(&path, 1);
+    let addr = p.addrs()[0];
+    let opts = TlsOptions::new(pki.root_der(), HOST);
+    let backend = || {
+        let mut c = Client::tls(addr, &opts).unwrap();
+        let r = c.roundtrip(&req::get(HOST, "/bytes/3"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        r.header("x-backend").map(str::to_string)
+    };
+    assert_eq!(backend().as_deref(), Some("old"));
+
+    // An edit to the file, not reloaded; then the certificate is renewed.
+    replace_file(&path, config("new").as_bytes());
+    replace_file(&both, &combined(&second));
+    assert!(
+        p.wait_for_output("configuration reloaded", 1, RELOAD_WAIT),
+        "no reload\n{}",
+        p.output()
+    );
+    assert_eq!(
+        served_leaf(addr, &pki),
+        second.leaf_der,
+        "the new certificate"
+    );
+    assert_eq!(
+        backend().as_deref(),
+        Some("old"),
+        "the unreloaded route edit went live with the certificate\n{}",
+        p.output()
+    );
+    let out = p.output();
+    let changed = out
+        .lines()
+        .find(|l| l.contains("certificate files changed on disk"))
+        .unwrap_or_else(|| panic!("no changed-files line\n{out}"));
+    assert_eq!(
+        changed.matches(&both.display().to_string()).count(),
+        1,
+        "each changed file named once: {changed}"
+    );
+
+    // A broken certificate: said in plain words with the file, nothing changes.
+    let cert_pem = String::from_utf8(std::fs::read(&second.cert).unwrap()).unwrap();
+    let broken = lines_missing(&cert_pem) + &std::fs::read_to_string(&second.key).unwrap();
+    replace_file(&both, broken.as_bytes());
+    assert!(
+        p.wait_for_output("reload failed", 1, RELOAD_WAIT),
+        "no failure\n{}",
+        p.output()
+    );
+    let expected = format!("{}: certificate #1 is truncated", both.display());
+    let out = p.output();
+    assert!(out.contains(&expected), "{expected:?} not in\n{out}");
+    assert!(!out.contains("NomError"), "{out}");
+    assert_eq!(served_leaf(addr, &pki), second.leaf_der);
+    let cli = run_cli(&["check", "-c", path.to_str().unwrap()], pki.dir());
+    assert_eq!(cli.status.code(), Some(1), "{}", cli.text);
+    assert!(cli.text.contains(&expected), "{}", cli.text);
+    assert!(!cli.text.contains("NomError"), "{}", cli.text);
+
+    // The edit goes live when it is reloaded.
+    replace_file(&both, &combined(&second));
+    p.signal("HUP");
+    assert!(
+        p.wait_for_output("configuration reloaded", 2, RELOAD_WAIT),
+        "{}",
+        p.output()
+    );
+    assert_eq!(backend().as_deref(), Some("new"));
+}
