@@ -17,6 +17,10 @@
 //!   second start with the same `pid_file` fails naming the file and the running pid, and
 //!   only the holder of the lock removes the file at exit.
 //!
+//! - The [`Status`] file next to the pid file (`PID_FILE.status`) says which
+//!   configuration file the process runs, its generation, and the outcome of its last
+//!   reload of that file: what `ringgate reload` checks FILE against and waits on.
+//!
 //! Sharing the addresses on purpose (a zero-downtime binary upgrade) is not offered yet.
 //! Nothing here runs on a worker or on the request path: it is start-up code on the main
 //! thread, and its errors stop the start ([`crate::server::StartError::Instance`]).
@@ -201,6 +205,125 @@ fn parse_proc_addr(field: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// Where the [`Status`] of the process holding `pid_file` is written: `PID_FILE.status`.
+pub fn status_path(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".status");
+    PathBuf::from(name)
+}
+
+/// What a running process says about itself for `ringgate reload`: written whole (a
+/// temporary file renamed over it) at start and after every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub pid: u32,
+    /// The configuration file it runs (as it was started with, made absolute).
+    pub config: PathBuf,
+    /// The generation serving now.
+    pub generation: u64,
+    /// Reloads of the configuration file (SIGHUP, `ringgate reload`) finished so far;
+    /// certificate-only reloads are not counted.
+    pub file_reloads: u64,
+    /// The outcome of the last of those.
+    pub last: Option<FileReload>,
+}
+
+/// The outcome of one reload of the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileReload {
+    /// The file is the new generation; some changes may wait for a restart.
+    Ok {
+        generation: u64,
+        needs_restart: Vec<String>,
+    },
+    /// Nothing changed; `error` is every problem, one per line.
+    Failed { error: String },
+}
+
+impl Status {
+    /// The file's text: one `key value` per line, the error's lines last.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "pid {}\nconfig {}\ngeneration {}\nfile_reloads {}\n",
+            self.pid,
+            self.config.display(),
+            self.generation,
+            self.file_reloads
+        );
+        match &self.last {
+            None => {}
+            Some(FileReload::Ok {
+                generation,
+                needs_restart,
+            }) => {
+                s += &format!("last ok {generation}\n");
+                for n in needs_restart {
+                    s += &format!("needs_restart {}\n", n.replace('\n', " "));
+                }
+            }
+            Some(FileReload::Failed { error }) => {
+                s += "last failed\n";
+                for line in error.lines() {
+                    s += &format!("error {line}\n");
+                }
+            }
+        }
+        s
+    }
+
+    /// Reads [`Status::render`]'s text; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Status> {
+        let (mut pid, mut config, mut generation, mut file_reloads) = (None, None, None, None);
+        let (mut last_ok, mut failed, mut needs_restart, mut error) =
+            (None, false, Vec::new(), Vec::new());
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "pid" => pid = value.parse().ok(),
+                "config" => config = Some(PathBuf::from(value)),
+                "generation" => generation = value.parse().ok(),
+                "file_reloads" => file_reloads = value.parse().ok(),
+                "last" if value == "failed" => failed = true,
+                "last" => last_ok = value.strip_prefix("ok ")?.parse().ok(),
+                "needs_restart" => needs_restart.push(value.to_string()),
+                "error" => error.push(value),
+                _ => {}
+            }
+        }
+        let last = match (last_ok, failed) {
+            (Some(generation), false) => Some(FileReload::Ok {
+                generation,
+                needs_restart,
+            }),
+            (None, true) => Some(FileReload::Failed {
+                error: error.join("\n"),
+            }),
+            _ => None,
+        };
+        Some(Status {
+            pid: pid?,
+            config: config?,
+            generation: generation?,
+            file_reloads: file_reloads?,
+            last,
+        })
+    }
+
+    /// Writes the status to `path` in one step (a temporary file renamed over it), so a
+    /// reader never sees half of it.
+    pub fn write(&self, path: &Path) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.render())?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads the status at `path`; `None` when there is none or it does not parse.
+    pub fn read(path: &Path) -> Option<Status> {
+        Status::parse(&std::fs::read_to_string(path).ok()?)
+    }
+}
+
 /// The `pid_file`, locked (`flock`, exclusive) for as long as this value lives. Dropping
 /// it removes the file: only the process holding the lock ever removes it.
 #[derive(Debug)]
@@ -277,8 +400,10 @@ impl PidFile {
         &self.path
     }
 
-    /// Removes the file (the lock is still held, so no other instance has it).
+    /// Removes the file and its [`Status`] file (the lock is still held, so no other
+    /// instance has them).
     pub fn remove(&self) {
+        let _ = std::fs::remove_file(status_path(&self.path));
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -329,6 +454,32 @@ mod tests {
         assert!(err.to_string().contains("address in use"), "{err}");
         drop(other);
         check_sole_listener(addr, &refs).expect("the other one left");
+    }
+
+    #[test]
+    fn a_status_reads_back_as_written() {
+        let mut st = Status {
+            pid: 7,
+            config: PathBuf::from("/etc/ring gate/ringgate.toml"),
+            generation: 3,
+            file_reloads: 2,
+            last: Some(FileReload::Ok {
+                generation: 3,
+                needs_restart: vec!["server.workers 2 -> 3".into()],
+            }),
+        };
+        assert_eq!(Status::parse(&st.render()), Some(st.clone()));
+        st.last = Some(FileReload::Failed {
+            error: "a.toml:1:2: x: bad\na.toml:3:4: y: worse".into(),
+        });
+        assert_eq!(Status::parse(&st.render()), Some(st.clone()));
+        st.last = None;
+        assert_eq!(Status::parse(&st.render()), Some(st));
+        assert_eq!(Status::parse("pid 1\n"), None);
+        assert_eq!(
+            status_path(Path::new("/run/ringgate.pid")),
+            Path::new("/run/ringgate.pid.status")
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! and never parses HTTP. [`error`] is the one error type of the request path and the one
 //! place a failure becomes a status. [`demo`] is the embedded zero-config setup behind
 //! `ringgate demo`. [`instance`] keeps a second process off this one's addresses and
-//! `pid_file`. [`signals`] says what each signal an operator may send means;
+//! `pid_file`; [`control`] is `ringgate reload`, talking to the running one. [`signals`] says what each signal an operator may send means;
 //! [`logging`] keeps log writes off the workers (one writer thread, dropped lines
 //! counted) and peer-triggered library messages at debug. [`observe`] holds every counter
 //! and histogram (per worker, single writer, summed on read) and the admin listener
@@ -55,6 +55,7 @@ pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod error;

@@ -95,6 +95,7 @@ fn a_second_start_with_the_same_pid_file_is_refused_and_leaves_the_file() {
     let mut p = ProxyProcess::spawn(&first, 1);
     let pid_text = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
     assert_eq!(pid_text(&pid_path).trim(), p.pid().to_string());
+    assert!(pki.dir().join("ringgate.pid.status").exists());
 
     let out = run_cli_bounded(
         &["run", "-c", second.to_str().unwrap()],

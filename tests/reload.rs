@@ -663,3 +663,83 @@ fn a_certificate_change_applies_the_certificate_only_never_unreloaded_toml_edits
     );
     assert_eq!(backend().as_deref(), Some("new"));
 }
+
+#[test]
+fn reload_command_refuses_another_file_and_reports_the_outcome() {
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let (old, new) = (Backend::named("old"), Backend::named("new"));
+    let config = |to: &str| {
+        two_upstreams(&cert, old.addr, new.addr, to)
+            .server("pid_file", "\"ringgate.pid\"")
+            .build()
+    };
+    let path = pki.dir().join("ringgate.toml");
+    replace_file(&path, config("old").as_bytes());
+    let p = ProxyProcess::spawn(&path, 1);
+    let addr = p.addrs()[0];
+    let opts = TlsOptions::new(pki.root_der(), HOST);
+    let backend = || {
+        let mut c = Client::tls(addr, &opts).unwrap();
+        let r = c.roundtrip(&req::get(HOST, "/bytes/3"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        r.header("x-backend").map(str::to_string)
+    };
+    assert_eq!(backend().as_deref(), Some("old"));
+    let running = std::fs::canonicalize(&path).unwrap();
+
+    // Another file naming the same pid_file: refused, naming the file the process runs.
+    let other = pki.dir().join("other.toml");
+    replace_file(&other, config("new").as_bytes());
+    let cli = run_cli(&["reload", "-c", "other.toml"], pki.dir());
+    assert_eq!(cli.status.code(), Some(2), "{}", cli.text);
+    assert!(
+        cli.text.contains(&format!(
+            "does not run this file: it runs {}",
+            running.display()
+        )),
+        "{}",
+        cli.text
+    );
+    assert!(!cli.text.contains("sent SIGHUP"), "{}", cli.text);
+    assert!(!p.output().contains("reloading the configuration"));
+    assert_eq!(backend().as_deref(), Some("old"));
+
+    // The running file, edited (by a relative path): reloaded, the new generation said.
+    replace_file(&path, config("new").as_bytes());
+    let cli = run_cli(&["reload", "-c", "ringgate.toml"], pki.dir());
+    assert_eq!(cli.status.code(), Some(0), "{}", cli.text);
+    assert!(
+        cli.text.contains(&format!(
+            "reloaded: pid {} serves generation 2 (was 1)",
+            p.pid()
+        )),
+        "{}",
+        cli.text
+    );
+    assert_eq!(backend().as_deref(), Some("new"));
+
+    // An edit `check` accepts but the process cannot apply: kTLS demanded where the
+    // kernel has none fails in the process, and the command says so (exit 1). Where the
+    // kernel has kTLS, the same edit applies (exit 0).
+    let ktls_on = config("new").replace("ktls = \"auto\"", "ktls = \"on\"");
+    assert_ne!(ktls_on, config("new"));
+    replace_file(&path, ktls_on.as_bytes());
+    let cli = run_cli(&["reload", "-c", path.to_str().unwrap()], pki.dir());
+    if ringgate::transport::ktls::support().is_available() {
+        assert_eq!(cli.status.code(), Some(0), "{}", cli.text);
+        assert!(cli.text.contains("serves generation 3"), "{}", cli.text);
+    } else {
+        assert_eq!(cli.status.code(), Some(1), "{}", cli.text);
+        assert!(
+            cli.text.contains("kernel TLS is unavailable")
+                && cli.text.contains(&format!(
+                    "reload failed in pid {}: nothing changed, still serving generation 2",
+                    p.pid()
+                )),
+            "{}",
+            cli.text
+        );
+        assert_eq!(backend().as_deref(), Some("new"));
+    }
+}
