@@ -18,12 +18,18 @@
 //! that went away. Session-ticket keys and the session cache ([`TlsShared`]) are made once
 //! per listener and shared by every generation, so clients resume across reloads.
 //!
-//! Triggers: `SIGHUP` and `ringgate reload` (which sends it, see `src/main.rs`), and a
-//! changed certificate or key file, noticed by content on the helper thread every
-//! `certificate_check_interval_ms`.
+//! Triggers: `SIGHUP` and `ringgate reload` (which sends it, see `src/main.rs`) read the
+//! configuration file again ([`Live::reload`]). A changed certificate or key file, noticed
+//! by content on the helper thread every `certificate_check_interval_ms`, rebuilds the
+//! *running* configuration with the new certificate material only
+//! ([`Live::reload_certificates`]): the TOML file is not read, so an edit to it that was
+//! never reloaded does not go live with a certificate renewal. Once the process keeps a
+//! status file ([`Live::report_status`]), every reload's outcome is written there too, for
+//! `ringgate reload` to wait on.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +39,7 @@ use rustls::ServerConfig;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
+use crate::instance::{FileReload, Status};
 use crate::route::Router;
 use crate::transport::tls::{TlsSetupError, TlsShared};
 
@@ -204,6 +211,20 @@ pub struct Live {
     /// Serialises reloads (signal, file poll and tests may ask at once).
     reload_lock: Mutex<()>,
     counters: Counters,
+    /// Where the process reports itself for `ringgate reload` (written under
+    /// `reload_lock`), once [`Live::report_status`] was called.
+    status: Mutex<Option<(PathBuf, Status)>>,
+}
+
+/// What a reload rebuilds from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The configuration file, read again.
+    File,
+    /// The running configuration with its certificate files read again.
+    Certificates,
+    /// A configuration handed in ([`Live::reload_with`]).
+    Given,
 }
 
 impl Live {
@@ -236,6 +257,7 @@ impl Live {
             slots: Mutex::new(slots),
             reload_lock: Mutex::new(()),
             counters: Counters::default(),
+            status: Mutex::new(None),
         };
         live.publish_counters();
         Ok(Arc::new(live))
@@ -264,32 +286,100 @@ impl Live {
     /// Reads the configuration file again and, if it is valid, makes it current. Blocks
     /// on files and DNS: never call it on a worker. Logs the outcome either way.
     pub fn reload(&self, reason: &str) -> Result<Reloaded, BuildError> {
-        let file = self.load().config.file.clone();
-        let config = match file {
-            Some(path) => Config::from_file(&path).map_err(BuildError::Config),
-            None => Err(BuildError::NoFile),
-        };
-        self.apply(config, reason)
+        self.apply(
+            Source::File,
+            |old| match &old.config.file {
+                Some(path) => Config::from_file(path).map_err(BuildError::Config),
+                None => Err(BuildError::NoFile),
+            },
+            reason,
+        )
+    }
+
+    /// Makes the running configuration current again with every certificate and key file
+    /// read anew, and nothing else: the TOML file is not read (an edit to it waits for a
+    /// reload). What a changed certificate file triggers. Blocks on files: never call it
+    /// on a worker. Logs the outcome either way.
+    pub fn reload_certificates(&self, reason: &str) -> Result<Reloaded, BuildError> {
+        self.apply(
+            Source::Certificates,
+            |old| {
+                old.config
+                    .with_reloaded_certificates()
+                    .map_err(BuildError::Config)
+            },
+            reason,
+        )
     }
 
     /// Makes `config` current (the reload without reading a file; tests use it).
     pub fn reload_with(&self, config: Config, reason: &str) -> Result<Reloaded, BuildError> {
-        self.apply(Ok(config), reason)
+        self.apply(Source::Given, |_| Ok(config), reason)
     }
 
+    /// Builds the next generation from what `next` makes of the current one (both under
+    /// the reload lock, so no other reload comes between) and swaps it in.
     fn apply(
         &self,
-        config: Result<Config, BuildError>,
+        source: Source,
+        next: impl FnOnce(&Generation) -> Result<Config, BuildError>,
         reason: &str,
     ) -> Result<Reloaded, BuildError> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.build_and_swap(next, reason);
+        self.update_status(source, &result);
+        result
+    }
+
+    /// From now on, writes this process's [`Status`] (pid, `config_path`, generation, the
+    /// outcome of the last reload of the configuration file) to `path` at once and after
+    /// every reload: what `ringgate reload` reads. A write that fails is logged.
+    pub fn report_status(&self, path: PathBuf, config_path: PathBuf) {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let status = Status {
+            pid: std::process::id(),
+            config: config_path,
+            generation: self.current_id(),
+            file_reloads: 0,
+            last: None,
+        };
+        write_status(&path, &status);
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = Some((path, status));
+    }
+
+    fn update_status(&self, source: Source, result: &Result<Reloaded, BuildError>) {
+        let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((path, status)) = guard.as_mut() else {
+            return;
+        };
+        status.generation = self.current_id();
+        if source == Source::File {
+            status.file_reloads += 1;
+            status.last = Some(match result {
+                Ok(r) => FileReload::Ok {
+                    generation: r.generation,
+                    needs_restart: r.needs_restart.clone(),
+                },
+                Err(e) => FileReload::Failed {
+                    error: e.to_string(),
+                },
+            });
+        }
+        write_status(path, status);
+    }
+
+    fn build_and_swap(
+        &self,
+        next: impl FnOnce(&Generation) -> Result<Config, BuildError>,
+        reason: &str,
+    ) -> Result<Reloaded, BuildError> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.counters.last_reload_ms.store(now_ms, Relaxed);
         let old = self.load_full();
-        let built = config.and_then(|c| {
+        let built = next(&old).and_then(|c| {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let mut needs_restart = Vec::new();
             restart_only_changes(&self.started, &c.server, &mut needs_restart);
@@ -544,20 +634,28 @@ fn reload_thread(live: &Live, rx: &mpsc::Receiver<String>) {
                 if now == loaded || last_failed.as_ref() == Some(&now) {
                     continue;
                 }
-                let changed: Vec<String> = watched
-                    .iter()
-                    .zip(&now)
-                    .filter(|((_, h), n)| h != *n)
-                    .map(|((p, _), _)| p.display().to_string())
-                    .collect();
+                // A file serving as cert and key, or on several listeners, is named once.
+                let mut changed: Vec<String> = Vec::new();
+                for ((path, _), _) in watched.iter().zip(&now).filter(|((_, h), n)| h != *n) {
+                    let shown = path.display().to_string();
+                    if !changed.contains(&shown) {
+                        changed.push(shown);
+                    }
+                }
                 info!(files = %changed.join(", "), "certificate files changed on disk");
-                match live.reload("certificate files changed") {
+                match live.reload_certificates("certificate files changed") {
                     Ok(_) => last_failed = None,
                     Err(_) => last_failed = Some(now),
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+fn write_status(path: &std::path::Path, status: &Status) {
+    if let Err(e) = status.write(path) {
+        warn!(file = %path.display(), error = %e, "cannot write the status file `ringgate reload` reads");
     }
 }
 

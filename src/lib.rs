@@ -42,7 +42,8 @@
 //! [`transport`] owns every byte stream (client and upstream; plain, rustls or kernel TLS)
 //! and never parses HTTP. [`error`] is the one error type of the request path and the one
 //! place a failure becomes a status. [`demo`] is the embedded zero-config setup behind
-//! `ringgate demo`. [`signals`] says what each signal an operator may send means;
+//! `ringgate demo`. [`instance`] keeps a second process off this one's addresses and
+//! `pid_file`; [`control`] is `ringgate reload`, talking to the running one. [`signals`] says what each signal an operator may send means;
 //! [`logging`] keeps log writes off the workers (one writer thread, dropped lines
 //! counted) and peer-triggered library messages at debug. [`observe`] holds every counter
 //! and histogram (per worker, single writer, summed on read) and the admin listener
@@ -54,11 +55,13 @@ pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod generation;
 pub mod http1;
+pub mod instance;
 pub mod listener;
 pub mod logging;
 pub mod message;

@@ -43,11 +43,16 @@ enum Command {
         config: PathBuf,
     },
     /// Check a configuration file, then ask the running proxy to load it: sends SIGHUP
-    /// to the process in its `[server] pid_file`. Exit 0: signalled; 1: the file has
-    /// errors (nothing signalled); 2: no running process found or it could not be signalled.
+    /// to the process in its `[server] pid_file` (only when it runs this very file) and
+    /// waits for the outcome. Exit 0: reloaded; 1: the file has errors (found here, or by
+    /// the process: nothing changed); 2: no running process found, it runs another file,
+    /// or it could not be signalled; 3: no outcome within --wait-ms.
     Reload {
         #[arg(short, long)]
         config: PathBuf,
+        /// How long to wait for the process to report the outcome (0: do not wait).
+        #[arg(long, default_value_t = 10_000)]
+        wait_ms: u64,
     },
     /// Report what this host offers: kernel, io_uring, kernel TLS, limits, CPUs.
     Doctor {
@@ -131,80 +136,12 @@ fn main() -> ExitCode {
             workers,
             print_config,
         } => demo(listen, workers, print_config),
-        Command::Reload { config } => reload(&config),
+        Command::Reload { config, wait_ms } => ExitCode::from(ringgate::control::reload(
+            &config,
+            std::time::Duration::from_millis(wait_ms),
+        )),
         Command::Doctor { config, profile } => doctor(config, profile),
         Command::Origin { listen } => origin(listen),
-    }
-}
-
-/// `ringgate reload`: validate like `check`, find the process by its pid file, SIGHUP it.
-fn reload(path: &std::path::Path) -> ExitCode {
-    let config = match Config::from_file(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!(
-                "ringgate: {}: configuration check failed ({} error(s)); the running process was not signalled",
-                path.display(),
-                errors.0.len()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(pid_file) = config.server.pid_file else {
-        eprintln!(
-            "ringgate: {}: no [server] pid_file, so the running process cannot be found (send it SIGHUP yourself)",
-            path.display()
-        );
-        return ExitCode::from(2);
-    };
-    let pid = match std::fs::read_to_string(&pid_file) {
-        Ok(text) => match text.trim().parse::<i32>() {
-            Ok(pid) if pid > 0 => pid,
-            _ => {
-                eprintln!(
-                    "ringgate: {}: not a process id: {:?}",
-                    pid_file.display(),
-                    text.trim()
-                );
-                return ExitCode::from(2);
-            }
-        },
-        Err(e) => {
-            eprintln!(
-                "ringgate: cannot read pid file {}: {e} (is ringgate running with this configuration?)",
-                pid_file.display()
-            );
-            return ExitCode::from(2);
-        }
-    };
-    // A stale pid file may name an unrelated process that reused the number.
-    if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        && !comm.trim().starts_with("ringgate")
-    {
-        eprintln!(
-            "ringgate: {}: pid {pid} is {:?}, not ringgate (a stale pid file?); not signalled",
-            pid_file.display(),
-            comm.trim()
-        );
-        return ExitCode::from(2);
-    }
-    match ringgate::signals::send_hup(pid) {
-        Ok(()) => {
-            println!(
-                "ringgate: {}: ok; sent SIGHUP to pid {pid} (from {}); the outcome is in its log",
-                path.display(),
-                pid_file.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!(
-                "ringgate: cannot signal pid {pid} (from {}): {e}",
-                pid_file.display()
-            );
-            ExitCode::from(2)
-        }
     }
 }
 
@@ -352,6 +289,21 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     };
     let workers = config.server.workers;
+    // Locked before anything is bound: a second instance with this pid_file stops here,
+    // naming the running one, and never touches the file.
+    let mut pid_file = match config
+        .server
+        .pid_file
+        .as_deref()
+        .map(ringgate::instance::PidFile::acquire)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            say(format_args!("ringgate: cannot start: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match Server::start(config) {
         Ok(h) => h,
         Err(e) => {
@@ -360,16 +312,19 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     };
     // Before "listening on": whoever waits for that line may run `ringgate reload`.
-    let pid_file = handle.live().load().config.server.pid_file.clone();
-    if let Some(path) = &pid_file
-        && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
-    {
-        say(format_args!(
-            "ringgate: cannot write pid_file {}: {e}; stopping",
-            path.display()
-        ));
-        drop(handle);
-        return ExitCode::FAILURE;
+    if let Some(p) = &mut pid_file {
+        if let Err(e) = p.write_pid(std::process::id()) {
+            say(format_args!("ringgate: cannot write {e}; stopping"));
+            drop(handle);
+            return ExitCode::FAILURE;
+        }
+        // Which file this process runs and how its reloads went, for `ringgate reload`.
+        if let Some(file) = handle.live().load().config.file.clone() {
+            let file = std::fs::canonicalize(&file).unwrap_or(file);
+            handle
+                .live()
+                .report_status(ringgate::instance::status_path(p.path()), file);
+        }
     }
     for url in handle.urls() {
         say(format_args!(
@@ -390,11 +345,12 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         );
     }
     // A second TERM/INT while draining stops at once.
+    let pid_file = std::sync::Arc::new(pid_file);
     let pid_file_now = pid_file.clone();
     std::thread::spawn(move || {
         if rx.recv().is_ok() {
-            if let Some(path) = &pid_file_now {
-                let _ = std::fs::remove_file(path);
+            if let Some(p) = pid_file_now.as_ref() {
+                p.remove();
             }
             say(format_args!("ringgate: second signal, exiting now"));
             ringgate::logging::flush();
@@ -402,8 +358,9 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     });
     let reports = handle.shutdown();
-    if let Some(path) = &pid_file {
-        let _ = std::fs::remove_file(path);
+    // Removed while still locked (the signal thread's clone keeps the value alive).
+    if let Some(p) = pid_file.as_ref() {
+        p.remove();
     }
     let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
     if abandoned > 0 {

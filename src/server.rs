@@ -17,6 +17,7 @@ use tracing::info;
 
 use crate::config::{Config, KtlsMode};
 use crate::generation::{self, BuildError, Live, ReloadTrigger};
+use crate::instance::{self, InstanceError, ProbeError};
 use crate::observe::admin::Admin;
 use crate::observe::{MetricType, Registry};
 use crate::runtime::{self, ListenerSpec, WorkerReport, WorkerSpec};
@@ -44,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    /// Another process listens on a listener's address ([`crate::instance`]).
+    Instance(InstanceError),
 }
 
 impl std::fmt::Display for StartError {
@@ -53,6 +56,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind { addr, error } => write!(f, "listener {addr}: {error}"),
             StartError::Worker(e) => write!(f, "{e}"),
             StartError::Admin { addr, error } => write!(f, "admin listener {addr}: {error}"),
+            StartError::Instance(e) => write!(f, "{e}"),
             StartError::Ktls { addr, reason } => {
                 write!(
                     f,
@@ -107,6 +111,17 @@ impl Server {
             (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         let mut tls_flags = Vec::new();
+        // Every address is probed before any is bound: two listeners of this config may
+        // overlap (`0.0.0.0:443` and `127.0.0.1:443`), which is no second instance.
+        for l in &config.listeners {
+            instance::check_address_free(l.addr).map_err(|e| match e {
+                ProbeError::InUse(e) => StartError::Instance(e),
+                ProbeError::Bind(error) => StartError::Bind {
+                    addr: l.addr,
+                    error,
+                },
+            })?;
+        }
         for l in &config.listeners {
             if let Some(t) = &l.tls
                 && t.ktls != KtlsMode::Off
@@ -135,6 +150,12 @@ impl Server {
             }
             addrs.push(bound);
             tls_flags.push(l.tls.is_some());
+        }
+        // Closes the window between the probe and the bind (see crate::instance).
+        let ours: Vec<&std::net::TcpListener> =
+            per_worker.iter().flatten().map(|(s, _)| s).collect();
+        for a in &addrs {
+            instance::check_sole_listener(*a, &ours).map_err(StartError::Instance)?;
         }
         let (pin_workers, listeners, admin_addr) = (
             config.server.pin_workers,

@@ -555,3 +555,191 @@ fn a_connection_to_a_removed_server_is_not_pooled_after_its_request() {
         "the connection to the removed server must close when its request ends"
     );
 }
+
+/// `pem` with its base64 body cut short between intact BEGIN/END lines: a certificate
+/// file that lost lines (what a careless edit or a partial copy leaves).
+fn lines_missing(pem: &str) -> String {
+    let lines: Vec<&str> = pem.lines().collect();
+    [&lines[..2], &lines[lines.len() - 2..]].concat().join("\n") + "\n"
+}
+
+#[test]
+fn a_certificate_change_applies_the_certificate_only_never_unreloaded_toml_edits() {
+    let pki = TestPki::new();
+    let first = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let second = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    // One file holding certificate and key, named as both: it must be named once.
+    let both = pki.dir().join("live.pem");
+    let combined = |c: &CertFiles| {
+        let mut pem = std::fs::read(&c.cert).unwrap();
+        pem.extend(std::fs::read(&c.key).unwrap());
+        pem
+    };
+    replace_file(&both, &combined(&first));
+    let live = CertFiles {
+        cert: both.clone(),
+        key: both.clone(),
+        leaf_der: first.leaf_der.clone(),
+    };
+    let (old, new) = (Backend::named("old"), Backend::named("new"));
+    let config = |to: &str| {
+        ConfigBuilder::new()
+            .server("certificate_check_interval_ms", "100")
+            .tls_listener(&[&live])
+            .route(None, "/", false, to)
+            .upstream("old", &[old.addr], &[])
+            .upstream("new", &[new.addr], &[])
+            .build()
+    };
+    let path = pki.dir().join("ringgate.toml");
+    replace_file(&path, config("old").as_bytes());
+    let p = ProxyProcess::spawn(&path, 1);
+    let addr = p.addrs()[0];
+    let opts = TlsOptions::new(pki.root_der(), HOST);
+    let backend = || {
+        let mut c = Client::tls(addr, &opts).unwrap();
+        let r = c.roundtrip(&req::get(HOST, "/bytes/3"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        r.header("x-backend").map(str::to_string)
+    };
+    assert_eq!(backend().as_deref(), Some("old"));
+
+    // An edit to the file, not reloaded; then the certificate is renewed.
+    replace_file(&path, config("new").as_bytes());
+    replace_file(&both, &combined(&second));
+    assert!(
+        p.wait_for_output("configuration reloaded", 1, RELOAD_WAIT),
+        "no reload\n{}",
+        p.output()
+    );
+    assert_eq!(
+        served_leaf(addr, &pki),
+        second.leaf_der,
+        "the new certificate"
+    );
+    assert_eq!(
+        backend().as_deref(),
+        Some("old"),
+        "the unreloaded route edit went live with the certificate\n{}",
+        p.output()
+    );
+    let out = p.output();
+    let changed = out
+        .lines()
+        .find(|l| l.contains("certificate files changed on disk"))
+        .unwrap_or_else(|| panic!("no changed-files line\n{out}"));
+    assert_eq!(
+        changed.matches(&both.display().to_string()).count(),
+        1,
+        "each changed file named once: {changed}"
+    );
+
+    // A broken certificate: said in plain words with the file, nothing changes.
+    let cert_pem = String::from_utf8(std::fs::read(&second.cert).unwrap()).unwrap();
+    let broken = lines_missing(&cert_pem) + &std::fs::read_to_string(&second.key).unwrap();
+    replace_file(&both, broken.as_bytes());
+    assert!(
+        p.wait_for_output("reload failed", 1, RELOAD_WAIT),
+        "no failure\n{}",
+        p.output()
+    );
+    let expected = format!("{}: certificate #1 is truncated", both.display());
+    let out = p.output();
+    assert!(out.contains(&expected), "{expected:?} not in\n{out}");
+    assert!(!out.contains("NomError"), "{out}");
+    assert_eq!(served_leaf(addr, &pki), second.leaf_der);
+    let cli = run_cli(&["check", "-c", path.to_str().unwrap()], pki.dir());
+    assert_eq!(cli.status.code(), Some(1), "{}", cli.text);
+    assert!(cli.text.contains(&expected), "{}", cli.text);
+    assert!(!cli.text.contains("NomError"), "{}", cli.text);
+
+    // The edit goes live when it is reloaded.
+    replace_file(&both, &combined(&second));
+    p.signal("HUP");
+    assert!(
+        p.wait_for_output("configuration reloaded", 2, RELOAD_WAIT),
+        "{}",
+        p.output()
+    );
+    assert_eq!(backend().as_deref(), Some("new"));
+}
+
+#[test]
+fn reload_command_refuses_another_file_and_reports_the_outcome() {
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let (old, new) = (Backend::named("old"), Backend::named("new"));
+    let config = |to: &str| {
+        two_upstreams(&cert, old.addr, new.addr, to)
+            .server("pid_file", "\"ringgate.pid\"")
+            .build()
+    };
+    let path = pki.dir().join("ringgate.toml");
+    replace_file(&path, config("old").as_bytes());
+    let p = ProxyProcess::spawn(&path, 1);
+    let addr = p.addrs()[0];
+    let opts = TlsOptions::new(pki.root_der(), HOST);
+    let backend = || {
+        let mut c = Client::tls(addr, &opts).unwrap();
+        let r = c.roundtrip(&req::get(HOST, "/bytes/3"));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        r.header("x-backend").map(str::to_string)
+    };
+    assert_eq!(backend().as_deref(), Some("old"));
+    let running = std::fs::canonicalize(&path).unwrap();
+
+    // Another file naming the same pid_file: refused, naming the file the process runs.
+    let other = pki.dir().join("other.toml");
+    replace_file(&other, config("new").as_bytes());
+    let cli = run_cli(&["reload", "-c", "other.toml"], pki.dir());
+    assert_eq!(cli.status.code(), Some(2), "{}", cli.text);
+    assert!(
+        cli.text.contains(&format!(
+            "does not run this file: it runs {}",
+            running.display()
+        )),
+        "{}",
+        cli.text
+    );
+    assert!(!cli.text.contains("sent SIGHUP"), "{}", cli.text);
+    assert!(!p.output().contains("reloading the configuration"));
+    assert_eq!(backend().as_deref(), Some("old"));
+
+    // The running file, edited (by a relative path): reloaded, the new generation said.
+    replace_file(&path, config("new").as_bytes());
+    let cli = run_cli(&["reload", "-c", "ringgate.toml"], pki.dir());
+    assert_eq!(cli.status.code(), Some(0), "{}", cli.text);
+    assert!(
+        cli.text.contains(&format!(
+            "reloaded: pid {} serves generation 2 (was 1)",
+            p.pid()
+        )),
+        "{}",
+        cli.text
+    );
+    assert_eq!(backend().as_deref(), Some("new"));
+
+    // An edit `check` accepts but the process cannot apply: kTLS demanded where the
+    // kernel has none fails in the process, and the command says so (exit 1). Where the
+    // kernel has kTLS, the same edit applies (exit 0).
+    let ktls_on = config("new").replace("ktls = \"auto\"", "ktls = \"on\"");
+    assert_ne!(ktls_on, config("new"));
+    replace_file(&path, ktls_on.as_bytes());
+    let cli = run_cli(&["reload", "-c", path.to_str().unwrap()], pki.dir());
+    if ringgate::transport::ktls::support().is_available() {
+        assert_eq!(cli.status.code(), Some(0), "{}", cli.text);
+        assert!(cli.text.contains("serves generation 3"), "{}", cli.text);
+    } else {
+        assert_eq!(cli.status.code(), Some(1), "{}", cli.text);
+        assert!(
+            cli.text.contains("kernel TLS is unavailable")
+                && cli.text.contains(&format!(
+                    "reload failed in pid {}: nothing changed, still serving generation 2",
+                    p.pid()
+                )),
+            "{}",
+            cli.text
+        );
+        assert_eq!(backend().as_deref(), Some("new"));
+    }
+}

@@ -13,6 +13,7 @@
 //! This module never runs on a worker thread: it blocks on files and DNS by design.
 
 mod addr;
+mod certs;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -36,6 +37,8 @@ pub struct Config {
     pub source: String,
     /// The file it was read from ([`Config::from_file`]); a reload reads it again.
     pub file: Option<PathBuf>,
+    /// FNV-1a of the TOML text this configuration was read from.
+    pub text_hash: u64,
     /// FNV-1a of the TOML text and of every certificate and key file it names: equal
     /// hashes, equal configurations (shown by reload logs and `generation::stats`).
     pub hash: u64,
@@ -62,8 +65,9 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     pub io_uring: bool,
     pub pin_workers: bool,
-    /// `pid_file`: written by `ringgate run` once it listens, removed at exit; read by
-    /// `ringgate reload`.
+    /// `pid_file`: locked by `ringgate run` for its life (a second start with it is
+    /// refused, `crate::instance`), its pid written once it listens, removed at exit;
+    /// read by `ringgate reload`.
     pub pid_file: Option<PathBuf>,
     /// `certificate_check_interval_ms`: how often a helper thread compares the content of
     /// every certificate and key file with what is loaded (zero: never).
@@ -208,6 +212,9 @@ pub struct LoadedCertificate {
     pub key: Arc<CertifiedKey>,
     /// Lower-case SNI names, exact (`api.example.com`) or wildcard (`*.example.com`).
     pub server_names: Vec<String>,
+    /// `server_names` was written in the file (a certificate reload keeps them); else
+    /// they are the certificate's own names (a certificate reload takes the new ones).
+    pub server_names_configured: bool,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     /// FNV-1a of the certificate and key files' content as loaded, so a changed file is
@@ -377,6 +384,48 @@ impl Config {
         let mut config = from_toml_str(&text, &shown, &base)?;
         config.file = Some(path.to_path_buf());
         Ok(config)
+    }
+
+    /// This configuration with every certificate and key file read and checked again,
+    /// and nothing else: the TOML file is not read, so an edit to it that was never
+    /// reloaded stays out. What a changed certificate file reloads.
+    pub fn with_reloaded_certificates(&self) -> Result<Config, ConfigErrors> {
+        let mut next = self.clone();
+        let mut errors = Vec::new();
+        for (i, l) in next.listeners.iter_mut().enumerate() {
+            let Some(tls) = &mut l.tls else { continue };
+            for (j, c) in tls.certificates.iter_mut().enumerate() {
+                match certs::load_pair(&c.cert_path, &c.key_path) {
+                    Ok(pair) => {
+                        c.key = Arc::new(pair.certified);
+                        c.cert_hash = pair.cert_hash;
+                        c.key_hash = pair.key_hash;
+                        if !c.server_names_configured {
+                            c.server_names = validate::names_from_certificate(&pair.names);
+                        }
+                    }
+                    Err(problems) => errors.extend(problems.into_iter().map(|e| ConfigError {
+                        file: self.source.clone(),
+                        line: None,
+                        field: format!("listener[{i}].tls.certificates[{j}].{}", e.which.field()),
+                        message: e.message,
+                    })),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        next.rehash();
+        Ok(next)
+    }
+
+    /// Sets [`Config::hash`] from `text_hash` and the certificate and key files' hashes.
+    fn rehash(&mut self) {
+        self.hash = self
+            .watched_files()
+            .iter()
+            .fold(self.text_hash, |h, (_, f)| fnv1a(h, &f.to_le_bytes()));
     }
 
     /// Every file whose content this configuration depends on besides the TOML file

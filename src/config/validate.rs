@@ -10,12 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 use super::addr::{ip_port, resolve};
+use super::certs;
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
 use super::*;
 
@@ -36,12 +34,8 @@ pub fn from_toml_str(text: &str, file: &str, base: &Path) -> Result<Config, Conf
         reported: schema.reported,
     };
     let mut config = v.config(&raw);
-    config.hash = config
-        .watched_files()
-        .iter()
-        .fold(fnv1a(FNV_SEED, text.as_bytes()), |h, (_, f)| {
-            fnv1a(h, &f.to_le_bytes())
-        });
+    config.text_hash = fnv1a(FNV_SEED, text.as_bytes());
+    config.rehash();
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -194,6 +188,7 @@ impl Validator<'_> {
         Config {
             source: self.file.to_string(),
             file: None,
+            text_hash: 0,
             hash: 0,
             server,
             http,
@@ -568,48 +563,20 @@ impl Validator<'_> {
         let (cert_value, key_value) = (cert_value?, key_value?);
         let cert_path = self.path(cert_value.get_ref());
         let key_path = self.path(key_value.get_ref());
-        let mut cert_hash = 0;
-        let mut key_hash = 0;
-        let chain = match read_file(&cert_path).and_then(|pem| {
-            cert_hash = fnv1a(FNV_SEED, &pem);
-            parse_chain(&pem)
-        }) {
-            Ok(chain) => Some(chain),
-            Err(e) => {
-                let msg = format!("{}: {e}", cert_path.display());
-                self.error(Some(cert_value.span()), &cert_field, msg);
-                None
-            }
-        };
-        let key = match read_file(&key_path).and_then(|pem| {
-            key_hash = fnv1a(FNV_SEED, &pem);
-            parse_key(&pem)
-        }) {
-            Ok(key) => Some(key),
-            Err(e) => {
-                let msg = format!("{}: {e}", key_path.display());
-                self.error(Some(key_value.span()), &key_field, msg);
-                None
-            }
-        };
-        let (chain, key) = (chain?, key?);
-        let names_from_cert = match cert_dns_names(&chain[0]) {
-            Ok(n) => n,
-            Err(e) => {
-                let msg = format!("{}: {e}", cert_path.display());
-                self.error(Some(cert_value.span()), &cert_field, msg);
-                return None;
-            }
-        };
-        let certified = match make_certified_key(chain, key) {
-            Ok(k) => k,
-            Err(e) => {
-                let msg = format!(
-                    "{} does not belong with {}: {e}",
-                    key_path.display(),
-                    cert_path.display()
-                );
-                self.error(Some(key_value.span()), &key_field, msg);
+        let pair = match certs::load_pair(&cert_path, &key_path) {
+            Ok(pair) => pair,
+            Err(errors) => {
+                for e in errors {
+                    let span = match e.which {
+                        certs::Which::Cert => cert_value.span(),
+                        certs::Which::Key => key_value.span(),
+                    };
+                    self.error(
+                        Some(span),
+                        &format!("{field}.{}", e.which.field()),
+                        e.message,
+                    );
+                }
                 return None;
             }
         };
@@ -627,18 +594,16 @@ impl Validator<'_> {
                 }
                 out
             }
-            None => names_from_cert
-                .iter()
-                .filter_map(|n| normalize_server_name(n))
-                .collect(),
+            None => names_from_certificate(&pair.names),
         };
         Some(LoadedCertificate {
-            key: Arc::new(certified),
+            key: Arc::new(pair.certified),
             server_names,
+            server_names_configured: c.server_names.is_some(),
             cert_path,
             key_path,
-            cert_hash,
-            key_hash,
+            cert_hash: pair.cert_hash,
+            key_hash: pair.key_hash,
         })
     }
 
@@ -826,74 +791,12 @@ impl Validator<'_> {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
-}
-
-fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let mut chain = Vec::new();
-    for item in CertificateDer::pem_slice_iter(pem) {
-        chain.push(item.map_err(|e| format!("bad PEM: {e}"))?);
-    }
-    if chain.is_empty() {
-        return Err("no CERTIFICATE block found in PEM file".into());
-    }
-    for (i, c) in chain.iter().enumerate() {
-        x509_parser::parse_x509_certificate(c)
-            .map_err(|e| format!("certificate #{} in the file is not valid X.509: {e}", i + 1))?;
-    }
-    Ok(chain)
-}
-
-fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            "no private key found (expected PKCS#8 \"PRIVATE KEY\", SEC1 \"EC PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\")"
-                .to_string()
-        }
-        other => format!("bad PEM private key: {other}"),
-    })
-}
-
-fn make_certified_key(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<CertifiedKey, String> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("unsupported or corrupt private key: {e}"))?;
-    let ck = CertifiedKey::new(chain, signing);
-    match ck.keys_match() {
-        Ok(()) => Ok(ck),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err("the private key does not match the certificate's public key".into())
-        }
-        Err(e) => Err(format!("cannot check key against certificate: {e}")),
-    }
-}
-
-/// DNS names from the certificate's subjectAltName (falling back to the subject CN).
-fn cert_dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| format!("not valid X.509: {e}"))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                names.push(d.to_string());
-            }
-        }
-    }
-    if names.is_empty() {
-        for cn in cert.subject().iter_common_name() {
-            if let Ok(s) = cn.as_str() {
-                names.push(s.to_string());
-            }
-        }
-    }
-    Ok(names)
+/// The SNI names a certificate serves when `server_names` is not written: its own.
+pub(crate) fn names_from_certificate(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| normalize_server_name(n))
+        .collect()
 }
 
 /// Lower-cases and checks an SNI name or `*.wildcard`; `None` if it is neither.

@@ -489,3 +489,52 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> CliOutput {
         ),
     }
 }
+
+/// Like [`run_cli`], but gives up after `limit`: the process is killed and the test
+/// fails with what it printed (a command that should exit but keeps running).
+#[allow(dead_code, reason = "used by some test binaries only")]
+pub fn run_cli_bounded(args: &[&str], cwd: &Path, limit: Duration) -> CliOutput {
+    let child = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", binary().display()));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(out)) => CliOutput {
+            status: out.status,
+            text: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        },
+        Ok(Err(e)) => panic!("wait for {args:?}: {e}"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            let out = rx
+                .recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_default();
+            panic!("`ringgate {args:?}` still running after {limit:?} (killed); output:\n{out}")
+        }
+    }
+}
