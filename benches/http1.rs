@@ -251,6 +251,7 @@ fn bench_rewrite(c: &mut Criterion) {
             method: head.method.clone(),
             scheme: "https",
             authority: head.host.clone(),
+            authority_sent: head.authority.clone(),
             path: path.clone(),
             headers: head.headers.clone(),
             body: BodyLength::None,

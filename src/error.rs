@@ -122,6 +122,7 @@ pub fn fault_status(fault: Fault) -> u16 {
         Fault::Coding => 501,
         Fault::Expectation => 417,
         Fault::Method => 405,
+        Fault::Target | Fault::Forwarding => 400,
         // A fault added later is a malformed message until it gets its own status.
         _ => 400,
     }
@@ -165,6 +166,18 @@ mod tests {
         assert_eq!(
             status(Side::Downstream, Kind::BadRequest(Fault::Coding)),
             Some(501)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Target)),
+            Some(400)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Forwarding)),
+            Some(400)
+        );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::Method)),
+            Some(405)
         );
         assert_eq!(status(Side::Downstream, Kind::ClientGone), None);
         assert_eq!(status(Side::Downstream, Kind::ClientTimeout), Some(408));

@@ -17,6 +17,8 @@
 //!                                                                    keep-alive, pipelining, linger)
 //!              ⑤ exchange    proxy::exchange                       (message::Request in → BodySource /
 //!                                                                    ResponseSink → Outcome; duplex, splice)
+//!                            uri, forwarding                       (the path normalised before routing;
+//!                                                                    client forwarding fields judged)
 //!              ⑥ policy      (to come: between session and route, inside the exchange)
 //!              ⑦ route       route                                 (Host + longest prefix)
 //!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
@@ -59,6 +61,7 @@ pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod forwarding;
 pub mod generation;
 pub mod http1;
 pub mod instance;
@@ -73,3 +76,4 @@ pub mod server;
 pub mod signals;
 pub mod transport;
 pub mod upstream;
+pub mod uri;

@@ -53,6 +53,12 @@ pub enum Fault {
     Expectation,
     /// A method the proxy does not serve (CONNECT).
     Method,
+    /// A request path that cannot be normalised safely ([`crate::uri::PathReject`]: `..`
+    /// above `/`, an encoded separator refused by `escaped_slashes`, `%00`, a bad escape).
+    Target,
+    /// A forwarding field (`Forwarded`, `X-Forwarded-For`) the proxy would extend is
+    /// malformed and `malformed_forwarding_headers = "reject"`.
+    Forwarding,
 }
 
 /// What the proxy knows about the client, for forwarding headers and logs. Built once per
@@ -100,10 +106,17 @@ pub struct Request {
     pub method: Bytes,
     /// `"https"` or `"http"`.
     pub scheme: &'static str,
-    /// Lower-case host without port (from the target or the Host field; HTTP/2's
+    /// Lower-case host without port: what routes. From an absolute-form target (whose
+    /// authority wins over Host, RFC 9112 §3.2.2), else the Host field (HTTP/2's
     /// `:authority`); `None` when an HTTP/1.0 client sent none.
     pub authority: Option<Bytes>,
-    /// Path and query (`/a/b?q`), or `*` for `OPTIONS *`.
+    /// The same authority as the client wrote it, port and IPv6 brackets kept
+    /// (`App.Test:8443`, `[::1]:8080`): the Host sent upstream and Forwarded `host=`, so
+    /// the upstream sees the authority that routed.
+    pub authority_sent: Option<Bytes>,
+    /// Path and query (`/a/b?q`), or `*` for `OPTIONS *`. As the session received it
+    /// until the exchange normalises it ([`crate::uri::normalize`]) before routing;
+    /// from then on the path that routes and is forwarded.
     pub path: Bytes,
     /// The fields as the client sent them, in order (editable: policies add, remove and
     /// replace fields). Hop-by-hop and framing fields are still there: whoever writes

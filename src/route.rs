@@ -5,10 +5,16 @@
 //! routes; within the chosen host, the longest `path_prefix` that the path starts with
 //! wins (plain byte prefix, like nginx's prefix `location`). No match → the proxy answers
 //! 404. Never allocates on lookup.
+//!
+//! The path it is given is the normalised one ([`crate::uri::normalize`]): routes match,
+//! and `strip_prefix` cuts, what the upstream will receive. A strip that would leave a
+//! dot-segment first (`/api..` under `path_prefix = "/api"`) is refused
+//! ([`PathReject::DotAfterPrefix`], 400).
 
 use std::collections::HashMap;
 
 use crate::config::{HostMatch, RouteConfig};
+use crate::uri::{self, PathReject};
 
 /// The routes of one host pattern, longest prefix first.
 #[derive(Debug, Default)]
@@ -46,20 +52,27 @@ pub struct Selected<'a> {
 }
 
 impl<'a> Selected<'a> {
-    /// The path to send upstream: the original, or with the prefix removed (always
-    /// starting with `/`).
-    pub fn upstream_path<'p>(&self, path: &'p [u8], scratch: &'p mut Vec<u8>) -> &'p [u8] {
+    /// The path to send upstream for the normalised `path` that selected this route: the
+    /// same, or with the prefix removed (always starting with `/`, and still normal).
+    pub fn upstream_path<'p>(
+        &self,
+        path: &'p [u8],
+        scratch: &'p mut Vec<u8>,
+    ) -> Result<&'p [u8], PathReject> {
         if !self.route.strip_prefix || self.route.path_prefix == "/" {
-            return path;
+            return Ok(path);
         }
         let rest = &path[self.route.path_prefix.len()..];
         if rest.first() == Some(&b'/') {
-            return rest;
+            return Ok(rest);
+        }
+        if uri::starts_with_dot_segment(rest) {
+            return Err(PathReject::DotAfterPrefix);
         }
         scratch.clear();
         scratch.push(b'/');
         scratch.extend_from_slice(rest);
-        scratch
+        Ok(scratch)
     }
 }
 
@@ -162,10 +175,30 @@ mod tests {
         let mut scratch = Vec::new();
         assert_eq!(
             sel.upstream_path(b"/v1/users?x=1", &mut scratch),
-            b"/users?x=1"
+            Ok(&b"/users?x=1"[..])
         );
         let r2 = Router::new(&[route(HostMatch::Any, "/api", 0, true)]);
         let sel = r2.select(None, b"/api?q").unwrap();
-        assert_eq!(sel.upstream_path(b"/api?q", &mut scratch), b"/?q");
+        assert_eq!(sel.upstream_path(b"/api?q", &mut scratch), Ok(&b"/?q"[..]));
+        assert_eq!(
+            sel.upstream_path(b"/api.json", &mut scratch),
+            Ok(&b"/.json"[..])
+        );
+    }
+
+    #[test]
+    fn a_strip_that_leaves_a_dot_segment_first_is_refused() {
+        // `/api..` is a normal path (one segment "api.."), but stripping `/api` from it
+        // would send `/..` upstream.
+        let r = Router::new(&[route(HostMatch::Any, "/api", 0, true)]);
+        let mut scratch = Vec::new();
+        for path in ["/api..", "/api../admin", "/api./x", "/api.?q", "/api..?q"] {
+            let sel = r.select(None, path.as_bytes()).unwrap();
+            assert_eq!(
+                sel.upstream_path(path.as_bytes(), &mut scratch),
+                Err(PathReject::DotAfterPrefix),
+                "{path}"
+            );
+        }
     }
 }

@@ -227,6 +227,38 @@ fn unknown_forwarding_header() {
 }
 
 #[test]
+fn unknown_path_and_forwarding_actions() {
+    let d = Dir::new();
+    let text = good().replace(
+        "max_headers = 50\n",
+        "max_headers = 50\nmerge_slashes = false\nescaped_slashes = \"unescape\"\n\
+         malformed_forwarding_headers = \"ignore\"\n",
+    );
+    let out = d.check("bad-actions.toml", &text);
+    expect_error(
+        &out,
+        "bad-actions.toml",
+        line_of(&text, "escaped_slashes"),
+        Some("http.escaped_slashes"),
+        &["unescape", "reject", "keep", "decode"],
+    );
+    expect_error(
+        &out,
+        "bad-actions.toml",
+        line_of(&text, "malformed_forwarding_headers"),
+        Some("http.malformed_forwarding_headers"),
+        &["ignore", "drop", "reject"],
+    );
+    let text = good().replace(
+        "max_headers = 50\n",
+        "max_headers = 50\nmerge_slashes = false\nescaped_slashes = \"keep\"\n\
+         malformed_forwarding_headers = \"reject\"\n",
+    );
+    let out = d.check("good-actions.toml", &text);
+    assert_eq!(out.status.code(), Some(0), "output:\n{}", out.text);
+}
+
+#[test]
 fn negative_duration() {
     let d = Dir::new();
     let text = config("server.pem", "server.key", "backend", "-5", "");

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
+pub use crate::forwarding::MalformedForwarding;
+pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use validate::from_toml_str;
 
 /// A checked, ready-to-run configuration.
@@ -93,6 +95,10 @@ pub struct HttpSettings {
     pub lingering_timeout: Duration,
     /// The forwarding fields added to upstream requests.
     pub forward: ForwardHeaders,
+    /// `merge_slashes`, `escaped_slashes`: how request paths are normalised.
+    pub path: PathOptions,
+    /// `malformed_forwarding_headers`.
+    pub malformed_forwarding: MalformedForwarding,
 }
 
 /// Which forwarding fields the proxy adds to each request it sends upstream
@@ -163,6 +169,8 @@ impl Default for HttpSettings {
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             forward: ForwardHeaders::ALL,
+            path: PathOptions::default(),
+            malformed_forwarding: MalformedForwarding::Drop,
         }
     }
 }

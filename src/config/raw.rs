@@ -99,6 +99,16 @@ pub struct RawHttp {
     /// `forwarded`, `x-real-ip`, `x-forwarded-proto` (default: all four; `[]`: none).
     /// nginx: `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` and friends.
     pub forward_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Drop empty path segments before routing (`//a` → `/a`; default true). nginx:
+    /// `merge_slashes`; Envoy: `merge_slashes`.
+    pub merge_slashes: Option<bool>,
+    /// `%2F`, `%5C` and `\` in a path: `"reject"` (400, default), `"keep"` (matched and
+    /// forwarded encoded) or `"decode"` (a `/` before matching). Envoy:
+    /// `path_with_escaped_slashes_action`.
+    pub escaped_slashes: Option<Spanned<String>>,
+    /// A malformed `Forwarded` / `X-Forwarded-For` the proxy would extend: `"drop"` it
+    /// (default) or `"reject"` the request (400). nginx and Envoy have none.
+    pub malformed_forwarding_headers: Option<Spanned<String>>,
 }
 
 /// `[[listener]]`.

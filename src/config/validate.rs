@@ -344,7 +344,52 @@ impl Validator<'_> {
                 d.lingering_timeout,
             ),
             forward: self.forward_headers(&h.forward_headers, d.forward),
+            path: PathOptions {
+                merge_slashes: h.merge_slashes.unwrap_or(d.path.merge_slashes),
+                escaped_slashes: self
+                    .choice(
+                        &h.escaped_slashes,
+                        "http.escaped_slashes",
+                        &EscapedSlashes::NAMES,
+                        EscapedSlashes::from_name,
+                    )
+                    .unwrap_or(d.path.escaped_slashes),
+            },
+            malformed_forwarding: self
+                .choice(
+                    &h.malformed_forwarding_headers,
+                    "http.malformed_forwarding_headers",
+                    &MalformedForwarding::NAMES,
+                    MalformedForwarding::from_name,
+                )
+                .unwrap_or(d.malformed_forwarding),
         }
+    }
+
+    /// One of a few names (`names`, for the message), parsed by `parse`; `None` when absent
+    /// or unknown (an error is recorded).
+    fn choice<T>(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        names: &[&str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let v = value.as_ref()?;
+        let parsed = parse(v.get_ref());
+        if parsed.is_none() {
+            let msg = format!(
+                "{:?} is not one of {}",
+                v.get_ref(),
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.error(Some(v.span()), field, msg);
+        }
+        parsed
     }
 
     fn forward_headers(

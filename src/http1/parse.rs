@@ -41,6 +41,9 @@ pub struct RequestHead {
     pub headers: Vec<Header>,
     /// Lower-case host without port, from the absolute-form target or the Host header.
     pub host: Option<Bytes>,
+    /// The same authority as sent (port and case kept, whitespace trimmed): what the
+    /// upstream gets as Host.
+    pub authority: Option<Bytes>,
     pub body: BodyKind,
     /// The client asked to keep the connection open (after version defaults).
     pub keep_alive: bool,
@@ -49,15 +52,23 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    /// The path part of the target (`/a/b?q`), also for absolute-form targets; `*` for
-    /// `OPTIONS *`.
+    /// The path and query of the target (`/a/b?q`), also for absolute-form targets
+    /// (`http://a.test?q` → `/?q`, `http://a.test` → `/`); `*` for `OPTIONS *`.
     pub fn path(&self) -> Bytes {
         if self.target.as_ref() == b"*" {
             return self.target.clone();
         }
-        path_of(&self.target)
-            .map(|r| self.target.slice(r))
-            .unwrap_or_else(|| Bytes::from_static(b"/"))
+        match path_of(&self.target) {
+            Some(r) if self.target[r.start] == b'/' => self.target.slice(r),
+            Some(r) => {
+                // Absolute-form with a query and no path (rare): the path is `/`.
+                let mut p = Vec::with_capacity(1 + r.len());
+                p.push(b'/');
+                p.extend_from_slice(&self.target[r]);
+                Bytes::from(p)
+            }
+            None => Bytes::from_static(b"/"),
+        }
     }
 
     pub fn is_head(&self) -> bool {
@@ -326,15 +337,18 @@ fn check_request(
         BodyKind::UntilClose => BodyKind::Empty,
         b => b,
     };
-    let host_value = match host_from_target(&target) {
-        Some(h) => Some(h),
-        None => match host {
-            Some(h) => Some(parse_host_header(h)?),
-            None if version == Version::Http11 => {
-                return Err(reject(Fault::Malformed, "HTTP/1.1 request without Host"));
-            }
-            None => None,
-        },
+    // Host must be there (HTTP/1.1) and valid even when an absolute-form target's
+    // authority overrides it (RFC 9112 §3.2, §3.2.2).
+    let host_field = match host {
+        Some(h) => Some(parse_host_header(h)?),
+        None if version == Version::Http11 => {
+            return Err(reject(Fault::Malformed, "HTTP/1.1 request without Host"));
+        }
+        None => None,
+    };
+    let (host_value, authority) = match target_authority(&target)? {
+        Some((host, sent)) => (Some(host), Some(sent)),
+        None => host_field.unzip(),
     };
     let keep_alive = match version {
         Version::Http11 => !connection_close,
@@ -346,6 +360,7 @@ fn check_request(
         version,
         headers,
         host: host_value,
+        authority,
         body,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
@@ -596,15 +611,20 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
     Err(reject(Fault::Malformed, "invalid request target"))
 }
 
-/// For an absolute-form target, the range of its path (`/…`); for origin-form, all of it.
+/// For an absolute-form target, the range of its path and query (from the `/` or `?`
+/// after the authority; `None` when only the authority or a fragment follows); for
+/// origin-form, all of it.
 fn path_of(target: &[u8]) -> Option<std::ops::Range<usize>> {
     if target.first() == Some(&b'/') {
         return Some(0..target.len());
     }
     let after_scheme = target.windows(3).position(|w| w == b"://")? + 3;
     let rest = &target[after_scheme..];
-    match rest.iter().position(|&b| b == b'/' || b == b'?') {
-        Some(p) if rest[p] == b'/' => Some(after_scheme + p..target.len()),
+    match rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+    {
+        Some(p) if rest[p] != b'#' => Some(after_scheme + p..target.len()),
         _ => None,
     }
 }
@@ -623,19 +643,24 @@ fn host_from_target_bytes(target: &[u8]) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-fn host_from_target(target: &Bytes) -> Option<Bytes> {
+/// An absolute-form target's authority as (routing host, as sent); `None` for the other
+/// forms. An authority that is not a valid host is refused: it must never fall back to
+/// the Host field, which would route by one authority and forward another.
+fn target_authority(target: &Bytes) -> Result<Option<(Bytes, Bytes)>, Reject> {
     if target.first() == Some(&b'/') || target.as_ref() == b"*" {
-        return None;
+        return Ok(None);
     }
-    let (start, len) = host_from_target_bytes(target)?;
+    let bad = reject(Fault::Malformed, "invalid authority in the request target");
+    let (start, len) = host_from_target_bytes(target).ok_or(bad.clone())?;
     let auth = target.slice(start..start + len);
-    parse_host_header(&auth).ok()
+    parse_host_header(&auth).map(Some).map_err(|_| bad)
 }
 
 /// Checks a Host value (`name`, `name:port`, `[v6]:port`) and returns it lower-cased,
-/// without port or trailing dot.
-fn parse_host_header(v_all: &Bytes) -> Result<Bytes, Reject> {
+/// without port or trailing dot (what routes), and trimmed as sent (what is forwarded).
+fn parse_host_header(v_all: &Bytes) -> Result<(Bytes, Bytes), Reject> {
     let v = trim(v_all);
+    let sent = v_all.slice_ref(v);
     let bad = reject(Fault::Malformed, "invalid Host header");
     if v.is_empty() {
         return Err(bad);
@@ -662,10 +687,10 @@ fn parse_host_header(v_all: &Bytes) -> Result<Bytes, Reject> {
         return Err(bad);
     }
     if host.iter().any(u8::is_ascii_uppercase) {
-        return Ok(Bytes::from(host.to_ascii_lowercase()));
+        return Ok((Bytes::from(host.to_ascii_lowercase()), sent));
     }
     // Already lower case (the usual): a slice of the head, no copy, no allocation.
-    Ok(v_all.slice_ref(host))
+    Ok((v_all.slice_ref(host), sent))
 }
 
 /// Trims optional whitespace (SP / HTAB) from both ends.

@@ -131,6 +131,63 @@ fn absolute_form_target_gives_host_and_path() {
     assert_eq!(&h.path()[..], b"/x?y");
 }
 
+#[test]
+fn absolute_form_authority_wins_over_host_with_its_port_query_and_brackets() {
+    // (target, routing host, authority as sent, path and query)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "http://public.test/pub/x",
+            "public.test",
+            "public.test",
+            "/pub/x",
+        ),
+        ("http://A.test:8080/x", "a.test", "A.test:8080", "/x"),
+        ("http://a.test?q=1", "a.test", "a.test", "/?q=1"),
+        ("http://a.test:81?q=1#f", "a.test", "a.test:81", "/?q=1#f"),
+        ("http://a.test#f", "a.test", "a.test", "/"),
+        ("http://a.test", "a.test", "a.test", "/"),
+        ("https://[::1]:8443/v6", "[::1]", "[::1]:8443", "/v6"),
+        (
+            "http://[2001:DB8::1]/",
+            "[2001:db8::1]",
+            "[2001:DB8::1]",
+            "/",
+        ),
+    ];
+    for (target, host, sent, path) in cases {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: admin.test\r\n\r\n");
+        let (h, _) = parse_all_splits(input.as_bytes()).unwrap();
+        assert_eq!(h.host.as_deref(), Some(host.as_bytes()), "{target}");
+        assert_eq!(h.authority.as_deref(), Some(sent.as_bytes()), "{target}");
+        assert_eq!(&h.path()[..], path.as_bytes(), "{target}");
+    }
+    // Origin-form: the Host field, as sent.
+    let (h, _) = parse_all_splits(b"GET / HTTP/1.1\r\nHost: App.Test:8443 \r\n\r\n").unwrap();
+    assert_eq!(h.host.as_deref(), Some(&b"app.test"[..]));
+    assert_eq!(h.authority.as_deref(), Some(&b"App.Test:8443"[..]));
+}
+
+#[test]
+fn absolute_form_with_a_bad_authority_or_host_is_refused() {
+    for input in [
+        // An authority that does not parse must not fall back to the Host field.
+        &b"GET http://a.test:x/ HTTP/1.1\r\nHost: b.test\r\n\r\n"[..],
+        b"GET http://[::1/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        b"GET http://a{b/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        // Host is still required and checked (RFC 9112 §3.2).
+        b"GET http://a.test/ HTTP/1.1\r\n\r\n",
+        b"GET http://a.test/ HTTP/1.1\r\nHost: b c\r\n\r\n",
+        b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n",
+    ] {
+        assert_eq!(
+            status_of(input),
+            400,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
 fn status_of(input: &[u8]) -> u16 {
     match parse_all_splits(input) {
         Ok(h) => panic!("{:?} accepted: {h:?}", String::from_utf8_lossy(input)),
@@ -366,8 +423,9 @@ fn host_is_normalised_lower_case_without_port_or_trailing_dot() {
         ("[::1]:80", "[::1]"),
         ("[2001:DB8::1]", "[2001:db8::1]"),
     ] {
-        let got = parse_host_header(&Bytes::from(raw)).unwrap();
+        let (got, sent) = parse_host_header(&Bytes::from(raw)).unwrap();
         assert_eq!(got, host.as_bytes(), "{raw}");
+        assert_eq!(sent, raw.trim().as_bytes(), "as sent: {raw}");
     }
     for raw in ["", "a b", "host:port", "[::1", "[::1]x"] {
         assert!(parse_host_header(&Bytes::from(raw)).is_err(), "{raw:?}");

@@ -180,6 +180,7 @@ impl Session {
             method: head.method,
             scheme: x.session.client.proto,
             authority: head.host,
+            authority_sent: head.authority,
             path,
             headers: head.headers,
             body,

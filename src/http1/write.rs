@@ -7,8 +7,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::body::is_tchar;
 use super::parse::{Header, Version, comma_tokens};
 use crate::config::ForwardHeaders;
+use crate::forwarding;
 use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
 
 /// Fields a proxy never forwards; `Connection` may name more.
@@ -91,9 +93,13 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
 
 /// Writes the request head to send upstream.
 ///
-/// `path` replaces the target (after any prefix strip); `body` is the length we forward
-/// (unknown: chunked); `fallback_host` is used when the client sent no Host (HTTP/1.0);
-/// `forward` says which forwarding fields are ours to add (the others pass through).
+/// `path` replaces the target (the normalised path, after any prefix strip); `body` is
+/// the length we forward (unknown: chunked). Host is the authority that routed, as the
+/// client wrote it (an absolute-form target's, never a Host field that disagrees with
+/// it); `fallback_host` when the client sent none (HTTP/1.0). `forward` says which
+/// forwarding fields are ours to add (the others pass through); a client's
+/// X-Forwarded-For or Forwarded that is ours to extend is extended only when every such
+/// field is well-formed ([`crate::forwarding`]), else dropped and ours sent alone.
 pub fn request_head(
     out: &mut BytesMut,
     head: &Request,
@@ -108,13 +114,17 @@ pub fn request_head(
     out.put_u8(b' ');
     out.put_slice(path);
     out.put_slice(b" HTTP/1.1\r\n");
+    match &head.authority_sent {
+        Some(h) => put_header(out, b"Host", h),
+        None => put_header(out, b"Host", fallback_host.as_bytes()),
+    }
     let mut xff_done = false;
     let mut forwarded_done = false;
-    let mut host_seen = false;
     let listed = connection_listed(&head.headers);
     for h in &head.headers {
         let name = h.name.as_ref();
         if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
             || (forward.x_real_ip && name.eq_ignore_ascii_case(b"x-real-ip"))
             || (forward.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
@@ -122,31 +132,13 @@ pub fn request_head(
         {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"host") {
-            host_seen = true;
-        }
         if forward.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for") {
             // All earlier hops, joined, then this client: one header.
             if !xff_done {
                 xff_done = true;
                 out.put_slice(b"X-Forwarded-For: ");
-                let mut first = true;
-                for v in head
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case(b"x-forwarded-for"))
-                {
-                    let v = super::parse::trim(&v.value);
-                    if !v.is_empty() {
-                        if !first {
-                            out.put_slice(b", ");
-                        }
-                        out.put_slice(v);
-                        first = false;
-                    }
-                }
-                if !first {
-                    out.put_slice(b", ");
+                if forwarding::all_valid(&head.headers, b"x-forwarded-for", forwarding::xff_valid) {
+                    put_joined(out, &head.headers, b"x-forwarded-for");
                 }
                 put_ip(out, &client);
                 out.put_slice(b"\r\n");
@@ -157,29 +149,15 @@ pub fn request_head(
             if !forwarded_done {
                 forwarded_done = true;
                 out.put_slice(b"Forwarded: ");
-                for v in head
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case(b"forwarded"))
-                {
-                    let v = super::parse::trim(&v.value);
-                    if !v.is_empty() {
-                        out.put_slice(v);
-                        out.put_slice(b", ");
-                    }
+                if forwarding::all_valid(&head.headers, b"forwarded", forwarding::forwarded_valid) {
+                    put_joined(out, &head.headers, b"forwarded");
                 }
-                put_forwarded_element(out, &client, head.authority.as_ref());
+                put_forwarded_element(out, &client, head.authority_sent.as_ref());
                 out.put_slice(b"\r\n");
             }
             continue;
         }
         put_header(out, name, &h.value);
-    }
-    if !host_seen {
-        match &head.authority {
-            Some(h) => put_header(out, b"Host", h),
-            None => put_header(out, b"Host", fallback_host.as_bytes()),
-        }
     }
     if forward.x_forwarded_for && !xff_done {
         out.put_slice(b"X-Forwarded-For: ");
@@ -188,7 +166,7 @@ pub fn request_head(
     }
     if forward.forwarded && !forwarded_done {
         out.put_slice(b"Forwarded: ");
-        put_forwarded_element(out, &client, head.authority.as_ref());
+        put_forwarded_element(out, &client, head.authority_sent.as_ref());
         out.put_slice(b"\r\n");
     }
     if forward.x_real_ip {
@@ -218,11 +196,24 @@ pub fn request_head(
     out.put_slice(b"\r\n");
 }
 
+/// The non-empty values of every `name` field, each followed by `, ` (the proxy's own
+/// entry comes next).
+fn put_joined(out: &mut BytesMut, headers: &[Header], name: &[u8]) {
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        let v = super::parse::trim(&h.value);
+        if !v.is_empty() {
+            out.put_slice(v);
+            out.put_slice(b", ");
+        }
+    }
+}
+
 fn put_ip(out: &mut BytesMut, client: &ClientInfo) {
     out.put_slice(client.ip());
 }
 
-/// RFC 7239 §4: `for=` (IPv6 quoted and bracketed), `proto=`, and `host=` when known.
+/// RFC 7239 §4: `for=` (IPv6 quoted and bracketed), `proto=`, and `host=` as the client
+/// wrote the authority (quoted when it is not a token: a port, IPv6 brackets; §5.3).
 fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, host: Option<&Bytes>) {
     if client.is_v6() {
         out.put_slice(b"for=\"[");
@@ -234,11 +225,18 @@ fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, host: Option<&
     }
     out.put_slice(b";proto=");
     out.put_slice(client.proto.as_bytes());
-    if let Some(h) = host
-        && h.iter().all(|&b| super::body::is_tchar(b))
-    {
+    let Some(h) = host else { return };
+    if h.iter().all(|&b| is_tchar(b)) {
         out.put_slice(b";host=");
         out.put_slice(h);
+    } else if h
+        .iter()
+        .all(|&b| b > 0x20 && b < 0x7f && b != b'"' && b != b'\\')
+    {
+        // A validated Host holds no quote or backslash; checked again, never escaped.
+        out.put_slice(b";host=\"");
+        out.put_slice(h);
+        out.put_u8(b'"');
     }
 }
 
@@ -326,6 +324,11 @@ pub fn simple_response(
     );
     put_u64(out, body_len);
     out.put_slice(b"\r\n");
+    if status == 405 {
+        // RFC 9110 §15.5.6: a 405 lists what is allowed. The proxy forwards every
+        // method but CONNECT (the only one it refuses with 405).
+        out.put_slice(b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n");
+    }
     connection_header(out, version, keep_alive);
     out.put_slice(b"\r\n");
     out.put_slice(reason.as_bytes());
@@ -478,7 +481,7 @@ mod tests {
                 panic!("test request does not parse");
             };
             let head = super::super::parse::take_request(&mut buf, raw, used).unwrap();
-            put_forwarded_element(&mut out, &c, head.host.as_ref());
+            put_forwarded_element(&mut out, &c, head.authority.as_ref());
             let want = if v6 {
                 format!("for=\"[{text}]\";proto=https;host=a.test")
             } else {

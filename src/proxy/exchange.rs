@@ -1,5 +1,10 @@
 //! One exchange: request → route → upstream → response sink → [`Outcome`].
 //!
+//! First the request's path is normalised ([`crate::uri`]; refused → 400) and, under
+//! `malformed_forwarding_headers = "reject"`, its forwarding fields checked
+//! ([`crate::forwarding`]; malformed → 400): everything after — routing, `strip_prefix`,
+//! the head sent upstream — works on that one normalised path and one authority.
+//!
 //! The request body is forwarded as it arrives, never held whole: the bytes a session
 //! already has travel with the head (up to [`FIRST_WRITE_BODY`]), the rest flows while
 //! the response is read ([`super::duplex`]). The response is pushed to the sink as it
@@ -8,6 +13,7 @@
 //! fails before any response byte is retried once on a fresh connection — only for an
 //! idempotent method (RFC 9110 §9.2.2) and while the whole request is still in hand.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,12 +25,15 @@ use tracing::debug;
 use super::duplex::Pump;
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
 use crate::clock::{self, Deadline};
+use crate::config::{HttpSettings, MalformedForwarding};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
+use crate::forwarding;
 use crate::generation::Generation;
-use crate::message::{BodyLength, Request};
+use crate::message::{BodyLength, Fault, Request};
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
+use crate::uri::{self, PathReject};
 
 /// Upstream read size while streaming a body (two TLS records' worth).
 pub(super) const BODY_READ: usize = 32 * 1024;
@@ -43,7 +52,7 @@ const HOLD_HEAD_BODY_MAX: u64 = 64 * 1024;
 pub async fn exchange<S: BodySource + ResponseSink>(
     ctx: &WorkerCtx,
     generation: &Arc<Generation>,
-    req: Request,
+    mut req: Request,
     session: &mut S,
 ) -> Outcome {
     let mut x = Exchange {
@@ -58,7 +67,10 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         upstream: None,
         error: None,
     };
-    let next = x.run(&req, session).await;
+    let next = match admit(&mut req, &generation.config.http) {
+        Ok(()) => x.run(&req, session).await,
+        Err(e) => x.fail(e, &req, session).await,
+    };
     Outcome {
         status: x.status,
         bytes_in: x.upload.bytes,
@@ -74,6 +86,41 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         error: x.error,
         next,
     }
+}
+
+/// Normalises the request's path in place — from here on it is what routes, what
+/// policies see and what the upstream receives — and checks the forwarding fields the
+/// proxy will extend (under `malformed_forwarding_headers = "reject"`). `Err`: the
+/// refusal (400).
+fn admit(req: &mut Request, http: &HttpSettings) -> Result<(), ProxyError> {
+    if req.path.as_ref() != b"*" {
+        let normalised = match uri::normalize(&req.path, http.path) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(p)) => Some(p),
+            Err(r) => return Err(target_refused(r)),
+        };
+        if let Some(p) = normalised {
+            req.path = Bytes::from(p);
+        }
+    }
+    if http.malformed_forwarding == MalformedForwarding::Reject
+        && let Some(reason) = forwarding::refusal(&req.headers, http.forward)
+    {
+        return Err(ProxyError::new(
+            Side::Downstream,
+            Kind::BadRequest(Fault::Forwarding),
+            reason,
+        ));
+    }
+    Ok(())
+}
+
+fn target_refused(r: PathReject) -> ProxyError {
+    ProxyError::new(
+        Side::Downstream,
+        Kind::BadRequest(Fault::Target),
+        r.reason(),
+    )
 }
 
 /// The state of one exchange (what its [`Outcome`] is made of).
@@ -169,7 +216,10 @@ impl Exchange<'_> {
         let up_path: &[u8] = if asterisk {
             &req.path
         } else {
-            selected.upstream_path(&req.path, &mut scratch)
+            match selected.upstream_path(&req.path, &mut scratch) {
+                Ok(p) => p,
+                Err(r) => return self.fail(target_refused(r), req, s).await,
+            }
         };
         let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;

@@ -15,7 +15,9 @@
 //! connection read buffer. The upstream's wire protocol is [`crate::upstream::h1`].
 //!
 //! Status mapping for failures before a response head was sent (chosen by
-//! [`ProxyError::status`]): no route → 404, request body over `max_request_body_bytes`
+//! [`ProxyError::status`]): a path that cannot be normalised ([`crate::uri`]) or a
+//! malformed forwarding field under `malformed_forwarding_headers = "reject"` → 400, no
+//! route → 404, request body over `max_request_body_bytes`
 //! → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
 //! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500. After the
 //! head was sent, a failure ends the connection so the client can never mistake a

@@ -141,6 +141,7 @@ fn request(method: &'static str, path: &'static str, body: BodyLength) -> Reques
         method: Bytes::from_static(method.as_bytes()),
         scheme: "https",
         authority: Some(Bytes::from_static(b"api.test")),
+        authority_sent: Some(Bytes::from_static(b"api.test")),
         path: Bytes::from_static(path.as_bytes()),
         headers: vec![Header {
             name: Bytes::from_static(b"Accept"),
