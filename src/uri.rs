@@ -12,6 +12,8 @@
 //! - with `merge_slashes`, empty segments are dropped (`//a` → `/a`; a trailing `/` stays);
 //! - encoded separators (`%2F`, `%5C`) and a raw `\` follow [`EscapedSlashes`]: refused,
 //!   kept encoded (never a separator; `\` is forwarded as `%5C`), or decoded to `/`;
+//! - a `.` or `..` segment with `;` parameters (`/..;/`, which Tomcat and Jetty resolve
+//!   as a dot-segment) is refused;
 //! - `%00` and a `%` without two hex digits are refused; a fragment (`#…`) is dropped;
 //!   the query is kept byte for byte.
 //!
@@ -83,6 +85,10 @@ pub enum PathReject {
     /// A `.` or `..` segment right after a stripped `path_prefix` (`/api..` under
     /// `path_prefix = "/api"`): what the upstream would receive resolves elsewhere.
     DotAfterPrefix,
+    /// A `.` or `..` segment with path parameters (`/..;x/`): not a dot-segment to RFC
+    /// 3986, nginx or Envoy, but Tomcat, Jetty and Spring resolve it as one, so it would
+    /// climb out of a route on those upstreams.
+    DotWithParams,
 }
 
 impl PathReject {
@@ -94,6 +100,7 @@ impl PathReject {
             PathReject::Nul => "%00 in the request path",
             PathReject::BadEscape => "invalid percent-escape in the request path",
             PathReject::DotAfterPrefix => "dot-segment right after a stripped path prefix",
+            PathReject::DotWithParams => "dot-segment with ';' parameters in the request path",
         }
     }
 }
@@ -184,6 +191,11 @@ fn normalize_path(path: &[u8], opts: PathOptions, out: &mut Vec<u8>) -> Result<(
             }
         }
         let seg = &out[seg_start + 1..];
+        if let Some(semi) = seg.iter().position(|&c| c == b';')
+            && matches!(&seg[..semi], b"." | b"..")
+        {
+            return Err(PathReject::DotWithParams);
+        }
         if seg == b"." || seg == b".." {
             let up = seg.len() == 2;
             out.truncate(seg_start);
@@ -229,11 +241,12 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// Whether the first segment of `rest` (what follows a stripped prefix that does not end
-/// in `/`) is `.` or `..`, which would make `/` + `rest` resolve elsewhere upstream.
+/// in `/`) is `.` or `..` (also with `;` parameters), which would make `/` + `rest`
+/// resolve elsewhere upstream.
 pub fn starts_with_dot_segment(rest: &[u8]) -> bool {
     let end = rest
         .iter()
-        .position(|&b| b == b'/' || b == b'?')
+        .position(|&b| b == b'/' || b == b'?' || b == b';')
         .unwrap_or(rest.len());
     matches!(&rest[..end], b"." | b"..")
 }

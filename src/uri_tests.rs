@@ -343,3 +343,21 @@ fn property_what_the_upstream_resolves_stays_under_the_matched_prefix() {
         "{routed} {refused} {unrouted}"
     );
 }
+
+#[test]
+fn dot_segments_with_parameters_are_refused() {
+    for p in [
+        "/api/..;/internal",
+        "/api/.;x/a",
+        "/api/%2e%2e;jsessionid=1/x",
+        "/..;",
+    ] {
+        for opts in [REJECT, KEEP, DECODE, NO_MERGE] {
+            assert_eq!(norm(p, opts), Err(PathReject::DotWithParams), "{p}");
+        }
+    }
+    // `;` elsewhere in a segment is an ordinary byte.
+    assert_eq!(norm("/a/b;v=1/./c", REJECT).as_deref(), Ok("/a/b;v=1/c"));
+    assert_eq!(norm("/a/...;x", REJECT).as_deref(), Ok("/a/...;x"));
+    assert!(crate::uri::starts_with_dot_segment(b"..;x/admin"));
+}

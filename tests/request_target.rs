@@ -231,6 +231,21 @@ fn nul_and_invalid_escapes_are_refused_in_every_mode() {
 }
 
 #[test]
+fn dot_segments_with_parameters_are_refused() {
+    // Tomcat, Jetty and Spring resolve `..;` as `..`: forwarded, it would leave `/api/`.
+    let g = Gate::new(&[]);
+    for path in [
+        "/api/..;/internal/x",
+        "/api/%2e%2e;x=1/internal",
+        "/v1/.;/x",
+    ] {
+        let seen = g.get(path);
+        assert!(seen.refused(400), "{path}: {}", seen.resp.describe());
+    }
+    assert_eq!(g.get("/api/a;v=1/b").target_at("app"), "/api/a;v=1/b");
+}
+
+#[test]
 fn slashes_are_merged_unless_merge_slashes_is_off() {
     let g = Gate::new(&[]);
     assert_eq!(g.get("/api//x///y").target_at("app"), "/api/x/y");
