@@ -335,7 +335,7 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<Work
     // This worker's socket stops listening now (not when the kernel gets round to
     // releasing an accept the ring still holds): new connections go elsewhere or are
     // refused once every worker has stopped its own.
-    crate::listener::stop_listening(&listener);
+    crate::listener::stop_listening(crate::listener::socket_fd(&listener));
     drop(listener);
 }
 

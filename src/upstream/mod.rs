@@ -266,7 +266,8 @@ impl Upstreams {
 
     /// True when nothing arrived on an idle connection; counts the ones that must close.
     fn quiet(&self, stream: &TcpStream) -> bool {
-        let quiet = crate::listener::pending(stream) == Pending::Nothing;
+        let quiet =
+            crate::listener::pending(crate::listener::socket_fd(stream)) == Pending::Nothing;
         if !quiet {
             self.metrics.upstream_discarded.inc();
         }
