@@ -98,10 +98,46 @@ struct Running {
 }
 
 /// Stable pool and balancer slots, by (upstream, server address) and by upstream name.
+/// A pool slot no new generation names is freed and handed to a new server by a later
+/// reload, so names that resolve to rotating addresses do not grow the tables (each
+/// worker's pools check a reused slot's server, [`crate::upstream`]).
 #[derive(Default)]
 struct Slots {
     servers: HashMap<(String, SocketAddr), usize>,
+    /// Pool slots freed by earlier reloads, reusable now.
+    free: Vec<usize>,
+    /// Pool slots handed out so far (the table length).
+    count: usize,
     balancers: HashMap<String, usize>,
+}
+
+impl Slots {
+    fn server(&mut self, name: &str, addr: SocketAddr) -> usize {
+        let key = (name.to_string(), addr);
+        if let Some(&slot) = self.servers.get(&key) {
+            return slot;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.count += 1;
+            self.count - 1
+        });
+        self.servers.insert(key, slot);
+        slot
+    }
+
+    /// Frees the slots `live` does not name. Run after the build took its slots, so a
+    /// slot is reused no sooner than the next reload, never by the generation that
+    /// replaces the one still naming it.
+    fn free_unused(&mut self, live: &[bool]) {
+        let free = &mut self.free;
+        self.servers.retain(|_, slot| {
+            let keep = live.get(*slot).copied().unwrap_or(false);
+            if !keep {
+                free.push(*slot);
+            }
+            keep
+        });
+    }
 }
 
 /// Reload counters (atomics: written by the reload thread, read by anyone).
@@ -496,21 +532,17 @@ fn build(
         let balancer = *slots.balancers.entry(u.name.clone()).or_insert(next);
         let mut servers = Vec::new();
         for s in &u.servers {
-            let next = slots.servers.len();
-            let slot = *slots
-                .servers
-                .entry((u.name.clone(), s.addr))
-                .or_insert(next);
-            servers.push(slot);
+            servers.push(slots.server(&u.name, s.addr));
         }
         upstreams.push(UpstreamSlots { balancer, servers });
     }
-    live_slots.resize(slots.servers.len(), false);
+    live_slots.resize(slots.count, false);
     for u in &upstreams {
         for &s in &u.servers {
             live_slots[s] = true;
         }
     }
+    slots.free_unused(&live_slots);
     let router = Router::new(&config.routes);
     let generation = Generation {
         id,
@@ -697,6 +729,31 @@ mod tests {
         assert_ne!(g2.upstreams[0].balancer, g2.upstreams[1].balancer);
         // The first generation is untouched for whoever still holds it.
         assert!(g1.slot_is_live(0));
+    }
+
+    #[test]
+    fn slots_of_servers_no_generation_names_are_reused() {
+        let text = |port: u16| BASE.replace("\"127.0.0.1:1\"", &format!("\"127.0.0.1:{port}\""));
+        let live = Live::new(config(&text(1000))).unwrap();
+        // A name that resolves to a new address at every reload.
+        for port in 1001..1100 {
+            live.reload_with(config(&text(port)), "test").unwrap();
+        }
+        let g = live.load_full();
+        // a/127.0.0.1:2 all along, the current rotating address, and the one before it
+        // (freed by the last reload, reused by the next).
+        assert!(g.slot_count() <= 3, "{} pool slots", g.slot_count());
+        assert_eq!(g.upstreams[0].servers.len(), 2);
+        assert_eq!(
+            g.upstreams[0].servers[1], 1,
+            "the unchanged server kept its slot"
+        );
+        let slots = live.slots.lock().unwrap();
+        assert_eq!(
+            slots.servers.len(),
+            2,
+            "only the servers named now are kept"
+        );
     }
 
     #[test]

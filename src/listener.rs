@@ -4,10 +4,13 @@
 //! a port in use is an error at start-up, and port 0 is resolved once: the first socket
 //! binds, the others bind to the port it got. IPv6 listeners are IPv6-only, so `[::]:443`
 //! and `0.0.0.0:443` can both be configured. This module never accepts connections; the
-//! worker's accept loop does.
+//! worker's accept loop does. It also lends a monoio socket's descriptor
+//! ([`socket_fd`]) to the socket calls monoio lacks (here and in kTLS), so nothing else
+//! turns a raw descriptor into a borrowed one.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -108,17 +111,35 @@ pub enum Pending {
     Error,
 }
 
+/// The descriptor of a monoio socket, borrowed for as long as the socket is: the one
+/// safe way to a [`BorrowedFd`] for the socket calls monoio does not offer (its
+/// `TcpStream` and `TcpListener` implement `AsRawFd` but not `AsFd`). Taking the socket
+/// type, not any `AsRawFd`, keeps a bare `RawFd` (which owns nothing) out.
+#[allow(
+    unsafe_code,
+    reason = "monoio's sockets have no AsFd; this is the one place their fd is borrowed"
+)]
+pub fn socket_fd<S: MonoioSocket>(socket: &S) -> BorrowedFd<'_> {
+    // SAFETY: every `MonoioSocket` owns its descriptor and closes it only when dropped;
+    // the returned borrow is tied to `&S`, so the socket (and its fd) outlives it.
+    unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) }
+}
+
+/// A monoio socket that owns its descriptor (sealed: only the types below).
+pub trait MonoioSocket: AsRawFd + sealed::Sealed {}
+impl MonoioSocket for monoio::net::TcpStream {}
+impl MonoioSocket for monoio::net::TcpListener {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for monoio::net::TcpStream {}
+    impl Sealed for monoio::net::TcpListener {}
+}
+
 /// Peeks (`MSG_PEEK | MSG_DONTWAIT`: never blocks, consumes nothing) at what is queued on
 /// a socket nobody is reading: how an idle pooled upstream connection is checked before
 /// it is reused, like nginx closing a cached connection on any byte or close.
-#[allow(
-    unsafe_code,
-    reason = "borrowing the stream's fd for one recv call; monoio's TcpStream has no AsFd"
-)]
-pub fn pending(stream: &impl std::os::fd::AsRawFd) -> Pending {
-    // SAFETY: the fd belongs to `stream`, which is borrowed for longer than this
-    // BorrowedFd lives (it is dropped at the end of this function).
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+pub fn pending(fd: BorrowedFd<'_>) -> Pending {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     match socket2::SockRef::from(&fd)
         .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
@@ -136,14 +157,7 @@ pub fn pending(stream: &impl std::os::fd::AsRawFd) -> Pending {
 /// enough under io_uring: an accept still in flight holds a reference to the socket until
 /// the ring has cancelled it, which the kernel finishes asynchronously after the ring is
 /// dropped, so for a moment a closed listener could still complete handshakes.
-#[allow(
-    unsafe_code,
-    reason = "borrowing the listener's fd for one shutdown call; monoio's TcpListener has no AsFd"
-)]
-pub fn stop_listening(listener: &impl std::os::fd::AsRawFd) {
-    // SAFETY: the fd belongs to `listener`, which is borrowed for longer than this
-    // BorrowedFd lives (it is dropped at the end of this function).
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+pub fn stop_listening(fd: BorrowedFd<'_>) {
     // ENOTCONN and friends: the socket is already not listening; nothing to do.
     let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
 }

@@ -7,15 +7,16 @@
 //! ([`crate::http1::server`]), the exchange ([`crate::proxy`]) and the worker's accept loop
 //! all read it — so none of them has to import another to reach it.
 
+pub mod pipes;
 pub mod signal;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::generation::Live;
 use crate::observe::Local;
 use crate::upstream::Upstreams;
+pub use pipes::PipePool;
 pub use signal::LocalSignal;
 
 /// What every connection task of a worker can reach.
@@ -30,8 +31,8 @@ pub struct WorkerCtx {
     pub closed_all: LocalSignal,
     /// This worker's counters, gauges and histograms (it is their only writer).
     pub metrics: Local,
-    /// Idle pipes for splicing bodies (read end, write end), reused across exchanges.
-    pub pipes: RefCell<Vec<(monoio::net::Pipe, monoio::net::Pipe)>>,
+    /// Spare pipes for splicing bodies, reused across exchanges (capped, trimmed).
+    pub pipes: PipePool,
 }
 
 #[cfg(test)]
@@ -48,8 +49,8 @@ impl WorkerCtx {
             live,
             draining: LocalSignal::default(),
             closed_all: LocalSignal::default(),
+            pipes: PipePool::new(metrics.clone()),
             metrics,
-            pipes: RefCell::default(),
         })
     }
 }

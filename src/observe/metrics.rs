@@ -54,6 +54,11 @@ impl Gauge {
     }
 
     #[inline]
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
+    }
+
+    #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
@@ -321,6 +326,8 @@ pub struct WorkerMetrics {
     pub upstream_errors: [Counter; UPSTREAM_ERROR_KINDS.len()],
     /// Response bodies moved upstream → client with splice.
     pub spliced_bodies: Counter,
+    /// Spare splice pipes kept for reuse (two descriptors each).
+    pub splice_pipes_spare: Gauge,
     /// Connection tasks that panicked (a bug: each lost one connection).
     pub panics: Counter,
 }

@@ -317,6 +317,13 @@ impl Registry {
             self.sum(|w| w.spliced_bodies.get()),
         );
         o.single(
+            "ringgate_splice_pipes_spare",
+            "Spare splice pipes kept for reuse (two descriptors each; capped per worker, \
+             closed when idle).",
+            G,
+            self.sum(|w| w.splice_pipes_spare.get()),
+        );
+        o.single(
             "ringgate_panics_total",
             "Connection tasks that panicked (a bug; each lost one connection).",
             C,

@@ -7,8 +7,9 @@
 //!
 //! Timeouts are the same as on the copying path: the upstream side by its read timeout,
 //! the client side by `send_timeout_ms`. A pipe that
-//! ends an exchange empty goes back to the worker's pool; after an error it is dropped,
-//! because it may still hold bytes.
+//! ends an exchange empty goes back to the worker's pool ([`crate::context::PipePool`]:
+//! capped and trimmed when idle); after an error it is dropped, because it may still
+//! hold bytes.
 
 use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::net::{Pipe, TcpStream};
@@ -30,7 +31,7 @@ impl Exchange<'_> {
     }
 
     fn take_pipe(&self) -> Result<(Pipe, Pipe), ProxyError> {
-        if let Some(p) = self.ctx.pipes.borrow_mut().pop() {
+        if let Some(p) = self.ctx.pipes.take() {
             return Ok(p);
         }
         monoio::net::unix::new_pipe().map_err(|e| {
@@ -63,7 +64,7 @@ impl Exchange<'_> {
             ));
         };
         pump(upstream, client, &mut pipe, remaining, timeouts).await?;
-        self.ctx.pipes.borrow_mut().push(pipe);
+        self.ctx.pipes.put(pipe);
         self.ctx.metrics.spliced_bodies.inc();
         Ok(())
     }

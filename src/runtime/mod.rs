@@ -201,8 +201,8 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) -> WorkerReport {
         live: spec.live,
         draining: LocalSignal::default(),
         closed_all: LocalSignal::default(),
+        pipes: crate::context::PipePool::new(spec.metrics.clone()),
         metrics: spec.metrics,
-        pipes: std::cell::RefCell::new(Vec::new()),
     });
     let mut listeners = Vec::new();
     for (std_listener, ls) in spec.listeners {
@@ -335,7 +335,7 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<Work
     // This worker's socket stops listening now (not when the kernel gets round to
     // releasing an accept the ring still holds): new connections go elsewhere or are
     // refused once every worker has stopped its own.
-    crate::listener::stop_listening(&listener);
+    crate::listener::stop_listening(crate::listener::socket_fd(&listener));
     drop(listener);
 }
 
@@ -379,12 +379,17 @@ async fn sweep_loop(ctx: Rc<WorkerCtx>) {
     }
 }
 
-/// Once a second, hands pages freed on this worker back to the OS (see [`crate::alloc`]):
-/// without it a quiet worker keeps the memory of its last burst.
+/// Once a second, hands pages freed on this worker back to the OS (see [`crate::alloc`])
+/// and closes the spare splice pipes no exchange needed since the last time
+/// ([`crate::context::PipePool::trim`]): without it a quiet worker keeps the memory and
+/// descriptors of its last burst.
 async fn memory_loop(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(1)) => crate::alloc::release_free_memory(),
+            _ = monoio::time::sleep(Duration::from_secs(1)) => {
+                crate::alloc::release_free_memory();
+                ctx.pipes.trim();
+            }
             _ = ctx.draining.wait() => return,
         }
     }

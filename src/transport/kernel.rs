@@ -18,6 +18,7 @@ use rustls::kernel::KernelConnection;
 use super::driver::Role;
 use super::ktls::{self, ControlRecord, records};
 use super::stream::{Layer, Stream, read_tcp};
+use crate::listener::socket_fd;
 use crate::observe::Local;
 
 /// A connection whose record layer is in the kernel; `D` is rustls' data for our role.
@@ -106,7 +107,7 @@ impl<R: Role> Stream<R> {
                     let Some(k) = kernel_of(&mut self.layer) else {
                         return Ok(0);
                     };
-                    ktls::recv_control(&self.tcp, k.tls13, &mut k.pending, &mut k.hs)
+                    ktls::recv_control(socket_fd(&self.tcp), k.tls13, &mut k.pending, &mut k.hs)
                 }
                 _ => Err(err),
             };
@@ -134,7 +135,7 @@ impl<R: Role> Stream<R> {
                     ));
                 }
                 ControlRecord::KeyUpdate(request) => {
-                    match ktls::rekey(&self.tcp, &mut k.kernel, request) {
+                    match ktls::rekey(socket_fd(&self.tcp), &mut k.kernel, request) {
                         Ok(()) => {
                             k.metrics.ktls_rekeys.inc();
                         }
@@ -149,11 +150,11 @@ impl<R: Role> Stream<R> {
                 }
                 ControlRecord::Renegotiation => {
                     // RFC 5246 §7.2.2: a warning; the connection goes on.
-                    let _ = ktls::send_alert(&self.tcp, records::ALERT_NO_RENEGOTIATION);
+                    let _ = ktls::send_alert(socket_fd(&self.tcp), records::ALERT_NO_RENEGOTIATION);
                 }
                 ControlRecord::Fatal(desc, why) => {
                     k.failed = true;
-                    let _ = ktls::send_fatal_alert(&self.tcp, desc);
+                    let _ = ktls::send_fatal_alert(socket_fd(&self.tcp), desc);
                     return Err(fault(why));
                 }
                 ControlRecord::Fragment | ControlRecord::Data(_) => {}
@@ -183,14 +184,14 @@ impl<R: Role> Stream<R> {
         };
         if let Some((desc, why)) = records::alert_for_receive_error(&e) {
             k.failed = true;
-            let sent = ktls::send_fatal_alert(&self.tcp, desc);
+            let sent = ktls::send_fatal_alert(socket_fd(&self.tcp), desc);
             return Err(fault(match sent {
                 Ok(()) => why.to_string(),
                 Err(s) => format!("{why}; the alert could not be sent: {s}"),
             }));
         }
         if e.raw_os_error() == Some(libc::EKEYEXPIRED) && !k.hs.is_empty() {
-            return ktls::reinstall_rx_key(&self.tcp).map_err(|r| {
+            return ktls::reinstall_rx_key(socket_fd(&self.tcp)).map_err(|r| {
                 k.failed = true;
                 io::Error::other(format!("reinstalling the receive key: {r}"))
             });
@@ -201,7 +202,7 @@ impl<R: Role> Stream<R> {
     /// close_notify through the kernel, unless the session already ended on an alert.
     pub(super) fn ktls_close_notify(&self) {
         if matches!(&self.layer, Layer::Kernel(k) if !k.failed) {
-            let _ = ktls::send_alert(&self.tcp, ktls::ALERT_CLOSE_NOTIFY);
+            let _ = ktls::send_alert(socket_fd(&self.tcp), ktls::ALERT_CLOSE_NOTIFY);
         }
     }
 }

@@ -142,14 +142,14 @@ impl<R: Role> Stream<R> {
             }
             Err(NotReady::Buffered) => return Offload::Fallback(Fallback::Buffered),
         }
-        if let Err(reason) = ktls::attach_ulp(&self.tcp) {
+        if let Err(reason) = ktls::attach_ulp(crate::listener::socket_fd(&self.tcp)) {
             return Offload::Fallback(reason);
         }
         let Layer::Rustls(tls) = std::mem::replace(&mut self.layer, Layer::Plain) else {
             return Offload::Failed("no TLS state".into());
         };
         let conn = tls.into_conn(plaintext);
-        match ktls::install(&self.tcp, conn) {
+        match ktls::install(crate::listener::socket_fd(&self.tcp), conn) {
             Ok(kernel) => {
                 self.layer = Layer::Kernel(Box::new(KtlsState::new(kernel, metrics.clone())));
                 Offload::Kernel

@@ -20,6 +20,12 @@
 //! next sweep, and a connection to it coming back from an exchange is closed. Each
 //! exchange passes the generation it loaded, so it finishes on that generation's
 //! settings. The round-robin cursor lives per upstream name.
+//!
+//! A slot no generation names any more is handed to another server by a later reload
+//! (so rotating addresses do not grow the tables): each pool remembers the server it
+//! holds ([`PoolKey`]), a lease for another server replaces it (the old idle connections
+//! close), and a connection coming back to a pool that was replaced meanwhile closes —
+//! an idle connection is only ever lent for the server it was opened to.
 
 pub mod balance;
 pub mod h1;
@@ -46,9 +52,14 @@ struct Idle {
     requests: u64,
 }
 
+/// The server a pool slot holds now: (balancer slot, one per upstream name; address).
+type PoolKey = (usize, std::net::SocketAddr);
+
 /// The pool of one (upstream name, server address) slot.
 #[derive(Default)]
 struct ServerPool {
+    /// The server its connections go to (`None`: a placeholder nothing used yet).
+    key: Option<PoolKey>,
     idle: RefCell<Vec<Idle>>,
     /// Leases out right now (for least_conn).
     active: Cell<usize>,
@@ -120,16 +131,33 @@ impl Upstreams {
         })
     }
 
-    fn pool(&self, slot: usize) -> Rc<ServerPool> {
+    /// The pool of `slot` for server `key`; a pool the slot held for another server
+    /// (freed by a reload, reused since) is replaced, closing its idle connections.
+    fn pool(&self, slot: usize, key: PoolKey) -> Rc<ServerPool> {
         let mut pools = self.pools.borrow_mut();
         if pools.len() <= slot {
             pools.resize_with(slot + 1, Rc::default);
         }
+        if pools[slot].key != Some(key) {
+            pools[slot] = Rc::new(ServerPool {
+                key: Some(key),
+                ..ServerPool::default()
+            });
+        }
         pools[slot].clone()
     }
 
-    fn active(&self, slot: usize) -> usize {
-        self.pools.borrow().get(slot).map_or(0, |p| p.active.get())
+    fn active(&self, slot: usize, key: PoolKey) -> usize {
+        self.pools
+            .borrow()
+            .get(slot)
+            .filter(|p| p.key == Some(key))
+            .map_or(0, |p| p.active.get())
+    }
+
+    /// Pool slots this worker has a table entry for (bounded by the generation's slots).
+    pub fn pool_slots(&self) -> usize {
+        self.pools.borrow().len()
     }
 
     /// A connection to a server of upstream `group` of `generation`: pooled if one is
@@ -153,12 +181,13 @@ impl Upstreams {
                 }
                 let cursor = &cursors[slots.balancer];
                 balance::pick(cfg.balance, slots.servers.len(), cursor, |i| {
-                    self.active(slots.servers[i])
+                    self.active(slots.servers[i], (slots.balancer, cfg.servers[i].addr))
                 })
             }
         };
         let slot = slots.servers[server];
-        let pool = self.pool(slot);
+        let addr = cfg.servers[server].addr;
+        let pool = self.pool(slot, (slots.balancer, addr));
         pool.active.set(pool.active.get() + 1);
         // Counted as active from here; dropping the token (or the lease) undoes it.
         let token = ActiveToken { pool: pool.clone() };
@@ -187,7 +216,6 @@ impl Upstreams {
                 return Ok(lease(token, c.stream, true, c.requests));
             }
         }
-        let addr = cfg.servers[server].addr;
         // Boxed: a connect (and its timer) is not what a keep-alive request's future
         // should carry room for.
         let connect = Box::pin(monoio::time::timeout(
@@ -223,6 +251,15 @@ impl Upstreams {
         if generation.id != self.live.current_id() && !self.live.load().slot_is_live(slot) {
             return;
         }
+        // The slot went to another server since this lease began: its pool was replaced.
+        if !self
+            .pools
+            .borrow()
+            .get(slot)
+            .is_some_and(|p| Rc::ptr_eq(p, &token.pool))
+        {
+            return;
+        }
         let mut idle = token.pool.idle.borrow_mut();
         if idle.len() >= cfg.keepalive {
             // The coldest goes, like nginx's upstream keepalive cache.
@@ -241,32 +278,35 @@ impl Upstreams {
         let now = Instant::now();
         let generation = self.live.load_full();
         let pools = self.pools.borrow();
-        let mut timeout: Vec<Option<Duration>> = vec![None; pools.len()];
+        // Per slot: the server the current generation gives it and its keepalive timeout.
+        let mut keep: Vec<Option<(PoolKey, Duration)>> = vec![None; pools.len()];
         for (u, cfg) in generation
             .upstreams
             .iter()
             .zip(&generation.config.upstreams)
         {
-            for &slot in &u.servers {
-                if let Some(t) = timeout.get_mut(slot) {
-                    *t = Some(cfg.keepalive_timeout);
+            for (&slot, server) in u.servers.iter().zip(&cfg.servers) {
+                if let Some(k) = keep.get_mut(slot) {
+                    *k = Some(((u.balancer, server.addr), cfg.keepalive_timeout));
                 }
             }
         }
-        for (pool, keep) in pools.iter().zip(timeout) {
+        for (pool, keep) in pools.iter().zip(keep) {
             let mut idle = pool.idle.borrow_mut();
             match keep {
-                Some(t) => {
+                Some((key, t)) if pool.key == Some(key) => {
                     idle.retain(|c| now.duration_since(c.since) < t && self.quiet(&c.stream))
                 }
-                None => idle.clear(),
+                // Not routed to, or the slot now belongs to another server.
+                _ => idle.clear(),
             }
         }
     }
 
     /// True when nothing arrived on an idle connection; counts the ones that must close.
     fn quiet(&self, stream: &TcpStream) -> bool {
-        let quiet = crate::listener::pending(stream) == Pending::Nothing;
+        let quiet =
+            crate::listener::pending(crate::listener::socket_fd(stream)) == Pending::Nothing;
         if !quiet {
             self.metrics.upstream_discarded.inc();
         }
@@ -293,3 +333,6 @@ impl Upstreams {
             .clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,8 +23,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use zeroize::Zeroizing;
 
 use ktls_core::{ProtocolVersion, TlsCryptoInfoRx, TlsCryptoInfoTx};
 use rustls::CipherSuite;
@@ -347,18 +349,10 @@ impl Support {
     }
 }
 
-/// The descriptor of `stream`, borrowed for as long as `stream` is (monoio's TcpStream
-/// has no `AsFd`).
-fn borrow<S: AsRawFd>(stream: &S) -> BorrowedFd<'_> {
-    // SAFETY: the fd belongs to `stream`, which stays open for the lifetime of the
-    // returned borrow (tied to `&S`).
-    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
-}
-
 /// Step 1: attach the `tls` ULP. Reversible in effect: until TLS_TX/RX are set the
 /// socket still carries bytes unchanged, so a failure here keeps userspace TLS working.
-pub fn attach_ulp(fd: &impl AsRawFd) -> Result<(), Fallback> {
-    ktls_core::setup_ulp(&borrow(fd)).map_err(|_| Fallback::Setup)
+pub fn attach_ulp(fd: BorrowedFd<'_>) -> Result<(), Fallback> {
+    ktls_core::setup_ulp(&fd).map_err(|_| Fallback::Setup)
 }
 
 /// Why the switch failed after the secrets left rustls (the connection must close).
@@ -370,7 +364,7 @@ pub struct SwitchError(pub String);
 /// returns what rustls keeps afterwards (the TLS 1.3 key schedule, for KeyUpdates); on
 /// error the connection cannot continue.
 pub fn install<R: Role>(
-    fd: &impl AsRawFd,
+    fd: BorrowedFd<'_>,
     conn: R,
 ) -> Result<KernelConnection<R::Data>, SwitchError> {
     let (secrets, kernel) = conn
@@ -401,7 +395,7 @@ enum Direction {
 /// Installs one direction's traffic key (`TLS_TX` or `TLS_RX`) with its first sequence
 /// number; used for the switch and again for every re-key.
 fn set_key(
-    fd: &impl AsRawFd,
+    fd: BorrowedFd<'_>,
     version: ProtocolVersion,
     direction: Direction,
     seq: u64,
@@ -409,13 +403,12 @@ fn set_key(
 ) -> Result<(), String> {
     let secret = ktls_core::ConnectionTrafficSecrets::try_from(secret)
         .map_err(|e| format!("converting secrets: {e}"))?;
-    let sock = borrow(fd);
     match direction {
         Direction::Tx => TlsCryptoInfoTx::new(version, secret, seq)
-            .and_then(|info| info.set(&sock))
+            .and_then(|info| info.set(&fd))
             .map_err(|e| format!("TLS_TX: {e}")),
         Direction::Rx => TlsCryptoInfoRx::new(version, secret, seq)
-            .and_then(|info| info.set(&sock))
+            .and_then(|info| info.set(&fd))
             .map_err(|e| format!("TLS_RX: {e}")),
     }
 }
@@ -425,7 +418,7 @@ fn set_key(
 /// and then installs our next send key (RFC 8446 §4.6.3). Kernels before 6.14 refuse to
 /// replace a key (EBUSY): the error tells the caller to close the connection.
 pub fn rekey<D>(
-    fd: &impl AsRawFd,
+    fd: BorrowedFd<'_>,
     kernel: &mut KernelConnection<D>,
     request: u8,
 ) -> io::Result<()> {
@@ -450,17 +443,36 @@ pub fn rekey<D>(
 pub use records::{ALERT_CLOSE_NOTIFY, ControlRecord};
 use records::{CONTENT_APPLICATION_DATA, CONTENT_HANDSHAKE, HANDSHAKE_KEY_UPDATE};
 
+/// Bytes of control-message space: one `cmsghdr` with a one-byte record type needs
+/// `CMSG_SPACE(1)` (24 on 64-bit Linux); 64 leaves room for a header the kernel adds.
 const CMSG_SPACE: usize = 64;
+
+/// A control-message buffer aligned for `cmsghdr`: `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return
+/// pointers into it that are dereferenced as `cmsghdr`, which a `[u8; N]` (alignment 1)
+/// does not allow. The union gives the bytes `cmsghdr`'s alignment.
+#[repr(C)]
+union CmsgBuf {
+    _align: libc::cmsghdr,
+    bytes: [u8; CMSG_SPACE],
+}
+
+impl CmsgBuf {
+    fn new() -> CmsgBuf {
+        CmsgBuf {
+            bytes: [0; CMSG_SPACE],
+        }
+    }
+}
 
 /// A msghdr with one iovec and a control buffer. The header holds raw pointers to `iov`
 /// and `control`: the caller keeps both alive and unmoved until the syscall returns.
-fn msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
+fn msghdr(iov: &mut libc::iovec, control: &mut CmsgBuf) -> libc::msghdr {
     // SAFETY: an all-zero msghdr is a valid empty header (no name, no buffers).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
+    msg.msg_control = (control as *mut CmsgBuf).cast();
+    msg.msg_controllen = CMSG_SPACE as _;
     msg
 }
 
@@ -468,19 +480,19 @@ fn msghdr(iov: &mut libc::iovec, control: &mut [u8]) -> libc::msghdr {
 /// handshake message is partly read into `hs`). Never blocks (`MSG_DONTWAIT`);
 /// application data is appended to `data`.
 pub fn recv_control(
-    fd: &impl AsRawFd,
+    fd: BorrowedFd<'_>,
     tls13: bool,
     data: &mut Vec<u8>,
     hs: &mut Vec<u8>,
 ) -> io::Result<ControlRecord> {
     let mut payload = [0u8; 16 * 1024 + 256];
-    let mut control = [0u8; CMSG_SPACE];
+    let mut control = CmsgBuf::new();
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
     };
     let mut msg = msghdr(&mut iov, &mut control);
-    // SAFETY: fd is an open socket owned by the caller; msg points at `iov` (→ `payload`)
+    // SAFETY: fd is a socket borrowed from its owner (open for the call); msg points at `iov` (→ `payload`)
     // and `control`, all alive on this stack frame until the call returns.
     let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
@@ -493,7 +505,9 @@ pub fn recv_control(
     let n = n as usize;
     let mut record_type = CONTENT_APPLICATION_DATA;
     // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR walk only within
-    // msg_controllen, and CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header holds one byte.
+    // msg_controllen of `control`, whose `CmsgBuf` type aligns it for `cmsghdr` (and the
+    // kernel pads each header to that alignment), so every `cmsg` read here is an aligned
+    // `cmsghdr`; CMSG_DATA of a SOL_TLS/TLS_GET_RECORD_TYPE header holds one byte.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
@@ -516,7 +530,7 @@ pub fn recv_control(
 /// Sends an alert through the kernel (`close_notify` and `no_renegotiation` are
 /// warnings, every other alert fatal). Never blocks; a full send buffer just means the
 /// peer gets a FIN without it.
-pub fn send_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
+pub fn send_alert(fd: BorrowedFd<'_>, description: u8) -> io::Result<()> {
     let level = records::alert_level(description);
     send_record(fd, records::CONTENT_ALERT, &mut [level, description])
 }
@@ -525,10 +539,10 @@ pub fn send_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
 /// a failed receive (EBADMSG, EMSGSIZE) leaves its errno in the socket's pending error,
 /// and the kernel refuses every send while one is pending, so it is read (and so
 /// cleared) first. An error means the alert could not go out; the caller closes anyway.
-pub fn send_fatal_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
+pub fn send_fatal_alert(fd: BorrowedFd<'_>, description: u8) -> io::Result<()> {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: fd is an open socket owned by the caller; `err` and `len` are live locals
+    // SAFETY: fd is a socket borrowed from its owner (open for the call); `err` and `len` are live locals
     // of the sizes passed.
     unsafe {
         libc::getsockopt(
@@ -547,14 +561,16 @@ pub fn send_fatal_alert(fd: &impl AsRawFd, description: u8) -> io::Result<()> {
 /// (EKEYEXPIRED) until a new key is set; when that record held only the first fragment
 /// of the KeyUpdate, the rest is still under the current key, so that key goes back in
 /// (read with getsockopt(TLS_RX), with the kernel's next sequence number).
-pub fn reinstall_rx_key(fd: &impl AsRawFd) -> io::Result<()> {
+pub fn reinstall_rx_key(fd: BorrowedFd<'_>) -> io::Result<()> {
     use std::mem::size_of;
     // The kernel hands out a crypto_info only into a buffer of its exact size: first the
     // common header (version, cipher type), then the whole struct for that cipher.
-    let mut info = [0u8; 64];
+    // Zeroizing: the buffer holds the receive key read back from the kernel, and a plain
+    // `fill(0)` before it goes out of scope is a dead store the compiler may drop.
+    let mut info = Zeroizing::new([0u8; 64]);
     let get = |info: &mut [u8], len: usize| -> io::Result<()> {
         let mut optlen = len as libc::socklen_t;
-        // SAFETY: fd is an open socket owned by the caller; `info` is at least `len`
+        // SAFETY: fd is a socket borrowed from its owner (open for the call); `info` is at least `len`
         // bytes long and `optlen` a live local, both valid until the call returns.
         let rc = unsafe {
             libc::getsockopt(
@@ -570,7 +586,7 @@ pub fn reinstall_rx_key(fd: &impl AsRawFd) -> io::Result<()> {
         }
         Ok(())
     };
-    get(&mut info, size_of::<libc::tls_crypto_info>())?;
+    get(&mut info[..], size_of::<libc::tls_crypto_info>())?;
     let cipher = u16::from_ne_bytes([info[2], info[3]]);
     let len = match cipher {
         libc::TLS_CIPHER_AES_GCM_128 => size_of::<libc::tls12_crypto_info_aes_gcm_128>(),
@@ -580,30 +596,28 @@ pub fn reinstall_rx_key(fd: &impl AsRawFd) -> io::Result<()> {
         }
         other => return Err(io::Error::other(format!("cipher type {other}"))),
     };
-    let result = get(&mut info, len).and_then(|()| {
-        // SAFETY: as above; the kernel reads the `len` bytes it just wrote.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_TLS,
-                libc::TLS_RX,
-                info.as_ptr().cast(),
-                len as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    });
-    info.fill(0);
-    result
+    get(&mut info[..], len)?;
+    // SAFETY: as above; the kernel reads the `len` bytes it just wrote.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_TLS,
+            libc::TLS_RX,
+            info.as_ptr().cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // `info` is zeroed when dropped, on this and every early return.
+    Ok(())
 }
 
 /// Sends one record of `content_type` through the kernel (`TLS_SET_RECORD_TYPE`), never
 /// blocking: a record that cannot be queued whole is an error, not a wait.
-fn send_record(fd: &impl AsRawFd, content_type: u8, payload: &mut [u8]) -> io::Result<()> {
-    let mut control = [0u8; CMSG_SPACE];
+fn send_record(fd: BorrowedFd<'_>, content_type: u8, payload: &mut [u8]) -> io::Result<()> {
+    let mut control = CmsgBuf::new();
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -612,7 +626,8 @@ fn send_record(fd: &impl AsRawFd, content_type: u8, payload: &mut [u8]) -> io::R
     // SAFETY: CMSG_SPACE(1) is a pure size computation.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(1) } as _;
     // SAFETY: `control` is CMSG_SPACE bytes long (≥ CMSG_SPACE(1)), so the first header
-    // and its one data byte lie inside it.
+    // and its one data byte lie inside it, and it is a `CmsgBuf`, aligned for `cmsghdr`,
+    // so writing through the header pointer is an aligned write.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_TLS;
@@ -620,7 +635,7 @@ fn send_record(fd: &impl AsRawFd, content_type: u8, payload: &mut [u8]) -> io::R
         (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
         *libc::CMSG_DATA(cmsg) = content_type;
     }
-    // SAFETY: fd is an open socket owned by the caller; msg describes `payload` and
+    // SAFETY: fd is a socket borrowed from its owner (open for the call); msg describes `payload` and
     // `control`, both alive until the call returns.
     let n = unsafe {
         libc::sendmsg(
@@ -644,6 +659,7 @@ fn send_record(fd: &impl AsRawFd, content_type: u8, payload: &mut [u8]) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn probe_gives_an_answer_and_never_panics() {
@@ -657,6 +673,24 @@ mod tests {
     }
 
     #[test]
+    fn control_buffer_is_aligned_for_cmsghdr() {
+        // CMSG_FIRSTHDR returns the buffer's start, read and written as a cmsghdr.
+        assert!(std::mem::align_of::<CmsgBuf>() >= std::mem::align_of::<libc::cmsghdr>());
+        let mut control = CmsgBuf::new();
+        let mut iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let msg = msghdr(&mut iov, &mut control);
+        assert_eq!(
+            msg.msg_control as usize % std::mem::align_of::<libc::cmsghdr>(),
+            0
+        );
+        // SAFETY: a size computation.
+        assert!(CMSG_SPACE >= unsafe { libc::CMSG_SPACE(1) } as usize);
+    }
+
+    #[test]
     fn control_io_on_a_plain_socket_fails_cleanly() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
@@ -664,13 +698,13 @@ mod tests {
         let mut data = Vec::new();
         // Nothing sent yet: would block, never blocks.
         assert_eq!(
-            recv_control(&s, true, &mut data, &mut Vec::new()).unwrap(),
+            recv_control(s.as_fd(), true, &mut data, &mut Vec::new()).unwrap(),
             ControlRecord::WouldBlock
         );
         std::io::Write::write_all(&mut &c, b"hi").unwrap();
         // Without kTLS there is no record type: plain data.
         loop {
-            match recv_control(&s, true, &mut data, &mut Vec::new()).unwrap() {
+            match recv_control(s.as_fd(), true, &mut data, &mut Vec::new()).unwrap() {
                 ControlRecord::WouldBlock => continue,
                 r => {
                     assert_eq!(r, ControlRecord::Data(2));
@@ -680,7 +714,7 @@ mod tests {
         }
         // Without the tls ULP the kernel ignores the record-type control message and the
         // two alert bytes go out as they are: the call itself never blocks or fails.
-        send_alert(&s, ALERT_CLOSE_NOTIFY).unwrap();
+        send_alert(s.as_fd(), ALERT_CLOSE_NOTIFY).unwrap();
         let mut got = [0u8; 2];
         std::io::Read::read_exact(&mut &c, &mut got).unwrap();
         assert_eq!(got, [1, 0]);
