@@ -85,16 +85,21 @@ log=target/test.sh.log
 rc=0
 cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log" || rc=$?
 
-# Totals over every test binary's "test result:" line; skipped = ignored.
+# Totals over each test binary's own closing "test result:" line (the last one after its
+# "Running"/"Doc-tests" header: a VM test prints the result lines of the test binary it
+# ran inside the guest before that); skipped = ignored.
 read -r passed failed skipped < <(awk '
-	/^test result: / {
-		for (i = 1; i <= NF; i++) {
-			if ($(i) ~ /^passed;?$/) p += $(i - 1)
-			if ($(i) ~ /^failed;?$/) f += $(i - 1)
-			if ($(i) ~ /^ignored;?$/) s += $(i - 1)
+	function add(line,   n, w, i) {
+		n = split(line, w, " ")
+		for (i = 2; i <= n; i++) {
+			if (w[i] ~ /^passed;?$/) p += w[i - 1]
+			if (w[i] ~ /^failed;?$/) f += w[i - 1]
+			if (w[i] ~ /^ignored;?$/) s += w[i - 1]
 		}
 	}
-	END { print p + 0, f + 0, s + 0 }' "$log")
+	/^ *(Running|Doc-tests) / { if (last != "") add(last); last = "" }
+	/^test result: / { last = $0 }
+	END { if (last != "") add(last); print p + 0, f + 0, s + 0 }' "$log")
 if [ "$skipped" -gt 0 ]; then
 	echo "test.sh: skipped (reported ignored) — the suite must run whole:" >&2
 	grep -E '^test .* \.\.\. ignored' "$log" >&2 || true

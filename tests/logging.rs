@@ -44,7 +44,9 @@ fn ip_sni_handshakes(proxy: &ProxyProcess, n: usize) {
             .args(["-servername", "127.0.0.1"])
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("openssl s_client (apt-get install openssl): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("openssl s_client: {e} (apt-get install openssl; ./test.sh installs it)")
+            });
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
