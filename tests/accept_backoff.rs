@@ -12,16 +12,13 @@ use std::time::Duration;
 
 use common::HOST;
 use common::backend::Backend;
+use common::child::ChildGuard;
 use common::client::{Client, TlsOptions, req};
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, binary};
 
 #[test]
 fn emfile_backs_off_and_recovers() {
-    assert!(
-        Command::new("prlimit").arg("--version").output().is_ok(),
-        "prlimit (util-linux) must be installed: .ci/run installs it"
-    );
     let pki = TestPki::new();
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let backend = Backend::start();
@@ -34,18 +31,20 @@ fn emfile_backs_off_and_recovers() {
     let path = pki.dir().join("emfile.toml");
     std::fs::write(&path, config).unwrap();
     // Enough descriptors to start and serve a few connections, far fewer than we open.
-    let mut child = Command::new("prlimit")
-        .arg("--nofile=48:48")
-        .arg(binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringgate under prlimit");
+    // A missing prlimit fails here with the package that provides it.
+    let mut child = ChildGuard::spawn(
+        Command::new("prlimit")
+            .arg("--nofile=48:48")
+            .arg(binary())
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        "util-linux",
+    );
     let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.take_stderr().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -79,10 +78,7 @@ fn emfile_backs_off_and_recovers() {
         }
     };
     assert!(warned, "no EMFILE back-off warning in the log");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "ringgate died on EMFILE"
-    );
+    assert!(child.try_wait().is_none(), "ringgate died on EMFILE");
     drop(held);
     // Once descriptors are free again, a real request is served.
     let opts = TlsOptions::new(pki.root_der(), HOST);
@@ -99,11 +95,8 @@ fn emfile_backs_off_and_recovers() {
             Err(_) => continue,
         }
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
+    child.signal(libc::SIGTERM);
+    let status = child.wait();
     assert!(served, "no request served after descriptors were freed");
     assert!(status.success(), "exit after SIGTERM: {status}");
 }

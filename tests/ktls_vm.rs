@@ -3,13 +3,127 @@
 //! "tls" ULP to loopback TCP sockets and pushes data through the kernel's
 //! TLS 1.2/1.3 record layer (AES-GCM-128/256, ChaCha20-Poly1305).
 //!
-//! Skips (prints `ktls VM test skipped: <why>`) when the host cannot run the
-//! VM, unless RINGGATE_REQUIRE_VM=1. See tests/vm/README.md.
+//! A host that cannot run the VM (no qemu, busybox, cpio, gcc, Debian archive, ...) fails
+//! each VM test with the package to install (`./test.sh` installs them all). The one way to
+//! skip them is the explicit opt-out `RINGGATE_SKIP_VM=1` (ignored by `RINGGATE_REQUIRE_VM=1`):
+//! then each VM test is reported as *ignored*, with the reason, never as passed. That is why
+//! this test binary has its own harness (libtest-mimic: libtest's command line and output,
+//! plus ignoring at run time). See tests/vm/README.md.
 
 #[path = "vm/harness.rs"]
 mod harness;
 
 mod common;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+/// The VM tests, by name (the names `cargo test --test ktls_vm NAME` filters on).
+const VM_TESTS: &[(&str, fn())] = &[
+    ("ktls_works_in_vm", ktls_works_in_vm),
+    (
+        "ktls_works_in_vm_on_the_newest_kernel",
+        ktls_works_in_vm_on_the_newest_kernel,
+    ),
+    (
+        "bed_ships_each_ciphers_modules_with_their_dependencies",
+        bed_ships_each_ciphers_modules_with_their_dependencies,
+    ),
+    (
+        "doctor_tells_no_tls_module_from_missing_ciphers_in_vm",
+        doctor_tells_no_tls_module_from_missing_ciphers_in_vm,
+    ),
+    ("ringgate_offloads_in_vm", ringgate_offloads_in_vm),
+    ("ringgate_rekeys_in_vm", ringgate_rekeys_in_vm),
+    ("ringgate_record_faults_in_vm", ringgate_record_faults_in_vm),
+];
+
+/// Tests of this harness itself (no VM; never skipped).
+const HARNESS_TESTS: &[(&str, fn())] = &[
+    (
+        "a_host_that_cannot_run_the_vm_fails_the_test",
+        a_host_that_cannot_run_the_vm_fails_the_test,
+    ),
+    (
+        "the_opt_out_reports_vm_tests_as_ignored",
+        the_opt_out_reports_vm_tests_as_ignored,
+    ),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let opt_out = harness::vm_opted_out();
+    libtest_mimic::run(&args, trials(opt_out)).exit();
+}
+
+/// Every test of this binary; with `opt_out` the VM tests end as ignored without running.
+fn trials(opt_out: Option<String>) -> Vec<Trial> {
+    let vm = VM_TESTS.iter().map(|&(name, test)| {
+        let opt_out = opt_out.clone();
+        Trial::ignorable_test(name, move || run_vm_test(opt_out, test))
+    });
+    let own = HARNESS_TESTS
+        .iter()
+        .map(|&(name, test)| Trial::test(name, move || run(test)));
+    vm.chain(own).collect()
+}
+
+/// A VM test's outcome: ignored (with the reason) when opted out, else it runs.
+fn run_vm_test(opt_out: Option<String>, test: fn()) -> Result<Completion, Failed> {
+    match opt_out {
+        Some(reason) => Ok(Completion::ignored_with(reason)),
+        None => run(test).map(|()| Completion::Completed),
+    }
+}
+
+/// Runs a test function; a panic is its failure, with the panic's message.
+fn run(test: fn()) -> Result<(), Failed> {
+    std::panic::catch_unwind(test).map_err(|e| {
+        e.downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| e.downcast_ref::<&str>().copied())
+            .unwrap_or("the test panicked")
+            .into()
+    })
+}
+
+/// A missing tool fails the VM test, naming the package: it never passes by skipping.
+fn a_host_that_cannot_run_the_vm_fails_the_test() {
+    let missing =
+        harness::Skip("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into());
+    let fails = std::panic::catch_unwind(|| -> () { missing.report() });
+    let message = fails.expect_err("a host without qemu must fail the VM test");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("apt-get install qemu-system-x86") && message.contains("./test.sh"),
+        "the failure names the package and ./test.sh: {message}"
+    );
+}
+
+/// `RINGGATE_SKIP_VM=1` ends a VM test as ignored with the reason, without running it
+/// (never as passed); without it the test runs and its failure is a failure.
+fn the_opt_out_reports_vm_tests_as_ignored() {
+    fn must_not_run() {
+        panic!("an opted-out VM test ran");
+    }
+    let reason = "RINGGATE_SKIP_VM=1 (explicit opt-out)".to_string();
+    match run_vm_test(Some(reason.clone()), must_not_run) {
+        Ok(Completion::Ignored { reason: Some(r) }) => assert_eq!(r, reason),
+        Ok(Completion::Ignored { reason: None }) => panic!("ignored without a reason"),
+        Ok(Completion::Completed) => panic!("an opted-out VM test counted as passed"),
+        Err(e) => panic!("an opted-out VM test failed: {e:?}"),
+    }
+    assert!(
+        run_vm_test(None, must_not_run).is_err(),
+        "without the opt-out the test runs"
+    );
+    assert!(matches!(
+        run_vm_test(None, || ()),
+        Ok(Completion::Completed)
+    ));
+}
 
 /// A host program the VM ships, found in /usr/bin or /bin, or the skip saying how to get it.
 fn host_tool(name: &str, package: &str) -> Result<std::path::PathBuf, harness::Skip> {
@@ -70,7 +184,7 @@ fn probe_every_cipher(suite: Option<&str>, name: &str) {
     cfg.kernel_suite = suite.map(str::to_string);
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     eprintln!(
         "VM build {:.1?}, boot+run {:.1?}\n{}",
@@ -138,7 +252,6 @@ fn probe_every_cipher(suite: Option<&str>, name: &str) {
     report.assert_exit_ok();
 }
 
-#[test]
 fn ktls_works_in_vm() {
     probe_every_cipher(None, "probe");
 }
@@ -146,7 +259,6 @@ fn ktls_works_in_vm() {
 /// The newest kernel Debian ships (trixie-backports' cloud kernel, 7.3 today): crypto
 /// modules were renamed and moved into the kernel image and lib/crypto since 6.1, so this
 /// is where a bed built from a list of names breaks (ChaCha20 fell back on 7.3).
-#[test]
 fn ktls_works_in_vm_on_the_newest_kernel() {
     probe_every_cipher(Some("trixie-backports"), "probe-newest");
 }
@@ -155,12 +267,11 @@ fn ktls_works_in_vm_on_the_newest_kernel() {
 /// provider, the kernel and package are named, and every shipped module's `depends=`
 /// (read here from the module file itself, independently of build.sh) is shipped too or
 /// built into the kernel — a bed missing one loads nothing for that cipher.
-#[test]
 fn bed_ships_each_ciphers_modules_with_their_dependencies() {
     for suite in [None, Some("trixie-backports")] {
         let bed = match harness::resolve_bed(suite) {
             Ok(b) => b,
-            Err(skip) => return skip.report(),
+            Err(cannot) => cannot.report(),
         };
         eprintln!("{bed}");
         let field = |key: &str| {
@@ -244,18 +355,15 @@ fn modinfo(data: &[u8], key: &str) -> String {
 /// modules (build.sh -C none). Before tls.ko is loaded doctor says the ULP is refused;
 /// after, that the ULP attaches and which ciphers TLS_TX refused; a connection in
 /// `ktls = "auto"` falls back with reason kernel_tls_no_ciphers and is served.
-#[test]
 fn doctor_tells_no_tls_module_from_missing_ciphers_in_vm() {
     const GUEST: &str = include_str!("vm/guests/doctor_ktls.sh");
     if !harness::have_tool("qemu-system-x86_64") {
-        return harness::Skip(
-            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
-        )
-        .report();
+        harness::Skip("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into())
+            .report();
     }
     let curl = match host_tool("curl", "curl") {
         Ok(c) => c,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ringgate = harness::release_binary("ringgate");
     let (pki, mut files) = vm_certificate();
@@ -269,7 +377,7 @@ fn doctor_tells_no_tls_module_from_missing_ciphers_in_vm() {
     cfg.extra_files = files;
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ctx = report.describe();
     eprintln!("{ctx}");
@@ -304,19 +412,16 @@ fn doctor_tells_no_tls_module_from_missing_ciphers_in_vm() {
 /// number of connections; keep-alive, an early client close mid-body, a client KeyUpdate
 /// (closed cleanly and counted: the 6.1 kernel cannot re-key); and, before tls.ko
 /// is loaded, `ktls = "auto"` falls back while `ktls = "on"` refuses to start.
-#[test]
 fn ringgate_offloads_in_vm() {
     const GUEST: &str = include_str!("vm/guests/ringgate_ktls.sh");
     // Checked before the (slow) release build, so a host without qemu skips quickly.
     if !harness::have_tool("qemu-system-x86_64") {
-        return harness::Skip(
-            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
-        )
-        .report();
+        harness::Skip("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into())
+            .report();
     }
     let (curl, openssl) = match (host_tool("curl", "curl"), host_tool("openssl", "openssl")) {
         (Ok(c), Ok(o)) => (c, o),
-        (Err(skip), _) | (_, Err(skip)) => return skip.report(),
+        (Err(cannot), _) | (_, Err(cannot)) => cannot.report(),
     };
     let ringgate = harness::release_binary("ringgate");
     let (pki, mut files) = vm_certificate();
@@ -332,7 +437,7 @@ fn ringgate_offloads_in_vm() {
     cfg.timeout = std::time::Duration::from_secs(900);
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ctx = report.describe();
     eprintln!(
@@ -417,18 +522,15 @@ fn ringgate_offloads_in_vm() {
 /// OpenSSL sends `k` and `K` between requests on one connection. Every request must be
 /// answered, the kernel's TlsRxRekeyOk/TlsTxRekeyOk must rise by exactly the number of
 /// KeyUpdates, no connection may fall back to a close, and nothing may be decrypted wrong.
-#[test]
 fn ringgate_rekeys_in_vm() {
     const GUEST: &str = include_str!("vm/guests/ringgate_rekey.sh");
     if !harness::have_tool("qemu-system-x86_64") {
-        return harness::Skip(
-            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
-        )
-        .report();
+        harness::Skip("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into())
+            .report();
     }
     let openssl = match host_tool("openssl", "openssl") {
         Ok(p) => p,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ringgate = harness::release_binary("ringgate");
     let load = harness::release_binary("ringgate-load");
@@ -444,7 +546,7 @@ fn ringgate_rekeys_in_vm() {
     cfg.timeout = std::time::Duration::from_secs(900);
     let report = match harness::run_vm_with(&cfg) {
         Ok(r) => r,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ctx = report.describe();
     eprintln!(
@@ -517,21 +619,18 @@ const RECORDS_TARGET_ENV: &str = "RINGGATE_RECORDS_TARGET";
 /// Each suite's connections must all have been offloaded (TlsRxSw in the guest), or all
 /// fall back (reported, and allowed only for ChaCha20 on the newer kernel, whose module
 /// list the bed does not resolve yet); no panic, no warning in ringgate's log.
-#[test]
 fn ringgate_record_faults_in_vm() {
     if let Ok(addr) = std::env::var(RECORDS_TARGET_ENV) {
         return guest::record_faults(&addr);
     }
     const GUEST: &str = include_str!("vm/guests/ringgate_records.sh");
     if !harness::have_tool("qemu-system-x86_64") {
-        return harness::Skip(
-            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into(),
-        )
-        .report();
+        harness::Skip("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".into())
+            .report();
     }
     let strip = match host_tool("strip", "binutils") {
         Ok(p) => p,
-        Err(skip) => return skip.report(),
+        Err(cannot) => cannot.report(),
     };
     let ringgate = harness::release_binary("ringgate");
     let (pki, mut files) = vm_certificate();
@@ -557,7 +656,7 @@ fn ringgate_record_faults_in_vm() {
         cfg.timeout = std::time::Duration::from_secs(900);
         let report = match harness::run_vm_with(&cfg) {
             Ok(r) => r,
-            Err(skip) => return skip.report(),
+            Err(cannot) => cannot.report(),
         };
         let ctx = report.describe();
         eprintln!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::HOST;
 use common::backend::Backend;
+use common::child::ChildGuard;
 use common::client::{Client, TlsOptions, raw_exchange, req};
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, ProxyProcess, binary, listening_addr};
@@ -43,7 +44,9 @@ fn ip_sni_handshakes(proxy: &ProxyProcess, n: usize) {
             .args(["-servername", "127.0.0.1"])
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("openssl s_client (apt-get install openssl): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("openssl s_client: {e} (apt-get install openssl; ./test.sh installs it)")
+            });
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -120,14 +123,15 @@ fn a_stderr_nobody_reads_does_not_stop_serving() {
         "F_SETPIPE_SZ: {}",
         std::io::Error::last_os_error()
     );
-    let mut child = Command::new(binary())
-        .args(["--log", "debug", "run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(writer)
-        .spawn()
-        .expect("spawn ringgate");
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .args(["--log", "debug", "run", "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer),
+        "ringgate (cargo build)",
+    );
     // Read up to the listening line, then read nothing more until the end.
     let mut stderr = BufReader::new(reader);
     let mut head = String::new();
@@ -143,7 +147,6 @@ fn a_stderr_nobody_reads_does_not_stop_serving() {
 
     for i in 0..BAD_HANDSHAKES {
         if let Err(e) = raw_exchange(addr, b"this is not a TLS ClientHello\r\n\r\n") {
-            let _ = child.kill();
             panic!("bad handshake {i} with stderr full: {e}");
         }
     }
@@ -158,9 +161,8 @@ fn a_stderr_nobody_reads_does_not_stop_serving() {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    // SAFETY: kill(2) on the child this test spawned and has not reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().expect("wait ringgate");
+    child.signal(libc::SIGTERM);
+    let status = child.wait();
     let rest = rest.join().expect("stderr reader");
     let output = format!("{head}{rest}");
     assert_eq!(status.code(), Some(0), "{output}");

@@ -1,5 +1,5 @@
-//! The admin listener: `/metrics` parsed by a real Prometheus text parser (Python
-//! `prometheus_client`, installed by .ci/run; the test fails without it) must count
+//! The admin listener: `/metrics` parsed by a validating Prometheus text-format parser
+//! (the `openmetrics-parser` dev-dependency; no outside tool) must count
 //! exactly what the test sent; `/readyz` is 503 until the workers accept; `/healthz`,
 //! unknown paths (404) and methods (405); `[admin] addr` is checked at load.
 
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustls::HandshakeKind;
 
 use common::backend::refusing_addr;
+use common::child::ChildGuard;
 use common::client::{Client, Versions, client_config, raw_exchange, req, request_with_suite};
 use common::proxy::{ConfigBuilder, Proxy};
 use common::{Fixture, HOST};
@@ -48,43 +49,84 @@ type Labels = Vec<(String, String)>;
 /// Samples of a scrape: (name, labels) → value.
 type Samples = BTreeMap<(String, Labels), f64>;
 
-const PARSER: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = []
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        out.append([s.name, sorted(s.labels.items()), s.value])
-print(json.dumps(out))
-"#;
-
-/// Scrapes `/metrics` and parses it with `prometheus_client`'s parser.
+/// Scrapes `/metrics` and parses it with a validating Prometheus text-format parser
+/// (`openmetrics-parser`: the exposition grammar, one label set per family, cumulative
+/// buckets with a `+Inf` one, no duplicate series); a scrape it rejects fails the test.
 fn scrape(addr: SocketAddr) -> Samples {
     let (status, text) = admin_request(addr, "GET", "/metrics");
     assert_eq!(status, 200, "{text}");
-    let mut child = Command::new("python3")
-        .args(["-c", PARSER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed (.ci/run installs it with prometheus_client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "prometheus_client failed to parse /metrics (is it installed? .ci/run installs it):\n{}\n--- scrape ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: Vec<(String, Labels, f64)> =
-        serde_json::from_slice(&out.stdout).expect("parser output");
-    assert!(!parsed.is_empty(), "no samples in\n{text}");
-    parsed.into_iter().map(|(n, l, v)| ((n, l), v)).collect()
+    let samples = parse_exposition(&text).unwrap_or_else(|e| {
+        panic!("/metrics is not valid Prometheus text format: {e}\n--- scrape ---\n{text}")
+    });
+    assert!(!samples.is_empty(), "no samples in\n{text}");
+    samples
+}
+
+/// The samples of a Prometheus text exposition, flattened the way they are written:
+/// histograms as `_bucket{le}`, `_count` and `_sum`; summaries as `{quantile}`, `_count`
+/// and `_sum`.
+fn parse_exposition(text: &str) -> Result<Samples, String> {
+    use openmetrics_parser::PrometheusValue as V;
+    let exposition =
+        openmetrics_parser::prometheus::parse_prometheus(text).map_err(|e| format!("{e:?}"))?;
+    let mut out = Samples::new();
+    let mut put = |name: String, labels: &Labels, extra: Option<(&str, String)>, v: f64| {
+        let mut labels = labels.clone();
+        labels.extend(extra.map(|(k, v)| (k.to_string(), v)));
+        labels.sort();
+        let key = (name, labels);
+        if out.contains_key(&key) {
+            return Err(format!("duplicate series {key:?}"));
+        }
+        out.insert(key, v);
+        Ok(())
+    };
+    let bound = |b: f64| {
+        if b == f64::INFINITY {
+            "+Inf".to_string()
+        } else {
+            b.to_string()
+        }
+    };
+    for (name, family) in &exposition.families {
+        for sample in family.iter_samples() {
+            let labels: Labels = sample
+                .get_labelset()
+                .map_err(|e| format!("{name}: {e:?}"))?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match &sample.value {
+                V::Unknown(n) | V::Gauge(n) => put(name.clone(), &labels, None, n.as_f64())?,
+                V::Counter(c) => put(name.clone(), &labels, None, c.value.as_f64())?,
+                V::Histogram(h) => {
+                    for b in &h.buckets {
+                        let le = Some(("le", bound(b.upper_bound)));
+                        put(format!("{name}_bucket"), &labels, le, b.count.as_f64())?;
+                    }
+                    let count = h
+                        .count
+                        .ok_or(format!("{name}: a histogram without _count"))?;
+                    put(format!("{name}_count"), &labels, None, count as f64)?;
+                    let sum = h.sum.ok_or(format!("{name}: a histogram without _sum"))?;
+                    put(format!("{name}_sum"), &labels, None, sum.as_f64())?;
+                }
+                V::Summary(s) => {
+                    for q in &s.quantiles {
+                        let quantile = Some(("quantile", q.quantile.to_string()));
+                        put(name.clone(), &labels, quantile, q.value.as_f64())?;
+                    }
+                    if let Some(count) = s.count {
+                        put(format!("{name}_count"), &labels, None, count as f64)?;
+                    }
+                    if let Some(sum) = s.sum {
+                        put(format!("{name}_sum"), &labels, None, sum.as_f64())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The value of one sample; panics if the scrape lacks it.
@@ -330,20 +372,29 @@ fn admin_addr_is_checked_at_load() {
     assert!(e.contains(&format!("test.toml:{line}:")), "{e}");
 }
 
-#[test]
-fn demo_serves_metrics_and_prints_their_url() {
+/// `ringgate demo` as a child process, killed and reaped when dropped.
+struct Demo {
+    child: ChildGuard,
+    admin: SocketAddr,
+    /// What it printed up to the metrics URL.
+    seen: String,
+}
+
+/// Starts `ringgate demo` and waits for the metrics URL it prints.
+fn start_demo() -> Demo {
     use std::io::BufRead;
-    let mut child = Command::new(common::proxy::binary())
-        .args(["demo", "--listen", "127.0.0.1:0", "--workers", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringgate demo");
+    let mut child = ChildGuard::spawn(
+        Command::new(common::proxy::binary())
+            .args(["demo", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        "ringgate (cargo build)",
+    );
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     for r in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
+        Box::new(child.take_stdout().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.take_stderr().unwrap()),
     ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -355,10 +406,9 @@ fn demo_serves_metrics_and_prints_their_url() {
     drop(tx);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = String::new();
-    let admin: SocketAddr = loop {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
             panic!("ringgate demo printed no metrics URL; output:\n{seen}");
         };
         seen += &line;
@@ -366,23 +416,79 @@ fn demo_serves_metrics_and_prints_their_url() {
         if let Some(rest) = line.trim().strip_prefix("curl http://")
             && let Some(addr) = rest.strip_suffix("/metrics")
         {
-            break addr.parse().expect("admin address");
+            let admin = addr.parse().expect("admin address");
+            return Demo { child, admin, seen };
         }
-    };
-    assert_eq!(admin_request(admin, "GET", "/readyz").0, 200, "{seen}");
-    let m = scrape(admin);
+    }
+}
+
+#[test]
+fn demo_serves_metrics_and_prints_their_url() {
+    let mut demo = start_demo();
+    let seen = demo.seen.clone();
+    assert_eq!(admin_request(demo.admin, "GET", "/readyz").0, 200, "{seen}");
+    let m = scrape(demo.admin);
     assert_eq!(value(&m, "ringgate_workers", &[]), 1);
     assert_eq!(value(&m, "ringgate_ready", &[]), 1);
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success());
-    let status = child.wait().expect("wait for demo");
+    demo.child.signal(libc::SIGTERM);
+    let status = demo.child.wait();
     assert!(
         status.success(),
         "demo exited with {status}; output:\n{seen}"
     );
+}
+
+/// A test that fails after starting `ringgate demo` leaves no process behind (once, a
+/// failed scrape left one running for half an hour): the guard kills and reaps it while the
+/// panic unwinds.
+#[test]
+fn a_failing_test_leaves_no_demo_running() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let demo = start_demo();
+        tx.send(demo.child.id()).unwrap();
+        panic!("a test failing with ringgate demo running (on purpose)");
+    })
+    .join();
+    assert!(failed.is_err(), "the test body panicked");
+    let pid = rx.recv().expect("the demo started");
+    // Reaped, not only killed: a zombie would still answer kill(pid, 0).
+    // SAFETY: kill(2) with signal 0 only checks whether the pid exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    let err = std::io::Error::last_os_error();
+    assert!(
+        rc == -1 && err.raw_os_error() == Some(libc::ESRCH),
+        "ringgate demo (pid {pid}) still exists after its test panicked"
+    );
+}
+
+/// The parser behind [`scrape`] rejects what is not the Prometheus text format, so a
+/// malformed `/metrics` fails these tests instead of being skipped over line by line.
+#[test]
+fn the_exposition_parser_validates() {
+    let good = "# HELP r_total Requests.\n# TYPE r_total counter\nr_total{class=\"2xx\"} 3\n\
+                # TYPE d histogram\nd_bucket{le=\"0.1\"} 1\nd_bucket{le=\"+Inf\"} 2\n\
+                d_sum 0.3\nd_count 2\n";
+    let m = parse_exposition(good).expect("a valid exposition");
+    assert_eq!(value(&m, "r_total", &[("class", "2xx")]), 3);
+    assert_eq!(value(&m, "d_bucket", &[("le", "+Inf")]), 2);
+    assert_eq!(value(&m, "d_count", &[]), 2);
+    for bad in [
+        // an unescaped quote in a label value
+        "# TYPE g gauge\ng{a=\"x\"y\"} 1\n",
+        // no value
+        "# TYPE g gauge\ng{a=\"x\"}\n",
+        // not a number
+        "# TYPE g gauge\ng 1x\n",
+        // buckets that are not cumulative
+        "# TYPE d histogram\nd_bucket{le=\"0.1\"} 3\nd_bucket{le=\"+Inf\"} 2\nd_sum 1\nd_count 2\n",
+        // no +Inf bucket
+        "# TYPE d histogram\nd_bucket{le=\"0.1\"} 1\nd_sum 1\nd_count 1\n",
+        // one series twice
+        "# TYPE g gauge\ng{a=\"x\"} 1\ng{a=\"x\"} 2\n",
+    ] {
+        assert!(parse_exposition(bad).is_err(), "accepted:\n{bad}");
+    }
 }
 
 #[test]

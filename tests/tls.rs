@@ -352,7 +352,7 @@ fn curl_interoperates() {
     let version = Command::new("curl")
         .arg("--version")
         .output()
-        .expect("curl must be installed: .ci/run installs it");
+        .expect("curl must be installed: apt-get install curl (./test.sh installs it)");
     let version = String::from_utf8_lossy(&version.stdout).into_owned();
     let f = Fixture::new();
     let dir = f.pki.dir();

@@ -428,7 +428,7 @@ fn curl_upload_as(s: &Setup, path: &str, body: &[u8], chunked: bool) -> (String,
         .args(["-w", "%{http_code}"])
         .arg(format!("https://{HOST}:{port}{path}"))
         .output()
-        .expect("curl must be installed (.ci/run installs it)");
+        .expect("curl must be installed: apt-get install curl (./test.sh installs it)");
     let code = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests: a test PKI ([`pki`]), a strict blocking
 //! HTTP/1.1 client over TLS or TCP ([`client`]), in-process origin servers ([`backend`]),
 //! and ways to start the proxy in-process or as the real binary ([`proxy`]), a raw TLS
-//! record layer ([`records`]) and the record sequences tested with it ([`record_cases`]).
+//! record layer ([`records`]) and the record sequences tested with it ([`record_cases`]);
+//! every child process a test starts goes through a kill-on-drop guard ([`child`]).
 //!
 //! Everything binds `127.0.0.1:0`; readiness is waited on, never slept for; every socket
 //! read has a timeout so a proxy bug fails a test instead of hanging the suite.
@@ -12,6 +13,7 @@
 )]
 
 pub mod backend;
+pub mod child;
 pub mod client;
 pub mod pki;
 pub mod proxy;

@@ -434,13 +434,38 @@ impl ProxyProcess {
         }
     }
 
+    /// Sends the signal named `sig` ("TERM", "HUP", "INT", "KILL", ...); panics when the
+    /// process is gone. Through kill(2), not the `kill` program (procps may be missing).
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -{sig} {} failed: {st}", self.pid);
+        let rc = self.send_signal(sig);
+        assert_eq!(
+            rc,
+            0,
+            "kill -{sig} {} failed: {}",
+            self.pid,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn send_signal(&self, sig: &str) -> libc::c_int {
+        let signal = match sig {
+            "TERM" => libc::SIGTERM,
+            "HUP" => libc::SIGHUP,
+            "INT" => libc::SIGINT,
+            "KILL" => libc::SIGKILL,
+            "QUIT" => libc::SIGQUIT,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            "WINCH" => libc::SIGWINCH,
+            "PIPE" => libc::SIGPIPE,
+            "ALRM" => libc::SIGALRM,
+            "CONT" => libc::SIGCONT,
+            other => panic!("unknown signal name {other:?}"),
+        };
+        // SAFETY: kill(2) on our child's pid; no memory is passed. The waiting thread reaps
+        // the child, so a pid could only name another process after the child exited and
+        // the kernel cycled through pid_max; Drop sends nothing once an exit was seen.
+        unsafe { libc::kill(self.pid as libc::pid_t, signal) }
     }
 
     /// The exit status, or `None` if still running after `timeout`.
@@ -454,8 +479,10 @@ impl ProxyProcess {
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
+        // The guard of this child (see tests/common/child.rs): never panics while a failed
+        // test unwinds.
         if self.wait_exit(Duration::ZERO).is_none() {
-            self.signal("KILL");
+            let _ = self.send_signal("KILL");
             let _ = self.wait_exit(Duration::from_secs(10));
         }
         // A caught panic in a connection task is a bug even when the test passed.

@@ -4,18 +4,15 @@
 //! tcg` via `tests/vm/build.sh` and `tests/vm/run.sh` and hands back what the
 //! guest script printed. See `tests/vm/README.md`.
 //!
-//! Include it from an integration test with
+//! A VM test is a function listed in `VM_TESTS` of tests/ktls_vm.rs (whose own harness
+//! reports the `RINGGATE_SKIP_VM=1` opt-out as ignored):
 //!
 //! ```ignore
-//! #[path = "vm/harness.rs"]
-//! mod harness;
-//!
-//! #[test]
 //! fn my_vm_test() {
 //!     let ringgate = std::path::Path::new(env!("CARGO_BIN_EXE_ringgate"));
 //!     let report = match harness::run_vm(&[ringgate], "modprobe tls && ringgate --help") {
 //!         Ok(r) => r,
-//!         Err(skip) => return skip.report(),
+//!         Err(cannot) => cannot.report(), // fails the test with the package to install
 //!     };
 //!     report.assert_exit_ok();
 //! }
@@ -27,29 +24,33 @@
 //! load kTLS (crypto modules are autoloaded on demand). Only `lo` is up.
 #![allow(dead_code)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Env var: when set to `1`, an environment that cannot run the VM fails the
-/// test instead of skipping it.
+/// Env var: `1` skips the VM tests, the one documented opt-out; each is then reported as
+/// ignored (tests/ktls_vm.rs), never as passed.
+pub const SKIP_ENV: &str = "RINGGATE_SKIP_VM";
+
+/// Env var: `1` overrides [`SKIP_ENV`]: the VM tests must run (./test.sh and CI set it).
 pub const REQUIRE_ENV: &str = "RINGGATE_REQUIRE_VM";
 
-/// The VM cannot run on this host (no qemu, no busybox, no Debian archive,
-/// ...). Not a test failure unless `RINGGATE_REQUIRE_VM=1`.
+/// Why this host cannot run the VM (no qemu, no busybox, no Debian archive, ...): the
+/// test fails with it ([`Skip::report`]).
 #[derive(Debug, Clone)]
 pub struct Skip(pub String);
 
 impl Skip {
-    /// Print `ktls VM test skipped: <why>` (to the real stderr, so it shows
-    /// even while libtest captures output), or panic when the VM is required.
-    pub fn report(self) {
-        if vm_required() {
-            panic!("ktls VM test cannot run and {REQUIRE_ENV}=1: {}", self.0);
-        }
-        let _ = writeln!(std::io::stderr(), "ktls VM test skipped: {}", self.0);
+    /// Fails the test: what is missing, the package to install, ./test.sh (which installs
+    /// every package the tests use) and the opt-out. A VM test never passes by skipping.
+    pub fn report(self) -> ! {
+        panic!(
+            "the kTLS VM test cannot run on this host: {}\n\
+             ./test.sh installs every package the tests use (as root); to skip the VM tests \
+             on purpose set {SKIP_ENV}=1 (they are then reported as ignored)",
+            self.0
+        );
     }
 }
 
@@ -59,8 +60,11 @@ impl std::fmt::Display for Skip {
     }
 }
 
-pub fn vm_required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+/// The reason the VM tests are skipped, when `RINGGATE_SKIP_VM=1` and not
+/// `RINGGATE_REQUIRE_VM=1`.
+pub fn vm_opted_out() -> Option<String> {
+    let set = |var| std::env::var(var).is_ok_and(|v| v == "1");
+    (set(SKIP_ENV) && !set(REQUIRE_ENV)).then(|| format!("{SKIP_ENV}=1 (explicit opt-out)"))
 }
 
 /// What the guest script produced.
@@ -179,8 +183,8 @@ impl VmConfig {
 }
 
 /// Build an initramfs with `extra_binaries` and `guest_script`, boot it and
-/// return the report. `Err(Skip)` when this host cannot run the VM; any
-/// other problem (build error, boot failure, timeout) panics.
+/// return the report. `Err(Skip)` when this host cannot run the VM (the caller fails
+/// with [`Skip::report`]); any other problem (build error, boot failure, timeout) panics.
 pub fn run_vm(extra_binaries: &[&Path], guest_script: &str) -> Result<VmReport, Skip> {
     let mut cfg = VmConfig::new(guest_script);
     cfg.extra_binaries = extra_binaries.iter().map(|p| p.to_path_buf()).collect();
