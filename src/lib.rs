@@ -46,7 +46,8 @@
 //! [`logging`] keeps log writes off the workers (one writer thread, dropped lines
 //! counted) and peer-triggered library messages at debug. [`observe`] holds every counter
 //! and histogram (per worker, single writer, summed on read) and the admin listener
-//! serving `/metrics`, `/healthz` and `/readyz`.
+//! serving `/metrics`, `/healthz` and `/readyz`. [`version`] is what `ringgate --version`
+//! prints (commit, rustls, this kernel's TLS support).
 
 #![deny(unsafe_code)]
 
@@ -70,3 +71,4 @@ pub mod server;
 pub mod signals;
 pub mod transport;
 pub mod upstream;
+pub mod version;
