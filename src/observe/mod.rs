@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod metrics;
 pub mod process;
+pub mod upstream_log;
 
 use std::fmt::Write as _;
 use std::ops::Deref;
