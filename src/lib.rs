@@ -64,6 +64,7 @@ pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod observe;
+pub mod profile;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -267,11 +267,17 @@ fn doctor(config: Option<PathBuf>, profile: Option<String>) -> ExitCode {
         },
     };
     let mut checks = ringgate::doctor::run(&intent);
+    let mut table = String::new();
     if let Some(name) = profile {
-        checks.push(ringgate::doctor::profile(&name));
+        let (check, t) = ringgate::doctor::profile(&name);
+        checks.push(check);
+        table = t;
     }
     let (text, code) = ringgate::doctor::render(&checks);
     print!("{text}");
+    if !table.is_empty() {
+        print!("\n{table}");
+    }
     if code == 0 {
         ExitCode::SUCCESS
     } else {
