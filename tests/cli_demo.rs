@@ -61,8 +61,18 @@ fn version_names_commit_rustls_and_kernel_tls_support() {
     }
 }
 
+/// A child process killed when dropped (a failing test must not leave it running).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ringgate origin --listen 127.0.0.1:0`, and the address it printed.
-fn start_origin() -> (Child, SocketAddr) {
+fn start_origin() -> (Killed, SocketAddr) {
     let mut child = Command::new(binary())
         .args(["origin", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
@@ -71,6 +81,7 @@ fn start_origin() -> (Child, SocketAddr) {
         .spawn()
         .expect("spawn ringgate origin");
     let stderr = child.stderr.take().expect("piped stderr");
+    let child = Killed(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -120,7 +131,7 @@ fn printed_demo_config_runs_as_written_and_leaves_no_temporary_folder() {
     let work = tempfile::tempdir().expect("temp dir");
     let tmp = work.path().join("tmp");
     std::fs::create_dir(&tmp).expect("mkdir tmp");
-    let (mut origin, upstream) = start_origin();
+    let (_origin, upstream) = start_origin();
 
     let text = demo_print_config(
         work.path(),
@@ -162,8 +173,6 @@ fn printed_demo_config_runs_as_written_and_leaves_no_temporary_folder() {
     let resp = client.roundtrip(&req::get("localhost", "/bytes/10"));
     assert_eq!(resp.status, 200, "{}", resp.describe());
     assert_eq!(resp.body.len(), 10);
-    let _ = origin.kill();
-    let _ = origin.wait();
 }
 
 #[test]
