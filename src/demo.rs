@@ -1,9 +1,16 @@
 //! `ringgate demo`: a working proxy with no configuration at all.
 //!
 //! Generates a self-signed certificate for `localhost`/127.0.0.1/::1 (rcgen), writes it
-//! to a private temporary folder (so curl can trust it), starts the built-in upstream
-//! ([`start_backend`]) on a loopback port, and builds an ordinary [`Config`] from TOML
-//! text pointing at both — the same path a real config file takes.
+//! to a private temporary folder (so curl can trust it; removed at exit) or to a folder
+//! the user names (kept), starts the built-in upstream ([`start_backend`]) on a loopback
+//! port, and builds an ordinary [`Config`] from TOML text pointing at both — the same
+//! path a real config file takes.
+//!
+//! `--print-config` prints a configuration that works as written with `ringgate run`:
+//! it names a certificate kept in the folder given (the current one by default) and the
+//! built-in upstream at [`ORIGIN_ADDR`], the address `ringgate origin` listens on by
+//! default (the printed text says to start it); it starts nothing and leaves no
+//! temporary folder behind.
 //!
 //! The built-in upstream is a small keep-alive HTTP/1.1 origin on its own thread: `/`
 //! says hello, `/bytes/N` returns N bytes, and POST/PUT/PATCH (or any request with a
@@ -21,16 +28,24 @@ use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::transport::{read_tcp, write_tcp};
 
+/// Where `ringgate origin` listens by default, and the upstream a printed demo
+/// configuration names.
+pub const ORIGIN_ADDR: &str = "127.0.0.1:9000";
+
 /// Files written for the demo.
 #[derive(Debug)]
 pub struct DemoFiles {
     pub dir: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The folder was made for this run (remove it at exit); else the user named it.
+    pub temporary: bool,
 }
 
-/// Creates the self-signed certificate and key in a fresh private folder.
-pub fn write_certificate() -> Result<DemoFiles, String> {
+/// Creates the self-signed certificate and key as `demo-cert.pem` / `demo-key.pem` in
+/// `dir` (created if missing; files of those names are replaced), or in a fresh private
+/// temporary folder when `dir` is `None`.
+pub fn write_certificate(dir: Option<&Path>) -> Result<DemoFiles, String> {
     let names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -38,12 +53,20 @@ pub fn write_certificate() -> Result<DemoFiles, String> {
     ];
     let cert = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("cannot generate certificate: {e}"))?;
-    let dir = std::env::temp_dir().join(format!("ringgate-demo-{}", std::process::id()));
+    let temporary = dir.is_none();
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("ringgate-demo-{}", std::process::id())),
+    };
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Absolute, so the printed configuration works from any folder.
+    let dir = std::fs::canonicalize(&dir)
+        .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
     let files = DemoFiles {
         cert: dir.join("demo-cert.pem"),
         key: dir.join("demo-key.pem"),
         dir,
+        temporary,
     };
     write_private(&files.cert, cert.cert.pem().as_bytes())?;
     write_private(&files.key, cert.signing_key.serialize_pem().as_bytes())?;
@@ -62,14 +85,26 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     io::Write::write_all(&mut f, data).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// What the demo runs: where it listens, where its upstream is, and its files.
+#[derive(Debug)]
+pub struct DemoSetup<'a> {
+    pub listen: SocketAddr,
+    pub backend: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); port 0 for any.
+    pub admin: SocketAddr,
+    pub files: &'a DemoFiles,
+    /// `None`: one per core.
+    pub workers: Option<usize>,
+}
+
 /// The demo's configuration, as TOML text (shown by `ringgate demo --print-config`).
-pub fn config_text(
-    listen: SocketAddr,
-    backend: SocketAddr,
-    files: &DemoFiles,
-    workers: Option<usize>,
-) -> String {
-    let workers = workers.map_or("\"auto\"".to_string(), |n| n.to_string());
+pub fn config_text(d: &DemoSetup<'_>) -> String {
+    let workers = d.workers.map_or("\"auto\"".to_string(), |n| n.to_string());
+    let admin_note = if d.admin.port() == 0 {
+        "on a free loopback port (printed at start)"
+    } else {
+        "(ringgate demo --admin ADDR)"
+    };
     format!(
         r#"# ringgate demo configuration
 [server]
@@ -88,24 +123,41 @@ upstream = "demo"
 [upstream.demo]
 servers = ["{backend}"]
 
-# /metrics, /healthz, /readyz on a free loopback port (printed at start).
+# /metrics, /healthz, /readyz {admin_note}.
 [admin]
-addr = "127.0.0.1:0"
+addr = "{admin}"
 "#,
-        cert = files.cert.display(),
-        key = files.key.display(),
+        listen = d.listen,
+        backend = d.backend,
+        admin = d.admin,
+        cert = d.files.cert.display(),
+        key = d.files.key.display(),
+    )
+}
+
+/// What `ringgate demo --print-config` prints: [`config_text`] for the built-in upstream
+/// at [`ORIGIN_ADDR`], under a header saying how to run it as written.
+pub fn printed_config(d: &DemoSetup<'_>) -> String {
+    let port = match d.listen.port() {
+        0 => "PORT".to_string(),
+        p => p.to_string(),
+    };
+    format!(
+        "# Written by `ringgate demo --print-config`. To run it as written:\n\
+         #   ringgate origin --listen {backend} &   # the built-in upstream it names\n\
+         #   ringgate run -c THIS_FILE\n\
+         # The self-signed certificate is kept in {dir}\n\
+         #   curl --cacert {cert} https://localhost:{port}/\n{text}",
+        backend = d.backend,
+        dir = d.files.dir.display(),
+        cert = d.files.cert.display(),
+        text = config_text(d),
     )
 }
 
 /// Builds the demo [`Config`].
-pub fn config(
-    listen: SocketAddr,
-    backend: SocketAddr,
-    files: &DemoFiles,
-    workers: Option<usize>,
-) -> Result<Config, ConfigErrors> {
-    let text = config_text(listen, backend, files, workers);
-    crate::config::from_toml_str(&text, "<demo>", &files.dir)
+pub fn config(d: &DemoSetup<'_>) -> Result<Config, ConfigErrors> {
+    crate::config::from_toml_str(&config_text(d), "<demo>", &d.files.dir)
 }
 
 /// Starts the built-in upstream on `addr` (port 0 for any) on its own thread.

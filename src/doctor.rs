@@ -3,6 +3,7 @@
 //! design) and never changes the host. Any fail → non-zero exit.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use crate::config::{Config, KtlsMode};
 
@@ -397,59 +398,42 @@ fn fold(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Compares the running kernel with profile `name`: one check listing the deviations.
-pub fn profile(name: &str) -> Check {
+/// Compares the running kernel with profile `name` (see [`crate::profile`]): one check
+/// summing it up, and the table tuning/apply.sh prints (empty for an unknown profile).
+pub fn profile(name: &str) -> (Check, String) {
+    profile_at(name, Path::new("/proc/sys"))
+}
+
+/// [`profile`] against a `/proc/sys`-like folder `root`.
+pub fn profile_at(name: &str, root: &Path) -> (Check, String) {
+    use crate::profile::{Action, compare, read_under, table};
     let Some((_, text)) = PROFILES.iter().find(|(n, _)| *n == name) else {
         let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
-        return check(
+        let c = check(
             Level::Fail,
             "profile",
             format!("unknown profile {name:?} (known: {})", known.join(", ")),
             None,
         );
+        return (c, String::new());
     };
-    let mut differ = Vec::new();
-    let mut absent = Vec::new();
-    let pairs = parse_profile(text);
-    for (key, want) in &pairs {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        match std::fs::read_to_string(&path) {
-            Ok(running) if fold(&running) == *want => {}
-            Ok(running) => differ.push(format!("{key} = {} (profile {want})", fold(&running))),
-            Err(_) => absent.push(key.clone()),
-        }
-    }
-    let hint =
-        format!("tuning/apply.sh {name} shows the diff; tuning/apply.sh {name} --apply sets it");
-    if differ.is_empty() {
-        let note = if absent.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({} absent on this kernel: {})",
-                absent.len(),
-                absent.join(", ")
-            )
-        };
-        check(
-            Level::Pass,
-            "profile",
-            format!("{name}: all {} keys match{note}", pairs.len()),
-            None,
-        )
+    let rows = compare(&parse_profile(text), |k| read_under(root, k), false);
+    let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
+    let writes = rows.iter().filter(|r| r.action.writes()).count();
+    let detail = format!(
+        "{name}: {} keys: {} ok, {} kept (already beyond the profile), {writes} to write, {} absent",
+        rows.len(),
+        count(Action::Ok),
+        count(Action::Keep),
+        count(Action::Absent),
+    );
+    let c = if writes == 0 {
+        check(Level::Pass, "profile", detail, None)
     } else {
-        check(
-            Level::Warn,
-            "profile",
-            format!(
-                "{name}: {} of {} keys differ: {}",
-                differ.len(),
-                pairs.len(),
-                differ.join("; ")
-            ),
-            Some(&hint),
-        )
-    }
+        let hint = format!("sudo tuning/apply.sh {name} --apply writes them (the table below)");
+        check(Level::Warn, "profile", detail, Some(&hint))
+    };
+    (c, table(&rows))
 }
 
 #[cfg(test)]
@@ -478,12 +462,14 @@ mod tests {
 
     #[test]
     fn profile_check_names_deviations_or_passes() {
-        let c = profile("edge-throughput");
+        let (c, table) = profile("edge-throughput");
         assert!(
-            c.level == Level::Pass || (c.level == Level::Warn && c.detail.contains("differ")),
+            c.level == Level::Pass || (c.level == Level::Warn && c.detail.contains("to write")),
             "{c:?}"
         );
-        assert_eq!(profile("nope").level, Level::Fail);
+        assert!(table.starts_with("KEY "), "{table}");
+        assert_eq!(table.lines().count(), 1 + 25, "a row per key:\n{table}");
+        assert_eq!(profile("nope").0.level, Level::Fail);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use crate::message::Fault;
 
@@ -52,6 +53,9 @@ pub struct ProxyError {
     pub retry: bool,
     pub detail: Option<io::Error>,
     pub reason: &'static str,
+    /// The upstream server this failure happened with, when the failing step knows it
+    /// and the exchange may not (a connect that failed returns no connection).
+    pub server: Option<SocketAddr>,
 }
 
 impl ProxyError {
@@ -62,6 +66,7 @@ impl ProxyError {
             retry: false,
             detail: None,
             reason,
+            server: None,
         }
     }
 
@@ -88,6 +93,12 @@ impl ProxyError {
             }),
             Err(_) => Err(timed_out),
         }
+    }
+
+    /// The same failure, naming the upstream server it happened with.
+    pub fn at(mut self, server: SocketAddr) -> Self {
+        self.server = Some(server);
+        self
     }
 
     pub fn retryable(mut self) -> Self {

@@ -49,7 +49,8 @@
 //! [`logging`] keeps log writes off the workers (one writer thread, dropped lines
 //! counted) and peer-triggered library messages at debug. [`observe`] holds every counter
 //! and histogram (per worker, single writer, summed on read) and the admin listener
-//! serving `/metrics`, `/healthz` and `/readyz`.
+//! serving `/metrics`, `/healthz` and `/readyz`. [`version`] is what `ringgate --version`
+//! prints (commit, rustls, this kernel's TLS support).
 
 #![deny(unsafe_code)]
 
@@ -69,6 +70,7 @@ pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod observe;
+pub mod profile;
 pub mod proxy;
 pub mod route;
 pub mod runtime;
@@ -77,3 +79,4 @@ pub mod signals;
 pub mod transport;
 pub mod upstream;
 pub mod uri;
+pub mod version;

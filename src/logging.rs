@@ -14,6 +14,11 @@
 //!   them out while `--log rustls=debug` still shows them. Every handshake failure is
 //!   counted by the worker (`handshake_failed`) regardless.
 //!
+//!
+//! Fields print as `key=value` ([`Fields`]): a value with a space, a quote, an `=` or a
+//! control character (or an empty one) is quoted and escaped, so a line splits into its
+//! fields by spaces; strings stay quoted as they always were.
+//!
 //! Never: write stderr from a worker, panic on a logging failure.
 
 use std::io::Write as _;
@@ -58,6 +63,7 @@ pub fn init(filter: &str, ansi: bool) -> Result<Logging, String> {
     let _ = WRITER.set(writer.clone());
     let subscriber = tracing_subscriber::registry().with(filter).with(
         tracing_subscriber::fmt::layer()
+            .fmt_fields(Fields)
             .with_ansi(ansi)
             .with_writer(writer),
     );
@@ -178,9 +184,138 @@ impl log::Log for LogBridge {
     fn flush(&self) {}
 }
 
+/// The field format of every line: `message key=value key="a value with spaces"`.
+/// Strings are quoted (as tracing's default does), other values only when they need it
+/// ([`needs_quotes`]); `Debug` values never print as bare Rust syntax with spaces.
+pub struct Fields;
+
+impl<'w> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'w>>
+    for Fields
+{
+    type Visitor = FieldVisitor<'w>;
+
+    fn make_visitor(&self, writer: tracing_subscriber::fmt::format::Writer<'w>) -> Self::Visitor {
+        FieldVisitor {
+            writer,
+            empty: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes one event's fields ([`Fields`]).
+pub struct FieldVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    empty: bool,
+    result: std::fmt::Result,
+}
+
+/// A value that would not read back as one `key=value` token unquoted.
+pub fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .chars()
+            .any(|c| c == ' ' || c == '"' || c == '=' || c == '\\' || c.is_control())
+}
+
+impl FieldVisitor<'_> {
+    fn put(&mut self, name: &str, value: &str, quote: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let sep = if self.empty { "" } else { " " };
+        self.empty = false;
+        self.result = if name == "message" {
+            write!(self.writer, "{sep}{value}")
+        } else if quote {
+            write!(self.writer, "{sep}{name}={value:?}")
+        } else {
+            write!(self.writer, "{sep}{name}={value}")
+        };
+    }
+}
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field.name(), value, true);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        // Formatted once into a string to see whether it needs quotes: log lines only.
+        let text = format!("{value:?}");
+        let quote = needs_quotes(&text);
+        self.put(field.name(), &text, quote);
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<std::fmt::Result> for FieldVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for FieldVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        &mut self.writer
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields of one event as [`Fields`] formats them.
+    fn fields(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(Fields)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).trim_end().to_string()
+    }
+
+    #[test]
+    fn values_with_spaces_are_quoted_and_plain_ones_are_not() {
+        let files = "a.pem, b.pem";
+        let line = fields(|| {
+            tracing::info!(
+                n = 2,
+                driver = "io_uring",
+                files = %files,
+                fallback = %"kernel_tls_unavailable:2",
+                list = ?vec![("x", 1)],
+                empty = %"",
+                "worker stopped"
+            )
+        });
+        assert_eq!(
+            line,
+            "worker stopped n=2 driver=\"io_uring\" files=\"a.pem, b.pem\" \
+             fallback=kernel_tls_unavailable:2 list=\"[(\\\"x\\\", 1)]\" empty=\"\""
+        );
+    }
 
     #[test]
     fn rustls_warnings_become_debug_and_others_keep_their_level() {

@@ -16,30 +16,48 @@ use ringgate::server::{Server, ServerHandle};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The configuration file `run`, `check` and `reload` read when `-c` is not given
+/// (nginx: /etc/nginx/nginx.conf).
+const DEFAULT_CONFIG: &str = "/etc/ringgate/ringgate.toml";
+
 #[derive(Parser)]
 #[command(
     name = "ringgate",
-    version,
-    about = "Edge HTTPS reverse proxy and API gateway"
+    about = "Edge HTTPS reverse proxy and API gateway",
+    // `-V, --version` is ours: it prints build and kernel facts like `nginx -V`.
+    disable_version_flag = true,
+    subcommand_required = false,
+    arg_required_else_help = true
 )]
 struct Cli {
-    /// Log filter (tracing syntax), e.g. "info" or "ringgate=debug". Env: RINGGATE_LOG.
-    #[arg(long, global = true, env = "RINGGATE_LOG", default_value = "info")]
+    /// Log filter (tracing syntax), e.g. "info" or "ringgate=debug".
+    #[arg(
+        long,
+        global = true,
+        env = "RINGGATE_LOG",
+        hide_env_values = true,
+        default_value = "info"
+    )]
     log: String,
+    /// Print the version, git commit, rustls version and this kernel's TLS support.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy with a configuration file.
     Run {
-        #[arg(short, long)]
+        /// Configuration file (TOML).
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Check a configuration file and print a summary (like `nginx -t`).
     Check {
-        #[arg(short, long)]
+        /// Configuration file (TOML).
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Check a configuration file, then ask the running proxy to load it: sends SIGHUP
@@ -48,7 +66,8 @@ enum Command {
     /// the process: nothing changed); 2: no running process found, it runs another file,
     /// or it could not be signalled; 3: no outcome within --wait-ms.
     Reload {
-        #[arg(short, long)]
+        /// Configuration file (TOML) of the running process.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// How long to wait for the process to report the outcome (0: do not wait).
         #[arg(long, default_value_t = 10_000)]
@@ -66,7 +85,8 @@ enum Command {
     },
     /// Run only the built-in upstream (the demo's origin; also the load-test backend).
     Origin {
-        #[arg(long, default_value = "127.0.0.1:9000")]
+        /// Address to listen on.
+        #[arg(long, default_value = ringgate::demo::ORIGIN_ADDR)]
         listen: SocketAddr,
     },
     /// Run with an embedded default: self-signed certificate and a built-in upstream.
@@ -74,17 +94,38 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// Address of the admin listener (/metrics, /healthz, /readyz); port 0: any free one.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: SocketAddr,
         /// Number of workers (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// Print the generated configuration and exit.
+        /// Keep the self-signed certificate in this folder (default: a temporary folder
+        /// removed at exit; with --print-config: the current folder).
+        #[arg(long)]
+        cert_dir: Option<PathBuf>,
+        /// Print a configuration that works as written with `ringgate run` (it names the
+        /// certificate it keeps and the upstream `ringgate origin` serves) and exit.
         #[arg(long)]
         print_config: bool,
+        /// With --print-config: the upstream the configuration names; start it with
+        /// `ringgate origin --listen ADDR`.
+        #[arg(long, default_value = ringgate::demo::ORIGIN_ADDR, requires = "print_config")]
+        upstream: SocketAddr,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", ringgate::version::long());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     // Lives until main returns: dropping it writes out every queued line.
@@ -104,7 +145,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match cli.command {
+    match command {
         Command::Check { config } => match Config::from_file(&config) {
             Ok(c) => {
                 print!("{}", c.summary());
@@ -133,9 +174,15 @@ fn main() -> ExitCode {
         },
         Command::Demo {
             listen,
+            admin,
             workers,
+            cert_dir,
             print_config,
-        } => demo(listen, workers, print_config),
+            upstream,
+        } => {
+            let print = print_config.then_some(upstream);
+            demo(listen, admin, workers, cert_dir, print)
+        }
         Command::Reload { config, wait_ms } => ExitCode::from(ringgate::control::reload(
             &config,
             std::time::Duration::from_millis(wait_ms),
@@ -157,11 +204,17 @@ fn doctor(config: Option<PathBuf>, profile: Option<String>) -> ExitCode {
         },
     };
     let mut checks = ringgate::doctor::run(&intent);
+    let mut table = String::new();
     if let Some(name) = profile {
-        checks.push(ringgate::doctor::profile(&name));
+        let (check, t) = ringgate::doctor::profile(&name);
+        checks.push(check);
+        table = t;
     }
     let (text, code) = ringgate::doctor::render(&checks);
     print!("{text}");
+    if !table.is_empty() {
+        print!("\n{table}");
+    }
     if code == 0 {
         ExitCode::SUCCESS
     } else {
@@ -190,40 +243,74 @@ fn origin(listen: SocketAddr) -> ExitCode {
     }
 }
 
-fn demo(listen: SocketAddr, workers: Option<usize>, print_config: bool) -> ExitCode {
-    let files = match ringgate::demo::write_certificate() {
+fn demo(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    workers: Option<usize>,
+    cert_dir: Option<PathBuf>,
+    print_config: Option<SocketAddr>,
+) -> ExitCode {
+    use ringgate::demo::DemoSetup;
+    let cert_dir = match (cert_dir, print_config) {
+        (None, Some(_)) => Some(PathBuf::from(".")),
+        (dir, _) => dir,
+    };
+    let files = match ringgate::demo::write_certificate(cert_dir.as_deref()) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("ringgate demo: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let backend =
-        match ringgate::demo::start_backend("127.0.0.1:0".parse().expect("literal address")) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("ringgate demo: cannot start the built-in upstream: {e}");
-                return ExitCode::FAILURE;
-            }
+    if let Some(backend) = print_config {
+        let setup = DemoSetup {
+            listen,
+            backend,
+            admin,
+            files: &files,
+            workers,
         };
-    if print_config {
-        print!(
-            "{}",
-            ringgate::demo::config_text(listen, backend, &files, workers)
-        );
+        print!("{}", ringgate::demo::printed_config(&setup));
         return ExitCode::SUCCESS;
     }
-    let config = match ringgate::demo::config(listen, backend, &files, workers) {
+    let remove = |files: &ringgate::demo::DemoFiles| {
+        if files.temporary {
+            let _ = std::fs::remove_dir_all(&files.dir);
+        }
+    };
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let backend = match ringgate::demo::start_backend(any_port) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ringgate demo: cannot start the built-in upstream: {e}");
+            remove(&files);
+            return ExitCode::FAILURE;
+        }
+    };
+    let setup = DemoSetup {
+        listen,
+        backend,
+        admin,
+        files: &files,
+        workers,
+    };
+    let config = match ringgate::demo::config(&setup) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringgate demo: {e}");
+            remove(&files);
             return ExitCode::FAILURE;
         }
     };
     let on_ready = |h: &ServerHandle| {
         let addr = h.listen_addrs()[0];
+        let kept = if files.temporary {
+            "removed at exit"
+        } else {
+            "kept"
+        };
         say(format_args!(
-            "ringgate demo: built-in upstream on http://{backend}, certificate in {}",
+            "ringgate demo: built-in upstream on http://{backend}, certificate in {} ({kept})",
             files.dir.display()
         ));
         say(format_args!("ringgate demo: try:"));
@@ -238,7 +325,7 @@ fn demo(listen: SocketAddr, workers: Option<usize>, print_config: bool) -> ExitC
         }
     };
     let code = serve_with(config, on_ready);
-    let _ = std::fs::remove_dir_all(&files.dir);
+    remove(&files);
     code
 }
 
@@ -327,8 +414,9 @@ fn serve_with(config: Config, on_ready: impl FnOnce(&ServerHandle)) -> ExitCode 
         }
     }
     for url in handle.urls() {
+        let noun = if workers == 1 { "worker" } else { "workers" };
         say(format_args!(
-            "ringgate: listening on {url} ({workers} workers)"
+            "ringgate: listening on {url} ({workers} {noun})"
         ));
     }
     if let Some(admin) = handle.admin_addr() {

@@ -210,16 +210,25 @@ fn register_reload_metrics(registry: &Registry, live: &Arc<Live>) {
             ]
         },
     );
+    // One series each, whatever the reloads: the generation as a plain gauge, the hash
+    // of the loaded file as the label of an info metric valued 1 (a changed hash replaces
+    // the series, it does not add one per reload).
+    let l = live.clone();
+    registry.gauge_fn(
+        "ringgate_config_generation",
+        "The configuration generation serving now (1 = as started).",
+        move || l.stats().generation as f64,
+    );
     let l = live.clone();
     registry.family_fn(
-        "ringgate_config_generation",
-        "The configuration generation serving now (1 = as started), with its config hash.",
+        "ringgate_config_info",
+        "The configuration serving now (always 1), labelled with its hash.",
         MetricType::Gauge,
         move || {
             let s = l.stats();
             vec![(
                 vec![("config_hash", format!("{:016x}", s.config_hash))],
-                s.generation as f64,
+                1.0,
             )]
         },
     );

@@ -536,7 +536,7 @@ fn reloads_and_the_loaded_generation_are_on_metrics() {
     );
     let hashes: Vec<_> = m
         .keys()
-        .filter(|(n, _)| n == "ringgate_config_generation")
+        .filter(|(n, _)| n == "ringgate_config_info")
         .flat_map(|(_, labels)| labels.iter().filter(|(k, _)| k == "config_hash"))
         .collect();
     assert_eq!(hashes.len(), 1, "one config_hash label: {hashes:?}");

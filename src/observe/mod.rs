@@ -3,7 +3,8 @@
 //!
 //! One [`Registry`] per server, created before any worker starts. It holds one
 //! [`WorkerMetrics`] per worker (written only by that worker, see [`metrics`]) and
-//! process-wide metrics registered as closures read at scrape time (build info, and
+//! process-wide metrics registered as closures read at scrape time (build info, the
+//! `process_*` families Prometheus users expect ([`process`]), and
 //! whatever other modules add with [`Registry::counter_fn`], [`Registry::gauge_fn`] or
 //! [`Registry::family_fn`], e.g. config reload stats). A scrape sums the workers; the
 //! shutdown report ([`crate::runtime::WorkerReport`]) reads the same counters. Readiness
@@ -14,6 +15,8 @@
 
 pub mod admin;
 pub mod metrics;
+pub mod process;
+pub mod upstream_log;
 
 use std::fmt::Write as _;
 use std::ops::Deref;
@@ -86,6 +89,7 @@ impl Registry {
                 )]
             },
         );
+        process::register(&r);
         Arc::new(r)
     }
 

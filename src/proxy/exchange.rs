@@ -287,14 +287,15 @@ impl Exchange<'_> {
     }
 
     async fn failed<S: ResponseSink>(&mut self, e: ProxyError, req: &Request, s: &mut S) -> Next {
-        debug!(
-            client = %req.client.addr,
-            sni = req.tls.as_ref().and_then(|t| t.sni.as_deref()).unwrap_or("-"),
-            error = %e,
-            "exchange failed"
-        );
         if e.side == Side::Upstream {
-            self.ctx.metrics.upstream_error(e.kind);
+            self.upstream_failed(req, &e);
+        } else {
+            debug!(
+                client = %req.client.addr,
+                sni = req.tls.as_ref().and_then(|t| t.sni.as_deref()).unwrap_or("-"),
+                error = %e,
+                "exchange failed"
+            );
         }
         self.error = Some(e.kind);
         match e.status() {
@@ -305,6 +306,19 @@ impl Exchange<'_> {
             }
             None => Next::Close,
         }
+    }
+
+    /// Counts and logs (warn, rate-limited) an upstream failure of this exchange.
+    fn upstream_failed(&self, req: &Request, e: &ProxyError) {
+        let (generation, route, server) = (self.generation, self.route, self.upstream);
+        crate::observe::upstream_log::upstream_failed(
+            &self.ctx.metrics,
+            generation,
+            route,
+            server,
+            req,
+            e,
+        );
     }
 
     /// Sends the request on `lease` and relays the response. `Err` only before the
@@ -407,9 +421,10 @@ impl Exchange<'_> {
             }
             Err(e) => {
                 // The head is out: the only honest signal left is closing the connection.
-                debug!(client = %req.client.addr, error = %e, "response aborted");
                 if e.side == Side::Upstream {
-                    self.ctx.metrics.upstream_error(e.kind);
+                    self.upstream_failed(req, &e);
+                } else {
+                    debug!(client = %req.client.addr, error = %e, "response aborted");
                 }
                 self.error = Some(e.kind);
                 Ok(Next::Close)

@@ -395,6 +395,22 @@ async fn memory_loop(ctx: Rc<WorkerCtx>) {
     }
 }
 
+/// `reason:count,reason:count` (or `0`): one plain token for a log field.
+struct Reasons<'a>(&'a [(&'static str, u64)]);
+
+impl std::fmt::Display for Reasons<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("0");
+        }
+        for (i, (reason, n)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{reason}:{n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Logs a worker's totals at shutdown.
 pub fn log_report(r: &WorkerReport) {
     info!(
@@ -409,7 +425,7 @@ pub fn log_report(r: &WorkerReport) {
         upstream_reused = r.upstream_reused,
         upstream_discarded = r.upstream_discarded,
         ktls_offloaded = r.ktls_offloaded,
-        ktls_fallback = ?r.ktls_fallback,
+        ktls_fallback = %Reasons(&r.ktls_fallback),
         ktls_failed = r.ktls_failed,
         spliced_bodies = r.spliced_bodies,
         panics = r.panics,

@@ -222,7 +222,8 @@ impl Upstreams {
             cfg.connect_timeout,
             TcpStream::connect_addr(addr),
         ));
-        let stream = ProxyError::timed(connect.await, CONNECT_FAILED, CONNECT_TIMED_OUT)?;
+        let stream = ProxyError::timed(connect.await, CONNECT_FAILED, CONNECT_TIMED_OUT)
+            .map_err(|e| e.at(addr))?;
         let _ = stream.set_nodelay(true);
         self.metrics.upstream_opened.inc();
         Ok(lease(token, stream, false, 0))

@@ -1,0 +1,188 @@
+//! First use with the real binary: `--help` and `--version` say what a newcomer needs,
+//! and `ringgate demo --print-config` prints a configuration that works as written
+//! (run next to `ringgate origin`), leaving no temporary folder behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::child::ChildGuard;
+use common::client::{Client, TlsOptions, req};
+use common::proxy::{ProxyProcess, binary, listening_addr, run_cli};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+#[test]
+fn help_gives_the_config_a_description_and_default_and_names_the_env_var_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["run", "check", "reload"] {
+        let out = run_cli(&[sub, "--help"], dir.path());
+        assert!(out.status.success(), "{}", out.text);
+        let line = out
+            .text
+            .lines()
+            .find(|l| l.contains("--config"))
+            .unwrap_or_else(|| panic!("no --config in:\n{}", out.text));
+        assert!(line.contains("Configuration file"), "{line}");
+        assert!(
+            line.contains("[default: /etc/ringgate/ringgate.toml]"),
+            "{line}"
+        );
+    }
+    let out = run_cli(&["--help"], dir.path());
+    assert_eq!(
+        out.text.matches("RINGGATE_LOG").count(),
+        1,
+        "the env var once:\n{}",
+        out.text
+    );
+}
+
+#[test]
+fn version_names_commit_rustls_and_kernel_tls_support() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for flag in ["--version", "-V"] {
+        let out = run_cli(&[flag], dir.path());
+        assert!(out.status.success(), "{}", out.text);
+        let t = &out.text;
+        assert!(
+            t.starts_with(&format!("ringgate {} (commit ", env!("CARGO_PKG_VERSION"))),
+            "{t}"
+        );
+        assert!(t.contains("rustls 0.23."), "{t}");
+        assert!(
+            t.contains("kernel TLS yes") || t.contains("kernel TLS no"),
+            "{t}"
+        );
+    }
+}
+
+/// `ringgate origin --listen 127.0.0.1:0`, and the address it printed.
+fn start_origin() -> (ChildGuard, SocketAddr) {
+    let mut child = ChildGuard::spawn(
+        Command::new(binary())
+            .args(["origin", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        "ringgate (cargo build)",
+    );
+    let stderr = child.take_stderr().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = listening_addr(&line) {
+                let _ = tx.send(a);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("ringgate origin printed its address");
+    (child, addr)
+}
+
+fn demo_print_config(cwd: &Path, tmp: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(["demo", "--print-config"])
+        .args(args)
+        .current_dir(cwd)
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringgate demo --print-config");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn printed_demo_config_runs_as_written_and_leaves_no_temporary_folder() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir tmp");
+    let (_origin, upstream) = start_origin();
+
+    let text = demo_print_config(
+        work.path(),
+        &tmp,
+        &[
+            "--upstream",
+            &upstream.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(
+        entries(&tmp),
+        Vec::<String>::new(),
+        "nothing left in TMPDIR"
+    );
+    assert!(
+        text.contains(&format!("ringgate origin --listen {upstream}")),
+        "{text}"
+    );
+    // The certificate is kept in the current folder (no --cert-dir) and named by path.
+    let cert = work
+        .path()
+        .canonicalize()
+        .expect("path")
+        .join("demo-cert.pem");
+    assert!(cert.is_file(), "{text}");
+    assert!(text.contains(&cert.display().to_string()), "{text}");
+
+    let config = work.path().join("ringgate.toml");
+    std::fs::write(&config, &text).expect("write config");
+    let proxy = ProxyProcess::spawn(&config, 1);
+    assert!(proxy.output().contains("(1 worker)"), "{}", proxy.output());
+    let root = CertificateDer::from_pem_file(&cert).expect("read demo certificate");
+    let mut client =
+        Client::tls(proxy.addrs()[0], &TlsOptions::new(root, "localhost")).expect("TLS connect");
+    let resp = client.roundtrip(&req::get("localhost", "/bytes/10"));
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    assert_eq!(resp.body.len(), 10);
+}
+
+#[test]
+fn demo_admin_address_and_certificate_folder_can_be_chosen() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let tmp = work.path().join("tmp");
+    let certs = work.path().join("certs");
+    std::fs::create_dir(&tmp).expect("mkdir tmp");
+    let text = demo_print_config(
+        work.path(),
+        &tmp,
+        &["--admin", "127.0.0.1:19901", "--cert-dir", "certs"],
+    );
+    assert!(
+        text.contains("[admin]\naddr = \"127.0.0.1:19901\"\n"),
+        "{text}"
+    );
+    assert!(certs.join("demo-cert.pem").is_file());
+    assert!(certs.join("demo-key.pem").is_file());
+    assert_eq!(entries(&tmp), Vec::<String>::new());
+    assert_eq!(entries(work.path()).len(), 2, "only tmp and certs");
+}
