@@ -25,13 +25,20 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with(|c| c)
+}
+
+/// [`start`] with extra settings applied to its config.
+fn start_with(tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Setup {
     let pki = TestPki::new();
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let backend = Backend::start();
-    let config = ConfigBuilder::new()
-        .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
-        .route(None, "/", false, "backend")
-        .upstream("backend", &[backend.addr], &[]);
+    let config = tweak(
+        ConfigBuilder::new()
+            .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
+            .route(None, "/", false, "backend")
+            .upstream("backend", &[backend.addr], &[]),
+    );
     let proxy = Proxy::start(&config.build(), pki.dir());
     Setup {
         proxy,
@@ -341,4 +348,36 @@ fn handshake_record_faults_get_their_alert_without_a_panic() {
     next.send(&req::get(HOST, "/bytes/10"));
     assert_eq!(next.response(), (200, pattern(10, 10)));
     s.proxy.shutdown();
+}
+
+/// A record holding only the first byte of a KeyUpdate, then silence past
+/// `client_header_timeout_ms`: rustls holds the partial handshake message in the driver's
+/// ciphertext buffer when the timeout cancels the head read. The close that follows must
+/// drive rustls over the same buffer: a read that took the buffer across its await and
+/// lost it made rustls index past the shorter one and panic (caught per connection, a
+/// bug all the same). Each connection closes cleanly, and no connection task panicked.
+#[test]
+fn a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic() {
+    use common::records::{HANDSHAKE, RawSession, SUITES, is_tls13, key_update, suite_name};
+    let s = start_with(|c| c.http("client_header_timeout_ms", 200));
+    let t = target(&s);
+    let mut failures = Vec::new();
+    for suite in SUITES.into_iter().filter(|s| is_tls13(*s)) {
+        let mut c = RawSession::connect(&t, suite).expect("handshake");
+        let fragment = c.record(HANDSHAKE, &key_update(1)[..1]);
+        c.send(&fragment).expect("send the fragment");
+        let out = c.outcome();
+        if !out.closed() || !out.data.is_empty() {
+            failures.push(format!("{}: {out:?}", suite_name(suite)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut next = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    next.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(next.response(), (200, pattern(10, 10)));
+    let panics: u64 = s.proxy.shutdown_reports().iter().map(|w| w.panics).sum();
+    assert_eq!(
+        panics, 0,
+        "connection tasks panicked after a cancelled read"
+    );
 }
