@@ -113,6 +113,9 @@ pub enum HandshakeError {
     Tls(rustls::Error),
     /// The first bytes were plain HTTP; a 400 was sent (server role only).
     PlainHttp,
+    /// The ClientHello came in more records than [`super::tls::hello::MAX_HELLO_RECORDS`]
+    /// (server role only): refused before rustls worked through them.
+    FragmentedHello,
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -121,6 +124,11 @@ impl std::fmt::Display for HandshakeError {
             HandshakeError::Io(e) => write!(f, "i/o during handshake: {e}"),
             HandshakeError::Tls(e) => write!(f, "tls: {e}"),
             HandshakeError::PlainHttp => write!(f, "plain HTTP request on a TLS port"),
+            HandshakeError::FragmentedHello => write!(
+                f,
+                "ClientHello split into more than {} records",
+                super::tls::hello::MAX_HELLO_RECORDS
+            ),
         }
     }
 }
@@ -164,6 +172,8 @@ pub(super) enum Inspect {
     Continue,
     /// The peer is not speaking TLS at all: stop without driving rustls.
     PlainHttp,
+    /// The ClientHello is spread over too many records: stop without driving rustls.
+    FragmentedHello,
 }
 
 /// Why a connection cannot move to the kernel now.
@@ -271,8 +281,10 @@ impl<R: Role> TlsDriver<R> {
             }
             let fresh = &self.cin[self.cin.len() - n..];
             let pending = &self.cin[self.cin_start..];
-            if let Inspect::PlainHttp = inspect(fresh, pending, first && before == 0) {
-                return Err(HandshakeError::PlainHttp);
+            match inspect(fresh, pending, first && before == 0) {
+                Inspect::Continue => {}
+                Inspect::PlainHttp => return Err(HandshakeError::PlainHttp),
+                Inspect::FragmentedHello => return Err(HandshakeError::FragmentedHello),
             }
             first = false;
         }

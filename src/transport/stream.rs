@@ -283,24 +283,29 @@ impl<R: Role> Stream<R> {
 impl Stream<UnbufferedServerConnection> {
     /// Drives the server-role handshake to completion (callers bound it with a timeout).
     /// Returns the SNI host name the client sent (rustls' unbuffered connection does not
-    /// expose it): read from a copy of the first flight, dropped once it is known. A
-    /// first flight that is plain HTTP gets a 400 and [`HandshakeError::PlainHttp`].
+    /// expose it): read as the first flight arrives ([`hello::HelloReader`]). A first
+    /// flight that is plain HTTP gets a 400 and [`HandshakeError::PlainHttp`]; a
+    /// ClientHello in too many records a handshake_failure alert and
+    /// [`HandshakeError::FragmentedHello`].
     pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
         let Layer::Rustls(tls) = &mut self.layer else {
             return Ok(None);
         };
-        let mut hello = Some(Vec::new());
+        let mut hello = Some(hello::HelloReader::default());
         let mut sni = None;
         let res = tls
             .handshake(
                 &mut self.tcp,
                 self.exact_records,
                 |fresh, pending, first| {
-                    if let Some(flight) = hello.as_mut() {
-                        flight.extend_from_slice(fresh);
-                        if let hello::Sni::Done(name) = hello::sni(flight) {
-                            sni = name;
-                            hello = None;
+                    if let Some(reader) = hello.as_mut() {
+                        match reader.feed(fresh) {
+                            hello::Sni::NeedMore => {}
+                            hello::Sni::Done(name) => {
+                                sni = name;
+                                hello = None;
+                            }
+                            hello::Sni::TooManyRecords => return Inspect::FragmentedHello,
                         }
                     }
                     if first && looks_like_plain_http(pending) {
@@ -317,6 +322,13 @@ impl Stream<UnbufferedServerConnection> {
                 let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
                 let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
                 Err(HandshakeError::PlainHttp)
+            }
+            Err(HandshakeError::FragmentedHello) => {
+                // A plaintext fatal handshake_failure alert (RFC 8446 §6): rustls has not
+                // answered yet, so nothing is encrypted.
+                let alert: &[u8] = &[21, 3, 3, 0, 2, 2, 40];
+                let _ = write_tcp(&mut self.tcp, Bytes::from_static(alert)).await;
+                Err(HandshakeError::FragmentedHello)
             }
             Err(e) => Err(e),
         }
