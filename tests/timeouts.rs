@@ -230,3 +230,194 @@ fn silent_tls_handshake_is_cut_off() {
         "only a TLS alert may precede the close: {got:02x?}"
     );
 }
+
+/// A head that stops half-way gets a 408 before the close after
+/// `client_header_timeout_ms`, on a TLS and on a plain listener alike (the README promises
+/// 408). The plain listener closed silently: its head read took the read buffer across
+/// the await, so the timeout dropped the bytes already read along with it.
+#[test]
+fn a_partial_head_gets_408_on_tls_and_plain_listeners() {
+    let f = Fixture::with(|c| c.http("client_header_timeout_ms", 200).plain_listener());
+    let partial = format!("GET /bytes/1 HTTP/1.1\r\nHost: {HOST}\r\nX-Half: ");
+    for name in ["tls", "plain"] {
+        // Connected just before sending: an idle first wait is closed without a word.
+        let mut c = match name {
+            "tls" => f.client(),
+            _ => Client::plain(f.proxy.addrs()[1]).expect("connect to the plain listener"),
+        };
+        c.send(partial.as_bytes()).expect("send half a head");
+        let bytes = c
+            .expect_closed()
+            .unwrap_or_else(|e| panic!("{name}: a half head must be cut off: {e}"));
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 408 "),
+            "{name}: a half head must get a 408 before the close; got {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    assert_eq!(f.backend.heads(), 0);
+}
+
+/// A client that pipelines requests whose answers the proxy makes itself (502: the
+/// upstream refuses) and never reads fills the socket buffers until one answer's write
+/// hits `send_timeout_ms`. That write may have sent part of a response (or, over TLS,
+/// part of a record): the connection must close then, never go on with the next
+/// response after it (a half response, a lost one, or — over TLS — the stale bytes of a
+/// cancelled record flush ahead of the next record). What the client finally reads is
+/// whole 502s, perhaps the start of one more, then the end.
+#[test]
+fn a_proxy_answer_that_times_out_closes_the_connection() {
+    let refusing = common::backend::refusing_addr();
+    let pki = TestPki::new();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let config = ConfigBuilder::new()
+        .tls_listener_with(&[(&cert).into()], &[("ktls", "\"off\"")])
+        .plain_listener()
+        .http("send_timeout_ms", 300)
+        // Never the reason the connection ends.
+        .http("keepalive_requests", 10 * PIPELINED)
+        .route(None, "/", false, "down")
+        .upstream("down", &[refusing], &[])
+        .admin();
+    let proxy = Proxy::start(&config.build(), pki.dir());
+    let admin = proxy.admin_addr();
+    let tls = common::client::client_config(&pki, &rustls::version::TLS13);
+    let mut failures = Vec::new();
+    for (name, addr, tls) in [
+        ("plain", proxy.addrs()[1], None),
+        ("tls", proxy.addr(), Some(tls)),
+    ] {
+        let got = match stalled_reader(addr, admin, tls.as_ref()) {
+            Ok(got) => got,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let (whole, first, rest) = split_502s(&got);
+        if whole == 0 || !first.starts_with(rest) {
+            failures.push(format!(
+                "{name}: after {whole} whole 502s, not the start of another: {:?}",
+                String::from_utf8_lossy(&rest[..rest.len().min(300)])
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let panics: u64 = proxy.shutdown_reports().iter().map(|w| w.panics).sum();
+    assert_eq!(panics, 0);
+}
+
+/// Requests pipelined at most this many (each ~40 bytes, each answer ~150).
+const PIPELINED: usize = 200_000;
+
+/// Pipelines [`PIPELINED`] requests on a connection with a small receive window without
+/// reading, waits until the proxy holds no connection, then reads what arrived (over TLS,
+/// decrypted; `Err` on a TLS error).
+fn stalled_reader(
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| e.to_string())?;
+    // A small window, so the proxy's writes block soon.
+    sock.set_recv_buffer_size(4096).map_err(|e| e.to_string())?;
+    sock.connect(&addr.into()).map_err(|e| e.to_string())?;
+    let mut sock: std::net::TcpStream = sock.into();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.set_nodelay(true).unwrap();
+    let one = format!("GET /x HTTP/1.1\r\nHost: {HOST}\r\n\r\n").into_bytes();
+    let mut conn = None;
+    let wire = match tls {
+        None => one.repeat(PIPELINED),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
+            let mut c = rustls::ClientConnection::new(config.clone(), name).unwrap();
+            while c.is_handshaking() {
+                c.complete_io(&mut sock)
+                    .map_err(|e| format!("handshake: {e}"))?;
+            }
+            // Every request encrypted up front: the writer thread only moves bytes.
+            let mut wire = Vec::new();
+            for batch in one.repeat(PIPELINED).chunks(16 * 1024) {
+                c.writer().write_all(batch).unwrap();
+                while c.wants_write() {
+                    c.write_tls(&mut wire).unwrap();
+                }
+            }
+            conn = Some(c);
+            wire
+        }
+    };
+    let mut writer = sock.try_clone().unwrap();
+    // Writes until the proxy closes (or all of it went).
+    let sender = thread::spawn(move || {
+        let _ = writer.set_write_timeout(Some(Duration::from_secs(60)));
+        let _ = writer.write_all(&wire);
+    });
+    let guard = std::time::Instant::now() + Duration::from_secs(30);
+    while active_connections(admin) > 0 {
+        if std::time::Instant::now() > guard {
+            return Err(
+                "the proxy still holds the connection 30 s after it stopped being \
+                 read (send_timeout_ms = 300): an answer whose write timed out did not \
+                 close it"
+                    .into(),
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sender.join();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A reset after the data: the end all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let Some(mut conn) = conn else {
+        return Ok(raw);
+    };
+    let mut plain = Vec::new();
+    let mut input = &raw[..];
+    while !input.is_empty() {
+        conn.read_tls(&mut input).map_err(|e| e.to_string())?;
+        conn.process_new_packets()
+            .map_err(|e| format!("TLS error in what the proxy sent: {e}"))?;
+        let _ = conn.reader().read_to_end(&mut plain);
+    }
+    Ok(plain)
+}
+
+/// How many whole 502 responses `bytes` starts with, the first of them, and what
+/// follows them.
+fn split_502s(bytes: &[u8]) -> (usize, &[u8], &[u8]) {
+    let (mut n, mut first, mut rest) = (0, &bytes[..0], bytes);
+    loop {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (n, first, rest);
+        };
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let len: Option<usize> = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok());
+        match len {
+            Some(len) if head.starts_with("http/1.1 502 ") && rest.len() >= end + 4 + len => {
+                if n == 0 {
+                    first = &rest[..end + 4 + len];
+                }
+                n += 1;
+                rest = &rest[end + 4 + len..];
+            }
+            _ => return (n, first, rest),
+        }
+    }
+}

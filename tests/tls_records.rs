@@ -25,13 +25,20 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with(|c| c)
+}
+
+/// [`start`] with extra settings applied to its config.
+fn start_with(tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Setup {
     let pki = TestPki::new();
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let backend = Backend::start();
-    let config = ConfigBuilder::new()
-        .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
-        .route(None, "/", false, "backend")
-        .upstream("backend", &[backend.addr], &[]);
+    let config = tweak(
+        ConfigBuilder::new()
+            .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
+            .route(None, "/", false, "backend")
+            .upstream("backend", &[backend.addr], &[]),
+    );
     let proxy = Proxy::start(&config.build(), pki.dir());
     Setup {
         proxy,
@@ -341,4 +348,104 @@ fn handshake_record_faults_get_their_alert_without_a_panic() {
     next.send(&req::get(HOST, "/bytes/10"));
     assert_eq!(next.response(), (200, pattern(10, 10)));
     s.proxy.shutdown();
+}
+
+/// A record holding only the first byte of a KeyUpdate, then silence past
+/// `client_header_timeout_ms`: rustls holds the partial handshake message in the driver's
+/// ciphertext buffer when the timeout cancels the head read. The close that follows must
+/// drive rustls over the same buffer: a read that took the buffer across its await and
+/// lost it made rustls index past the shorter one and panic (caught per connection, a
+/// bug all the same). Each connection closes cleanly, and no connection task panicked.
+#[test]
+fn a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic() {
+    use common::records::{HANDSHAKE, RawSession, SUITES, is_tls13, key_update, suite_name};
+    let s = start_with(|c| c.http("client_header_timeout_ms", 200));
+    let t = target(&s);
+    let mut failures = Vec::new();
+    for suite in SUITES.into_iter().filter(|s| is_tls13(*s)) {
+        let mut c = RawSession::connect(&t, suite).expect("handshake");
+        let fragment = c.record(HANDSHAKE, &key_update(1)[..1]);
+        c.send(&fragment).expect("send the fragment");
+        let out = c.outcome();
+        if !out.closed() || !out.data.is_empty() {
+            failures.push(format!("{}: {out:?}", suite_name(suite)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut next = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    next.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(next.response(), (200, pattern(10, 10)));
+    let panics: u64 = s.proxy.shutdown_reports().iter().map(|w| w.panics).sum();
+    assert_eq!(
+        panics, 0,
+        "connection tasks panicked after a cancelled read"
+    );
+}
+
+/// A ClientHello sent as one-byte records (the issue's CPU sink: 60,000 of them cost the
+/// proxy 0.6 s of CPU) is refused once it passes the record cap: a handshake_failure
+/// alert, then the close — no ServerHello — and the failure is counted under its own
+/// reason. A hello in one record still gets its handshake.
+#[test]
+fn a_client_hello_in_too_many_records_is_refused() {
+    use std::io::Read;
+    let s = start_with(|c| c.admin());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from(HOST.to_string()).unwrap();
+    let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut flight = Vec::new();
+    conn.write_tls(&mut flight).unwrap();
+    assert_eq!(flight[0], 22, "one handshake record");
+    let mut records = Vec::new();
+    for b in &flight[5..] {
+        records.extend_from_slice(&[22, 3, 1, 0, 1, *b]);
+    }
+    let mut sock = TcpStream::connect(s.proxy.addr()).unwrap();
+    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    // The proxy may close before it has read everything: a reset of this write is fine.
+    let _ = sock.write_all(&records);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the proxy neither answered nor closed: {e}"),
+        }
+    }
+    assert!(
+        got == [21, 3, 3, 0, 2, 2, 40],
+        "a hello in {} one-byte records must get a handshake_failure alert and the close; \
+         got {} bytes starting {:?} (22: a ServerHello)",
+        flight.len() - 5,
+        got.len(),
+        &got[..got.len().min(8)]
+    );
+    let metrics = admin_metrics(s.proxy.admin_addr());
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "ringgate_tls_handshakes_total{outcome=\"hello_fragmented\"} 1"),
+        "the refusal is counted under its reason:\n{metrics}"
+    );
+    let mut next = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
+    next.send(&req::get(HOST, "/bytes/10"));
+    assert_eq!(next.response(), (200, pattern(10, 10)));
+}
+
+/// The admin listener's `/metrics` text.
+fn admin_metrics(admin: std::net::SocketAddr) -> String {
+    let mut s = TcpStream::connect(admin).expect("connect to the admin listener");
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read /metrics");
+    text
 }

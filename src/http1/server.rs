@@ -556,8 +556,12 @@ impl ResponseSink for H1Exchange<'_> {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
         write::simple_response(&mut out, status, reason, self.version, keep);
-        let _ = self.session.write(out.freeze()).await;
-        if keep { Next::KeepAlive } else { Next::Close }
+        // A write that failed or hit send_timeout may have sent part of this response:
+        // the next one must never follow it on the same connection.
+        match self.session.write(out.freeze()).await {
+            Ok(()) if keep => Next::KeepAlive,
+            _ => Next::Close,
+        }
     }
 }
 

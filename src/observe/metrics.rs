@@ -132,6 +132,8 @@ pub enum HandshakeFailure {
     Io,
     /// Plain HTTP on a TLS port (answered 400).
     PlainHttp,
+    /// A ClientHello split into more records than allowed (answered with an alert).
+    FragmentedHello,
     /// No common version, cipher suite, group or signature scheme.
     PeerIncompatible,
     /// The peer sent a fatal alert.
@@ -145,10 +147,11 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 8] = [
+    pub const ALL: [HandshakeFailure; 9] = [
         HandshakeFailure::Timeout,
         HandshakeFailure::Io,
         HandshakeFailure::PlainHttp,
+        HandshakeFailure::FragmentedHello,
         HandshakeFailure::PeerIncompatible,
         HandshakeFailure::AlertReceived,
         HandshakeFailure::Protocol,
@@ -161,6 +164,7 @@ impl HandshakeFailure {
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::Io => "io",
             HandshakeFailure::PlainHttp => "plain_http",
+            HandshakeFailure::FragmentedHello => "hello_fragmented",
             HandshakeFailure::PeerIncompatible => "peer_incompatible",
             HandshakeFailure::AlertReceived => "alert_received",
             HandshakeFailure::Protocol => "protocol_error",

@@ -52,6 +52,7 @@ pub async fn accept(
             let reason = match &e {
                 HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
                 HandshakeError::PlainHttp => HandshakeFailure::PlainHttp,
+                HandshakeError::FragmentedHello => HandshakeFailure::FragmentedHello,
                 _ => HandshakeFailure::Io,
             };
             m.handshake_failures[reason as usize].inc();

@@ -11,9 +11,9 @@
 use std::io;
 use std::ops::Deref;
 
-use bytes::BytesMut;
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use bytes::{Buf, BytesMut};
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use rustls::ExtractedSecrets;
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
@@ -23,6 +23,8 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedConnectionCommon,
     UnbufferedStatus,
 };
+
+use super::io::read_spare;
 
 mod sealed {
     pub trait Sealed {}
@@ -111,6 +113,9 @@ pub enum HandshakeError {
     Tls(rustls::Error),
     /// The first bytes were plain HTTP; a 400 was sent (server role only).
     PlainHttp,
+    /// The ClientHello came in more records than [`super::tls::hello::MAX_HELLO_RECORDS`]
+    /// (server role only): refused before rustls worked through them.
+    FragmentedHello,
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -119,6 +124,11 @@ impl std::fmt::Display for HandshakeError {
             HandshakeError::Io(e) => write!(f, "i/o during handshake: {e}"),
             HandshakeError::Tls(e) => write!(f, "tls: {e}"),
             HandshakeError::PlainHttp => write!(f, "plain HTTP request on a TLS port"),
+            HandshakeError::FragmentedHello => write!(
+                f,
+                "ClientHello split into more than {} records",
+                super::tls::hello::MAX_HELLO_RECORDS
+            ),
         }
     }
 }
@@ -162,6 +172,8 @@ pub(super) enum Inspect {
     Continue,
     /// The peer is not speaking TLS at all: stop without driving rustls.
     PlainHttp,
+    /// The ClientHello is spread over too many records: stop without driving rustls.
+    FragmentedHello,
 }
 
 /// Why a connection cannot move to the kernel now.
@@ -177,8 +189,10 @@ pub(super) enum NotReady {
 pub(super) struct TlsDriver<R: Role> {
     conn: R,
     /// Ciphertext from the socket; `cin[cin_start..]` is not yet consumed by rustls
-    /// (a partial record, or records not yet processed).
-    cin: Vec<u8>,
+    /// (a partial record, or records not yet processed). rustls remembers how far into
+    /// it a partly received handshake message reaches, so these bytes are never lost:
+    /// reads lend the kernel only its spare capacity ([`read_spare`]).
+    cin: BytesMut,
     cin_start: usize,
     /// Plaintext decrypted but not yet handed to the caller (`plain[plain_pos..]`).
     plain: Vec<u8>,
@@ -216,7 +230,7 @@ impl<R: Role> TlsDriver<R> {
     pub(super) fn new(conn: R) -> Self {
         TlsDriver {
             conn,
-            cin: Vec::new(),
+            cin: BytesMut::new(),
             cin_start: 0,
             plain: Vec::new(),
             plain_pos: 0,
@@ -267,8 +281,10 @@ impl<R: Role> TlsDriver<R> {
             }
             let fresh = &self.cin[self.cin.len() - n..];
             let pending = &self.cin[self.cin_start..];
-            if let Inspect::PlainHttp = inspect(fresh, pending, first && before == 0) {
-                return Err(HandshakeError::PlainHttp);
+            match inspect(fresh, pending, first && before == 0) {
+                Inspect::Continue => {}
+                Inspect::PlainHttp => return Err(HandshakeError::PlainHttp),
+                Inspect::FragmentedHello => return Err(HandshakeError::FragmentedHello),
             }
             first = false;
         }
@@ -348,14 +364,14 @@ impl<R: Role> TlsDriver<R> {
     pub(super) fn release_buffers(&mut self) {
         self.compact();
         if self.cin.is_empty() {
-            self.cin = Vec::new();
+            self.cin = BytesMut::new();
         }
         if self.plain_pos == self.plain.len() {
             self.plain = Vec::new();
             self.plain_pos = 0;
         }
         if self.out.len == 0 {
-            self.out = Out::default();
+            self.out.buf = Vec::new();
         }
     }
 
@@ -363,6 +379,9 @@ impl<R: Role> TlsDriver<R> {
     /// buffered either way, the session intact.
     pub(super) fn ready_for_kernel(&self) -> Result<(), NotReady> {
         if self.failed {
+            return Err(NotReady::Failed);
+        }
+        if self.out.cut {
             return Err(NotReady::Failed);
         }
         if self.cin_start < self.cin.len()
@@ -440,6 +459,9 @@ impl<R: Role> TlsDriver<R> {
                     None
                 }
                 Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // Consumed before the await: a dropped flush must not leave rustls
+                    // handed the same records again.
+                    self.cin_start += std::mem::take(&mut discard);
                     self.out.flush(tcp).await?;
                     transmit.done();
                     None
@@ -522,28 +544,25 @@ impl<R: Role> TlsDriver<R> {
         }
         let _ = self.out.flush(tcp).await;
         // The record that failed (decrypted in place, perhaps) is never fed again.
-        self.cin = Vec::new();
+        self.cin = BytesMut::new();
         self.cin_start = 0;
     }
 
-    /// Moves unconsumed ciphertext to the front of `cin`.
+    /// Drops consumed ciphertext from the front of `cin` (the space is reused when `cin`
+    /// next reserves room).
     fn compact(&mut self) {
         if self.cin_start > 0 {
-            self.cin.drain(..self.cin_start);
+            self.cin.advance(self.cin_start);
             self.cin_start = 0;
         }
     }
 
     /// Appends what the socket has (up to about one record) to `cin`; 0 at EOF.
+    /// Cancel safety: dropping the future leaves `cin` as it was (see [`read_spare`]).
     async fn read_more(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
         self.compact();
-        let mut buf = std::mem::take(&mut self.cin);
-        buf.reserve(CIPHER_READ);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let (res, slice) = tcp.read(buf.slice_mut(len..cap)).await;
-        self.cin = slice.into_inner();
-        res
+        self.cin.reserve(CIPHER_READ);
+        read_spare(tcp, &mut self.cin, usize::MAX).await
     }
 
     /// Appends exactly one TLS record (header + body) to `cin`, so no byte beyond the
@@ -551,20 +570,20 @@ impl<R: Role> TlsDriver<R> {
     /// rejects by itself (a content type it does not know, not a 3.x version, a length
     /// over its limit: also plain HTTP) is returned alone, for rustls or the caller to
     /// refuse at once instead of waiting for a body that may never come.
+    /// Cancel safety: dropping the future leaves in `cin` what it had plus the part of
+    /// the record read so far.
     async fn read_record(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
         self.compact();
-        let mut buf = std::mem::take(&mut self.cin);
-        let base = buf.len();
-        buf.reserve(5 + MAX_RECORD);
-        let res = read_exact(tcp, &mut buf, base + 5).await;
+        let base = self.cin.len();
+        self.cin.reserve(5 + MAX_RECORD);
+        let res = read_exact(tcp, &mut self.cin, base + 5).await;
         let res = match res {
-            Ok(n) if n == base + 5 => match record_body_len(&buf[base..base + 5]) {
-                Some(len) => read_exact(tcp, &mut buf, base + 5 + len).await,
+            Ok(n) if n == base + 5 => match record_body_len(&self.cin[base..base + 5]) {
+                Some(len) => read_exact(tcp, &mut self.cin, base + 5 + len).await,
                 None => Ok(n),
             },
             other => other,
         };
-        self.cin = buf;
         res.map(|n| n - base)
     }
 }
@@ -584,6 +603,10 @@ fn record_body_len(header: &[u8]) -> Option<usize> {
 struct Out {
     buf: Vec<u8>,
     len: usize,
+    /// A flush failed or was dropped mid-write: the peer may hold part of a record, and
+    /// `buf` went with the write. Nothing is sent again — any later record would follow
+    /// half a record (or the zeros of a regrown `buf`) and corrupt the stream.
+    cut: bool,
 }
 
 impl Out {
@@ -617,15 +640,28 @@ impl Out {
     }
 
     /// Writes `buf[..len]` to the socket.
+    ///
+    /// Cancel safety: the buffer is lent to the kernel for the write, so a dropped flush
+    /// loses it — and may have sent part of it. `cut` is set until the write completes,
+    /// so after a failed or dropped flush every later one fails instead of sending.
     async fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
+        if self.cut {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier TLS write on this connection did not complete",
+            ));
+        }
         if self.len == 0 {
             return Ok(());
         }
+        self.cut = true;
         let buf = std::mem::take(&mut self.buf);
         let (res, buf) = tcp.write_all(buf.slice(0..self.len)).await;
         self.buf = buf.into_inner();
         self.len = 0;
-        res.map(|_| ())
+        res?;
+        self.cut = false;
+        Ok(())
     }
 }
 
@@ -642,15 +678,74 @@ fn deliver(payload: &[u8], sink: &mut Option<(&mut BytesMut, usize)>, plain: &mu
 }
 
 /// Reads until `buf` holds `target` bytes; returns its length (short only at EOF).
-async fn read_exact(tcp: &mut TcpStream, buf: &mut Vec<u8>, target: usize) -> io::Result<usize> {
+/// Cancel safety: dropping the future keeps every byte appended so far.
+async fn read_exact(tcp: &mut TcpStream, buf: &mut BytesMut, target: usize) -> io::Result<usize> {
     while buf.len() < target {
-        let b = std::mem::take(buf);
-        let len = b.len();
-        let (res, slice) = tcp.read(b.slice_mut(len..target)).await;
-        *buf = slice.into_inner();
-        if res? == 0 {
+        let want = target - buf.len();
+        buf.reserve(want);
+        if read_spare(tcp, buf, want).await? == 0 {
             break;
         }
     }
     Ok(buf.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A flush dropped while the peer does not read (a timeout) may have sent part of
+    /// the buffer and lost the rest with the dropped write: the next flush must fail, not
+    /// send the next bytes — nor the zeros of a buffer grown again from nothing — after
+    /// half a record.
+    #[test]
+    fn a_flush_dropped_mid_write_sends_nothing_more() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                server.set_nonblocking(true).unwrap();
+                let mut tcp = TcpStream::from_std(server).unwrap();
+                let mut out = Out::default();
+                // Flushes of ones until one cannot complete: the client reads nothing.
+                let mut sent = 0;
+                loop {
+                    out.spare(64 * 1024).fill(1);
+                    out.len += 64 * 1024;
+                    let wait = Duration::from_millis(50);
+                    match monoio::time::timeout(wait, out.flush(&mut tcp)).await {
+                        Ok(r) => r.unwrap(),
+                        Err(_) => break,
+                    }
+                    sent += 1;
+                    assert!(sent < 10_000, "the socket never filled");
+                }
+                let reader = std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut client = client;
+                    client
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let _ = client.read_to_end(&mut got);
+                    got
+                });
+                out.spare(5).copy_from_slice(b"after");
+                out.len += 5;
+                let again = out.flush(&mut tcp).await;
+                drop(tcp);
+                let got = reader.join().unwrap();
+                assert!(again.is_err(), "a flush after a dropped one went out");
+                assert!(
+                    got.iter().all(|b| *b == 1),
+                    "bytes other than the flushed ones reached the peer"
+                );
+            });
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`accept`]: a client connection's TLS setup (timeout-bounded handshake, [`TlsInfo`],
 //!   metrics, the kTLS switch with its fallback).
 //! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
+//! - `io`: the socket read all of them use, which a dropped future cannot corrupt.
 //! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
 //! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
 //! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
@@ -21,6 +22,7 @@
 
 mod accept;
 mod driver;
+mod io;
 mod kernel;
 pub mod ktls;
 mod stream;

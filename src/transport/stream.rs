@@ -9,30 +9,28 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
 
 use super::driver::{CIPHER_READ, HandshakeError, Inspect, NotReady, Role, TlsDriver};
+use super::io::read_spare;
 use super::kernel::KtlsState;
 use super::ktls::{self, Fallback};
 use super::tls::hello;
 
 /// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
+/// Dropping the future leaves `dst` as it was; the stream itself may have lost bytes then
+/// (see [`read_spare`]).
 pub async fn read_tcp(
     tcp: &mut impl AsyncReadRent,
     dst: &mut BytesMut,
     want: usize,
 ) -> io::Result<usize> {
-    let mut buf = std::mem::take(dst);
-    buf.reserve(want);
-    let len = buf.len();
-    let end = buf.capacity().min(len + want.max(1));
-    let (res, slice) = tcp.read(buf.slice_mut(len..end)).await;
-    *dst = slice.into_inner();
-    res
+    let want = want.max(1);
+    dst.reserve(want);
+    read_spare(tcp, dst, want).await
 }
 
 /// Writes all of `data` to `tcp`.
@@ -53,6 +51,13 @@ pub struct Stream<R: Role> {
     /// Read handshake records one by one, so no byte after the handshake is taken from
     /// the socket before the kernel can (set when kTLS may follow).
     exact_records: bool,
+    /// A read was dropped before it completed (a timeout): io_uring may have moved bytes
+    /// from the socket into the dropped read, so the byte stream may have a gap and is
+    /// not read again.
+    read_cut: bool,
+    /// A write failed or was dropped before it completed: the peer may hold part of a
+    /// response (or of a TLS record), so nothing more is written, close_notify included.
+    write_cut: bool,
 }
 
 /// Who does the record layer.
@@ -89,6 +94,8 @@ impl<R: Role> Stream<R> {
             tcp,
             layer: Layer::Plain,
             exact_records: false,
+            read_cut: false,
+            write_cut: false,
         }
     }
 
@@ -98,6 +105,8 @@ impl<R: Role> Stream<R> {
             tcp,
             layer: Layer::Rustls(Box::new(TlsDriver::new(conn))),
             exact_records,
+            read_cut: false,
+            write_cut: false,
         }
     }
 
@@ -183,29 +192,57 @@ impl<R: Role> Stream<R> {
     }
 
     /// Appends up to `want` plaintext bytes to `dst`; `Ok(0)` is end of stream.
+    ///
+    /// Cancel safety: dropping the future keeps what `dst` holds and what the TLS layer
+    /// buffered, but the socket may have lost bytes, so every later read fails.
     pub async fn read(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
-        match &mut self.layer {
+        if self.read_cut {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "an earlier read on this connection was cut off",
+            ));
+        }
+        self.read_cut = true;
+        let res = match &mut self.layer {
             Layer::Plain => read_tcp(&mut self.tcp, dst, want).await,
             Layer::Rustls(tls) => tls.read(&mut self.tcp, dst, want).await,
             Layer::Kernel(_) => self.read_ktls(dst, want).await,
-        }
+        };
+        self.read_cut = false;
+        res
     }
 
     /// Writes all of `data`.
+    ///
+    /// Cancel safety: a write that fails or is dropped may have sent part of `data`;
+    /// every later write fails then (and [`Stream::shutdown`] sends no close_notify), so
+    /// nothing ever follows half a message.
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        match &mut self.layer {
+        if self.write_cut {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write on this connection did not complete",
+            ));
+        }
+        self.write_cut = true;
+        let res = match &mut self.layer {
             Layer::Rustls(tls) => tls.write(&mut self.tcp, &data).await,
             // The kernel encrypts what goes through the socket.
             Layer::Plain | Layer::Kernel(_) => write_tcp(&mut self.tcp, data).await,
-        }
+        };
+        self.write_cut = res.is_err();
+        res
     }
 
-    /// Ends the stream politely: close_notify for TLS, then FIN.
+    /// Ends the stream politely: close_notify for TLS (unless a write was cut off), then
+    /// FIN.
     pub async fn shutdown(&mut self) {
-        match &mut self.layer {
-            Layer::Plain => {}
-            Layer::Rustls(tls) => tls.close_notify(&mut self.tcp).await,
-            Layer::Kernel(_) => self.ktls_close_notify(),
+        if !self.write_cut {
+            match &mut self.layer {
+                Layer::Plain => {}
+                Layer::Rustls(tls) => tls.close_notify(&mut self.tcp).await,
+                Layer::Kernel(_) => self.ktls_close_notify(),
+            }
         }
         let _ = self.tcp.shutdown().await;
     }
@@ -246,24 +283,29 @@ impl<R: Role> Stream<R> {
 impl Stream<UnbufferedServerConnection> {
     /// Drives the server-role handshake to completion (callers bound it with a timeout).
     /// Returns the SNI host name the client sent (rustls' unbuffered connection does not
-    /// expose it): read from a copy of the first flight, dropped once it is known. A
-    /// first flight that is plain HTTP gets a 400 and [`HandshakeError::PlainHttp`].
+    /// expose it): read as the first flight arrives ([`hello::HelloReader`]). A first
+    /// flight that is plain HTTP gets a 400 and [`HandshakeError::PlainHttp`]; a
+    /// ClientHello in too many records a handshake_failure alert and
+    /// [`HandshakeError::FragmentedHello`].
     pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
         let Layer::Rustls(tls) = &mut self.layer else {
             return Ok(None);
         };
-        let mut hello = Some(Vec::new());
+        let mut hello = Some(hello::HelloReader::default());
         let mut sni = None;
         let res = tls
             .handshake(
                 &mut self.tcp,
                 self.exact_records,
                 |fresh, pending, first| {
-                    if let Some(flight) = hello.as_mut() {
-                        flight.extend_from_slice(fresh);
-                        if let hello::Sni::Done(name) = hello::sni(flight) {
-                            sni = name;
-                            hello = None;
+                    if let Some(reader) = hello.as_mut() {
+                        match reader.feed(fresh) {
+                            hello::Sni::NeedMore => {}
+                            hello::Sni::Done(name) => {
+                                sni = name;
+                                hello = None;
+                            }
+                            hello::Sni::TooManyRecords => return Inspect::FragmentedHello,
                         }
                     }
                     if first && looks_like_plain_http(pending) {
@@ -280,6 +322,13 @@ impl Stream<UnbufferedServerConnection> {
                 let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
                 let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
                 Err(HandshakeError::PlainHttp)
+            }
+            Err(HandshakeError::FragmentedHello) => {
+                // A plaintext fatal handshake_failure alert (RFC 8446 §6): rustls has not
+                // answered yet, so nothing is encrypted.
+                let alert: &[u8] = &[21, 3, 3, 0, 2, 2, 40];
+                let _ = write_tcp(&mut self.tcp, Bytes::from_static(alert)).await;
+                Err(HandshakeError::FragmentedHello)
             }
             Err(e) => Err(e),
         }

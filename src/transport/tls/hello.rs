@@ -1,11 +1,23 @@
 //! The SNI host name of a ClientHello, read from the raw records of the client's first
-//! flight. rustls' unbuffered server connection does not expose the name it saw (and its
-//! certificate resolver is not asked on resumption), so the handshake keeps a copy of the
-//! first-flight bytes until this parser has an answer. No I/O; never fails: anything it
-//! cannot read is "no SNI" (rustls itself decides whether the hello is acceptable).
+//! flight as they arrive. rustls' unbuffered server connection does not expose the name
+//! it saw (and its certificate resolver is not asked on resumption), so the handshake
+//! feeds each read's bytes to a [`HelloReader`] until it has an answer. No I/O. The work
+//! is linear in the bytes fed: each byte is looked at once as it arrives, and the joined
+//! message is parsed once, when whole.
+//!
+//! Anything it cannot read is "no SNI" (rustls itself decides whether the hello is
+//! acceptable). The one thing it refuses is a hello spread over more than
+//! [`MAX_HELLO_RECORDS`] records: [`Sni::TooManyRecords`], which the handshake turns into
+//! a `handshake_failure` alert and a close (metrics reason `hello_fragmented`).
 
 /// Largest ClientHello the parser reassembles (rustls refuses larger handshake messages).
 const MAX_HELLO: usize = 64 * 1024;
+
+/// Most records one ClientHello may span. A hello of [`MAX_HELLO`] bytes needs 4 full
+/// records and real clients send one; clients that split the hello on purpose (to get
+/// past middleboxes) use a handful. Thousands of tiny records only make the server work
+/// per record (60,000 one-byte records cost 0.2 s of CPU in nginx): refused.
+pub const MAX_HELLO_RECORDS: usize = 32;
 
 /// What the first-flight bytes so far say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,28 +26,88 @@ pub enum Sni {
     NeedMore,
     /// The name (lower case), or `None`: no SNI extension, or not a readable ClientHello.
     Done(Option<String>),
+    /// The ClientHello came in more records than allowed ([`MAX_HELLO_RECORDS`]).
+    TooManyRecords,
 }
 
-/// Reads the SNI host name from `raw`, the bytes of the client's first TLS records.
-pub fn sni(raw: &[u8]) -> Sni {
-    let mut msg = Vec::new();
-    let mut rest = raw;
-    loop {
-        if let Some(done) = try_hello(&msg) {
-            return Sni::Done(done);
+/// Reads a client's first flight as it arrives: feed it each read's bytes in order
+/// until it answers something other than [`Sni::NeedMore`].
+#[derive(Debug)]
+pub struct HelloReader {
+    /// A record header split across reads: its first `header_len` bytes.
+    header: [u8; 5],
+    header_len: usize,
+    /// Payload bytes of the current record still to come.
+    body_left: usize,
+    /// The handshake bytes so far (the record payloads joined).
+    msg: Vec<u8>,
+    records: usize,
+    max_records: usize,
+    /// Bytes looked at so far: each byte fed, and the whole message once (tests check
+    /// that this stays linear).
+    examined: usize,
+}
+
+impl Default for HelloReader {
+    fn default() -> Self {
+        HelloReader::with_max_records(MAX_HELLO_RECORDS)
+    }
+}
+
+impl HelloReader {
+    /// A reader refusing hellos in more than `max_records` records.
+    pub fn with_max_records(max_records: usize) -> Self {
+        HelloReader {
+            header: [0; 5],
+            header_len: 0,
+            body_left: 0,
+            msg: Vec::new(),
+            records: 0,
+            max_records,
+            examined: 0,
         }
-        if rest.len() < 5 {
-            return Sni::NeedMore;
+    }
+
+    /// Bytes looked at so far.
+    pub fn examined(&self) -> usize {
+        self.examined
+    }
+
+    /// Takes the next bytes of the first flight.
+    pub fn feed(&mut self, mut fresh: &[u8]) -> Sni {
+        while !fresh.is_empty() {
+            if self.body_left == 0 {
+                let n = (5 - self.header_len).min(fresh.len());
+                self.header[self.header_len..self.header_len + n].copy_from_slice(&fresh[..n]);
+                self.header_len += n;
+                self.examined += n;
+                fresh = &fresh[n..];
+                if self.header_len < 5 {
+                    break;
+                }
+                self.header_len = 0;
+                let len = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                if self.header[0] != 22 || self.msg.len() + len > MAX_HELLO {
+                    return Sni::Done(None);
+                }
+                self.records += 1;
+                if self.records > self.max_records {
+                    return Sni::TooManyRecords;
+                }
+                self.body_left = len;
+                continue;
+            }
+            let n = self.body_left.min(fresh.len());
+            self.msg.extend_from_slice(&fresh[..n]);
+            self.examined += n;
+            self.body_left -= n;
+            fresh = &fresh[n..];
+            if let Some(done) = try_hello(&self.msg) {
+                self.examined += self.msg.len();
+                return Sni::Done(done);
+            }
         }
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
-        if rest[0] != 22 || msg.len() + len > MAX_HELLO {
-            return Sni::Done(None);
-        }
-        let Some(payload) = rest.get(5..5 + len) else {
-            return Sni::NeedMore;
-        };
-        msg.extend_from_slice(payload);
-        rest = &rest[5 + len..];
+        Sni::NeedMore
     }
 }
 
@@ -143,19 +215,37 @@ mod tests {
         out
     }
 
+    /// A reader without the record cap (for fragmentation tests).
+    fn uncapped() -> HelloReader {
+        HelloReader::with_max_records(usize::MAX)
+    }
+
+    /// The answer for `raw` fed in one piece.
+    fn sni(raw: &[u8]) -> Sni {
+        uncapped().feed(raw)
+    }
+
     #[test]
     fn reads_the_name_at_every_split_and_fragmentation() {
         let flight = client_hello("API.Example.com");
+        let name = Sni::Done(Some("api.example.com".into()));
         for fragment in [1, 7, 100, flight.len()] {
             let raw = refragment(&flight, fragment);
             for cut in 0..raw.len() {
+                let mut r = uncapped();
                 assert_eq!(
-                    sni(&raw[..cut]),
+                    r.feed(&raw[..cut]),
                     Sni::NeedMore,
                     "fragment {fragment} cut {cut}"
                 );
+                assert_eq!(r.feed(&raw[cut..]), name, "fragment {fragment} cut {cut}");
             }
-            assert_eq!(sni(&raw), Sni::Done(Some("api.example.com".into())));
+            let mut r = uncapped();
+            let (last, rest) = raw.split_last().unwrap();
+            for b in rest {
+                assert_eq!(r.feed(std::slice::from_ref(b)), Sni::NeedMore);
+            }
+            assert_eq!(r.feed(&[*last]), name, "fragment {fragment}, byte by byte");
         }
     }
 
@@ -171,5 +261,77 @@ mod tests {
         flight[3..5].copy_from_slice(&len.to_be_bytes());
         // A whole record whose message claims more than it has: wait for more.
         assert_eq!(sni(&flight), Sni::NeedMore);
+    }
+
+    /// `flight` (one record) with a padding extension (RFC 7685) in front of the others,
+    /// so that the hello's message is `size` bytes long.
+    fn padded(flight: &[u8], size: usize) -> Vec<u8> {
+        let msg = &flight[5..];
+        let body = &msg[4..];
+        // legacy_version, random, then the three vectors before the extensions.
+        let mut at = 2 + 32;
+        at += 1 + usize::from(body[at]);
+        at += 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+        at += 1 + usize::from(body[at]);
+        let exts = &body[at + 2..];
+        let pad = size - msg.len() - 4;
+        let mut new_body = body[..at].to_vec();
+        new_body.extend_from_slice(&((exts.len() + 4 + pad) as u16).to_be_bytes());
+        new_body.extend_from_slice(&21u16.to_be_bytes());
+        new_body.extend_from_slice(&(pad as u16).to_be_bytes());
+        new_body.resize(new_body.len() + pad, 0);
+        new_body.extend_from_slice(exts);
+        let mut out = vec![22, 3, 1];
+        out.extend_from_slice(&(size as u16).to_be_bytes());
+        out.push(1);
+        out.extend_from_slice(&(new_body.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&new_body);
+        assert_eq!(out.len() - 5, size);
+        out
+    }
+
+    /// The attack: a 60 KB hello (a padding extension) as 60,000 one-byte records,
+    /// each fed as its own read (the kTLS handshake reads one record at a time). The work
+    /// must stay linear in the bytes fed — re-parsing the whole flight after each read
+    /// was ~2×10⁹ steps. Counted, not timed; without the record cap, to count them all.
+    #[test]
+    fn a_hello_in_one_byte_records_costs_linear_work() {
+        let flight = padded(&client_hello("api.example.com"), 60_000);
+        assert_eq!(
+            sni(&flight),
+            Sni::Done(Some("api.example.com".into())),
+            "the padded hello itself reads"
+        );
+        let raw = refragment(&flight, 1);
+        let mut r = uncapped();
+        let mut fed = 0;
+        let mut answer = Sni::NeedMore;
+        for record in raw.chunks(6) {
+            assert_eq!(answer, Sni::NeedMore, "answered before the last record");
+            answer = r.feed(record);
+            fed += record.len();
+            // Each byte once, plus one parse of the whole message at the end.
+            assert!(
+                r.examined() <= fed + MAX_HELLO,
+                "{} bytes examined for {fed} fed",
+                r.examined()
+            );
+        }
+        assert_eq!(answer, Sni::Done(Some("api.example.com".into())));
+    }
+
+    #[test]
+    fn a_hello_in_more_records_than_allowed_is_refused() {
+        let flight = client_hello("api.example.com");
+        // Within the cap: read as usual.
+        let raw = refragment(&flight, (flight.len() - 5).div_ceil(MAX_HELLO_RECORDS));
+        let name = Sni::Done(Some("api.example.com".into()));
+        assert_eq!(HelloReader::default().feed(&raw), name);
+        // One byte per record: refused at the record over the cap, whatever follows.
+        let raw = refragment(&flight, 1);
+        let mut r = HelloReader::default();
+        let over = 6 * MAX_HELLO_RECORDS;
+        assert_eq!(r.feed(&raw[..over]), Sni::NeedMore);
+        assert_eq!(r.feed(&raw[over..over + 5]), Sni::TooManyRecords);
     }
 }
