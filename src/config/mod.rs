@@ -14,6 +14,7 @@
 
 mod addr;
 mod certs;
+pub mod kx;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -212,6 +213,9 @@ pub struct TlsSettings {
     /// `cipher_suites`: allowed suites in server preference order; empty = the
     /// provider's AEAD suites in the client's order.
     pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
+    /// `kx_groups`: allowed key-exchange groups, in the order written; empty = the
+    /// provider's defaults. Whatever is allowed, the client's preference picks.
+    pub kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
 }
 
 /// A certificate chain with its private key, parsed and matched.

@@ -144,6 +144,9 @@ pub struct RawTls {
     /// Ciphersuites` with `ssl_prefer_server_ciphers on`. Absent: all AEAD suites,
     /// client's order.
     pub cipher_suites: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Key-exchange groups allowed (`"X25519MLKEM768"`, `"X25519"`, `"secp256r1"`, …).
+    /// nginx: `ssl_ecdh_curve`. Absent: X25519, secp256r1, secp384r1, X25519MLKEM768.
+    pub kx_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One certificate chain and its key.

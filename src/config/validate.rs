@@ -506,6 +506,7 @@ impl Validator<'_> {
             },
         };
         let cipher_suites = self.cipher_suites(&raw.cipher_suites, field, min_version);
+        let kx_groups = self.kx_groups(&raw.kx_groups, field, min_version);
         let handshake_timeout = self.millis(
             &raw.handshake_timeout_ms,
             &format!("{field}.handshake_timeout_ms"),
@@ -529,7 +530,29 @@ impl Validator<'_> {
             session_tickets: raw.session_tickets.unwrap_or(true),
             ktls,
             cipher_suites,
+            kx_groups,
         })
+    }
+
+    /// `kx_groups`: see [`super::kx::check_list`].
+    fn kx_groups(
+        &mut self,
+        raw: &Option<Spanned<Vec<Spanned<String>>>>,
+        field: &str,
+        min_version: TlsMinVersion,
+    ) -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+        let Some(list) = raw else {
+            return Vec::new();
+        };
+        let (groups, errors) = super::kx::check_list(list, min_version == TlsMinVersion::Tls12);
+        for e in errors {
+            let at = match e.entry {
+                Some(i) => format!("{field}.kx_groups[{i}]"),
+                None => format!("{field}.kx_groups"),
+            };
+            self.error(Some(e.span), &at, e.message);
+        }
+        groups
     }
 
     /// `cipher_suites`: names the TLS provider knows, no repeats, and at least one suite

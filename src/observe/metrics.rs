@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::config::kx::KX_GROUPS;
 use crate::error::Kind;
 use crate::transport::ktls::Fallback;
 
@@ -251,6 +252,9 @@ pub fn suite_index(suite: rustls::CipherSuite) -> usize {
         .unwrap_or(TLS_SUITES.len())
 }
 
+/// Values of the `group` label: each of [`KX_GROUPS`], then `other`, then `none`.
+pub const KX_GROUP_LABELS: usize = KX_GROUPS.len() + 2;
+
 /// Status classes of requests (`class` label): 1xx–5xx, `other` for an upstream's
 /// 600–999, and `none` for requests that got no response (the client went away, or the
 /// connection had to close before a head could be sent).
@@ -302,6 +306,9 @@ pub struct WorkerMetrics {
     pub accepting: Gauge,
     /// Completed handshakes by [`TLS_SUITES`] index (+ other) and resumed (1) vs full (0).
     pub handshakes: [[Counter; 2]; TLS_SUITES.len() + 1],
+    /// Completed handshakes by [`KX_GROUPS`] index, then other, then none (a TLS 1.2
+    /// resumption exchanges no key).
+    pub handshakes_by_group: [Counter; KX_GROUP_LABELS],
     /// Failed handshakes by [`HandshakeFailure`].
     pub handshake_failures: [Counter; HandshakeFailure::ALL.len()],
     /// Duration of completed handshakes.
@@ -343,6 +350,28 @@ impl WorkerMetrics {
         let i = suite.map_or(TLS_SUITES.len(), suite_index);
         self.handshakes[i][resumed as usize].inc();
         self.handshake_duration.record(d);
+    }
+
+    /// Counts a completed handshake by its key-exchange group (`TlsInfo::kx_group`).
+    #[inline]
+    pub fn handshake_group(&self, group: Option<&str>) {
+        let i = match group {
+            Some(name) => KX_GROUPS
+                .iter()
+                .position(|g| g.name == name)
+                .unwrap_or(KX_GROUPS.len()),
+            None => KX_GROUPS.len() + 1,
+        };
+        self.handshakes_by_group[i].inc();
+    }
+
+    /// The `group` label of [`Self::handshakes_by_group`]`[i]`.
+    pub fn group_label(i: usize) -> &'static str {
+        match KX_GROUPS.get(i) {
+            Some(g) => g.name,
+            None if i == KX_GROUPS.len() => "other",
+            None => "none",
+        }
     }
 
     /// Records a finished request (`status` 0: no response was sent).

@@ -231,6 +231,16 @@ impl Registry {
                 o.sample(name, &labels, n as f64);
             }
         }
+        let name = "ringgate_tls_handshakes_by_group_total";
+        o.header(
+            name,
+            "Completed TLS handshakes by key-exchange group (none: a TLS 1.2 resumption).",
+            C,
+        );
+        for i in 0..metrics::KX_GROUP_LABELS {
+            let n = self.sum(|w| w.handshakes_by_group[i].get());
+            o.sample(name, &[("group", WorkerMetrics::group_label(i))], n as f64);
+        }
         o.histogram(
             "ringgate_tls_handshake_duration_seconds",
             "Duration of completed TLS handshakes.",

@@ -67,6 +67,7 @@ pub async fn accept(
     // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
     let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
     m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
+    m.handshake_group(info.kx_group);
     if ktls == KtlsMode::Off {
         return Some((s, log_tls(peer, info)));
     }
@@ -95,6 +96,7 @@ fn log_tls(peer: SocketAddr, info: TlsInfo) -> Rc<TlsInfo> {
         alpn = %String::from_utf8_lossy(info.alpn.as_deref().unwrap_or(b"-")),
         version = info.version_name(),
         suite = ?info.cipher_suite,
+        kx_group = info.kx_group.unwrap_or("-"),
         resumed = info.resumed,
         handshake_us = info.handshake_duration.as_micros() as u64,
         client_certs = info.client_chain.len(),

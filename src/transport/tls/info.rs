@@ -20,6 +20,10 @@ pub struct TlsInfo {
     pub version: Option<ProtocolVersion>,
     /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
     pub cipher_suite: Option<rustls::CipherSuite>,
+    /// The key-exchange group, by its IANA name (`X25519MLKEM768`, `X25519`,
+    /// `secp256r1`, … see [`crate::config::kx`]). `None` for a TLS 1.2 resumption, which
+    /// exchanges no key (a TLS 1.3 resumption does: rustls only accepts PSK with DHE).
+    pub kx_group: Option<&'static str>,
     /// The session was resumed (ticket or session ID), not a full handshake.
     pub resumed: bool,
     /// From accept to the end of the handshake.
@@ -40,6 +44,9 @@ impl TlsInfo {
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             version: conn.protocol_version(),
             cipher_suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
+            kx_group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| crate::config::kx::name(g.name())),
             resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
             handshake_duration,
             client_chain: conn

@@ -1,7 +1,9 @@
 //! TLS termination setup: one rustls `ServerConfig` per listener, shared by all workers.
 //!
 //! Built for every configuration generation from checked [`TlsSettings`]: TLS 1.2 and
-//! 1.3 only, AEAD suites only (the aws-lc-rs provider offers nothing else), ALPN
+//! 1.3 only, AEAD suites only (the aws-lc-rs provider offers nothing else), the
+//! key-exchange groups `kx_groups` allows (default: the provider's, X25519MLKEM768 among
+//! them; the client's order picks), ALPN
 //! `http/1.1`, certificates chosen by SNI ([`SniResolver`]), resumption by tickets and by
 //! a server-side session cache. The ticketer and the cache ([`TlsShared`]) are made once
 //! per listener and put into every generation's `ServerConfig`, so any worker resumes any
@@ -91,6 +93,10 @@ pub fn server_config(
     if !settings.cipher_suites.is_empty() {
         // The configured order is the server's preference.
         provider.cipher_suites = settings.cipher_suites.clone();
+    }
+    if !settings.kx_groups.is_empty() {
+        // Only these groups; among them rustls takes the client's first (its preference).
+        provider.kx_groups = settings.kx_groups.clone();
     }
     let provider = Arc::new(provider);
     let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
