@@ -144,6 +144,9 @@ pub struct RawTls {
     /// Ciphersuites` with `ssl_prefer_server_ciphers on`. Absent: all AEAD suites,
     /// client's order.
     pub cipher_suites: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Session-ticket key files a fleet shares (80 or 48 bytes each); the first encrypts,
+    /// all decrypt. nginx: `ssl_session_ticket_key`. Absent: a random key per process.
+    pub session_ticket_keys: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One certificate chain and its key.
