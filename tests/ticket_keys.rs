@@ -302,6 +302,28 @@ fn a_rotation_by_file_change_keeps_old_tickets_and_issues_new_ones_under_the_new
             "rustls {name}: a session from before the rotation resumes"
         );
     }
+
+    // A broken key file: said with the file, and the keys in use stay.
+    replace_file(&previous, b"not a key");
+    assert!(
+        a.wait_for_output("reload failed", 1, RELOAD_WAIT),
+        "no failed reload\n{}",
+        a.output()
+    );
+    let said = format!(
+        "{}: 9 bytes: a session-ticket key file holds",
+        previous.display()
+    );
+    assert!(
+        a.output().contains(&said),
+        "{said:?} not in\n{}",
+        a.output()
+    );
+    assert!(
+        s_client(&a, TLS12, Some(&old_ticket(TLS12)), &h.file("w.sess")),
+        "the old key still decrypts after a failed reload\n{}",
+        a.output()
+    );
 }
 
 /// `ringgate check` output for a listener with `keys` (TOML array text) in `dir`.
