@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 # (cc for aws-lc-sys and mimalloc) are assumed, as README says.
 declare -A why=(
 	[curl]="tests/tls.rs, tests/upstream_faults.rs (a real client); the kTLS VM guests' client"
-	[openssl]="tests/logging.rs (openssl s_client); the kTLS VM guests (KeyUpdate)"
+	[openssl]="tests/logging.rs, tests/ticket_keys.rs (openssl s_client); the kTLS VM guests (KeyUpdate)"
 	[ca-certificates]="curl and openssl trust store"
 	[util-linux]="tests/accept_backoff.rs (prlimit)"
 	[qemu-system-x86]="tests/ktls_vm.rs: boots a Debian kernel with kTLS under qemu (TCG)"

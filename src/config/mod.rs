@@ -19,6 +19,7 @@ mod raw;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod ticket_keys;
 mod validate;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use rustls::sign::CertifiedKey;
 
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::uri::{EscapedSlashes, PathOptions};
+pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
 
 /// A checked, ready-to-run configuration.
@@ -73,7 +75,7 @@ pub struct ServerSettings {
     /// read by `ringgate reload`.
     pub pid_file: Option<PathBuf>,
     /// `certificate_check_interval_ms`: how often a helper thread compares the content of
-    /// every certificate and key file with what is loaded (zero: never).
+    /// every certificate, key and session-ticket key file with what is loaded (zero: never).
     pub certificate_check_interval: Duration,
 }
 
@@ -216,6 +218,9 @@ pub struct TlsSettings {
     /// `kx_groups`: allowed key-exchange groups, in the order written; empty = the
     /// provider's defaults. Whatever is allowed, the client's preference picks.
     pub kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+    /// `session_ticket_keys`: the fleet's ticket key files, first = encrypting key; empty
+    /// = a random key made once per listener (rustls rotates it every 6 hours).
+    pub session_ticket_keys: Vec<TicketKeyFile>,
 }
 
 /// A certificate chain with its private key, parsed and matched.
@@ -398,8 +403,8 @@ impl Config {
         Ok(config)
     }
 
-    /// This configuration with every certificate and key file read and checked again,
-    /// and nothing else: the TOML file is not read, so an edit to it that was never
+    /// This configuration with every certificate, key and session-ticket key file read and
+    /// checked again, and nothing else: the TOML file is not read, so an edit to it that was never
     /// reloaded stays out. What a changed certificate file reloads.
     pub fn with_reloaded_certificates(&self) -> Result<Config, ConfigErrors> {
         let mut next = self.clone();
@@ -422,6 +427,17 @@ impl Config {
                         field: format!("listener[{i}].tls.certificates[{j}].{}", e.which.field()),
                         message: e.message,
                     })),
+                }
+            }
+            for (k, key) in tls.session_ticket_keys.iter_mut().enumerate() {
+                match ticket_keys::load(&key.path) {
+                    Ok(loaded) => *key = loaded,
+                    Err(message) => errors.push(ConfigError {
+                        file: self.source.clone(),
+                        line: None,
+                        field: format!("listener[{i}].tls.session_ticket_keys[{k}]"),
+                        message,
+                    }),
                 }
             }
         }
@@ -448,6 +464,9 @@ impl Config {
             for c in l.tls.iter().flat_map(|t| &t.certificates) {
                 out.push((c.cert_path.clone(), c.cert_hash));
                 out.push((c.key_path.clone(), c.key_hash));
+            }
+            for k in l.tls.iter().flat_map(|t| &t.session_ticket_keys) {
+                out.push((k.path.clone(), k.hash));
             }
         }
         out

@@ -147,6 +147,9 @@ pub struct RawTls {
     /// Key-exchange groups allowed (`"X25519MLKEM768"`, `"X25519"`, `"secp256r1"`, …).
     /// nginx: `ssl_ecdh_curve`. Absent: X25519, secp256r1, secp384r1, X25519MLKEM768.
     pub kx_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Session-ticket key files a fleet shares (80 or 48 bytes each); the first encrypts,
+    /// all decrypt. nginx: `ssl_session_ticket_key`. Absent: a random key per process.
+    pub session_ticket_keys: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One certificate chain and its key.

@@ -13,9 +13,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::addr::{ip_port, resolve};
-use super::certs;
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
 use super::*;
+use super::{certs, ticket_keys};
 
 /// Longest timeout accepted anywhere: one day. Longer is almost certainly a unit mistake.
 const MAX_TIMEOUT_MS: i64 = 86_400_000;
@@ -518,6 +518,9 @@ impl Validator<'_> {
             20_480,
             0..=10_000_000,
         ) as usize;
+        let session_tickets = raw.session_tickets.unwrap_or(true);
+        let session_ticket_keys =
+            self.ticket_keys(&raw.session_ticket_keys, field, session_tickets);
         if self.errors.len() > errors_before || certificates.is_empty() {
             return None;
         }
@@ -527,10 +530,11 @@ impl Validator<'_> {
             min_version,
             handshake_timeout,
             session_cache_entries,
-            session_tickets: raw.session_tickets.unwrap_or(true),
+            session_tickets,
             ktls,
             cipher_suites,
             kx_groups,
+            session_ticket_keys,
         })
     }
 
@@ -553,6 +557,34 @@ impl Validator<'_> {
             self.error(Some(e.span), &at, e.message);
         }
         groups
+    }
+
+    /// `session_ticket_keys`: each file read and 48 or 80 bytes long; at least one.
+    fn ticket_keys(
+        &mut self,
+        raw: &Option<Spanned<Vec<Spanned<String>>>>,
+        field: &str,
+        session_tickets: bool,
+    ) -> Vec<TicketKeyFile> {
+        let Some(list) = raw else {
+            return Vec::new();
+        };
+        let field = format!("{field}.session_ticket_keys");
+        if list.get_ref().is_empty() {
+            let msg = "empty list: leave the key out for a random key per process";
+            self.error(Some(list.span()), &field, msg);
+        } else if !session_tickets {
+            let msg = "session_tickets = false: no ticket would use these keys";
+            self.error(Some(list.span()), &field, msg);
+        }
+        let mut out = Vec::new();
+        for (k, p) in list.get_ref().iter().enumerate() {
+            match ticket_keys::load(&self.path(p.get_ref())) {
+                Ok(key) => out.push(key),
+                Err(msg) => self.error(Some(p.span()), &format!("{field}[{k}]"), msg),
+            }
+        }
+        out
     }
 
     /// `cipher_suites`: names the TLS provider knows, no repeats, and at least one suite

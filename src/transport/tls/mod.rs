@@ -7,12 +7,16 @@
 //! `http/1.1`, certificates chosen by SNI ([`SniResolver`]), resumption by tickets and by
 //! a server-side session cache. The ticketer and the cache ([`TlsShared`]) are made once
 //! per listener and put into every generation's `ServerConfig`, so any worker resumes any
-//! session, before and after a reload. This module never touches a socket; the handshake
-//! itself runs in [`crate::transport`] ([`crate::transport::accept`]).
+//! session, before and after a reload. With `session_ticket_keys`, the ticketer is instead
+//! made from the fleet's key files for each generation ([`tickets::FileTicketer`]), so a
+//! changed key file takes effect with the generation it reloads; tickets stay valid across
+//! reloads and hosts for as long as their key is listed. This module never touches a
+//! socket; the handshake itself runs in [`crate::transport`] ([`crate::transport::accept`]).
 
 pub mod hello;
 mod info;
 mod sni;
+pub mod tickets;
 
 use std::sync::Arc;
 
@@ -32,6 +36,8 @@ pub enum TlsSetupError {
     Versions(rustls::Error),
     /// The ticket encryption key could not be generated.
     Ticketer(rustls::Error),
+    /// A `session_ticket_keys` file's key was refused by the crypto library.
+    TicketKey(tickets::KeyRefused),
 }
 
 impl std::fmt::Display for TlsSetupError {
@@ -39,6 +45,7 @@ impl std::fmt::Display for TlsSetupError {
         match self {
             TlsSetupError::Versions(e) => write!(f, "TLS protocol versions: {e}"),
             TlsSetupError::Ticketer(e) => write!(f, "session ticket key: {e}"),
+            TlsSetupError::TicketKey(e) => write!(f, "{e}"),
         }
     }
 }
@@ -49,7 +56,8 @@ impl std::error::Error for TlsSetupError {}
 /// generation's `ServerConfig` (so a reload does not forget sessions).
 #[derive(Clone)]
 pub struct TlsShared {
-    /// Session-ticket encryption keys (rotated by rustls every 6 hours).
+    /// Session-ticket encryption keys (rotated by rustls every 6 hours), used unless the
+    /// listener names `session_ticket_keys`.
     pub ticketer: Arc<dyn rustls::server::ProducesTickets>,
     /// TLS 1.2 session IDs (and TLS 1.3 stateful resumption when tickets are off).
     pub cache: Arc<dyn rustls::server::StoresServerSessions>,
@@ -113,7 +121,7 @@ pub fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     config.session_storage = shared.cache.clone();
     if settings.session_tickets {
-        config.ticketer = shared.ticketer.clone();
+        config.ticketer = ticketer(settings, shared)?;
         // Two tickets, like most servers: one for a parallel connection.
         config.send_tls13_tickets = 2;
     } else {
@@ -123,4 +131,18 @@ pub fn server_config(
     // Kernel TLS needs the traffic secrets after the handshake.
     config.enable_secret_extraction = true;
     Ok(Arc::new(config))
+}
+
+/// The listener's ticketer: one over the fleet's `session_ticket_keys` files (made anew
+/// for each generation, so a changed file replaces the keys), else the random key made
+/// once per listener (kept across generations, so clients resume across reloads).
+fn ticketer(
+    settings: &TlsSettings,
+    shared: &TlsShared,
+) -> Result<Arc<dyn rustls::server::ProducesTickets>, TlsSetupError> {
+    match tickets::FileTicketer::new(&settings.session_ticket_keys) {
+        Ok(Some(from_files)) => Ok(Arc::new(from_files)),
+        Ok(None) => Ok(shared.ticketer.clone()),
+        Err(e) => Err(TlsSetupError::TicketKey(e)),
+    }
 }
