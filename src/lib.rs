@@ -70,6 +70,7 @@ pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod observe;
+pub mod policy;
 pub mod profile;
 pub mod proxy;
 pub mod route;
