@@ -565,11 +565,59 @@ fn a_resumed_session_keeps_its_client_certificate() {
     }
 }
 
+/// rustls does not ask the verifier again on resumption: a ticket issued before a reload
+/// made client certificates required must not let a client in without one.
+#[test]
+fn a_session_from_before_certificates_were_required_does_not_resume_in() {
+    let pki = TestPki::new();
+    let clients = ClientPki::new(pki.dir(), "main");
+    let backend = Backend::start();
+    let (p, admin) = start(pki.dir(), &config(&pki, &backend, "", ROUTE));
+    let addr = p.addrs()[0];
+    let o = opts(&pki, HOST, Versions::Tls13Only, None);
+    let config_ = std::sync::Arc::new(o.client_config().expect("client config"));
+    assert_eq!(try_request(&config_, addr).1, Some(200));
+    let required = config(
+        &pki,
+        &backend,
+        &client_auth(&clients.ca, &[], "required"),
+        ROUTE,
+    );
+    std::fs::write(pki.dir().join("ringgate.toml"), required).expect("write config");
+    p.signal("HUP");
+    assert!(
+        p.wait_for_output("configuration reloaded", 1, WAIT),
+        "{}",
+        p.output()
+    );
+    let (kind, status) = try_request(&config_, addr);
+    assert_eq!(
+        kind,
+        Some(rustls::HandshakeKind::Resumed),
+        "the old ticket resumed (the case under test)"
+    );
+    assert_eq!(
+        status, None,
+        "a resumed connection without a certificate was served"
+    );
+    assert_eq!(rejections_reach(admin, "no_certificate", 1), 1);
+}
+
 /// One GET on a fresh connection made from `config` (its session cache shared).
 fn request_with_config(
     config: &std::sync::Arc<rustls::ClientConfig>,
     addr: SocketAddr,
 ) -> (rustls::HandshakeKind, u16) {
+    let (kind, status) = try_request(config, addr);
+    (kind.expect("handshake done"), status.expect("a response"))
+}
+
+/// One GET on a fresh connection made from `config`: how the handshake went (if it
+/// completed) and the status (if a response came).
+fn try_request(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> (Option<rustls::HandshakeKind>, Option<u16>) {
     use std::io::{Read, Write};
     let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
     let conn = rustls::ClientConnection::new(config.clone(), name).expect("connection");
@@ -581,11 +629,6 @@ fn request_with_config(
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no response: {text:?}"));
-    let kind = tls.conn.handshake_kind().expect("handshake done");
-    (kind, status)
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    (tls.conn.handshake_kind(), status)
 }
