@@ -321,6 +321,92 @@ fn each_sni_name_has_its_own_client_ca() {
     }
 }
 
+/// With configurations chosen by SNI, rustls must not see the ClientHello before it is
+/// whole: a hello split into records written one by one still gets its name's client CA.
+#[test]
+fn a_fragmented_client_hello_still_selects_by_sni() {
+    let pki = TestPki::new();
+    let a = ClientPki::new(pki.dir(), "tenant-a");
+    let b = ClientPki::new(pki.dir(), "tenant-b");
+    let a_cert = a.client(ClientKind::Valid, "client-of-a", None);
+    let b_cert = b.client(ClientKind::Valid, "client-of-b", None);
+    let b_server = pki.leaf(&["b.test"], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let entry_b = format!(
+        "[[listener.tls.certificates]]\ncert = {}\nkey = {}\nserver_names = [\"b.test\"]\n\
+         client_auth = {{ ca = {} }}\n{ROUTE}",
+        toml_str(&b_server.cert.to_string_lossy()),
+        toml_str(&b_server.key.to_string_lossy()),
+        toml_str(&b.ca.to_string_lossy()),
+    );
+    let backend = Backend::start();
+    let toml = config(
+        &pki,
+        &backend,
+        &client_auth(&a.ca, &[], "required"),
+        &entry_b,
+    );
+    let (p, _admin) = start(pki.dir(), &toml);
+    let addr = p.addrs()[0];
+    for pieces in [2, 7] {
+        let o = opts(&pki, "b.test", Versions::Tls13Only, Some(&b_cert));
+        assert_eq!(
+            fragmented_hello(addr, &o, "b.test", pieces),
+            Ok(200),
+            "{pieces} records"
+        );
+        let o = opts(&pki, "b.test", Versions::Tls13Only, Some(&a_cert));
+        expect_alert(
+            fragmented_hello(addr, &o, "b.test", pieces),
+            "UnknownCA",
+            &format!("a's client on b, hello in {pieces} records"),
+        );
+    }
+}
+
+/// A GET whose ClientHello goes out as `pieces` handshake records, each written on its
+/// own (header and body apart): the status, or the error text.
+fn fragmented_hello(
+    addr: SocketAddr,
+    o: &TlsOptions,
+    name: &str,
+    pieces: usize,
+) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let config = std::sync::Arc::new(o.client_config().map_err(|e| e.to_string())?);
+    let server =
+        rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(config, server).map_err(|e| e.to_string())?;
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).map_err(|e| e.to_string())?;
+    assert_eq!(hello[0], 22, "a handshake record");
+    assert_eq!(
+        u16::from_be_bytes([hello[3], hello[4]]) as usize,
+        hello.len() - 5,
+        "the ClientHello is one record"
+    );
+    let mut sock = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(WAIT))
+        .map_err(|e| e.to_string())?;
+    let payload = &hello[5..];
+    for chunk in payload.chunks(payload.len().div_ceil(pieces)) {
+        let len = (chunk.len() as u16).to_be_bytes();
+        sock.write_all(&[22, 3, 1, len[0], len[1]])
+            .map_err(|e| e.to_string())?;
+        sock.write_all(chunk).map_err(|e| e.to_string())?;
+    }
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let get = format!("GET /bytes/1 HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+    tls.write_all(get.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no response: {text:?}"))
+}
+
 /// A CRL replaced on disk revokes a certificate accepted a moment before, without a
 /// restart, while a connection opened before keeps being served.
 #[test]
