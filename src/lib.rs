@@ -10,7 +10,8 @@
 //! ```text
 //! client ─TCP─▶ ① accept      runtime (accept loop, conn.rs), listener  (SO_REUSEPORT, caps, EMFILE backoff)
 //!              ② transport   transport, transport::tls             (plain | rustls | kernel stream; one TLS
-//!                                                                    driver, server and client role; TlsInfo)
+//!                                                                    driver, server and client role; TlsInfo;
+//!                                                                    client certificates, per-SNI configs)
 //!              ③ kernel TLS  transport::ktls                       (secrets → TLS_TX/RX, control records, re-keys)
 //!              ④ session     http1::server (http1::parse/body/write: no I/O)
 //!                                                                   (heads, body framing, 100-continue,
@@ -19,7 +20,8 @@
 //!                                                                    ResponseSink → Outcome; duplex, splice)
 //!                            uri, forwarding                       (the path normalised before routing;
 //!                                                                    client forwarding fields judged)
-//!              ⑥ policy      (to come: between session and route, inside the exchange)
+//!              ⑥ policy      policy                                (checks after routing, each Continue or
+//!                                                                    Refuse: client_cert → 403)
 //!              ⑦ route       route                                 (Host + longest prefix)
 //!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
@@ -70,6 +72,7 @@ pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod observe;
+pub mod policy;
 pub mod profile;
 pub mod proxy;
 pub mod route;

@@ -15,6 +15,7 @@
 mod addr;
 mod certs;
 pub mod kx;
+mod client_auth;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -33,6 +34,9 @@ use rustls::sign::CertifiedKey;
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
+pub use client_auth::{
+    AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
+};
 pub use validate::from_toml_str;
 
 /// A checked, ready-to-run configuration.
@@ -221,6 +225,8 @@ pub struct TlsSettings {
     /// `session_ticket_keys`: the fleet's ticket key files, first = encrypting key; empty
     /// = a random key made once per listener (rustls rotates it every 6 hours).
     pub session_ticket_keys: Vec<TicketKeyFile>,
+    /// `[listener.tls.client_auth]` ([`ClientAuth::off`] when absent).
+    pub client_auth: ClientAuth,
 }
 
 /// A certificate chain with its private key, parsed and matched.
@@ -238,6 +244,8 @@ pub struct LoadedCertificate {
     /// noticed by content, not by its modification time.
     pub cert_hash: u64,
     pub key_hash: u64,
+    /// `client_auth = { ... }`: replaces the listener's for this entry's names.
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl fmt::Debug for LoadedCertificate {
@@ -271,6 +279,8 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// `[route.client_cert]`.
+    pub client_cert: Option<RouteClientCert>,
 }
 
 /// Load-balancing algorithm of an upstream.
@@ -441,6 +451,25 @@ impl Config {
                 }
             }
         }
+        for (i, l) in next.listeners.iter_mut().enumerate() {
+            let Some(tls) = &mut l.tls else { continue };
+            let mut at = |field: String, problems: Vec<(&str, String)>| {
+                errors.extend(problems.into_iter().map(|(f, message)| ConfigError {
+                    file: self.source.clone(),
+                    line: None,
+                    field: format!("{field}.client_auth.{f}"),
+                    message,
+                }))
+            };
+            if let Err(p) = tls.client_auth.reload() {
+                at(format!("listener[{i}].tls"), p);
+            }
+            for (j, c) in tls.certificates.iter_mut().enumerate() {
+                if let Some(Err(p)) = c.client_auth.as_mut().map(ClientAuth::reload) {
+                    at(format!("listener[{i}].tls.certificates[{j}]"), p);
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -467,6 +496,14 @@ impl Config {
             }
             for k in l.tls.iter().flat_map(|t| &t.session_ticket_keys) {
                 out.push((k.path.clone(), k.hash));
+            }
+            // CA bundles and CRLs reload like certificates (a new CRL is a file write).
+            let client_auths = l.tls.iter().flat_map(|t| {
+                std::iter::once(&t.client_auth)
+                    .chain(t.certificates.iter().filter_map(|c| c.client_auth.as_ref()))
+            });
+            for a in client_auths {
+                out.extend(a.files().map(|(p, h)| (p.to_path_buf(), h)));
             }
         }
         out

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod client_auth;
+
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
 use super::*;
@@ -521,10 +523,15 @@ impl Validator<'_> {
         let session_tickets = raw.session_tickets.unwrap_or(true);
         let session_ticket_keys =
             self.ticket_keys(&raw.session_ticket_keys, field, session_tickets);
+        let client_auth = match &raw.client_auth {
+            None => Some(ClientAuth::off()),
+            Some(a) => self.client_auth(&format!("{field}.client_auth"), a),
+        };
         if self.errors.len() > errors_before || certificates.is_empty() {
             return None;
         }
         Some(TlsSettings {
+            client_auth: client_auth?,
             certificates,
             default_certificate: default_certificate.unwrap_or(0),
             min_version,
@@ -696,7 +703,12 @@ impl Validator<'_> {
             }
             None => names_from_certificate(&pair.names),
         };
+        let client_auth = match &c.client_auth {
+            None => None,
+            Some(a) => Some(self.client_auth(&format!("{field}.client_auth"), a)?),
+        };
         Some(LoadedCertificate {
+            client_auth,
             key: Arc::new(pair.certified),
             server_names,
             server_names_configured: c.server_names.is_some(),
@@ -863,7 +875,14 @@ impl Validator<'_> {
                     None
                 }
             };
-            let (Some(upstream), Some(host), Some(path_prefix)) = (upstream, host, path_prefix)
+            let client_cert = match &r.client_cert {
+                None => Some(None),
+                Some(c) => self
+                    .route_client_cert(&format!("{field}.client_cert"), c)
+                    .map(Some),
+            };
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
+                (upstream, host, path_prefix, client_cert)
             else {
                 continue;
             };
@@ -885,6 +904,7 @@ impl Validator<'_> {
                 path_prefix,
                 strip_prefix: r.strip_prefix,
                 upstream,
+                client_cert,
             });
         }
         routes

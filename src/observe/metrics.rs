@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::config::kx::KX_GROUPS;
 use crate::error::Kind;
 use crate::transport::ktls::Fallback;
+use crate::transport::tls::Rejection;
 
 /// A monotonic counter with one writer.
 #[derive(Debug, Default)]
@@ -311,6 +312,9 @@ pub struct WorkerMetrics {
     pub handshakes_by_group: [Counter; KX_GROUP_LABELS],
     /// Failed handshakes by [`HandshakeFailure`].
     pub handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// Client certificates refused, by [`Rejection`] (also counted in
+    /// `handshake_failures` as `certificate`).
+    pub client_cert_rejections: [Counter; Rejection::ALL.len()],
     /// Duration of completed handshakes.
     pub handshake_duration: Histogram,
     /// Connections whose record layer moved into the kernel.
