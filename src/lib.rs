@@ -19,7 +19,9 @@
 //!                                                                    ResponseSink → Outcome; duplex, splice)
 //!                            uri, forwarding                       (the path normalised before routing;
 //!                                                                    client forwarding fields judged)
-//!              ⑥ policy      (to come: between session and route, inside the exchange)
+//!              ⑥ policy      identity_headers                      (the client's verified certificate as
+//!                                                                    X-SSL-Client-* / XFCC; claims removed);
+//!                            (more to come: between session and route, inside the exchange)
 //!              ⑦ route       route                                 (Host + longest prefix)
 //!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
@@ -65,6 +67,7 @@ pub mod error;
 pub mod forwarding;
 pub mod generation;
 pub mod http1;
+pub mod identity_headers;
 pub mod instance;
 pub mod listener;
 pub mod logging;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 pub use crate::forwarding::MalformedForwarding;
+pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use validate::from_toml_str;
 
@@ -212,6 +213,21 @@ pub struct TlsSettings {
     /// `cipher_suites`: allowed suites in server preference order; empty = the
     /// provider's AEAD suites in the client's order.
     pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
+    /// `client_identity_headers`: what the upstream is told about the client's
+    /// certificate (claims from the client are removed whatever it says).
+    pub identity_headers: IdentityHeaders,
+}
+
+impl TlsSettings {
+    /// Sets the XFCC `By` elements from the certificates' URI SANs (after they load).
+    pub(crate) fn refresh_xfcc_by(&mut self) {
+        let certs = self.certificates.iter().map(|c| {
+            let leaf = c.key.cert.first().map(|d| d.as_ref()).unwrap_or(&[][..]);
+            (&c.server_names[..], leaf)
+        });
+        self.identity_headers
+            .set_by(certs, self.default_certificate);
+    }
 }
 
 /// A certificate chain with its private key, parsed and matched.
@@ -423,6 +439,10 @@ impl Config {
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
+        }
+        for tls in next.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            // XFCC `By` follows the certificates' URI SANs.
+            tls.refresh_xfcc_by();
         }
         next.rehash();
         Ok(next)

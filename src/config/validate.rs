@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod identity;
+
 use super::addr::{ip_port, resolve};
 use super::certs;
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -517,10 +519,11 @@ impl Validator<'_> {
             20_480,
             0..=10_000_000,
         ) as usize;
+        let identity_headers = self.identity_headers(field, &raw.client_identity_headers);
         if self.errors.len() > errors_before || certificates.is_empty() {
             return None;
         }
-        Some(TlsSettings {
+        let mut tls = TlsSettings {
             certificates,
             default_certificate: default_certificate.unwrap_or(0),
             min_version,
@@ -529,7 +532,10 @@ impl Validator<'_> {
             session_tickets: raw.session_tickets.unwrap_or(true),
             ktls,
             cipher_suites,
-        })
+            identity_headers,
+        };
+        tls.refresh_xfcc_by();
+        Some(tls)
     }
 
     /// `cipher_suites`: names the TLS provider knows, no repeats, and at least one suite

@@ -65,7 +65,7 @@ pub async fn accept(
         }
     };
     // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
-    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
+    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed()).with_client_identity();
     m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
     if ktls == KtlsMode::Off {
         return Some((s, log_tls(peer, info)));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rustls::{HandshakeKind, ProtocolVersion};
 use rustls_pki_types::CertificateDer;
 
+use super::ClientIdentity;
 use crate::transport::Role;
 
 /// The facts of one TLS connection.
@@ -26,6 +27,10 @@ pub struct TlsInfo {
     pub handshake_duration: Duration,
     /// The client's certificate chain (DER, leaf first) when it sent one.
     pub client_chain: Vec<CertificateDer<'static>>,
+    /// The verified client certificate's facts, parsed once at the end of the
+    /// handshake ([`TlsInfo::with_client_identity`]); a resumed session has the identity
+    /// of the session it resumes (rustls restores its chain).
+    pub client_identity: Option<ClientIdentity>,
     /// The record layer moved into the kernel after the handshake.
     pub ktls: bool,
 }
@@ -46,8 +51,19 @@ impl TlsInfo {
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default(),
+            client_identity: None,
             ktls: false,
         }
+    }
+
+    /// Parses the client's verified leaf into [`TlsInfo::client_identity`] (server role
+    /// only: on the client role the chain is the server's).
+    pub fn with_client_identity(mut self) -> TlsInfo {
+        self.client_identity = self
+            .client_chain
+            .first()
+            .and_then(|leaf| ClientIdentity::parse(leaf));
+        self
     }
 
     /// The version as the access log and metrics name it (`TLSv1.3`).

@@ -9,6 +9,7 @@
 //! itself runs in [`crate::transport`] ([`crate::transport::accept`]).
 
 pub mod hello;
+mod identity;
 mod info;
 mod sni;
 
@@ -19,6 +20,7 @@ use rustls::server::ServerSessionMemoryCache;
 
 use crate::config::{TlsMinVersion, TlsSettings};
 
+pub use identity::{ClientIdentity, uri_sans};
 pub use info::TlsInfo;
 pub use sni::SniResolver;
 
