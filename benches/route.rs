@@ -19,6 +19,7 @@ fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
         path_prefix: prefix.to_string(),
         strip_prefix: false,
         upstream,
+        client_cert: None,
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Kind {
     ClientTimeout,
     /// The request body exceeded `max_request_body_bytes`.
     BodyTooLarge,
+    /// A policy refused the client (a route's `[route.client_cert]` requirement).
+    Forbidden,
     /// The upstream refused or could not be reached.
     ConnectFailed,
     /// Connecting to the upstream took longer than `connect_timeout_ms`.
@@ -118,6 +120,7 @@ impl ProxyError {
             Kind::ClientGone => None,
             Kind::ClientTimeout => Some(408),
             Kind::BodyTooLarge => Some(413),
+            Kind::Forbidden => Some(403),
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
             Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
         }
@@ -193,6 +196,7 @@ mod tests {
         assert_eq!(status(Side::Downstream, Kind::ClientGone), None);
         assert_eq!(status(Side::Downstream, Kind::ClientTimeout), Some(408));
         assert_eq!(status(Side::Downstream, Kind::BodyTooLarge), Some(413));
+        assert_eq!(status(Side::Downstream, Kind::Forbidden), Some(403));
         assert_eq!(status(Side::Upstream, Kind::UpstreamProtocol), Some(502));
         assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
         // A local failure is ours, whatever it looked like.

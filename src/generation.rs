@@ -35,18 +35,19 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
 use crate::instance::{FileReload, Status};
 use crate::route::Router;
-use crate::transport::tls::{TlsSetupError, TlsShared};
+use crate::transport::tls::{ServerConfigs, TlsSetupError, TlsShared};
 
 /// The TLS side of one running listener in one generation.
 #[derive(Clone)]
 pub struct ListenerTls {
-    pub server_config: Arc<ServerConfig>,
+    /// The listener's rustls configurations (one per certificate entry with its own
+    /// `client_auth`).
+    pub server_configs: ServerConfigs,
     pub handshake_timeout: Duration,
     pub ktls: KtlsMode,
 }
@@ -558,7 +559,7 @@ fn build(
 
 fn clone_tls(t: &ListenerTls) -> ListenerTls {
     ListenerTls {
-        server_config: t.server_config.clone(),
+        server_configs: t.server_configs.clone(),
         handshake_timeout: t.handshake_timeout,
         ktls: t.ktls,
     }
@@ -593,13 +594,12 @@ fn listener_tls(
             });
         }
     }
-    let server_config =
-        crate::transport::tls::server_config(t, shared).map_err(|error| BuildError::Tls {
-            addr: l.addr,
-            error,
-        })?;
+    let server_configs = ServerConfigs::new(t, shared).map_err(|error| BuildError::Tls {
+        addr: l.addr,
+        error,
+    })?;
     Ok(Some(ListenerTls {
-        server_config,
+        server_configs,
         handshake_timeout: t.handshake_timeout,
         ktls: t.ktls,
     }))

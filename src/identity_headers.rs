@@ -18,7 +18,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::message::{Header, Request};
-use crate::transport::tls::{ClientIdentity, TlsInfo};
+use crate::transport::tls::{ClientIdentity, ClientVerify, TlsInfo};
 
 /// What `X-SSL-Client-*` fields are named; a client's field with this prefix never
 /// reaches an upstream.
@@ -267,7 +267,10 @@ pub fn apply(req: &mut Request, settings: &IdentityHeaders) {
 
 /// The identity of a connection whose client certificate verified.
 fn verified(tls: &TlsInfo) -> Option<&ClientIdentity> {
-    tls.client_identity.as_ref()
+    match tls.client_verify {
+        ClientVerify::Success => tls.client_identity.as_ref(),
+        _ => None,
+    }
 }
 
 /// One pass over the fields: drops identity claims. With `xfcc_out`, the client's XFCC
@@ -336,11 +339,14 @@ fn add(
     push(&s.san_email, &id.san_email);
 }
 
-/// nginx's `$ssl_client_verify`.
-fn verify_value(_tls: &TlsInfo, identity: Option<&ClientIdentity>) -> Bytes {
-    match identity {
-        Some(_) => Bytes::from_static(b"SUCCESS"),
-        None => Bytes::from_static(b"NONE"),
+/// nginx's `$ssl_client_verify`: `SUCCESS` only with an identity to send (a verified
+/// certificate x509-parser could not read counts as `FAILED:unreadable certificate`).
+fn verify_value(tls: &TlsInfo, identity: Option<&ClientIdentity>) -> Bytes {
+    match (tls.client_verify, identity) {
+        (ClientVerify::Success, Some(_)) => Bytes::from_static(b"SUCCESS"),
+        (ClientVerify::Success, None) => Bytes::from_static(b"FAILED:unreadable certificate"),
+        (ClientVerify::Failed(reason), _) => Bytes::from(format!("FAILED:{reason}")),
+        _ => Bytes::from_static(b"NONE"),
     }
 }
 

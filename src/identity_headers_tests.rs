@@ -6,7 +6,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
 use super::*;
 use crate::message::{BodyLength, ClientInfo, Header, Request};
-use crate::transport::tls::{ClientIdentity, TlsInfo};
+use crate::transport::tls::{ClientIdentity, ClientVerify, TlsInfo};
 
 fn h(name: &'static str, value: &'static str) -> Header {
     Header {
@@ -54,6 +54,11 @@ fn tls(identity: Option<ClientIdentity>, sni: Option<&str>) -> Rc<TlsInfo> {
         resumed: false,
         handshake_duration: Duration::ZERO,
         client_chain: Vec::new(),
+        client_verify: if identity.is_some() {
+            ClientVerify::Success
+        } else {
+            ClientVerify::None
+        },
         client_identity: identity,
         ktls: false,
     })
@@ -331,4 +336,22 @@ fn a_request_without_claims_keeps_its_fields_untouched() {
     apply(&mut req, &IdentityHeaders::DEFAULT);
     assert_eq!(req.headers.as_ptr(), before);
     assert_eq!(req.headers.len(), 2);
+}
+
+#[test]
+fn a_failed_verification_is_told_with_its_reason_and_no_identity() {
+    let mut info = (*tls(Some(identity()), None)).clone();
+    info.client_verify = ClientVerify::Failed("certificate expired");
+    let mut req = request(Some(Rc::new(info)), spoofed());
+    let s = IdentityHeaders {
+        forward_client_cert: ForwardClientCert::SanitizeSet,
+        ..enabled()
+    };
+    apply(&mut req, &s);
+    let mut want = pairs(&KEPT);
+    want.push((
+        "X-SSL-Client-Verify".into(),
+        "FAILED:certificate expired".into(),
+    ));
+    assert_eq!(fields(&req), want);
 }

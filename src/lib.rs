@@ -73,6 +73,7 @@ pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod observe;
+pub mod policy;
 pub mod profile;
 pub mod proxy;
 pub mod route;

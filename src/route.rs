@@ -134,6 +134,7 @@ mod tests {
             path_prefix: prefix.to_string(),
             strip_prefix: strip,
             upstream,
+            client_cert: None,
         }
     }
 

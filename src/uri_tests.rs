@@ -270,6 +270,7 @@ fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         path_prefix: prefix.to_string(),
         strip_prefix: strip,
         upstream,
+        client_cert: None,
     }
 }
 

@@ -327,7 +327,7 @@ fn accept_records_tls_info_and_counts_handshakes() {
                 let accepted = ringgate::transport::accept(
                     tcp,
                     peer,
-                    server_cfg.clone(),
+                    ringgate::transport::tls::ServerConfigs::single(server_cfg.clone()),
                     KtlsMode::Off,
                     GUARD,
                     &mut rbuf,

@@ -14,6 +14,7 @@
 
 mod addr;
 mod certs;
+mod client_auth;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -31,6 +32,9 @@ use rustls::sign::CertifiedKey;
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use crate::uri::{EscapedSlashes, PathOptions};
+pub use client_auth::{
+    AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
+};
 pub use validate::from_toml_str;
 
 /// A checked, ready-to-run configuration.
@@ -213,6 +217,8 @@ pub struct TlsSettings {
     /// `cipher_suites`: allowed suites in server preference order; empty = the
     /// provider's AEAD suites in the client's order.
     pub cipher_suites: Vec<rustls::SupportedCipherSuite>,
+    /// `[listener.tls.client_auth]` ([`ClientAuth::off`] when absent).
+    pub client_auth: ClientAuth,
     /// `client_identity_headers`: what the upstream is told about the client's
     /// certificate (claims from the client are removed whatever it says).
     pub identity_headers: IdentityHeaders,
@@ -245,6 +251,8 @@ pub struct LoadedCertificate {
     /// noticed by content, not by its modification time.
     pub cert_hash: u64,
     pub key_hash: u64,
+    /// `client_auth = { ... }`: replaces the listener's for this entry's names.
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl fmt::Debug for LoadedCertificate {
@@ -278,6 +286,8 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// `[route.client_cert]`.
+    pub client_cert: Option<RouteClientCert>,
 }
 
 /// Load-balancing algorithm of an upstream.
@@ -437,6 +447,25 @@ impl Config {
                 }
             }
         }
+        for (i, l) in next.listeners.iter_mut().enumerate() {
+            let Some(tls) = &mut l.tls else { continue };
+            let mut at = |field: String, problems: Vec<(&str, String)>| {
+                errors.extend(problems.into_iter().map(|(f, message)| ConfigError {
+                    file: self.source.clone(),
+                    line: None,
+                    field: format!("{field}.client_auth.{f}"),
+                    message,
+                }))
+            };
+            if let Err(p) = tls.client_auth.reload() {
+                at(format!("listener[{i}].tls"), p);
+            }
+            for (j, c) in tls.certificates.iter_mut().enumerate() {
+                if let Some(Err(p)) = c.client_auth.as_mut().map(ClientAuth::reload) {
+                    at(format!("listener[{i}].tls.certificates[{j}]"), p);
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -464,6 +493,14 @@ impl Config {
             for c in l.tls.iter().flat_map(|t| &t.certificates) {
                 out.push((c.cert_path.clone(), c.cert_hash));
                 out.push((c.key_path.clone(), c.key_hash));
+            }
+            // CA bundles and CRLs reload like certificates (a new CRL is a file write).
+            let client_auths = l.tls.iter().flat_map(|t| {
+                std::iter::once(&t.client_auth)
+                    .chain(t.certificates.iter().filter_map(|c| c.client_auth.as_ref()))
+            });
+            for a in client_auths {
+                out.extend(a.files().map(|(p, h)| (p.to_path_buf(), h)));
             }
         }
         out

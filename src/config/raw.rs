@@ -144,6 +144,8 @@ pub struct RawTls {
     /// Ciphersuites` with `ssl_prefer_server_ciphers on`. Absent: all AEAD suites,
     /// client's order.
     pub cipher_suites: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[listener.tls.client_auth]`: client certificates (mTLS). Absent: none asked for.
+    pub client_auth: Option<Spanned<RawClientAuth>>,
     /// `[listener.tls.client_identity_headers]`: the verified client certificate as
     /// request fields for the upstream. nginx: `proxy_set_header X-SSL-Client-* $ssl_client_*`.
     pub client_identity_headers: Option<Spanned<RawIdentityHeaders>>,
@@ -182,6 +184,24 @@ pub struct RawIdentityHeaders {
     pub set_current_client_cert_details: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
+/// `[listener.tls.client_auth]`, or a certificate entry's `client_auth = { ... }`
+/// (which replaces the listener's for that entry's SNI names, as a whole).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// PEM bundle of trusted client CAs. nginx: `ssl_client_certificate`.
+    pub ca: Option<Spanned<String>>,
+    /// CRL files (PEM or DER). nginx: `ssl_crl` (one file there).
+    pub crl: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"required"` (default), `"optional"` or `"off"`. nginx: `ssl_verify_client`.
+    pub verify: Option<Spanned<String>>,
+    /// Most certificates below the trust anchor, leaf included (default 2). nginx:
+    /// `ssl_verify_depth` (which counts intermediates only: its N is our N + 1).
+    pub depth: Option<Spanned<i64>>,
+    /// A CRL past its next update: `"refuse"` (default) or `"ignore"`.
+    pub crl_expired: Option<Spanned<String>>,
+}
+
 /// One certificate chain and its key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +215,8 @@ pub struct RawCertificate {
     /// Served when SNI is absent or matches nothing (default: the first certificate).
     #[serde(default)]
     pub default: bool,
+    /// Client-certificate settings for this entry's names, replacing the listener's.
+    pub client_auth: Option<Spanned<RawClientAuth>>,
 }
 
 /// `[[route]]`.
@@ -210,6 +232,20 @@ pub struct RawRoute {
     pub strip_prefix: bool,
     /// Required.
     pub upstream: Option<Spanned<String>>,
+    /// `[route.client_cert]`: require a verified client certificate, optionally from
+    /// listed subjects. nginx: `if ($ssl_client_verify != SUCCESS) { return 403; }`.
+    pub client_cert: Option<Spanned<RawRouteClientCert>>,
+}
+
+/// `[route.client_cert]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteClientCert {
+    /// A verified client certificate is needed (default true).
+    pub required: Option<bool>,
+    /// Subject DNs (RFC 4514, exact) or SANs (DNS name, URI, email; a trailing `*`
+    /// matches any rest) allowed; absent: any verified certificate.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[upstream.NAME]`.

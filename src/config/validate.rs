@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+mod client_auth;
 mod identity;
 
 use super::addr::{ip_port, resolve};
@@ -519,11 +520,16 @@ impl Validator<'_> {
             20_480,
             0..=10_000_000,
         ) as usize;
+        let client_auth = match &raw.client_auth {
+            None => Some(ClientAuth::off()),
+            Some(a) => self.client_auth(&format!("{field}.client_auth"), a),
+        };
         let identity_headers = self.identity_headers(field, &raw.client_identity_headers);
         if self.errors.len() > errors_before || certificates.is_empty() {
             return None;
         }
         let mut tls = TlsSettings {
+            client_auth: client_auth?,
             certificates,
             default_certificate: default_certificate.unwrap_or(0),
             min_version,
@@ -534,6 +540,15 @@ impl Validator<'_> {
             cipher_suites,
             identity_headers,
         };
+        if raw.client_identity_headers.is_none() {
+            // Without the table, the fields are on wherever a certificate is asked for.
+            let asks = |a: &ClientAuth| a.verify != VerifyClient::Off;
+            tls.identity_headers.enabled = asks(&tls.client_auth)
+                || tls
+                    .certificates
+                    .iter()
+                    .any(|c| c.client_auth.as_ref().is_some_and(asks));
+        }
         tls.refresh_xfcc_by();
         Some(tls)
     }
@@ -647,7 +662,12 @@ impl Validator<'_> {
             }
             None => names_from_certificate(&pair.names),
         };
+        let client_auth = match &c.client_auth {
+            None => None,
+            Some(a) => Some(self.client_auth(&format!("{field}.client_auth"), a)?),
+        };
         Some(LoadedCertificate {
+            client_auth,
             key: Arc::new(pair.certified),
             server_names,
             server_names_configured: c.server_names.is_some(),
@@ -814,7 +834,14 @@ impl Validator<'_> {
                     None
                 }
             };
-            let (Some(upstream), Some(host), Some(path_prefix)) = (upstream, host, path_prefix)
+            let client_cert = match &r.client_cert {
+                None => Some(None),
+                Some(c) => self
+                    .route_client_cert(&format!("{field}.client_cert"), c)
+                    .map(Some),
+            };
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
+                (upstream, host, path_prefix, client_cert)
             else {
                 continue;
             };
@@ -836,6 +863,7 @@ impl Validator<'_> {
                 path_prefix,
                 strip_prefix: r.strip_prefix,
                 upstream,
+                client_cert,
             });
         }
         routes

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::error::Kind;
 use crate::transport::ktls::Fallback;
+use crate::transport::tls::Rejection;
 
 /// A monotonic counter with one writer.
 #[derive(Debug, Default)]
@@ -304,6 +305,9 @@ pub struct WorkerMetrics {
     pub handshakes: [[Counter; 2]; TLS_SUITES.len() + 1],
     /// Failed handshakes by [`HandshakeFailure`].
     pub handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// Client certificates refused, by [`Rejection`] (also counted in
+    /// `handshake_failures` as `certificate`).
+    pub client_cert_rejections: [Counter; Rejection::ALL.len()],
     /// Duration of completed handshakes.
     pub handshake_duration: Histogram,
     /// Connections whose record layer moved into the kernel.

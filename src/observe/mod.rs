@@ -30,6 +30,7 @@ use metrics::{
 };
 
 use crate::transport::ktls::Fallback;
+use crate::transport::tls::Rejection;
 
 /// Prometheus metric types the registry renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +217,16 @@ impl Registry {
         for (i, r) in HandshakeFailure::ALL.iter().enumerate() {
             let n = self.sum(|w| w.handshake_failures[i].get());
             o.sample(name, &[("outcome", r.name())], n as f64);
+        }
+        let name = "ringgate_tls_client_cert_rejections_total";
+        o.header(
+            name,
+            "Client certificates refused in the handshake, by reason.",
+            C,
+        );
+        for (i, r) in Rejection::ALL.iter().enumerate() {
+            let n = self.sum(|w| w.client_cert_rejections[i].get());
+            o.sample(name, &[("reason", r.name())], n as f64);
         }
         let name = "ringgate_tls_handshakes_completed_total";
         o.header(

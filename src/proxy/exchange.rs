@@ -32,6 +32,7 @@ use crate::forwarding;
 use crate::generation::Generation;
 use crate::identity_headers::{self, IdentityHeaders};
 use crate::message::{BodyLength, Fault, Request};
+use crate::policy::{self, Verdict};
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
 use crate::uri::{self, PathReject};
@@ -228,6 +229,11 @@ impl Exchange<'_> {
                 .await;
         };
         self.route = Some(selected.route.index);
+        if let Some(rule) = &selected.route.client_cert
+            && let Verdict::Refuse(e) = policy::client_cert::check(req.tls.as_deref(), rule)
+        {
+            return self.fail(e, req, s).await;
+        }
         let group = selected.route.upstream;
         let upstream = &config.upstreams[group];
         let mut scratch = Vec::new();

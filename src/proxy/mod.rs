@@ -17,7 +17,8 @@
 //! Status mapping for failures before a response head was sent (chosen by
 //! [`ProxyError::status`]): a path that cannot be normalised ([`crate::uri`]) or a
 //! malformed forwarding field under `malformed_forwarding_headers = "reject"` → 400, no
-//! route → 404, request body over `max_request_body_bytes`
+//! route → 404, a route's client-certificate requirement not met ([`crate::policy`])
+//! → 403, request body over `max_request_body_bytes`
 //! → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
 //! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500. After the
 //! head was sent, a failure ends the connection so the client can never mistake a

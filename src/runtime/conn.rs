@@ -30,7 +30,7 @@ pub async fn serve(
             let accepted = Box::pin(transport::accept(
                 tcp,
                 peer,
-                tls.server_config,
+                tls.server_configs,
                 tls.ktls,
                 tls.handshake_timeout,
                 &mut rbuf,

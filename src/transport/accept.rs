@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,9 +13,9 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use tracing::debug;
 
-use super::tls::TlsInfo;
+use super::tls::{Rejection, ServerConfigs, TlsInfo};
 use super::{ClientStream, HandshakeError, Offload, ktls};
-use crate::config::KtlsMode;
+use crate::config::{KtlsMode, VerifyClient};
 use crate::observe::Local;
 use crate::observe::metrics::HandshakeFailure;
 
@@ -27,7 +26,7 @@ use crate::observe::metrics::HandshakeFailure;
 pub async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
-    server_config: Arc<rustls::ServerConfig>,
+    configs: ServerConfigs,
     ktls: KtlsMode,
     handshake_timeout: Duration,
     rbuf: &mut BytesMut,
@@ -35,7 +34,9 @@ pub async fn accept(
 ) -> Option<(ClientStream, Rc<TlsInfo>)> {
     let m = metrics;
     let started = Instant::now();
-    let conn = match rustls::server::UnbufferedServerConnection::new(server_config) {
+    // With configurations by SNI this one is replaced once the ClientHello is read.
+    let first = configs.select(None).config.clone();
+    let conn = match rustls::server::UnbufferedServerConnection::new(first) {
         Ok(c) => c,
         Err(e) => {
             m.handshake_failures[HandshakeFailure::Other as usize].inc();
@@ -45,10 +46,16 @@ pub async fn accept(
     };
     let want_ktls = ktls != KtlsMode::Off && ktls::support().is_available();
     let mut s = ClientStream::tls(tcp, conn, want_ktls);
-    let sni = match monoio::time::timeout(handshake_timeout, s.handshake()).await {
+    let handshake = s.handshake_with(Some(&configs));
+    let sni = match monoio::time::timeout(handshake_timeout, handshake).await {
         Ok(Ok(sni)) => sni,
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "handshake failed");
+            if let HandshakeError::Tls(t) = &e
+                && let Some(r) = Rejection::of(t)
+            {
+                m.client_cert_rejections[r as usize].inc();
+            }
             let reason = match &e {
                 HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
                 HandshakeError::PlainHttp => HandshakeFailure::PlainHttp,
@@ -65,7 +72,17 @@ pub async fn accept(
         }
     };
     // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
-    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed()).with_client_identity();
+    let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
+    // rustls does not ask the verifier on resumption: a session from before a reload
+    // that made certificates required (or from a client that sent none) has no chain.
+    if configs.select(info.sni.as_deref()).verify == VerifyClient::Required
+        && info.client_chain.is_empty()
+    {
+        m.client_cert_rejections[Rejection::NoCertificate as usize].inc();
+        m.handshake_failures[HandshakeFailure::Certificate as usize].inc();
+        debug!(%peer, resumed = info.resumed, "no client certificate on a listener that requires one; closed");
+        return None;
+    }
     m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
     if ktls == KtlsMode::Off {
         return Some((s, log_tls(peer, info)));

@@ -168,8 +168,16 @@ impl From<TlsError> for HandshakeError {
 
 /// What a handshake's inspector (the server role's SNI copy and plain-HTTP check) says
 /// after a read.
-pub(super) enum Inspect {
+pub(super) enum Inspect<R> {
     Continue,
+    /// Read more before rustls sees anything (the ClientHello is not whole yet and the
+    /// configuration depends on its SNI).
+    Hold,
+    /// Run this connection instead (made for the ClientHello's SNI; rustls has seen no
+    /// byte yet), then continue.
+    Replace(R),
+    /// The replacement could not be made.
+    Fail(rustls::Error),
     /// The peer is not speaking TLS at all: stop without driving rustls.
     PlainHttp,
     /// The ClientHello is spread over too many records: stop without driving rustls.
@@ -255,19 +263,22 @@ impl<R: Role> TlsDriver<R> {
         &mut self,
         tcp: &mut TcpStream,
         exact_records: bool,
-        mut inspect: impl FnMut(&[u8], &[u8], bool) -> Inspect,
+        mut inspect: impl FnMut(&[u8], &[u8], bool) -> Inspect<R>,
     ) -> Result<(), HandshakeError> {
         let mut first = true;
+        let mut hold = false;
         loop {
-            match self.drive(tcp, None, Action::None).await? {
-                Driven::Traffic if !self.conn.is_handshaking() => {
-                    self.compact();
-                    return Ok(());
+            if !hold {
+                match self.drive(tcp, None, Action::None).await? {
+                    Driven::Traffic if !self.conn.is_handshaking() => {
+                        self.compact();
+                        return Ok(());
+                    }
+                    Driven::Closed => {
+                        return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    Driven::Traffic | Driven::Blocked => {}
                 }
-                Driven::Closed => {
-                    return Err(HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()));
-                }
-                Driven::Traffic | Driven::Blocked => {}
             }
             let before = self.cin.len() - self.cin_start;
             let n = if exact_records {
@@ -282,7 +293,16 @@ impl<R: Role> TlsDriver<R> {
             let fresh = &self.cin[self.cin.len() - n..];
             let pending = &self.cin[self.cin_start..];
             match inspect(fresh, pending, first && before == 0) {
-                Inspect::Continue => {}
+                Inspect::Continue => hold = false,
+                Inspect::Hold => hold = true,
+                Inspect::Replace(conn) => {
+                    // Only before rustls processed a byte: it has no state to lose, and
+                    // the ciphertext stays in `cin` for the new connection.
+                    debug_assert!(hold || before == 0);
+                    self.conn = conn;
+                    hold = false;
+                }
+                Inspect::Fail(e) => return Err(HandshakeError::Tls(e)),
                 Inspect::PlainHttp => return Err(HandshakeError::PlainHttp),
                 Inspect::FragmentedHello => return Err(HandshakeError::FragmentedHello),
             }

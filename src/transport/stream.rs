@@ -18,7 +18,7 @@ use super::driver::{CIPHER_READ, HandshakeError, Inspect, NotReady, Role, TlsDri
 use super::io::read_spare;
 use super::kernel::KtlsState;
 use super::ktls::{self, Fallback};
-use super::tls::hello;
+use super::tls::{ServerConfigs, hello};
 
 /// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
 /// Dropping the future leaves `dst` as it was; the stream itself may have lost bytes then
@@ -288,9 +288,20 @@ impl Stream<UnbufferedServerConnection> {
     /// ClientHello in too many records a handshake_failure alert and
     /// [`HandshakeError::FragmentedHello`].
     pub async fn handshake(&mut self) -> Result<Option<String>, HandshakeError> {
+        self.handshake_with(None).await
+    }
+
+    /// [`Self::handshake`], and when `configs` chooses the configuration by SNI
+    /// ([`ServerConfigs::by_sni`]), rustls sees no byte until the ClientHello is whole;
+    /// then the connection is made anew with the configuration for its SNI.
+    pub async fn handshake_with(
+        &mut self,
+        configs: Option<&ServerConfigs>,
+    ) -> Result<Option<String>, HandshakeError> {
         let Layer::Rustls(tls) = &mut self.layer else {
             return Ok(None);
         };
+        let by_sni = configs.filter(|c| c.by_sni());
         let mut hello = Some(hello::HelloReader::default());
         let mut sni = None;
         let res = tls
@@ -298,20 +309,29 @@ impl Stream<UnbufferedServerConnection> {
                 &mut self.tcp,
                 self.exact_records,
                 |fresh, pending, first| {
-                    if let Some(reader) = hello.as_mut() {
-                        match reader.feed(fresh) {
-                            hello::Sni::NeedMore => {}
-                            hello::Sni::Done(name) => {
-                                sni = name;
-                                hello = None;
-                            }
-                            hello::Sni::TooManyRecords => return Inspect::FragmentedHello,
-                        }
-                    }
                     if first && looks_like_plain_http(pending) {
-                        Inspect::PlainHttp
-                    } else {
-                        Inspect::Continue
+                        return Inspect::PlainHttp;
+                    }
+                    let Some(reader) = hello.as_mut() else {
+                        return Inspect::Continue;
+                    };
+                    match reader.feed(fresh) {
+                        hello::Sni::NeedMore if by_sni.is_some() => Inspect::Hold,
+                        hello::Sni::NeedMore => Inspect::Continue,
+                        hello::Sni::Done(name) => {
+                            hello = None;
+                            let next = by_sni.map(|c| {
+                                let config = c.select(name.as_deref()).config.clone();
+                                UnbufferedServerConnection::new(config)
+                            });
+                            sni = name;
+                            match next {
+                                None => Inspect::Continue,
+                                Some(Ok(conn)) => Inspect::Replace(conn),
+                                Some(Err(e)) => Inspect::Fail(e),
+                            }
+                        }
+                        hello::Sni::TooManyRecords => Inspect::FragmentedHello,
                     }
                 },
             )

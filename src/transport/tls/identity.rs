@@ -107,6 +107,14 @@ impl ClientIdentity {
         split_list(&self.san_dns)
     }
 
+    /// Every SAN value (DNS, URI, e-mail, in that order): what a route's `allow` list
+    /// matches besides the subject.
+    pub fn sans(&self) -> impl Iterator<Item = &str> {
+        self.san_dns_names()
+            .chain(self.san_uris())
+            .chain(self.san_emails())
+    }
+
     /// The e-mail SANs, one by one.
     pub fn san_emails(&self) -> impl Iterator<Item = &str> {
         split_list(&self.san_email)

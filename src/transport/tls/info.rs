@@ -8,8 +8,40 @@ use std::time::Duration;
 use rustls::{HandshakeKind, ProtocolVersion};
 use rustls_pki_types::CertificateDer;
 
-use super::ClientIdentity;
+use super::identity::ClientIdentity;
 use crate::transport::Role;
+
+/// The outcome of client-certificate verification on one connection, as nginx's
+/// `$ssl_client_verify` names it (`NONE`, `SUCCESS`, `FAILED:reason`).
+///
+/// ringgate follows nginx's `ssl_verify_client optional`: a certificate that is presented
+/// and fails verification refuses the handshake in both `required` and `optional` modes,
+/// so a connection that exists has either no certificate or a verified one. `Failed` is
+/// kept for a record-and-continue mode (nginx's `optional_no_ca`), not produced today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientVerify {
+    /// No certificate was presented (or none was asked for).
+    #[default]
+    None,
+    /// A certificate chain was presented and verified.
+    Success,
+    /// A certificate was presented, did not verify, and the connection was let through;
+    /// the reason as `X-SSL-Client-Verify: FAILED:reason` shows it.
+    Failed(&'static str),
+}
+
+impl ClientVerify {
+    /// nginx's `$ssl_client_verify` text: `NONE`, `SUCCESS` or `FAILED` (the reason
+    /// separately, from the variant).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClientVerify::None => "NONE",
+            ClientVerify::Success => "SUCCESS",
+            ClientVerify::Failed(_) => "FAILED",
+        }
+    }
+}
 
 /// The facts of one TLS connection.
 #[derive(Debug, Clone)]
@@ -25,11 +57,16 @@ pub struct TlsInfo {
     pub resumed: bool,
     /// From accept to the end of the handshake.
     pub handshake_duration: Duration,
-    /// The client's certificate chain (DER, leaf first) when it sent one.
+    /// The client's certificate chain (DER, leaf first) when it sent one. Filled only
+    /// on listeners with `[listener.tls.client_auth]` (`verify = "required"` or
+    /// `"optional"`): otherwise no certificate is requested. On a resumed session rustls
+    /// restores the chain of the session resumed.
     pub client_chain: Vec<CertificateDer<'static>>,
-    /// The verified client certificate's facts, parsed once at the end of the
-    /// handshake ([`TlsInfo::with_client_identity`]); a resumed session has the identity
-    /// of the session it resumes (rustls restores its chain).
+    /// What came of the client's certificate: the identity headers and the route
+    /// requirement (`[route.client_cert]`) read it.
+    pub client_verify: ClientVerify,
+    /// The verified leaf's identity (subject, issuer, SANs), parsed once here; `None`
+    /// without a verified certificate.
     pub client_identity: Option<ClientIdentity>,
     /// The record layer moved into the kernel after the handshake.
     pub ktls: bool,
@@ -51,19 +88,29 @@ impl TlsInfo {
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default(),
+            client_verify: ClientVerify::None,
             client_identity: None,
             ktls: false,
         }
+        .with_verify_from_chain()
     }
 
-    /// Parses the client's verified leaf into [`TlsInfo::client_identity`] (server role
-    /// only: on the client role the chain is the server's).
-    pub fn with_client_identity(mut self) -> TlsInfo {
-        self.client_identity = self
-            .client_chain
-            .first()
-            .and_then(|leaf| ClientIdentity::parse(leaf));
+    /// A chain was presented and rustls accepted it (a refused one aborts the
+    /// handshake, so no `TlsInfo` exists for it).
+    fn with_verify_from_chain(mut self) -> TlsInfo {
+        if let Some(leaf) = self.client_chain.first() {
+            self.client_verify = ClientVerify::Success;
+            self.client_identity = ClientIdentity::parse(leaf);
+        }
         self
+    }
+
+    /// The verified client certificate (leaf), if any.
+    pub fn verified_client_cert(&self) -> Option<&CertificateDer<'static>> {
+        match self.client_verify {
+            ClientVerify::Success => self.client_chain.first(),
+            _ => None,
+        }
     }
 
     /// The version as the access log and metrics name it (`TLSv1.3`).

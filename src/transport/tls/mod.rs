@@ -3,11 +3,14 @@
 //! Built for every configuration generation from checked [`TlsSettings`]: TLS 1.2 and
 //! 1.3 only, AEAD suites only (the aws-lc-rs provider offers nothing else), ALPN
 //! `http/1.1`, certificates chosen by SNI ([`SniResolver`]), resumption by tickets and by
-//! a server-side session cache. The ticketer and the cache ([`TlsShared`]) are made once
+//! a server-side session cache. Client certificates ([`client_auth`]): a certificate
+//! entry with its own `client_auth` gets its own `ServerConfig`, chosen by the SNI of the
+//! ClientHello before rustls reads it ([`ServerConfigs`]). The ticketer and the cache ([`TlsShared`]) are made once
 //! per listener and put into every generation's `ServerConfig`, so any worker resumes any
 //! session, before and after a reload. This module never touches a socket; the handshake
 //! itself runs in [`crate::transport`] ([`crate::transport::accept`]).
 
+pub mod client_auth;
 pub mod hello;
 mod identity;
 mod info;
@@ -18,11 +21,14 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::ServerSessionMemoryCache;
 
-use crate::config::{TlsMinVersion, TlsSettings};
+use rustls::server::danger::ClientCertVerifier;
 
+use crate::config::{TlsMinVersion, TlsSettings, VerifyClient};
+
+pub use client_auth::{Rejection, client_verifier};
 pub use identity::{ClientIdentity, uri_sans};
-pub use info::TlsInfo;
-pub use sni::SniResolver;
+pub use info::{ClientVerify, TlsInfo};
+pub use sni::{SniMap, SniResolver};
 
 /// Why a TLS listener could not be set up.
 #[derive(Debug)]
@@ -32,6 +38,8 @@ pub enum TlsSetupError {
     Versions(rustls::Error),
     /// The ticket encryption key could not be generated.
     Ticketer(rustls::Error),
+    /// The client-certificate verifier could not be built.
+    ClientAuth(client_auth::VerifierError),
 }
 
 impl std::fmt::Display for TlsSetupError {
@@ -39,6 +47,7 @@ impl std::fmt::Display for TlsSetupError {
         match self {
             TlsSetupError::Versions(e) => write!(f, "TLS protocol versions: {e}"),
             TlsSetupError::Ticketer(e) => write!(f, "session ticket key: {e}"),
+            TlsSetupError::ClientAuth(e) => write!(f, "{e}"),
         }
     }
 }
@@ -84,10 +93,79 @@ impl TlsShared {
     }
 }
 
-/// Builds the listener's rustls configuration around its shared resumption state.
+/// A listener's rustls configurations: the listener's, and one per certificate entry
+/// with its own `client_auth`, chosen by SNI like the certificate.
+#[derive(Debug, Clone)]
+pub struct ServerConfigs {
+    /// Per SNI name: the configuration and the verify mode it enforces. `None` when
+    /// every entry uses the listener's settings (then nothing waits for the SNI).
+    by_name: Option<Arc<SniMap<Selected>>>,
+    listener: Selected,
+}
+
+/// One of a listener's configurations and the client-certificate mode it enforces.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub config: Arc<ServerConfig>,
+    pub verify: VerifyClient,
+}
+
+impl ServerConfigs {
+    /// Every configuration of a listener, around its shared resumption state.
+    pub fn new(settings: &TlsSettings, shared: &TlsShared) -> Result<Self, TlsSetupError> {
+        let build = |auth: &crate::config::ClientAuth| -> Result<Selected, TlsSetupError> {
+            let verifier = client_verifier(auth).map_err(TlsSetupError::ClientAuth)?;
+            Ok(Selected {
+                config: server_config(settings, shared, verifier)?,
+                verify: auth.verify,
+            })
+        };
+        let listener = build(&settings.client_auth)?;
+        let mut own = Vec::new();
+        for c in &settings.certificates {
+            own.push(c.client_auth.as_ref().map(build).transpose()?);
+        }
+        let by_name = own.iter().any(Option::is_some).then(|| {
+            Arc::new(SniMap::new(settings, |i, _| {
+                own[i].clone().unwrap_or_else(|| listener.clone())
+            }))
+        });
+        Ok(ServerConfigs { by_name, listener })
+    }
+
+    /// One configuration for every connection, enforcing nothing beyond what its own
+    /// verifier does (tests and tools that build a `ServerConfig` themselves).
+    pub fn single(config: Arc<ServerConfig>) -> Self {
+        ServerConfigs {
+            by_name: None,
+            listener: Selected {
+                config,
+                verify: VerifyClient::Off,
+            },
+        }
+    }
+
+    /// The configuration is chosen by SNI: the handshake must read the whole ClientHello
+    /// before rustls sees it.
+    pub fn by_sni(&self) -> bool {
+        self.by_name.is_some()
+    }
+
+    /// The configuration for the ClientHello's SNI `name` (`None`: no SNI).
+    pub fn select(&self, name: Option<&str>) -> &Selected {
+        match &self.by_name {
+            Some(map) => map.lookup(name),
+            None => &self.listener,
+        }
+    }
+}
+
+/// Builds one rustls configuration of a listener around its shared resumption state,
+/// verifying client certificates with `verifier`.
 pub fn server_config(
     settings: &TlsSettings,
     shared: &TlsShared,
+    verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     if !settings.cipher_suites.is_empty() {
@@ -102,7 +180,7 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(TlsSetupError::Versions)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SniResolver::new(settings)));
     // HTTP/1.1 first; HTTP/1.0-only clients are served too. A client offering only
     // protocols we lack (h2 alone) gets the no_application_protocol alert (RFC 7301).

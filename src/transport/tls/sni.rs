@@ -1,5 +1,7 @@
-//! Certificate selection by SNI: exact name, then the closest `*.wildcard`, then the
-//! listener's default certificate (also used when the client sends no SNI).
+//! Selection by SNI: exact name, then the closest `*.wildcard`, then the listener's
+//! default certificate entry (also used when the client sends no SNI). The same rule
+//! picks a certificate ([`SniResolver`]) and a certificate entry's `ServerConfig`
+//! (its own client-certificate settings, [`super::ServerConfigs`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,61 +9,76 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::TlsSettings;
+use crate::config::{LoadedCertificate, TlsSettings};
 
-/// Maps SNI names to certificates; immutable after load.
+/// SNI names → one value per certificate entry; immutable after load.
 #[derive(Debug)]
-pub struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+pub struct SniMap<T> {
+    exact: HashMap<String, T>,
     /// Keyed by the suffix without `*` (`.example.com`).
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    wildcard: HashMap<String, T>,
+    default: T,
 }
 
-impl SniResolver {
-    pub fn new(settings: &TlsSettings) -> Self {
+impl<T: Clone> SniMap<T> {
+    /// The value `of` each certificate entry, under the entry's names.
+    pub fn new(settings: &TlsSettings, of: impl Fn(usize, &LoadedCertificate) -> T) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for c in &settings.certificates {
+        for (i, c) in settings.certificates.iter().enumerate() {
             for n in &c.server_names {
                 // First certificate listed for a name wins, like nginx's first server block.
                 match n.strip_prefix('*') {
                     Some(suffix) => {
                         wildcard
                             .entry(suffix.to_string())
-                            .or_insert_with(|| c.key.clone());
+                            .or_insert_with(|| of(i, c));
                     }
                     None => {
-                        exact.entry(n.clone()).or_insert_with(|| c.key.clone());
+                        exact.entry(n.clone()).or_insert_with(|| of(i, c));
                     }
                 }
             }
         }
-        SniResolver {
+        let d = settings.default_certificate;
+        SniMap {
             exact,
             wildcard,
-            default: settings.certificates[settings.default_certificate]
-                .key
-                .clone(),
+            default: of(d, &settings.certificates[d]),
         }
     }
 
-    /// The certificate for `name` (already lower-case, as rustls delivers SNI).
-    pub fn lookup(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+    /// The value for `name` (already lower-case, as rustls delivers SNI).
+    pub fn lookup(&self, name: Option<&str>) -> &T {
         let Some(name) = name else {
-            return self.default.clone();
+            return &self.default;
         };
         let name = name.trim_end_matches('.');
         if let Some(k) = self.exact.get(name) {
-            return k.clone();
+            return k;
         }
         // A wildcard covers exactly one label, as in RFC 6125 §6.4.3.
         if let Some(dot) = name.find('.')
             && let Some(k) = self.wildcard.get(&name[dot..])
         {
-            return k.clone();
+            return k;
         }
-        self.default.clone()
+        &self.default
+    }
+}
+
+/// Maps SNI names to certificates; immutable after load.
+#[derive(Debug)]
+pub struct SniResolver(SniMap<Arc<CertifiedKey>>);
+
+impl SniResolver {
+    pub fn new(settings: &TlsSettings) -> Self {
+        SniResolver(SniMap::new(settings, |_, c| c.key.clone()))
+    }
+
+    /// The certificate for `name` (already lower-case, as rustls delivers SNI).
+    pub fn lookup(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        self.0.lookup(name).clone()
     }
 }
 
