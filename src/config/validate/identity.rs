@@ -158,3 +158,112 @@ fn quoted(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ForwardClientCert, from_toml_str};
+
+    /// A TLS listener with `table` as its `client_identity_headers` (absent when empty);
+    /// the config's errors as `ringgate check` prints them (file:line:col: field: why).
+    fn load(table: &str) -> Result<Config, Vec<String>> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        write_pair(dir.path());
+        let mut text = String::from(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\n[listener.tls]\n\
+             [[listener.tls.certificates]]\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+        );
+        if !table.is_empty() {
+            text += "[listener.tls.client_identity_headers]\n";
+            text += table;
+        }
+        text += "\n[[route]]\nupstream = \"u\"\n[upstream.u]\nservers = [\"127.0.0.1:9000\"]\n";
+        from_toml_str(&text, "t.toml", dir.path())
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    fn write_pair(dir: &Path) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["app.test".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("self-signed");
+        std::fs::write(dir.join("c.pem"), cert.pem()).expect("write cert");
+        std::fs::write(dir.join("c.key"), key.serialize_pem()).expect("write key");
+    }
+
+    fn settings(c: &Config) -> &crate::config::IdentityHeaders {
+        &c.listeners[0]
+            .tls
+            .as_ref()
+            .expect("a TLS listener")
+            .identity_headers
+    }
+
+    #[test]
+    fn without_the_table_or_client_auth_nothing_is_added() {
+        let c = load("").expect("valid");
+        let s = settings(&c);
+        assert!(!s.enabled);
+        assert_eq!(s.forward_client_cert, ForwardClientCert::Sanitize);
+        assert!(s.extra_strip.is_empty());
+    }
+
+    #[test]
+    fn names_modes_and_details_are_read() {
+        let c = load(
+            "dn = \"X-Client-Subject\"\ncert = false\nsan_email = true\n\
+             forward_client_cert = \"append_forward\"\n\
+             set_current_client_cert_details = [\"cert\", \"dns\"]\n",
+        )
+        .expect("valid");
+        let s = settings(&c);
+        assert!(s.enabled);
+        assert_eq!(s.dn.as_deref(), Some(&b"X-Client-Subject"[..]));
+        assert_eq!(s.cert, None);
+        assert_eq!(s.san_email.as_deref(), Some(&b"X-SSL-Client-SAN-Email"[..]));
+        assert_eq!(
+            s.extra_strip,
+            vec![bytes::Bytes::from_static(b"x-client-subject")]
+        );
+        assert_eq!(s.forward_client_cert, ForwardClientCert::AppendForward);
+        let d = s.xfcc_details;
+        assert!(d.cert && d.dns && !d.subject && !d.uri);
+    }
+
+    #[test]
+    fn every_mistake_names_its_line_and_field() {
+        let errors = load(
+            "dn = \"Bad Name\"\ncert = \"Host\"\nserial = \"x-ssl-client-verify\"\n\
+             fingerprint = 5\nforward_client_cert = \"sometimes\"\n\
+             set_current_client_cert_details = [\"chain\"]\nsan_uri = \"\"\n",
+        )
+        .expect_err("invalid");
+        let f = "listener[0].tls.client_identity_headers";
+        assert_eq!(
+            errors,
+            vec![
+                format!("t.toml:8:6: {f}.dn: \"Bad Name\" is not a valid HTTP field name"),
+                format!(
+                    "t.toml:9:8: {f}.cert: \"Host\" is a field the proxy writes or drops itself"
+                ),
+                format!(
+                    "t.toml:10:10: {f}.serial: \"x-ssl-client-verify\" is already the name of verify"
+                ),
+                format!(
+                    "t.toml:11:15: {f}.fingerprint: expected a field name, true or false, got integer"
+                ),
+                format!(
+                    "t.toml:12:23: {f}.forward_client_cert: unknown mode \"sometimes\": one of \"sanitize\", \"forward_only\", \"append_forward\", \"sanitize_set\", \"always_forward_only\""
+                ),
+                format!(
+                    "t.toml:13:36: {f}.set_current_client_cert_details[0]: unknown detail \"chain\": any of \"cert\", \"subject\", \"uri\", \"dns\""
+                ),
+                format!(
+                    "t.toml:14:11: {f}.san_uri: \"\" is empty: write false to leave the field out"
+                ),
+            ]
+        );
+    }
+}
