@@ -222,7 +222,8 @@ fn has_prefix(name: &[u8]) -> bool {
 /// as `settings` says. `tls` is `None` on a plain listener (claims removed, nothing
 /// added).
 pub fn apply(req: &mut Request, settings: &IdentityHeaders) {
-    let tls = req.tls.clone();
+    // Borrowed apart: the TLS facts are read while the fields are edited.
+    let Request { headers, tls, .. } = req;
     let tls = tls.as_deref();
     let identity = tls.and_then(verified);
     let mode = settings.forward_client_cert;
@@ -231,36 +232,31 @@ pub fn apply(req: &mut Request, settings: &IdentityHeaders) {
         ForwardClientCert::ForwardOnly => identity.is_some(),
         _ => false,
     };
-    let append = mode == ForwardClientCert::AppendForward && identity.is_some();
-    let mut client_xfcc = BytesMut::new();
-    strip(
-        &mut req.headers,
-        settings,
-        keep_xfcc,
-        append.then_some(&mut client_xfcc),
-    );
-    let Some(tls) = tls else { return };
-    if settings.enabled {
-        add(&mut req.headers, tls, identity, settings);
-    }
-    if let Some(id) = identity
+    let set_xfcc = identity.is_some()
         && matches!(
             mode,
             ForwardClientCert::AppendForward | ForwardClientCert::SanitizeSet
-        )
-    {
-        if !client_xfcc.is_empty() {
-            client_xfcc.put_u8(b',');
+        );
+    let mut xfcc = BytesMut::new();
+    let append = set_xfcc && mode == ForwardClientCert::AppendForward;
+    strip(headers, settings, keep_xfcc, append.then_some(&mut xfcc));
+    let Some(tls) = tls else { return };
+    if settings.enabled {
+        add(headers, tls, identity, settings);
+    }
+    if let Some(id) = identity.filter(|_| set_xfcc) {
+        if !xfcc.is_empty() {
+            xfcc.put_u8(b',');
         }
         xfcc_element(
-            &mut client_xfcc,
+            &mut xfcc,
             id,
             settings.by_for(tls.sni.as_deref()),
             settings.xfcc_details,
         );
-        req.headers.push(Header {
+        headers.push(Header {
             name: Bytes::from_static(b"X-Forwarded-Client-Cert"),
-            value: client_xfcc.freeze(),
+            value: xfcc.freeze(),
         });
     }
 }
