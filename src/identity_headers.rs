@@ -269,28 +269,38 @@ fn verified(tls: &TlsInfo) -> Option<&ClientIdentity> {
     }
 }
 
-/// One pass over the fields: drops identity claims. With `xfcc_out`, the client's XFCC
-/// values are joined into it (for `append_forward`) as they are removed.
+/// One pass over the fields: drops identity claims, and takes identity names out of
+/// `Connection` (a client listing `X-SSL-Client-Verify` there would otherwise have the
+/// proxy's own field dropped as hop-by-hop). With `xfcc_out`, the client's XFCC values
+/// are joined into it (for `append_forward`) as they are removed.
 fn strip(
     headers: &mut Vec<Header>,
     settings: &IdentityHeaders,
     keep_xfcc: bool,
     mut xfcc_out: Option<&mut BytesMut>,
 ) {
+    let identity_name =
+        |n: &[u8]| has_prefix(n) || n.eq_ignore_ascii_case(XFCC) || is_extra(settings, n);
     let claim = |h: &Header| {
         let n = h.name.as_ref();
-        has_prefix(n)
-            || (!keep_xfcc && n.eq_ignore_ascii_case(XFCC))
-            || settings
-                .extra_strip
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(n))
+        has_prefix(n) || (!keep_xfcc && n.eq_ignore_ascii_case(XFCC)) || is_extra(settings, n)
+    };
+    let connection_names_identity = |h: &Header| {
+        h.name.eq_ignore_ascii_case(b"connection") && tokens(&h.value).any(identity_name)
     };
     // Most requests carry no claim: look before touching the vector.
-    if !headers.iter().any(claim) {
+    if !headers
+        .iter()
+        .any(|h| claim(h) || connection_names_identity(h))
+    {
         return;
     }
-    headers.retain(|h| {
+    headers.retain_mut(|h| {
+        if connection_names_identity(h) {
+            let kept: Vec<&[u8]> = tokens(&h.value).filter(|t| !identity_name(t)).collect();
+            h.value = Bytes::from(kept.join(&b", "[..]));
+            return !h.value.is_empty();
+        }
         if !claim(h) {
             return true;
         }
@@ -305,6 +315,21 @@ fn strip(
         }
         false
     });
+}
+
+fn is_extra(settings: &IdentityHeaders, name: &[u8]) -> bool {
+    settings
+        .extra_strip
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(name))
+}
+
+/// The comma-separated tokens of a field value, optional whitespace trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
 }
 
 fn add(

@@ -355,3 +355,27 @@ fn a_failed_verification_is_told_with_its_reason_and_no_identity() {
     ));
     assert_eq!(fields(&req), want);
 }
+
+/// `Connection: X-SSL-Client-Verify` would make the proxy's own field hop-by-hop (dropped
+/// on the way upstream): identity names are taken out of Connection, the rest kept.
+#[test]
+fn connection_cannot_make_the_identity_fields_hop_by_hop() {
+    let headers = vec![
+        h(
+            "Connection",
+            "keep-alive, X-SSL-Client-Verify,x-forwarded-client-cert , X-Other",
+        ),
+        h("connection", "x-ssl-client-dn"),
+        h("Accept", "*/*"),
+    ];
+    let mut req = request(Some(tls(None, None)), headers);
+    apply(&mut req, &enabled());
+    assert_eq!(
+        fields(&req),
+        pairs(&[
+            ("Connection", "keep-alive, X-Other"),
+            ("Accept", "*/*"),
+            ("X-SSL-Client-Verify", "NONE"),
+        ])
+    );
+}

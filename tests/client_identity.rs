@@ -273,6 +273,12 @@ fn a_verified_client_is_told_byte_for_byte_and_claims_are_dropped() {
     assert_eq!(kind, HandshakeKind::Full);
     assert_eq!(identity_fields(&last(&s)), s.clients.expected_fields());
 
+    // Naming them in Connection does not make the proxy's fields hop-by-hop.
+    let hop = format!("{SPOOFED}Connection: X-SSL-Client-Verify, X-SSL-Client-DN\r\n");
+    let (_, response) = get_tls(&with_cert, p.addr(), &hop);
+    ok(&response);
+    assert_eq!(identity_fields(&last(&s)), s.clients.expected_fields());
+
     // No certificate (optional): NONE, and nothing the client claimed.
     let without = client_config(&s, false, false);
     let (_, response) = get_tls(&without, p.addr(), SPOOFED);
