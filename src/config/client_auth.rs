@@ -97,10 +97,38 @@ impl ClientAuth {
             }
         }
         if errors.is_empty() {
+            for (i, msg) in self.verifier_problems() {
+                errors.push((if i.is_some() { "crl" } else { "ca" }, msg));
+            }
+        }
+        if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether rustls builds a verifier from this: each problem with the index of the
+    /// CRL it is about (each CRL is tried alone to name the file rustls refuses), or
+    /// `None` when it is about the whole.
+    pub(crate) fn verifier_problems(&self) -> Vec<(Option<usize>, String)> {
+        let Err(e) = crate::transport::tls::client_verifier(self) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, crl) in self.crls.iter().enumerate() {
+            let alone = ClientAuth {
+                crls: vec![crl.clone()],
+                ..self.clone()
+            };
+            if let Err(e) = crate::transport::tls::client_verifier(&alone) {
+                out.push((Some(i), format!("{}: {e}", crl.path.display())));
+            }
+        }
+        if out.is_empty() {
+            out.push((None, e.to_string()));
+        }
+        out
     }
 
     /// The files this depends on, with the hash of the content loaded.

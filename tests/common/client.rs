@@ -44,6 +44,8 @@ pub struct TlsOptions {
     versions: Versions,
     /// Cipher suites offered, in this order (empty: the provider's default list).
     suites: Vec<rustls::CipherSuite>,
+    /// A client certificate chain (leaf first) and its PKCS#8 key, sent when asked.
+    client_cert: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
 }
 
 impl TlsOptions {
@@ -57,7 +59,13 @@ impl TlsOptions {
             alpn: Vec::new(),
             versions: Versions::Both,
             suites: Vec::new(),
+            client_cert: None,
         }
+    }
+    /// Present this chain (leaf first) and PKCS#8 key when the server asks for one.
+    pub fn client_cert(mut self, chain: Vec<CertificateDer<'static>>, pkcs8: Vec<u8>) -> Self {
+        self.client_cert = Some((chain, pkcs8));
+        self
     }
     /// Send no SNI extension (the name is still used to verify the certificate).
     pub fn no_sni(mut self) -> Self {
@@ -84,7 +92,7 @@ impl TlsOptions {
         self
     }
 
-    fn client_config(&self) -> Result<ClientConfig, rustls::Error> {
+    pub fn client_config(&self) -> Result<ClientConfig, rustls::Error> {
         let mut provider = rustls::crypto::aws_lc_rs::default_provider();
         if !self.suites.is_empty() {
             provider.cipher_suites = self
@@ -106,15 +114,21 @@ impl TlsOptions {
         };
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)?;
-        let mut config = if self.verify {
+        let builder = if self.verify {
             let mut roots = RootCertStore::empty();
             roots.add(self.root.clone())?;
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         } else {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                .with_no_client_auth()
+        };
+        let mut config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder.with_client_auth_cert(
+                chain.clone(),
+                rustls_pki_types::PrivatePkcs8KeyDer::from(key.clone()).into(),
+            )?,
         };
         config.alpn_protocols = self.alpn.clone();
         config.enable_sni = self.send_sni;

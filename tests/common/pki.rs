@@ -1,5 +1,7 @@
 //! Test PKI: root CA → intermediate CA → server leaves, plus self-signed and mismatched
-//! pairs, written as PEM files into a temporary directory.
+//! pairs, written as PEM files into a temporary directory. [`ClientPki`]: client CAs
+//! with valid, expired, not-yet-valid, serverAuth-only, too-deep and self-signed client
+//! certificates and CRLs revoking them.
 //!
 //! Keys are ECDSA P-256 or RSA 2048, and each key file can be written as PKCS#8
 //! (`PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`). rcgen only
@@ -340,4 +342,192 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A client leaf as files and as what a rustls client needs.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// PEM: leaf, then its intermediates (what `curl --cert` sends).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// DER, leaf first, the same certificates as `cert`.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// PKCS#8 DER of the key.
+    pub key_der: Vec<u8>,
+    pub serial: u64,
+}
+
+/// What kind of client certificate [`ClientPki::client`] issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// clientAuth EKU, valid from 2020 to 2099, issued by the intermediate.
+    Valid,
+    /// notAfter in 2001.
+    Expired,
+    /// notBefore in 2090.
+    NotYetValid,
+    /// serverAuth-only extended key usage.
+    ServerAuthOnly,
+    /// Issued by a second intermediate below the first: three certificates below the root.
+    TooDeep,
+}
+
+/// A client CA: root → intermediate → client leaves (and root → intermediate →
+/// sub-intermediate → leaf for chains too deep), CRLs for both intermediates. Files go
+/// into `dir`, named after `name`.
+pub struct ClientPki {
+    dir: PathBuf,
+    name: String,
+    /// The root in PEM (the `ca` file of `client_auth`).
+    pub ca: PathBuf,
+    intermediate: Issuer<'static, KeyPair>,
+    intermediate_der: CertificateDer<'static>,
+    sub: Issuer<'static, KeyPair>,
+    sub_der: CertificateDer<'static>,
+    counter: AtomicUsize,
+}
+
+/// Serials of client leaves, unique across every [`ClientPki`] of a test binary.
+static SERIAL: AtomicUsize = AtomicUsize::new(1000);
+
+impl ClientPki {
+    pub fn new(dir: &Path, name: &str) -> ClientPki {
+        let root_key = KeyPair::generate().expect("generate client root key");
+        let root_params = ca_params(&format!("{name} client root CA"));
+        let root_cert = root_params.self_signed(&root_key).expect("self-sign root");
+        let root = Issuer::new(root_params, root_key);
+        let int_key = KeyPair::generate().expect("generate client intermediate key");
+        let int_params = ca_params(&format!("{name} client intermediate CA"));
+        let int_cert = int_params
+            .signed_by(&int_key, &root)
+            .expect("sign intermediate");
+        let intermediate = Issuer::new(int_params, int_key);
+        let sub_key = KeyPair::generate().expect("generate client sub-intermediate key");
+        let sub_params = ca_params(&format!("{name} client sub-intermediate CA"));
+        let sub_cert = sub_params
+            .signed_by(&sub_key, &intermediate)
+            .expect("sign sub-intermediate");
+        let sub = Issuer::new(sub_params, sub_key);
+        let ca = dir.join(format!("{name}-clients-ca.pem"));
+        std::fs::write(&ca, root_cert.pem()).expect("write client CA");
+        ClientPki {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            ca,
+            intermediate,
+            intermediate_der: int_cert.der().clone(),
+            sub,
+            sub_der: sub_cert.der().clone(),
+            counter: AtomicUsize::new(0),
+        }
+    }
+
+    /// A client leaf with subject `CN=<cn>,O=Example` and, when given, a URI SAN.
+    pub fn client(&self, kind: ClientKind, cn: &str, uri: Option<&str>) -> ClientCert {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        // Encoded O first, then CN: RFC 4514 writes it `CN=<cn>,O=Example`.
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(u) = uri {
+            p.subject_alt_names = vec![rcgen::SanType::URI(u.try_into().expect("URI SAN"))];
+        }
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![if kind == ClientKind::ServerAuthOnly {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        p.use_authority_key_identifier_extension = true;
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed) as u64;
+        p.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let (from, to) = match kind {
+            ClientKind::Expired => ((2000, 1, 1), (2001, 1, 1)),
+            ClientKind::NotYetValid => ((2090, 1, 1), (2095, 1, 1)),
+            _ => ((2020, 1, 1), (2099, 1, 1)),
+        };
+        p.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        p.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        let key = KeyPair::generate().expect("generate client key");
+        let (leaf, intermediates) = if kind == ClientKind::TooDeep {
+            let leaf = p.signed_by(&key, &self.sub).expect("sign client leaf");
+            (
+                leaf,
+                vec![self.sub_der.clone(), self.intermediate_der.clone()],
+            )
+        } else {
+            let leaf = p
+                .signed_by(&key, &self.intermediate)
+                .expect("sign client leaf");
+            (leaf, vec![self.intermediate_der.clone()])
+        };
+        let mut chain = vec![leaf.der().clone()];
+        chain.extend(intermediates);
+        self.write(chain, &key, serial)
+    }
+
+    /// A self-signed client certificate (clientAuth EKU) no CA vouches for.
+    pub fn self_signed(&self, cn: &str) -> ClientCert {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("generate client key");
+        let cert = p.self_signed(&key).expect("self-sign client");
+        self.write(vec![cert.der().clone()], &key, 0)
+    }
+
+    fn write(&self, chain: Vec<CertificateDer<'static>>, key: &KeyPair, serial: u64) -> ClientCert {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let cert = self.dir.join(format!("{}-client{n}.pem", self.name));
+        let key_path = self.dir.join(format!("{}-client{n}.key", self.name));
+        let pem_chain: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
+        std::fs::write(&cert, pem_chain).expect("write client chain");
+        std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).expect("write key");
+        ClientCert {
+            cert,
+            key: key_path,
+            chain,
+            key_der: key.serialize_der(),
+            serial,
+        }
+    }
+
+    /// Writes `file` (in this PKI's directory): one CRL per intermediate, PEM, listing
+    /// `revoked`; `expired`: its next update in 2001.
+    pub fn write_crl(&self, file: &str, revoked: &[&ClientCert], expired: bool) -> PathBuf {
+        let (this, next) = if expired {
+            ((2000, 1, 1), (2001, 1, 1))
+        } else {
+            ((2020, 1, 1), (2099, 1, 1))
+        };
+        let number = SERIAL.fetch_add(1, Ordering::Relaxed) as u64;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(this.0, this.1, this.2),
+            next_update: rcgen::date_time_ymd(next.0, next.1, next.2),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|c| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(c.serial),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let mut text = String::new();
+        for issuer in [&self.intermediate, &self.sub] {
+            let crl = params.signed_by(issuer).expect("sign CRL");
+            text += &crl.pem().expect("CRL PEM");
+        }
+        let path = self.dir.join(file);
+        let tmp = self.dir.join(format!("{file}.tmp"));
+        std::fs::write(&tmp, text).expect("write CRL");
+        std::fs::rename(&tmp, &path).expect("move CRL into place");
+        path
+    }
 }

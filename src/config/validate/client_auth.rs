@@ -86,9 +86,22 @@ impl Validator<'_> {
             crl_expired,
         };
         // The verifier is built here once so that a CRL rustls refuses fails the check,
-        // not the start.
-        if let Err(e) = crate::transport::tls::client_verifier(&auth) {
-            self.error(Some(spanned.span()), field, e.to_string());
+        // not the start; each CRL alone, to name the file rustls refuses.
+        let problems = auth.verifier_problems();
+        for (i, msg) in &problems {
+            match i {
+                Some(i) => {
+                    let span = raw
+                        .crl
+                        .as_ref()
+                        .and_then(|l| l.get_ref().get(*i))
+                        .map(|p| p.span());
+                    self.error(span, &format!("{field}.crl[{i}]"), msg.clone());
+                }
+                None => self.error(Some(spanned.span()), field, msg.clone()),
+            }
+        }
+        if !problems.is_empty() {
             return None;
         }
         Some(auth)
