@@ -12,6 +12,10 @@
 # under valgrind, so the counts are dumped, not read at exit); each window includes one
 # new connection, so (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request. Needs
 # valgrind, openssl, curl; traffic stays on 127.0.0.1 (ports 18443, 19000, 19901).
+# CG_MTLS=on adds client certificates: the listener requires one (a CA made here) and
+# the load client presents it, so every request carries the X-SSL-Client-* identity
+# fields; CG_MTLS=quiet is the same with `client_identity_headers` off (the fields'
+# own cost is the difference).
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
@@ -60,12 +64,39 @@ TOML
 if [ "$admin" = admin ]; then
   printf '[admin]\naddr = "127.0.0.1:19901"\n' >>"$work/rg.toml"
 fi
+client_args=()
+case "${CG_MTLS:-}" in
+  "") ;;
+  on|quiet)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/O=Example, Inc./CN=load clients CA" \
+      -keyout "$work/clients-ca.key" -out "$work/clients-ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/C=DE/O=Example/CN=load client" \
+      -keyout "$work/client.key" -out "$work/client.csr" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://example.org/ns/load/sa/client,DNS:client.example\n' \
+      >"$work/client.ext"
+    openssl x509 -req -in "$work/client.csr" -CA "$work/clients-ca.pem" \
+      -CAkey "$work/clients-ca.key" -CAcreateserial -days 2 -extfile "$work/client.ext" \
+      -out "$work/client.pem" 2>/dev/null
+    printf '[listener.tls.client_auth]\nca = "%s"\nverify = "required"\n' "$work/clients-ca.pem" \
+      >"$work/mtls.toml"
+    if [ "$CG_MTLS" = quiet ]; then
+      printf '[listener.tls.client_identity_headers]\nenabled = false\n' >>"$work/mtls.toml"
+    fi
+    # Insert before [[route]] so the tables belong to the listener.
+    awk -v f="$work/mtls.toml" '/^\[\[route\]\]/ { while ((getline l < f) > 0) print l } { print }' \
+      "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+    client_args=(--cert "$work/client.pem" --key "$work/client.key")
+    ;;
+  *) echo "CG_MTLS: on or quiet" >&2; exit 2 ;;
+esac
 valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
   >"$work/rg.log" 2>&1 &
 vpid=$!
 for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
 get() { "$load" --url https://127.0.0.1:18443/bytes/12 --insecure -c 1 --requests "$1" \
-  --duration-secs 600 -q --label callgrind >/dev/null; }
+  --duration-secs 600 -q --label callgrind "${client_args[@]}" >/dev/null; }
 get 500 # warm: pools, allocator, session cache
 for n in "$n1" "$n2"; do
   callgrind_control -z "$vpid" >/dev/null 2>&1
@@ -80,4 +111,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin") ${admin:-no-admin}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

@@ -21,7 +21,9 @@
 //!                            uri, forwarding                       (the path normalised before routing;
 //!                                                                    client forwarding fields judged)
 //!              ⑥ policy      policy                                (checks after routing, each Continue or
-//!                                                                    Refuse: client_cert → 403)
+//!                                                                    Refuse: client_cert → 403);
+//!                            identity_headers                      (the client's verified certificate as
+//!                                                                    X-SSL-Client-* / XFCC; claims removed)
 //!              ⑦ route       route                                 (Host + longest prefix)
 //!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
@@ -67,6 +69,7 @@ pub mod error;
 pub mod forwarding;
 pub mod generation;
 pub mod http1;
+pub mod identity_headers;
 pub mod instance;
 pub mod listener;
 pub mod logging;

@@ -68,6 +68,9 @@ pub struct ClientInfo {
     pub addr: SocketAddr,
     /// `"https"` or `"http"`: the scheme the client used.
     pub proto: &'static str,
+    /// The listener it came in on: its position in the generation's `listeners` (whose
+    /// per-listener settings, such as the identity fields, the exchange reads).
+    pub listener: usize,
     /// The canonical IP (an IPv4-mapped IPv6 address shown as IPv4) as text.
     ip_text: [u8; 39],
     ip_len: u8,
@@ -85,9 +88,16 @@ impl ClientInfo {
         ClientInfo {
             addr,
             proto,
+            listener: 0,
             ip_text,
             ip_len,
         }
+    }
+
+    /// The same client, on the listener at `index` (0 until set).
+    pub fn on_listener(mut self, index: usize) -> ClientInfo {
+        self.listener = index;
+        self
     }
 
     /// The client's IP as text (canonical form).

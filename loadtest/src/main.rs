@@ -87,6 +87,12 @@ struct Args {
     /// Accept any server certificate (signatures are still checked).
     #[arg(long)]
     insecure: bool,
+    /// Present this client certificate chain (PEM, leaf first; with --key): mTLS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
     /// SNI / Host name (default: the URL's host).
     #[arg(long)]
     sni: Option<String>,
@@ -351,7 +357,7 @@ fn tls_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
-    let mut config = if let Some(ca) = &args.cacert {
+    let builder = if let Some(ca) = &args.cacert {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         for c in <CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
@@ -359,14 +365,28 @@ fn tls_config(
                 .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
                 .map_err(|e| e.to_string())?;
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else if args.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-            .with_no_client_auth()
     } else {
         return Err("give --cacert FILE or --insecure".into());
+    };
+    let mut config = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            use rustls::pki_types::pem::PemObject;
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if args.no_resume {

@@ -32,6 +32,7 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 pub use crate::forwarding::MalformedForwarding;
+pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use client_auth::{
@@ -227,6 +228,21 @@ pub struct TlsSettings {
     pub session_ticket_keys: Vec<TicketKeyFile>,
     /// `[listener.tls.client_auth]` ([`ClientAuth::off`] when absent).
     pub client_auth: ClientAuth,
+    /// `client_identity_headers`: what the upstream is told about the client's
+    /// certificate (claims from the client are removed whatever it says).
+    pub identity_headers: IdentityHeaders,
+}
+
+impl TlsSettings {
+    /// Sets the XFCC `By` elements from the certificates' URI SANs (after they load).
+    pub(crate) fn refresh_xfcc_by(&mut self) {
+        let certs = self.certificates.iter().map(|c| {
+            let leaf = c.key.cert.first().map(|d| d.as_ref()).unwrap_or(&[][..]);
+            (&c.server_names[..], leaf)
+        });
+        self.identity_headers
+            .set_by(certs, self.default_certificate);
+    }
 }
 
 /// A certificate chain with its private key, parsed and matched.
@@ -472,6 +488,10 @@ impl Config {
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
+        }
+        for tls in next.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            // XFCC `By` follows the certificates' URI SANs.
+            tls.refresh_xfcc_by();
         }
         next.rehash();
         Ok(next)

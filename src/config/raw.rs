@@ -152,6 +152,42 @@ pub struct RawTls {
     pub session_ticket_keys: Option<Spanned<Vec<Spanned<String>>>>,
     /// `[listener.tls.client_auth]`: client certificates (mTLS). Absent: none asked for.
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    /// `[listener.tls.client_identity_headers]`: the verified client certificate as
+    /// request fields for the upstream. nginx: `proxy_set_header X-SSL-Client-* $ssl_client_*`.
+    pub client_identity_headers: Option<Spanned<RawIdentityHeaders>>,
+}
+
+/// `[listener.tls.client_identity_headers]`. Each field key takes a field name, `true`
+/// (its default name) or `false` (not sent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    /// Add the fields (default: true once this table is written or client auth is on).
+    pub enabled: Option<bool>,
+    /// `X-SSL-Client-Verify`. nginx: `$ssl_client_verify`.
+    pub verify: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-DN`. nginx: `$ssl_client_s_dn`.
+    pub dn: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-I-DN`. nginx: `$ssl_client_i_dn`.
+    pub issuer_dn: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-Serial`. nginx: `$ssl_client_serial`.
+    pub serial: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-Fingerprint` (SHA-256). nginx: `$ssl_client_fingerprint` (SHA-1).
+    pub fingerprint: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-Cert`. nginx: `$ssl_client_escaped_cert`.
+    pub cert: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-SAN-URI`.
+    pub san_uri: Option<Spanned<toml::Value>>,
+    /// `X-SSL-Client-SAN-DNS`.
+    pub san_dns: Option<Spanned<toml::Value>>,
+    /// Off by default; `true`: `X-SSL-Client-SAN-Email`.
+    pub san_email: Option<Spanned<toml::Value>>,
+    /// Envoy: `forward_client_cert_details` (`"sanitize"` default, `"forward_only"`,
+    /// `"append_forward"`, `"sanitize_set"`, `"always_forward_only"`).
+    pub forward_client_cert: Option<Spanned<String>>,
+    /// Envoy: `set_current_client_cert_details`, any of `"cert"`, `"subject"`, `"uri"`,
+    /// `"dns"` (default: subject, uri, dns).
+    pub set_current_client_cert_details: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[listener.tls.client_auth]`, or a certificate entry's `client_auth = { ... }`

@@ -13,6 +13,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod client_auth;
+mod identity;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -527,10 +528,11 @@ impl Validator<'_> {
             None => Some(ClientAuth::off()),
             Some(a) => self.client_auth(&format!("{field}.client_auth"), a),
         };
+        let identity_headers = self.identity_headers(field, &raw.client_identity_headers);
         if self.errors.len() > errors_before || certificates.is_empty() {
             return None;
         }
-        Some(TlsSettings {
+        let mut tls = TlsSettings {
             client_auth: client_auth?,
             certificates,
             default_certificate: default_certificate.unwrap_or(0),
@@ -542,7 +544,19 @@ impl Validator<'_> {
             cipher_suites,
             kx_groups,
             session_ticket_keys,
-        })
+            identity_headers,
+        };
+        if raw.client_identity_headers.is_none() {
+            // Without the table, the fields are on wherever a certificate is asked for.
+            let asks = |a: &ClientAuth| a.verify != VerifyClient::Off;
+            tls.identity_headers.enabled = asks(&tls.client_auth)
+                || tls
+                    .certificates
+                    .iter()
+                    .any(|c| c.client_auth.as_ref().is_some_and(asks));
+        }
+        tls.refresh_xfcc_by();
+        Some(tls)
     }
 
     /// `kx_groups`: see [`super::kx::check_list`].

@@ -55,13 +55,14 @@ pub async fn serve(
     tls: Option<Rc<TlsInfo>>,
     peer: SocketAddr,
     scheme: &'static str,
+    listener: usize,
     ctx: Rc<WorkerCtx>,
     rbuf: BytesMut,
 ) {
     let mut session = Session {
         generation: ctx.live.load_full(),
         stream,
-        client: ClientInfo::new(peer, scheme),
+        client: ClientInfo::new(peer, scheme).on_listener(listener),
         ctx,
         rbuf,
         served: 0,

@@ -29,7 +29,7 @@ pub fn check(tls: Option<&TlsInfo>, rule: &RouteClientCert) -> Verdict {
     let allowed = rule
         .allow
         .iter()
-        .any(|p| p.matches(&id.subject) || id.sans().any(|san| p.matches(san)));
+        .any(|p| p.matches(id.subject_str()) || id.sans().any(|san| p.matches(san)));
     if allowed {
         Verdict::Continue
     } else {
@@ -81,9 +81,12 @@ mod tests {
         ClientIdentity {
             subject: "CN=partner-a,O=Example".into(),
             issuer: "CN=Clients CA".into(),
-            san_dns: vec!["partner-a.example.com".into()],
-            san_uri: vec!["spiffe://example.org/ns/orders/sa/api".into()],
-            san_email: vec!["ops@partner-a.example".into()],
+            serial: "01".into(),
+            fingerprint: "00".into(),
+            escaped_pem: "".into(),
+            san_dns: "partner-a.example.com".into(),
+            san_uri: "spiffe://example.org/ns/orders/sa/api".into(),
+            san_email: "ops@partner-a.example".into(),
         }
     }
 

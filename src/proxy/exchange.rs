@@ -30,6 +30,7 @@ use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
+use crate::identity_headers::{self, IdentityHeaders};
 use crate::message::{BodyLength, Fault, Request};
 use crate::policy::{self, Verdict};
 use crate::upstream::Lease;
@@ -68,6 +69,7 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         upstream: None,
         error: None,
     };
+    identity_step(&mut req, generation);
     let next = match admit(&mut req, &generation.config.http) {
         Ok(()) => x.run(&req, session).await,
         Err(e) => x.fail(e, &req, session).await,
@@ -87,6 +89,22 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         error: x.error,
         next,
     }
+}
+
+/// A plain listener's identity settings: nothing to add, claims still removed.
+static PLAIN_LISTENER: IdentityHeaders = IdentityHeaders::DEFAULT;
+
+/// The client-identity step ([`identity_headers::apply`]): the client's identity claims
+/// removed, the connection's verified identity added, as the listener's
+/// `client_identity_headers` say (a plain listener: claims removed only).
+fn identity_step(req: &mut Request, generation: &Generation) {
+    let settings = generation
+        .config
+        .listeners
+        .get(req.client.listener)
+        .and_then(|l| l.tls.as_ref())
+        .map_or(&PLAIN_LISTENER, |t| &t.identity_headers);
+    identity_headers::apply(req, settings);
 }
 
 /// Normalises the request's path in place — from here on it is what routes, what

@@ -44,5 +44,6 @@ pub async fn serve(
         }
         None => (ClientStream::plain(tcp), None),
     };
-    crate::http1::server::serve(stream, info, peer, listener.scheme(), ctx, rbuf).await;
+    let (scheme, index) = (listener.scheme(), listener.index);
+    crate::http1::server::serve(stream, info, peer, scheme, index, ctx, rbuf).await;
 }

@@ -176,9 +176,9 @@ impl ClientCertVerifier for DepthLimit {
 /// on; the handshake's own debug line with the peer address follows).
 fn log_refused(end_entity: &CertificateDer<'_>, e: &rustls::Error) {
     if tracing::enabled!(tracing::Level::DEBUG) {
-        let subject = super::ClientIdentity::parse(end_entity).map(|i| i.subject);
+        let identity = super::ClientIdentity::parse(end_entity);
         tracing::debug!(
-            subject = subject.as_deref().unwrap_or("-"),
+            subject = identity.as_ref().map_or("-", |i| i.subject_str()),
             error = %e,
             "client certificate refused"
         );

@@ -32,7 +32,7 @@ use rustls::server::danger::ClientCertVerifier;
 use crate::config::{TlsMinVersion, TlsSettings, VerifyClient};
 
 pub use client_auth::{Rejection, client_verifier};
-pub use identity::ClientIdentity;
+pub use identity::{ClientIdentity, uri_sans};
 pub use info::{ClientVerify, TlsInfo};
 pub use sni::{SniMap, SniResolver};
 
