@@ -51,6 +51,7 @@ fn tls(identity: Option<ClientIdentity>, sni: Option<&str>) -> Rc<TlsInfo> {
         alpn: None,
         version: None,
         cipher_suite: None,
+        kx_group: None,
         resumed: false,
         handshake_duration: Duration::ZERO,
         client_chain: Vec::new(),

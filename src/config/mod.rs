@@ -14,8 +14,8 @@
 
 mod addr;
 mod certs;
-pub mod kx;
 mod client_auth;
+pub mod kx;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -34,10 +34,10 @@ use rustls::sign::CertifiedKey;
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use crate::uri::{EscapedSlashes, PathOptions};
-pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
 };
+pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
 
 /// A checked, ready-to-run configuration.
