@@ -73,4 +73,4 @@ openssl ca -config ca.cnf -gencrl -out ca.crl.pem 2>/dev/null
 echo "PKI in $(pwd). With ringgate running examples/mtls.toml:"
 echo "  curl --cacert $(pwd)/ca.pem --cert $(pwd)/client.pem --key $(pwd)/client.key https://localhost:8443/orders/"
 echo "  curl --cacert $(pwd)/ca.pem https://localhost:8443/public/        # optional: no certificate needed here"
-echo "  curl --cacert $(pwd)/ca.pem --cert $(pwd)/revoked.pem --key $(pwd)/revoked.key https://localhost:8443/  # refused: certificate revoked"
+echo "  curl --cacert $(pwd)/ca.pem --cert $(pwd)/revoked.pem --key $(pwd)/revoked.key https://localhost:8443/  # 403: revoked (verify = \"optional\" lets it in unverified; \"required\" refuses the handshake)"

@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 use tracing::debug;
 
-use super::tls::{Rejection, ServerConfigs, TlsInfo};
+use super::tls::{ClientVerify, Rejection, Selected, ServerConfigs, TlsInfo};
 use super::{ClientStream, HandshakeError, Offload, ktls};
 use crate::config::{KtlsMode, VerifyClient};
 use crate::observe::Local;
@@ -73,14 +73,16 @@ pub async fn accept(
     };
     // Read before any kernel TLS switch: afterwards rustls no longer holds these facts.
     let mut info = TlsInfo::of(s.tls_conn()?, sni, started.elapsed());
-    // rustls does not ask the verifier on resumption: a session from before a reload
-    // that made certificates required (or from a client that sent none) has no chain.
-    if configs.select(info.sni.as_deref()).verify == VerifyClient::Required
-        && info.client_chain.is_empty()
-    {
-        m.client_cert_rejections[Rejection::NoCertificate as usize].inc();
+    let selected = configs.select(info.sni.as_deref());
+    let verdict = client_cert_verdict(&mut info, selected);
+    if let Ok(Some(r)) = verdict {
+        // Optional: the certificate is refused, the connection goes on unverified.
+        m.client_cert_rejections[r as usize].inc();
+    }
+    if let Err(r) = verdict {
+        m.client_cert_rejections[r as usize].inc();
         m.handshake_failures[HandshakeFailure::Certificate as usize].inc();
-        debug!(%peer, resumed = info.resumed, "no client certificate on a listener that requires one; closed");
+        debug!(%peer, resumed = info.resumed, reason = r.name(), "client certificate refused after the handshake; closed");
         return None;
     }
     m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
@@ -104,6 +106,48 @@ pub async fn accept(
         }
     }
     Some((s, log_tls(peer, info)))
+}
+
+/// What the connection's client certificate comes to, where rustls did not decide it:
+/// rustls does not ask the verifier on resumption, and under `verify = "optional"` it
+/// lets any certificate through ([`crate::transport::tls::client_auth`]). A resumed
+/// chain is checked again against the configuration in force (its CAs and CRLs; the
+/// session may be from before a reload or a revocation, or from an optional connection
+/// whose certificate failed), as is an optional connection's. `Err`: close the
+/// connection (`required`); `Ok(Some(reason))`: an optional certificate failed, recorded
+/// as `FAILED:reason`, and the connection goes on unverified.
+fn client_cert_verdict(
+    info: &mut TlsInfo,
+    selected: &Selected,
+) -> Result<Option<Rejection>, Rejection> {
+    let Some(verifier) = &selected.verifier else {
+        // No certificate asked for: a chain restored from an older session counts for
+        // nothing here.
+        info.client_verify = ClientVerify::None;
+        info.client_identity = None;
+        return Ok(None);
+    };
+    let required = selected.verify == VerifyClient::Required;
+    if info.client_chain.is_empty() {
+        return if required {
+            Err(Rejection::NoCertificate)
+        } else {
+            Ok(None)
+        };
+    }
+    if !info.resumed && required {
+        return Ok(None); // rustls verified it during the handshake
+    }
+    if let Err(e) = verifier.check(&info.client_chain) {
+        let r = Rejection::of(&e).unwrap_or(Rejection::Other);
+        if required {
+            return Err(r);
+        }
+        info.client_verify = ClientVerify::Failed(r.verify_text());
+        info.client_identity = None;
+        return Ok(Some(r));
+    }
+    Ok(None)
 }
 
 fn log_tls(peer: SocketAddr, info: TlsInfo) -> Rc<TlsInfo> {

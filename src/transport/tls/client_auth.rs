@@ -4,9 +4,17 @@
 //! limit (`depth`) on top. This module never re-implements path validation, touches no
 //! socket and reads no file (the CA and CRL files were read by [`crate::config`]).
 //!
-//! A refused certificate aborts the handshake with the alert rustls chooses
-//! (certificate_required, unknown_ca, certificate_expired, certificate_revoked,
-//! unsupported_certificate, …); [`Rejection::of`] names the reason the metrics count.
+//! With `verify = "required"` a refused certificate aborts the handshake with the alert
+//! rustls chooses (certificate_required, unknown_ca, certificate_expired,
+//! certificate_revoked, unsupported_certificate, …); [`Rejection::of`] names the reason
+//! the metrics count. With `"optional"` the handshake lets any certificate through (its
+//! signature over the handshake is still checked: the client holds the key) and the
+//! connection checks the chain once the handshake is done ([`ClientVerifier::check`]):
+//! a failure makes the connection unverified, `X-SSL-Client-Verify: FAILED:reason`,
+//! instead of refusing it (nginx's `$ssl_client_verify` with `optional_no_ca`). A resumed
+//! session's chain is checked the same way in both modes, against today's CAs and CRLs:
+//! rustls does not ask the verifier on resumption, and the session may come from an
+//! `optional` connection whose certificate failed, or from before a revocation.
 //!
 //! Revocation, a documented choice: with `crl` set, only the leaf's revocation is
 //! checked (`only_check_end_entity_revocation`), and a leaf whose issuer has no CRL in
@@ -26,14 +34,14 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 
 use crate::config::{ClientAuth, CrlExpired, VerifyClient};
 
-/// The verifier for `auth`: none for `verify = "off"`.
-pub fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, VerifierError> {
+/// The verifier for `auth`: none for `verify = "off"` (or without a `ca`).
+pub fn client_verifier(auth: &ClientAuth) -> Result<Option<Arc<ClientVerifier>>, VerifierError> {
     let Some(ca) = auth
         .ca
         .as_ref()
         .filter(|_| auth.verify != VerifyClient::Off)
     else {
-        return Ok(WebPkiClientVerifier::no_client_auth());
+        return Ok(None);
     };
     let mut roots = rustls::RootCertStore::empty();
     for c in &ca.certs {
@@ -46,15 +54,17 @@ pub fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>,
     if auth.crl_expired == CrlExpired::Refuse {
         b = b.enforce_revocation_expiration();
     }
-    if auth.verify == VerifyClient::Optional {
+    let optional = auth.verify == VerifyClient::Optional;
+    if optional {
         b = b.allow_unauthenticated();
     }
     let inner = b.build().map_err(VerifierError::Build)?;
-    Ok(Arc::new(DepthLimit {
+    Ok(Some(Arc::new(ClientVerifier {
         inner,
         depth: auth.depth,
         anchors: ca.certs.clone(),
-    }))
+        optional,
+    })))
 }
 
 /// Why a verifier could not be built.
@@ -103,13 +113,53 @@ impl std::error::Error for ChainTooDeep {}
 /// was sent (rustls does not hand out the path it built) is strict: a client sending
 /// unrelated extra certificates is refused too, never let through.
 #[derive(Debug)]
-struct DepthLimit {
+pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     depth: usize,
     anchors: Vec<CertificateDer<'static>>,
+    /// `verify = "optional"`: the handshake takes any certificate; the connection calls
+    /// [`ClientVerifier::check`] after it.
+    optional: bool,
 }
 
-impl ClientCertVerifier for DepthLimit {
+impl ClientVerifier {
+    /// Verifies a chain (leaf first) as the handshake would have, at the current time:
+    /// for an `optional` connection with a certificate and for every resumed session.
+    pub fn check(&self, chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        self.verify(leaf, intermediates, UnixTime::now())
+    }
+
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| log_refused(end_entity, e))?;
+        let below_anchor = 1 + intermediates
+            .iter()
+            .filter(|i| !self.anchors.iter().any(|a| a.as_ref() == i.as_ref()))
+            .count();
+        if below_anchor > self.depth {
+            let e = rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(ChainTooDeep {
+                    below_anchor,
+                    depth: self.depth,
+                }),
+            )));
+            log_refused(end_entity, &e);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -128,25 +178,12 @@ impl ClientCertVerifier for DepthLimit {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(|e| log_refused(end_entity, e))?;
-        let below_anchor = 1 + intermediates
-            .iter()
-            .filter(|i| !self.anchors.iter().any(|a| a.as_ref() == i.as_ref()))
-            .count();
-        if below_anchor > self.depth {
-            let e = rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
-                Arc::new(ChainTooDeep {
-                    below_anchor,
-                    depth: self.depth,
-                }),
-            )));
-            log_refused(end_entity, &e);
-            return Err(e);
+        if !self.optional {
+            self.verify(end_entity, intermediates, now)?;
         }
-        Ok(verified)
+        // Optional: checked once the handshake is done, where a failure makes the
+        // connection unverified instead of refusing it.
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -229,6 +266,24 @@ impl Rejection {
         Rejection::ChainTooDeep,
         Rejection::Other,
     ];
+
+    /// The reason after `FAILED:` in `X-SSL-Client-Verify`, in OpenSSL's words (what
+    /// nginx's `$ssl_client_verify` says for the same failure).
+    pub fn verify_text(self) -> &'static str {
+        match self {
+            Rejection::NoCertificate => "no certificate",
+            Rejection::UnknownCa => "unable to get local issuer certificate",
+            Rejection::Expired => "certificate has expired",
+            Rejection::NotYetValid => "certificate is not yet valid",
+            Rejection::Revoked => "certificate revoked",
+            Rejection::RevocationUnknown => "unable to get certificate CRL",
+            Rejection::CrlExpired => "CRL has expired",
+            Rejection::BadUsage => "unsupported certificate purpose",
+            Rejection::BadSignature => "certificate signature failure",
+            Rejection::ChainTooDeep => "certificate chain too long",
+            Rejection::Other => "certificate verify failed",
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {

@@ -31,7 +31,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::config::{TlsMinVersion, TlsSettings, VerifyClient};
 
-pub use client_auth::{Rejection, client_verifier};
+pub use client_auth::{ClientVerifier, Rejection, client_verifier};
 pub use identity::{ClientIdentity, uri_sans};
 pub use info::{ClientVerify, TlsInfo};
 pub use sni::{SniMap, SniResolver};
@@ -118,6 +118,9 @@ pub struct ServerConfigs {
 pub struct Selected {
     pub config: Arc<ServerConfig>,
     pub verify: VerifyClient,
+    /// The verifier inside `config`, for the checks after the handshake (`optional`
+    /// certificates, resumed sessions); `None` when no certificate is asked for.
+    pub verifier: Option<Arc<ClientVerifier>>,
 }
 
 impl ServerConfigs {
@@ -125,9 +128,18 @@ impl ServerConfigs {
     pub fn new(settings: &TlsSettings, shared: &TlsShared) -> Result<Self, TlsSetupError> {
         let build = |auth: &crate::config::ClientAuth| -> Result<Selected, TlsSetupError> {
             let verifier = client_verifier(auth).map_err(TlsSetupError::ClientAuth)?;
+            let in_rustls: Arc<dyn ClientCertVerifier> = match &verifier {
+                Some(v) => v.clone(),
+                None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+            };
             Ok(Selected {
-                config: server_config(settings, shared, verifier)?,
-                verify: auth.verify,
+                config: server_config(settings, shared, in_rustls)?,
+                verify: if verifier.is_some() {
+                    auth.verify
+                } else {
+                    VerifyClient::Off
+                },
+                verifier,
             })
         };
         let listener = build(&settings.client_auth)?;
@@ -151,6 +163,7 @@ impl ServerConfigs {
             listener: Selected {
                 config,
                 verify: VerifyClient::Off,
+                verifier: None,
             },
         }
     }
