@@ -16,6 +16,9 @@
 # the load client presents it, so every request carries the X-SSL-Client-* identity
 # fields; CG_MTLS=quiet is the same with `client_identity_headers` off (the fields'
 # own cost is the difference).
+# CG_HANDSHAKE=on makes every request a new connection with a full handshake (no
+# resumption): the figure is then instructions per handshake + request (use smaller
+# windows, e.g. 200 1200).
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
@@ -95,6 +98,7 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/r
   >"$work/rg.log" 2>&1 &
 vpid=$!
 for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
+if [ "${CG_HANDSHAKE:-}" = on ]; then client_args+=(--handshake --no-resume); fi
 get() { "$load" --url https://127.0.0.1:18443/bytes/12 --insecure -c 1 --requests "$1" \
   --duration-secs 600 -q --label callgrind "${client_args[@]}" >/dev/null; }
 get 500 # warm: pools, allocator, session cache
@@ -111,4 +115,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
