@@ -221,10 +221,12 @@ fn each_wrong_client_certificate_gets_its_alert_and_counter() {
     assert_eq!(backend.heads(), 2);
 }
 
-/// curl, the other real client: `--cert`/`--key` with a valid chain is served, a
-/// revoked one and none are refused in the handshake.
+/// curl, the other real client (OpenSSL), TLS 1.3 and 1.2: `--cert`/`--key` with a
+/// valid chain is served; every wrong certificate of the PKI, and none, fails its
+/// handshake with its alert (as curl -v prints it: "TLS alert, certificate expired")
+/// and its counter.
 #[test]
-fn curl_with_a_client_certificate() {
+fn curl_with_each_client_certificate() {
     let version = Command::new("curl")
         .arg("--version")
         .output()
@@ -232,6 +234,7 @@ fn curl_with_a_client_certificate() {
     assert!(version.status.success(), "curl --version failed");
     let pki = TestPki::new();
     let clients = ClientPki::new(pki.dir(), "main");
+    let other = ClientPki::new(pki.dir(), "other");
     let valid = clients.client(
         ClientKind::Valid,
         "partner-a",
@@ -248,13 +251,16 @@ fn curl_with_a_client_certificate() {
     );
     let (p, admin) = start(pki.dir(), &toml);
     let port = p.addrs()[0].port();
-    let curl = |cert: Option<&ClientCert>| {
+    let curl = |cert: Option<&ClientCert>, tls12: bool| {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--http1.1", "--max-time", "30", "-o", "/dev/null"])
+        cmd.args(["-sSv", "--http1.1", "--max-time", "30", "-o", "/dev/null"])
             .args(["-w", "%{http_code}", "--cacert"])
             .arg(pki.root_pem_path())
             .arg("--resolve")
             .arg(format!("{HOST}:{port}:127.0.0.1"));
+        if tls12 {
+            cmd.args(["--tlsv1.2", "--tls-max", "1.2"]);
+        }
         if let Some(c) = cert {
             cmd.arg("--cert").arg(&c.cert).arg("--key").arg(&c.key);
         }
@@ -268,20 +274,79 @@ fn curl_with_a_client_certificate() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, status, err) = curl(Some(&valid));
-    assert_eq!((code, status.as_str()), (Some(0), "200"), "curl: {err}");
-    let before = rejections(admin, "revoked");
-    let (code, _, err) = curl(Some(&revoked));
-    assert_ne!(code, Some(0), "a revoked certificate was served");
-    assert!(err.to_lowercase().contains("revoked"), "curl said: {err}");
-    assert_eq!(rejections_reach(admin, "revoked", before + 1), before + 1);
-    let (code, _, err) = curl(None);
-    assert_ne!(code, Some(0), "no certificate was served");
-    assert_eq!(
-        rejections_reach(admin, "no_certificate", 1),
-        1,
-        "curl said: {err}"
-    );
+    let cases: Vec<(&str, Option<ClientCert>, &str, &str)> = vec![
+        (
+            "no certificate",
+            None,
+            "certificate required",
+            "no_certificate",
+        ),
+        (
+            "expired",
+            Some(clients.client(ClientKind::Expired, "old", None)),
+            "certificate expired",
+            "expired",
+        ),
+        (
+            "not yet valid",
+            Some(clients.client(ClientKind::NotYetValid, "early", None)),
+            "certificate expired",
+            "not_yet_valid",
+        ),
+        (
+            "revoked",
+            Some(revoked.clone()),
+            "certificate revoked",
+            "revoked",
+        ),
+        (
+            "another CA",
+            Some(other.client(ClientKind::Valid, "stranger", None)),
+            "unknown ca",
+            "unknown_ca",
+        ),
+        (
+            "self-signed",
+            Some(clients.self_signed("myself")),
+            "unknown ca",
+            "unknown_ca",
+        ),
+        (
+            "serverAuth-only EKU",
+            Some(clients.client(ClientKind::ServerAuthOnly, "server-ish", None)),
+            "unsupported certificate",
+            "bad_usage",
+        ),
+        (
+            "chain deeper than depth",
+            Some(clients.client(ClientKind::TooDeep, "deep", None)),
+            "certificate unknown",
+            "chain_too_deep",
+        ),
+    ];
+    for tls12 in [false, true] {
+        let (code, status, err) = curl(Some(&valid), tls12);
+        assert_eq!(
+            (code, status.as_str()),
+            (Some(0), "200"),
+            "tls12={tls12}: {err}"
+        );
+        for (what, cert, alert, reason) in &cases {
+            let before = rejections(admin, reason);
+            let (code, status, err) = curl(cert.as_ref(), tls12);
+            assert_ne!(code, Some(0), "tls12={tls12} {what}: served ({status})");
+            assert!(
+                err.to_lowercase().contains(alert),
+                "tls12={tls12} {what}: curl should report the alert {alert:?}, said: {err}"
+            );
+            assert_eq!(
+                rejections_reach(admin, reason, before + 1),
+                before + 1,
+                "tls12={tls12} {what}: counted as {reason}"
+            );
+        }
+    }
+    assert_eq!(backend.heads(), 2, "refusals never reached the upstream");
 }
 
 /// Two names on one address, each with its own client CA: a certificate valid for one
@@ -889,7 +954,9 @@ fn the_mtls_example_runs_as_documented() {
     // optional: the revoked client is let in unverified; only /public/ serves it.
     let (_, status, err) = curl("/public/1", Some("revoked"));
     assert_eq!(status, "404", "revoked client on /public/: {err}");
-    let seen = backend.last_request().expect("the upstream saw the request");
+    let seen = backend
+        .last_request()
+        .expect("the upstream saw the request");
     assert_eq!(
         seen.header("x-ssl-client-verify"),
         Some("FAILED:certificate revoked")
