@@ -13,31 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::ForwardHeaders;
-use crate::http1::body::is_tchar;
-use crate::http1::parse::trim;
-use crate::message::Header;
-
-/// What to do with a malformed `Forwarded` / `X-Forwarded-For` the proxy would extend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MalformedForwarding {
-    /// Drop the client's fields of that name; send the proxy's hop alone.
-    Drop,
-    /// Refuse the request (400).
-    Reject,
-}
-
-impl MalformedForwarding {
-    /// The names `malformed_forwarding_headers` accepts.
-    pub const NAMES: [&'static str; 2] = ["drop", "reject"];
-
-    pub fn from_name(name: &str) -> Option<MalformedForwarding> {
-        match name {
-            "drop" => Some(MalformedForwarding::Drop),
-            "reject" => Some(MalformedForwarding::Reject),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::MalformedForwarding;
+use crate::message::{Header, is_tchar, trim};
 
 /// Whether every `name` field of `headers` passes `valid` (true when there are none).
 pub fn all_valid(headers: &[Header], name: &[u8], valid: fn(&[u8]) -> bool) -> bool {

@@ -29,15 +29,38 @@
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
 //! ```
 //!
-//! Modules depend downwards only: `runtime` → `http1::server` → `proxy` → `upstream`,
-//! `route` → `transport`, `message`, `context`, `generation`, `config`, `observe`; the
-//! HTTP/1 codec (`http1::{parse, body, write}`) is a leaf both the session and
-//! `upstream::h1` use. [`message`] is what the exchange speaks — no HTTP version, no
-//! chunked coding, no connection buffer — so an HTTP/2 stream or a tunnel can drive the
-//! same [`proxy::exchange`]. [`context::WorkerCtx`] is what every task on a worker can
-//! reach (the live generation, pools, counters, drain signal). [`clock`] is a leaf below
-//! all of them: the instant the current connection-task poll began, and the one timer
-//! entry a connection re-arms for each timed step.
+//! ## Layers
+//!
+//! Modules depend downwards only: a module names only modules on lines below its own
+//! (`tests/layering.rs` checks every `crate::` path against this block). The HTTP/1
+//! codec (`http1::{parse, body, write}`) is a leaf the session and `upstream::h1` both
+//! use; the session (`http1::server`) sits above the exchange it drives. The transport
+//! reports what it counts through a trait the metrics implement
+//! (`transport::TlsEvents`), so `observe` sits above it; settings types live in
+//! `config`, and the modules that act on them re-export them.
+//!
+//! ```text
+//! server control demo doctor version  | the process: start, reload, the CLI commands
+//! runtime                             | ① workers, accept loop, connection tasks
+//! http1::server                       | ④ the HTTP/1.1 session
+//! proxy                               | ⑤ the exchange
+//! policy identity_headers             | ⑥ request steps after routing
+//! context                             | what every task on a worker reaches
+//! upstream                            | ⑧ pools, balance, the upstream's HTTP/1.1
+//! http1 observe                       | ④ the codec (no I/O); ⑨ metrics, admin, logs
+//! forwarding error                    | forwarding fields judged; the one status mapping
+//! generation message                  | the live config; what the exchange speaks
+//! route transport                     | ⑦ the routing table; ②③ byte streams, TLS, kTLS
+//! config                              | checked settings (types every layer reads)
+//! uri listener instance signals profile logging clock alloc | leaves
+//! ```
+//!
+//! [`message`] is what the exchange speaks — no HTTP version, no chunked coding, no
+//! connection buffer — so an HTTP/2 stream or a tunnel can drive the same
+//! [`proxy::exchange`]. [`context::WorkerCtx`] is what every task on a worker can reach
+//! (the live generation, pools, counters, drain signal). [`clock`] is a leaf below all of
+//! them: the instant the current connection-task poll began, and the one timer entry a
+//! connection re-arms for each timed step.
 //!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]

@@ -23,6 +23,24 @@ pub struct Header {
     pub value: Bytes,
 }
 
+/// RFC 9110 token characters.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Trims optional whitespace (SP / HTAB) from both ends.
+pub fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
 /// How long a message body is, as far as the exchange needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {

@@ -11,6 +11,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
@@ -108,11 +112,40 @@ impl ClientAuth {
         }
     }
 
+    /// rustls' WebPKI verifier for these settings: none for `verify = "off"` (or without
+    /// a `ca`). Built here so that loading the config proves rustls takes the CA and CRL
+    /// files; the transport wraps it with the chain-length limit
+    /// ([`crate::transport::tls::client_verifier`]).
+    pub fn webpki_verifier(&self) -> Result<Option<Arc<dyn ClientCertVerifier>>, VerifierError> {
+        let Some(ca) = self
+            .ca
+            .as_ref()
+            .filter(|_| self.verify != VerifyClient::Off)
+        else {
+            return Ok(None);
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &ca.certs {
+            roots.add(c.clone()).map_err(VerifierError::Ca)?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .with_crls(self.crls.iter().flat_map(|c| c.crls.iter().cloned()))
+            .only_check_end_entity_revocation();
+        if self.crl_expired == CrlExpired::Refuse {
+            b = b.enforce_revocation_expiration();
+        }
+        if self.verify == VerifyClient::Optional {
+            b = b.allow_unauthenticated();
+        }
+        b.build().map(Some).map_err(VerifierError::Build)
+    }
+
     /// Whether rustls builds a verifier from this: each problem with the index of the
     /// CRL it is about (each CRL is tried alone to name the file rustls refuses), or
     /// `None` when it is about the whole.
     pub(crate) fn verifier_problems(&self) -> Vec<(Option<usize>, String)> {
-        let Err(e) = crate::transport::tls::client_verifier(self) else {
+        let Err(e) = self.webpki_verifier() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -121,7 +154,7 @@ impl ClientAuth {
                 crls: vec![crl.clone()],
                 ..self.clone()
             };
-            if let Err(e) = crate::transport::tls::client_verifier(&alone) {
+            if let Err(e) = alone.webpki_verifier() {
                 out.push((Some(i), format!("{}: {e}", crl.path.display())));
             }
         }
@@ -248,3 +281,24 @@ pub(crate) fn load_crl(path: &Path) -> Result<ClientCrl, String> {
         hash: fnv1a(FNV_SEED, &data),
     })
 }
+
+/// Why a verifier could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VerifierError {
+    /// A CA certificate is not a usable trust anchor.
+    Ca(rustls::Error),
+    /// rustls refused the roots or a CRL.
+    Build(VerifierBuilderError),
+}
+
+impl std::fmt::Display for VerifierError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifierError::Ca(e) => write!(f, "client CA: {e}"),
+            VerifierError::Build(e) => write!(f, "client certificate verifier: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for VerifierError {}

@@ -15,6 +15,7 @@
 mod addr;
 mod certs;
 mod client_auth;
+pub mod identity_headers;
 pub mod kx;
 mod raw;
 mod schema;
@@ -31,14 +32,36 @@ use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
-pub use crate::forwarding::MalformedForwarding;
-pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
-    AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
+    AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifierError,
+    VerifyClient,
 };
+pub use identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
+
+/// What to do with a malformed `Forwarded` / `X-Forwarded-For` the proxy would extend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedForwarding {
+    /// Drop the client's fields of that name; send the proxy's hop alone.
+    Drop,
+    /// Refuse the request (400).
+    Reject,
+}
+
+impl MalformedForwarding {
+    /// The names `malformed_forwarding_headers` accepts.
+    pub const NAMES: [&'static str; 2] = ["drop", "reject"];
+
+    pub fn from_name(name: &str) -> Option<MalformedForwarding> {
+        match name {
+            "drop" => Some(MalformedForwarding::Drop),
+            "reject" => Some(MalformedForwarding::Reject),
+            _ => None,
+        }
+    }
+}
 
 /// A checked, ready-to-run configuration.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::parse::{Fault, Reject};
+pub use crate::message::is_tchar;
 
 /// Longest chunk-size line (size + extensions) or trailer section accepted.
 const MAX_LINE: usize = 4096;
@@ -194,11 +195,6 @@ fn valid_trailer(line: &[u8]) -> bool {
         && line[colon + 1..]
             .iter()
             .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
-
-/// RFC 9110 token characters.
-pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Appends one chunk (`size CRLF data CRLF`) to `out`; empty data writes nothing.

@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
-pub use crate::message::{Fault, Header};
+pub use crate::message::{Fault, Header, trim};
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -691,19 +691,6 @@ fn parse_host_header(v_all: &Bytes) -> Result<(Bytes, Bytes), Reject> {
     }
     // Already lower case (the usual): a slice of the head, no copy, no allocation.
     Ok((v_all.slice_ref(host), sent))
-}
-
-/// Trims optional whitespace (SP / HTAB) from both ends.
-pub fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 /// The comma-separated, trimmed, non-empty tokens of a list header.

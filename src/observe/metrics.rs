@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::config::kx::KX_GROUPS;
 use crate::error::Kind;
+pub use crate::transport::HandshakeFailure;
 use crate::transport::ktls::Fallback;
 use crate::transport::tls::Rejection;
 
@@ -122,73 +123,6 @@ pub struct HistogramSnapshot {
 impl HistogramSnapshot {
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
-    }
-}
-
-/// Why a TLS handshake did not complete (`reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeFailure {
-    /// Not finished within `handshake_timeout_ms`.
-    Timeout,
-    /// The peer closed or reset the connection, or the socket failed.
-    Io,
-    /// Plain HTTP on a TLS port (answered 400).
-    PlainHttp,
-    /// A ClientHello split into more records than allowed (answered with an alert).
-    FragmentedHello,
-    /// No common version, cipher suite, group or signature scheme.
-    PeerIncompatible,
-    /// The peer sent a fatal alert.
-    AlertReceived,
-    /// Malformed or unexpected TLS messages, bad records.
-    Protocol,
-    /// A client certificate problem.
-    Certificate,
-    /// Anything else rustls refused, or the session could not be set up.
-    Other,
-}
-
-impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 9] = [
-        HandshakeFailure::Timeout,
-        HandshakeFailure::Io,
-        HandshakeFailure::PlainHttp,
-        HandshakeFailure::FragmentedHello,
-        HandshakeFailure::PeerIncompatible,
-        HandshakeFailure::AlertReceived,
-        HandshakeFailure::Protocol,
-        HandshakeFailure::Certificate,
-        HandshakeFailure::Other,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            HandshakeFailure::Timeout => "timeout",
-            HandshakeFailure::Io => "io",
-            HandshakeFailure::PlainHttp => "plain_http",
-            HandshakeFailure::FragmentedHello => "hello_fragmented",
-            HandshakeFailure::PeerIncompatible => "peer_incompatible",
-            HandshakeFailure::AlertReceived => "alert_received",
-            HandshakeFailure::Protocol => "protocol_error",
-            HandshakeFailure::Certificate => "certificate",
-            HandshakeFailure::Other => "other",
-        }
-    }
-
-    /// The reason for a rustls error.
-    pub fn of_tls(e: &rustls::Error) -> HandshakeFailure {
-        use rustls::Error as E;
-        match e {
-            E::PeerIncompatible(_) => HandshakeFailure::PeerIncompatible,
-            E::AlertReceived(_) => HandshakeFailure::AlertReceived,
-            E::InappropriateMessage { .. }
-            | E::InappropriateHandshakeMessage { .. }
-            | E::InvalidMessage(_)
-            | E::PeerMisbehaved(_)
-            | E::DecryptError => HandshakeFailure::Protocol,
-            E::NoCertificatesPresented | E::InvalidCertificate(_) => HandshakeFailure::Certificate,
-            _ => HandshakeFailure::Other,
-        }
     }
 }
 

@@ -30,7 +30,8 @@ use metrics::{
 };
 
 use crate::transport::ktls::Fallback;
-use crate::transport::tls::Rejection;
+use crate::transport::tls::{Rejection, TlsInfo};
+use crate::transport::{KtlsEvent, TlsEvents};
 
 /// Prometheus metric types the registry renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,6 +375,33 @@ impl Registry {
 pub struct Local {
     registry: Arc<Registry>,
     index: usize,
+}
+
+/// The transport's events, counted in this worker's metrics.
+impl TlsEvents for Local {
+    fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.handshake_failures[reason as usize].inc();
+    }
+
+    fn client_cert_rejected(&self, reason: Rejection) {
+        self.client_cert_rejections[reason as usize].inc();
+    }
+
+    fn handshake_done(&self, info: &TlsInfo) {
+        self.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
+        self.handshake_group(info.kx_group);
+    }
+
+    fn ktls(&self, event: KtlsEvent) {
+        match event {
+            KtlsEvent::Offloaded => self.ktls_offloaded.inc(),
+            KtlsEvent::Fallback(reason) => self.ktls_fallback[reason.index()].inc(),
+            KtlsEvent::Failed => self.ktls_failed.inc(),
+            KtlsEvent::CloseNotify => self.ktls_close_notify.inc(),
+            KtlsEvent::Rekey => self.ktls_rekeys.inc(),
+            KtlsEvent::KeyUpdateClose => self.ktls_keyupdate_closes.inc(),
+        }
+    }
 }
 
 impl Deref for Local {

@@ -14,10 +14,8 @@ use monoio::time::Instant;
 use tracing::debug;
 
 use super::tls::{ClientVerify, Rejection, Selected, ServerConfigs, TlsInfo};
-use super::{ClientStream, HandshakeError, Offload, ktls};
+use super::{ClientStream, HandshakeError, HandshakeFailure, KtlsEvent, Offload, TlsEvents, ktls};
 use crate::config::{KtlsMode, VerifyClient};
-use crate::observe::Local;
-use crate::observe::metrics::HandshakeFailure;
 
 /// Accepts a TLS client on `tcp`: handshake within `handshake_timeout`, then the switch
 /// to kernel TLS unless `ktls` is off (plaintext rustls decrypted before the switch goes
@@ -30,7 +28,7 @@ pub async fn accept(
     ktls: KtlsMode,
     handshake_timeout: Duration,
     rbuf: &mut BytesMut,
-    metrics: &Local,
+    metrics: &(impl TlsEvents + Clone + 'static),
 ) -> Option<(ClientStream, Rc<TlsInfo>)> {
     let m = metrics;
     let started = Instant::now();
@@ -39,7 +37,7 @@ pub async fn accept(
     let conn = match rustls::server::UnbufferedServerConnection::new(first) {
         Ok(c) => c,
         Err(e) => {
-            m.handshake_failures[HandshakeFailure::Other as usize].inc();
+            m.handshake_failed(HandshakeFailure::Other);
             debug!(%peer, error = %e, "cannot start TLS session");
             return None;
         }
@@ -54,7 +52,7 @@ pub async fn accept(
             if let HandshakeError::Tls(t) = &e
                 && let Some(r) = Rejection::of(t)
             {
-                m.client_cert_rejections[r as usize].inc();
+                m.client_cert_rejected(r);
             }
             let reason = match &e {
                 HandshakeError::Tls(t) => HandshakeFailure::of_tls(t),
@@ -62,12 +60,12 @@ pub async fn accept(
                 HandshakeError::FragmentedHello => HandshakeFailure::FragmentedHello,
                 _ => HandshakeFailure::Io,
             };
-            m.handshake_failures[reason as usize].inc();
+            m.handshake_failed(reason);
             return None;
         }
         Err(_) => {
             debug!(%peer, "handshake timed out");
-            m.handshake_failures[HandshakeFailure::Timeout as usize].inc();
+            m.handshake_failed(HandshakeFailure::Timeout);
             return None;
         }
     };
@@ -77,30 +75,29 @@ pub async fn accept(
     let verdict = client_cert_verdict(&mut info, selected);
     if let Ok(Some(r)) = verdict {
         // Optional: the certificate is refused, the connection goes on unverified.
-        m.client_cert_rejections[r as usize].inc();
+        m.client_cert_rejected(r);
     }
     if let Err(r) = verdict {
-        m.client_cert_rejections[r as usize].inc();
-        m.handshake_failures[HandshakeFailure::Certificate as usize].inc();
+        m.client_cert_rejected(r);
+        m.handshake_failed(HandshakeFailure::Certificate);
         debug!(%peer, resumed = info.resumed, reason = r.name(), "client certificate refused after the handshake; closed");
         return None;
     }
-    m.handshake_ok(info.cipher_suite, info.resumed, info.handshake_duration);
-    m.handshake_group(info.kx_group);
+    m.handshake_done(&info);
     if ktls == KtlsMode::Off {
         return Some((s, log_tls(peer, info)));
     }
     match s.offload(rbuf, metrics) {
         Offload::Kernel => {
             info.ktls = true;
-            m.ktls_offloaded.inc();
+            m.ktls(KtlsEvent::Offloaded);
         }
         Offload::Fallback(reason) => {
-            m.ktls_fallback[reason.index()].inc();
+            m.ktls(KtlsEvent::Fallback(reason));
             ktls::log_fallback_once(reason);
         }
         Offload::Failed(e) => {
-            m.ktls_failed.inc();
+            m.ktls(KtlsEvent::Failed);
             tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
             return None;
         }

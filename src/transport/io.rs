@@ -3,13 +3,15 @@
 //! read, and a caller's timeout or `select` may drop the read at any await. Lending the
 //! caller's whole buffer (`mem::take`) would lose what it already held — the request
 //! bytes read so far, or ciphertext rustls has half processed and still points into.
-//! Only the buffer's spare capacity is lent here. No TLS, no HTTP, no status codes.
+//! Only the buffer's spare capacity is lent here. Also the plain write, so every
+//! stream (and [`super::kernel`] below [`super::Stream`]) reads and writes TCP through
+//! this one leaf. No TLS, no HTTP, no status codes.
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Reads once from `tcp`, appending at most `max` bytes to `buf` (callers reserve room
 /// first); returns how many, `Ok(0)` at end of stream.
@@ -34,6 +36,28 @@ pub(super) async fn read_spare(
     let (res, spare) = tcp.read(spare.slice_mut(0..end)).await;
     buf.unsplit(spare.into_inner());
     res
+}
+
+/// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
+/// Dropping the future leaves `dst` as it was; the stream itself may have lost bytes then
+/// (see [`read_spare`]).
+pub async fn read_tcp(
+    tcp: &mut impl AsyncReadRent,
+    dst: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
+    let want = want.max(1);
+    dst.reserve(want);
+    read_spare(tcp, dst, want).await
+}
+
+/// Writes all of `data` to `tcp`.
+pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let (res, _) = tcp.write_all(data).await;
+    res.map(|_| ())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The client stream after the switch to kernel TLS: plaintext through the socket, and
+//! ③ The client stream after the switch to kernel TLS: plaintext through the socket, and
 //! the records the kernel will not hand over as data (alerts, KeyUpdates, anything
 //! else) read with their type and answered here.
 //!
@@ -13,13 +13,13 @@
 use std::io;
 
 use bytes::BytesMut;
+use monoio::net::TcpStream;
 use rustls::kernel::KernelConnection;
 
-use super::driver::Role;
+use super::events::{KtlsEvent, TlsEvents};
+use super::io::read_tcp;
 use super::ktls::{self, ControlRecord, records};
-use super::stream::{Layer, Stream, read_tcp};
 use crate::listener::socket_fd;
-use crate::observe::Local;
 
 /// A connection whose record layer is in the kernel; `D` is rustls' data for our role.
 pub(super) struct KtlsState<D> {
@@ -35,12 +35,13 @@ pub(super) struct KtlsState<D> {
     pending: Vec<u8>,
     /// A handshake message read in part (its next fragment must be the next record).
     hs: Vec<u8>,
-    /// The worker's metrics: close_notify, re-keys and KeyUpdate closes.
-    metrics: Local,
+    /// Where close_notify, re-keys and KeyUpdate closes are counted (the worker's
+    /// metrics; boxed once per switched connection, beside this boxed state).
+    metrics: Box<dyn TlsEvents>,
 }
 
 impl<D> KtlsState<D> {
-    pub(super) fn new(kernel: KernelConnection<D>, metrics: Local) -> KtlsState<D> {
+    pub(super) fn new(kernel: KernelConnection<D>, metrics: Box<dyn TlsEvents>) -> KtlsState<D> {
         KtlsState {
             tls13: kernel.protocol_version() == rustls::ProtocolVersion::TLSv1_3,
             kernel,
@@ -67,34 +68,36 @@ fn fault(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-impl<R: Role> Stream<R> {
-    /// Reads plaintext from a kTLS socket; control records (alerts, KeyUpdate) come
-    /// through as EIO and are read with their type.
-    pub(super) async fn read_ktls(&mut self, dst: &mut BytesMut, want: usize) -> io::Result<usize> {
+impl<D> KtlsState<D> {
+    /// Reads plaintext from `tcp`, the kTLS socket this state belongs to; control
+    /// records (alerts, KeyUpdate) come through as EIO and are read with their type.
+    pub(super) async fn read(
+        &mut self,
+        tcp: &mut TcpStream,
+        dst: &mut BytesMut,
+        want: usize,
+    ) -> io::Result<usize> {
         let mut idle = 0;
         loop {
-            let Some(k) = kernel_of(&mut self.layer) else {
-                return Ok(0);
-            };
-            if k.failed {
+            if self.failed {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "the TLS session ended on an alert",
                 ));
             }
-            if !k.pending.is_empty() {
-                let n = k.pending.len().min(want.max(1));
-                dst.extend_from_slice(&k.pending[..n]);
-                k.pending.drain(..n);
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(want.max(1));
+                dst.extend_from_slice(&self.pending[..n]);
+                self.pending.drain(..n);
                 return Ok(n);
             }
-            if k.eof {
+            if self.eof {
                 return Ok(0);
             }
             // While a handshake message is partly read, every record's type matters (a
             // data record between its fragments is a fault), so all go through recvmsg.
-            let res = if k.hs.is_empty() {
-                read_tcp(&mut self.tcp, dst, want).await
+            let res = if self.hs.is_empty() {
+                read_tcp(tcp, dst, want).await
             } else {
                 Err(io::Error::from_raw_os_error(libc::EIO))
             };
@@ -104,43 +107,37 @@ impl<R: Role> Stream<R> {
             };
             let record = match err.raw_os_error() {
                 Some(libc::EIO) => {
-                    let Some(k) = kernel_of(&mut self.layer) else {
-                        return Ok(0);
-                    };
-                    ktls::recv_control(socket_fd(&self.tcp), k.tls13, &mut k.pending, &mut k.hs)
+                    ktls::recv_control(socket_fd(tcp), self.tls13, &mut self.pending, &mut self.hs)
                 }
                 _ => Err(err),
             };
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    self.receive_failed(e)?;
+                    self.receive_failed(tcp, e)?;
                     continue;
                 }
             };
-            let Some(k) = kernel_of(&mut self.layer) else {
-                return Ok(0);
-            };
             match record {
                 ControlRecord::CloseNotify => {
-                    k.metrics.ktls_close_notify.inc();
-                    k.eof = true;
+                    self.metrics.ktls(KtlsEvent::CloseNotify);
+                    self.eof = true;
                 }
                 ControlRecord::Alert(level, desc) => {
                     // After a fatal alert nothing more is sent (RFC 8446 §6.2).
-                    k.failed = level == 2;
+                    self.failed = level == 2;
                     return Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         format!("peer sent TLS alert {desc} (level {level})"),
                     ));
                 }
                 ControlRecord::KeyUpdate(request) => {
-                    match ktls::rekey(socket_fd(&self.tcp), &mut k.kernel, request) {
+                    match ktls::rekey(socket_fd(tcp), &mut self.kernel, request) {
                         Ok(()) => {
-                            k.metrics.ktls_rekeys.inc();
+                            self.metrics.ktls(KtlsEvent::Rekey);
                         }
                         Err(e) => {
-                            k.metrics.ktls_keyupdate_closes.inc();
+                            self.metrics.ktls(KtlsEvent::KeyUpdateClose);
                             return Err(io::Error::new(
                                 io::ErrorKind::ConnectionAborted,
                                 format!("peer sent a TLS 1.3 KeyUpdate; closing: {e}"),
@@ -150,17 +147,17 @@ impl<R: Role> Stream<R> {
                 }
                 ControlRecord::Renegotiation => {
                     // RFC 5246 §7.2.2: a warning; the connection goes on.
-                    let _ = ktls::send_alert(socket_fd(&self.tcp), records::ALERT_NO_RENEGOTIATION);
+                    let _ = ktls::send_alert(socket_fd(tcp), records::ALERT_NO_RENEGOTIATION);
                 }
                 ControlRecord::Fatal(desc, why) => {
-                    k.failed = true;
-                    let _ = ktls::send_fatal_alert(socket_fd(&self.tcp), desc);
+                    self.failed = true;
+                    let _ = ktls::send_fatal_alert(socket_fd(tcp), desc);
                     return Err(fault(why));
                 }
                 ControlRecord::Fragment | ControlRecord::Data(_) => {}
-                ControlRecord::WouldBlock if !k.hs.is_empty() => {
+                ControlRecord::WouldBlock if !self.hs.is_empty() => {
                     // The next fragment is not in yet.
-                    self.tcp.readable(false).await?;
+                    tcp.readable(false).await?;
                 }
                 ControlRecord::WouldBlock => {
                     idle += 1;
@@ -178,40 +175,29 @@ impl<R: Role> Stream<R> {
     /// their fatal alert; `EKEYEXPIRED` while a KeyUpdate is half read means the kernel
     /// stopped at its first fragment and the current key goes back in. Anything else is
     /// the socket's own error. `Ok`: read on.
-    fn receive_failed(&mut self, e: io::Error) -> io::Result<()> {
-        let Some(k) = kernel_of(&mut self.layer) else {
-            return Err(e);
-        };
+    fn receive_failed(&mut self, tcp: &TcpStream, e: io::Error) -> io::Result<()> {
         if let Some((desc, why)) = records::alert_for_receive_error(&e) {
-            k.failed = true;
-            let sent = ktls::send_fatal_alert(socket_fd(&self.tcp), desc);
+            self.failed = true;
+            let sent = ktls::send_fatal_alert(socket_fd(tcp), desc);
             return Err(fault(match sent {
                 Ok(()) => why.to_string(),
                 Err(s) => format!("{why}; the alert could not be sent: {s}"),
             }));
         }
-        if e.raw_os_error() == Some(libc::EKEYEXPIRED) && !k.hs.is_empty() {
-            return ktls::reinstall_rx_key(socket_fd(&self.tcp)).map_err(|r| {
-                k.failed = true;
+        if e.raw_os_error() == Some(libc::EKEYEXPIRED) && !self.hs.is_empty() {
+            return ktls::reinstall_rx_key(socket_fd(tcp)).map_err(|r| {
+                self.failed = true;
                 io::Error::other(format!("reinstalling the receive key: {r}"))
             });
         }
         Err(e)
     }
 
-    /// close_notify through the kernel, unless the session already ended on an alert.
-    pub(super) fn ktls_close_notify(&self) {
-        if matches!(&self.layer, Layer::Kernel(k) if !k.failed) {
-            let _ = ktls::send_alert(socket_fd(&self.tcp), ktls::ALERT_CLOSE_NOTIFY);
+    /// close_notify through the kernel on `tcp`, unless the session already ended on an
+    /// alert.
+    pub(super) fn close_notify(&self, tcp: &TcpStream) {
+        if !self.failed {
+            let _ = ktls::send_alert(socket_fd(tcp), ktls::ALERT_CLOSE_NOTIFY);
         }
-    }
-}
-
-/// The kernel state of a switched stream (a free function, so the socket can be borrowed
-/// beside it).
-fn kernel_of<R: Role>(layer: &mut Layer<R>) -> Option<&mut KtlsState<R::Data>> {
-    match layer {
-        Layer::Kernel(k) => Some(k),
-        _ => None,
     }
 }

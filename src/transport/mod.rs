@@ -11,6 +11,8 @@
 //!   ([`ClientStream`]: we are the server; [`UpstreamTlsStream`]: we are the client).
 //! - [`accept`]: a client connection's TLS setup (timeout-bounded handshake, [`TlsInfo`],
 //!   metrics, the kTLS switch with its fallback).
+//! - `events`: [`TlsEvents`], what the transport reports for the metrics to count (the
+//!   worker's metrics implement it: the transport names no counter).
 //! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
 //! - `io`: the socket read all of them use, which a dropped future cannot corrupt.
 //! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
@@ -18,10 +20,26 @@
 //! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
 //! - [`upstream`]: an upstream connection's stream (plain TCP, whole or split).
 //!
+//!
+//! Files depend downwards only (`tests/layering.rs` checks it): a file names only files
+//! on lines below its own; `accept` and `upstream` use the re-exports at the top.
+//!
+//! ```text
+//! accept upstream
+//! stream
+//! kernel
+//! events
+//! ktls
+//! driver
+//! tls
+//! io
+//! ```
+//!
 //! [`TlsInfo`]: tls::TlsInfo
 
 mod accept;
 mod driver;
+mod events;
 mod io;
 mod kernel;
 pub mod ktls;
@@ -31,4 +49,6 @@ pub mod upstream;
 
 pub use accept::accept;
 pub use driver::{HandshakeError, Role};
-pub use stream::{ClientStream, Offload, Stream, UpstreamTlsStream, read_tcp, write_tcp};
+pub use events::{HandshakeFailure, KtlsEvent, TlsEvents};
+pub use io::{read_tcp, write_tcp};
+pub use stream::{ClientStream, Offload, Stream, UpstreamTlsStream};

@@ -9,38 +9,17 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
 
 use super::driver::{CIPHER_READ, HandshakeError, Inspect, NotReady, Role, TlsDriver};
-use super::io::read_spare;
+use super::events::TlsEvents;
+use super::io::{read_tcp, write_tcp};
 use super::kernel::KtlsState;
 use super::ktls::{self, Fallback};
 use super::tls::{ServerConfigs, hello};
-
-/// Appends up to `want` bytes read from `tcp` to `dst`. `Ok(0)` is end of stream.
-/// Dropping the future leaves `dst` as it was; the stream itself may have lost bytes then
-/// (see [`read_spare`]).
-pub async fn read_tcp(
-    tcp: &mut impl AsyncReadRent,
-    dst: &mut BytesMut,
-    want: usize,
-) -> io::Result<usize> {
-    let want = want.max(1);
-    dst.reserve(want);
-    read_spare(tcp, dst, want).await
-}
-
-/// Writes all of `data` to `tcp`.
-pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let (res, _) = tcp.write_all(data).await;
-    res.map(|_| ())
-}
 
 /// A connection's plaintext in and out, whatever carries it: plain TCP, rustls, or the
 /// kernel after the switch (one `Layer` enum, never two `Option`s). `R` is our TLS role
@@ -131,7 +110,7 @@ impl<R: Role> Stream<R> {
     pub fn offload(
         &mut self,
         plaintext: &mut BytesMut,
-        metrics: &crate::observe::Local,
+        metrics: &(impl TlsEvents + Clone + 'static),
     ) -> Offload {
         let Layer::Rustls(tls) = &self.layer else {
             return Offload::Fallback(Fallback::Setup);
@@ -160,7 +139,8 @@ impl<R: Role> Stream<R> {
         let conn = tls.into_conn(plaintext);
         match ktls::install(crate::listener::socket_fd(&self.tcp), conn) {
             Ok(kernel) => {
-                self.layer = Layer::Kernel(Box::new(KtlsState::new(kernel, metrics.clone())));
+                self.layer =
+                    Layer::Kernel(Box::new(KtlsState::new(kernel, Box::new(metrics.clone()))));
                 Offload::Kernel
             }
             Err(e) => Offload::Failed(e.0),
@@ -206,7 +186,7 @@ impl<R: Role> Stream<R> {
         let res = match &mut self.layer {
             Layer::Plain => read_tcp(&mut self.tcp, dst, want).await,
             Layer::Rustls(tls) => tls.read(&mut self.tcp, dst, want).await,
-            Layer::Kernel(_) => self.read_ktls(dst, want).await,
+            Layer::Kernel(k) => k.read(&mut self.tcp, dst, want).await,
         };
         self.read_cut = false;
         res
@@ -241,7 +221,7 @@ impl<R: Role> Stream<R> {
             match &mut self.layer {
                 Layer::Plain => {}
                 Layer::Rustls(tls) => tls.close_notify(&mut self.tcp).await,
-                Layer::Kernel(_) => self.ktls_close_notify(),
+                Layer::Kernel(k) => k.close_notify(&self.tcp),
             }
         }
         let _ = self.tcp.shutdown().await;

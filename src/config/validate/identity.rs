@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::super::raw::RawIdentityHeaders;
 use super::Validator;
-use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
+use crate::config::{ForwardClientCert, IdentityHeaders, XfccDetails};
 
 /// Names a configured identity field may not take: the proxy writes or drops these.
 const RESERVED: [&str; 11] = [

@@ -23,70 +23,33 @@
 //! removing it from `ca` (or by its issuer's CRL once full-chain checking is wanted).
 //! A CRL past its next update is refused (`crl_expired = "refuse"`) or used
 //! (`"ignore"`).
+//!
+//! [`WebPkiClientVerifier`]: rustls::server::WebPkiClientVerifier
 
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::config::{ClientAuth, CrlExpired, VerifyClient};
+pub use crate::config::VerifierError;
+use crate::config::{ClientAuth, VerifyClient};
 
-/// The verifier for `auth`: none for `verify = "off"` (or without a `ca`).
+/// The verifier for `auth`: none for `verify = "off"` (or without a `ca`). rustls'
+/// WebPKI verifier ([`ClientAuth::webpki_verifier`], which `config` also builds to check
+/// the files at load) with the chain-length limit on top.
 pub fn client_verifier(auth: &ClientAuth) -> Result<Option<Arc<ClientVerifier>>, VerifierError> {
-    let Some(ca) = auth
-        .ca
-        .as_ref()
-        .filter(|_| auth.verify != VerifyClient::Off)
-    else {
+    let (Some(inner), Some(ca)) = (auth.webpki_verifier()?, auth.ca.as_ref()) else {
         return Ok(None);
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in &ca.certs {
-        roots.add(c.clone()).map_err(VerifierError::Ca)?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .with_crls(auth.crls.iter().flat_map(|c| c.crls.iter().cloned()))
-        .only_check_end_entity_revocation();
-    if auth.crl_expired == CrlExpired::Refuse {
-        b = b.enforce_revocation_expiration();
-    }
-    let optional = auth.verify == VerifyClient::Optional;
-    if optional {
-        b = b.allow_unauthenticated();
-    }
-    let inner = b.build().map_err(VerifierError::Build)?;
     Ok(Some(Arc::new(ClientVerifier {
         inner,
         depth: auth.depth,
         anchors: ca.certs.clone(),
-        optional,
+        optional: auth.verify == VerifyClient::Optional,
     })))
 }
-
-/// Why a verifier could not be built.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum VerifierError {
-    /// A CA certificate is not a usable trust anchor.
-    Ca(rustls::Error),
-    /// rustls refused the roots or a CRL.
-    Build(VerifierBuilderError),
-}
-
-impl std::fmt::Display for VerifierError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifierError::Ca(e) => write!(f, "client CA: {e}"),
-            VerifierError::Build(e) => write!(f, "client certificate verifier: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for VerifierError {}
 
 /// The chain is longer than `depth` allows (the verifier's own error, so the metrics
 /// can tell it from the others).

@@ -20,6 +20,9 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::X509Name;
 
+use crate::config::identity_headers::push_san;
+pub use crate::config::identity_headers::uri_sans;
+
 /// A client certificate's facts, as the identity headers carry them. Every `Bytes`
 /// value is printable ASCII (a valid field value); the SAN lists are comma-separated.
 #[derive(Clone, PartialEq, Eq)]
@@ -121,29 +124,6 @@ impl ClientIdentity {
     }
 }
 
-/// The URI SANs of a certificate (a server's own, for XFCC `By`), as header-safe as
-/// [`ClientIdentity::san_uri`]; none when it does not parse.
-pub fn uri_sans(der: &[u8]) -> Vec<String> {
-    let Ok((_, cert)) = X509Certificate::from_der(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(v) => {
-                let mut s = String::new();
-                push_san(&mut s, v);
-                Some(s)
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 fn ascii(b: &Bytes) -> &str {
     // Built from `String`s of ASCII only (see the module doc).
     std::str::from_utf8(b).unwrap_or("")
@@ -151,18 +131,6 @@ fn ascii(b: &Bytes) -> &str {
 
 fn split_list(b: &Bytes) -> impl Iterator<Item = &str> {
     ascii(b).split(',').filter(|s| !s.is_empty())
-}
-
-/// A SAN value, header-safe: control bytes, space, DEL, non-ASCII, `,` and `%` itself
-/// percent-encoded (so the list splits on `,` exactly and decodes back).
-fn push_san(out: &mut String, value: &str) {
-    for &b in value.as_bytes() {
-        if b <= b' ' || b >= 0x7f || b == b',' || b == b'%' {
-            let _ = write!(out, "%{b:02X}");
-        } else {
-            out.push(char::from(b));
-        }
-    }
 }
 
 /// OpenSSL's `i2a_ASN1_INTEGER`: the magnitude's bytes as upper-case hex (a leading
