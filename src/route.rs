@@ -1,4 +1,4 @@
-//! ⑥ Routing: Host + longest path prefix → upstream.
+//! ⑦ Routing: Host + longest path prefix → upstream.
 //!
 //! Compiled once at load into a table shared read-only by all workers. Host matching
 //! tries the exact name, then wildcards from the most specific suffix, then host-less

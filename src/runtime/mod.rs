@@ -1,4 +1,4 @@
-//! Runtime — workers: one OS thread per core, pinned, each with its own monoio runtime (io_uring,
+//! ① Runtime — workers: one OS thread per core, pinned, each with its own monoio runtime (io_uring,
 //! or epoll where io_uring is unavailable or disabled), its own SO_REUSEPORT sockets,
 //! its own upstream pools and counters. Workers share only the configuration generation
 //! ([`Live`]: an atomically swapped, immutable [`crate::generation::Generation`], loaded

@@ -1,4 +1,4 @@
-//! The upstream side of an exchange, spoken as HTTP/1.1: the request head and body
+//! ⑧ The upstream side of an exchange, spoken as HTTP/1.1: the request head and body
 //! framing going out, the response head and body decoding coming in. No I/O: the
 //! exchange ([`crate::proxy`]) moves the bytes and keeps the timeouts; this module turns
 //! them into protocol-neutral parts ([`crate::message`]) and back, with the codec in

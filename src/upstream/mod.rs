@@ -1,4 +1,4 @@
-//! ⑦ Upstreams: per-worker keep-alive pools, server selection, connect with timeout.
+//! ⑧ Upstreams: per-worker keep-alive pools, server selection, connect with timeout.
 //!
 //! Each worker owns an [`Upstreams`] (nothing here is shared between threads): per
 //! server, a LIFO stack of idle connections (the warmest first) capped at `keepalive`,

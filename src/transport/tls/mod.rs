@@ -1,4 +1,4 @@
-//! TLS termination setup: one rustls `ServerConfig` per listener, shared by all workers.
+//! ② TLS termination setup: one rustls `ServerConfig` per listener, shared by all workers.
 //!
 //! Built for every configuration generation from checked [`TlsSettings`]: TLS 1.2 and
 //! 1.3 only, AEAD suites only (the aws-lc-rs provider offers nothing else), the
