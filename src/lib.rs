@@ -62,6 +62,31 @@
 //! them: the instant the current connection-task poll began, and the one timer entry a
 //! connection re-arms for each timed step.
 //!
+//! ## Module map
+//!
+//! ```text
+//! src/config/     TOML → checked Config (files, certificates, DNS at load; errors with line)
+//! src/generation.rs the live configuration: generations behind an ArcSwap, reload, cert polling
+//! src/runtime/    pinned threads, monoio runtimes (io_uring / epoll), accept loop, drain; conn.rs: socket → handshake → session
+//! src/context/    WorkerCtx (what every task on a worker reaches: live generation, pools, counters, drain signal)
+//! src/clock.rs    the time read once per connection-task poll; Deadline, the one timer a connection re-arms per timed step
+//! src/listener.rs SO_REUSEPORT sockets (socket2)
+//! src/transport/  the byte streams: one Stream (plain | rustls | kernel TLS) for client and upstream, the rustls driver for both roles, accept (handshake, TlsInfo, kTLS switch)
+//!   tls/          rustls ServerConfig, SNI certificate selection, TlsInfo (the handshake facts), ClientHello SNI reader
+//!   ktls/         kernel TLS: ULP + secrets (ktls-core), record classification, alerts, probe
+//! src/message.rs  protocol-neutral Request / ResponseHead / BodyLength / Header: what the exchange speaks
+//! src/http1/      server.rs (the HTTP/1.1 session: heads, body framing, 100-continue, keep-alive, pipelining, linger);
+//!                 parse.rs (no I/O), body.rs (chunked), write.rs (head rewriting)
+//! src/proxy/      the exchange (Request → BodySource / ResponseSink → Outcome), full-duplex body pump, splice
+//! src/route.rs    Host + longest prefix
+//! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire
+//! src/demo.rs     `ringgate demo` and its built-in upstream
+//! src/doctor.rs   `ringgate doctor`: host capabilities and tuning-profile deviations
+//! src/signals.rs  what each signal means (TERM/INT stop, HUP reloads; USR1, USR2, WINCH, PIPE do not)
+//! src/logging.rs  stderr through one writer thread; peer-triggered rustls messages at debug
+//! src/observe/    per-worker metrics (single writer), Prometheus rendering, the admin listener
+//! ```
+//!
 //! [`config`] turns a TOML file into a checked, immutable [`config::Config`] (files read,
 //! certificates parsed, names resolved) on the main thread; [`server::Server::start`]
 //! binds the sockets and starts the [`runtime`] workers, which share nothing else but the
