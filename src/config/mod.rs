@@ -16,6 +16,7 @@ mod addr;
 mod certs;
 mod client_auth;
 pub mod kx;
+pub mod rate_limit;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
 };
+pub use rate_limit::{LimitKey, RateLimitConfig};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `[admin]`: where `/metrics`, `/healthz` and `/readyz` are served (off if `None`).
     pub admin: Option<AdminConfig>,
+    /// `[rate_limit.NAME]`, by name; routes refer to them by index.
+    pub rate_limits: Vec<RateLimitConfig>,
 }
 
 /// `[admin]`.
@@ -189,6 +193,8 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub tls: Option<TlsSettings>,
+    /// `max_connections_per_ip` (`None`: no limit).
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// Minimum TLS protocol version offered.
@@ -297,6 +303,8 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// `[route.client_cert]`.
     pub client_cert: Option<RouteClientCert>,
+    /// `rate_limit`: indexes into [`Config::rate_limits`], in the order written.
+    pub rate_limits: Vec<usize>,
 }
 
 /// Load-balancing algorithm of an upstream.
