@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::algo::{self, Charge, Params, State};
 use super::table::{Occupancy, Step, Table, Updated};
 use super::*;
+use crate::policy::conn_limit::Admission;
 
 /// `rate` (r/s), `burst`, `delay` (`None`: nodelay) in nginx's units.
 fn p(rate_milli: u64, burst: u64, delay: Option<u64>) -> Params {
@@ -384,4 +385,58 @@ fn request() -> Request {
         tls: None,
         received: monoio::time::Instant::now(),
     }
+}
+
+#[test]
+fn a_reload_keeps_the_state_of_an_unchanged_limit_and_the_connection_counts() {
+    use crate::generation::Live;
+    let text = |burst: u64, max_keys: u64| {
+        format!(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\nmax_connections_per_ip = 5\n\
+             [rate_limit.a]\nkey = \"client_ip\"\nrate = \"10r/s\"\nburst = {burst}\n\
+             nodelay = true\nmax_keys = {max_keys}\n\
+             [[route]]\nupstream = \"u\"\nrate_limit = [\"a\"]\n\
+             [upstream.u]\nservers = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    let config = |t: &str| {
+        crate::config::from_toml_str(t, "t.toml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let live = Live::new(config(&text(20, 100))).expect("generation 1");
+    let first = live.load_full();
+    let req = request();
+    assert_eq!(check(&first.rate_limits, &[0], &req, 5), Decision::Continue);
+    let table = first.conn_limits[0].clone().expect("a limit");
+    let Admission::Admit(Some(_guard)) = table.table.admit(req.client.addr.ip(), table.max) else {
+        panic!("admitted");
+    };
+    // A new burst applies to the kept state: the key's second request sees excess 1,000.
+    live.reload_with(config(&text(1, 100)), "test")
+        .expect("reload");
+    let second = live.load_full();
+    assert!(Arc::ptr_eq(
+        &first.rate_limits[0].store,
+        &second.rate_limits[0].store
+    ));
+    assert_eq!(
+        check(&second.rate_limits, &[0], &req, 5),
+        Decision::Continue
+    );
+    assert!(matches!(
+        check(&second.rate_limits, &[0], &req, 5),
+        Decision::Refuse(_)
+    ));
+    let kept = second.conn_limits[0].clone().expect("a limit");
+    assert!(Arc::ptr_eq(&table.table, &kept.table));
+    assert_eq!(kept.table.open(req.client.addr.ip()), 1);
+    // Another table size is another table: the counts start again.
+    live.reload_with(config(&text(1, 200)), "test")
+        .expect("reload");
+    let third = live.load_full();
+    assert!(!Arc::ptr_eq(
+        &first.rate_limits[0].store,
+        &third.rate_limits[0].store
+    ));
+    assert_eq!(check(&third.rate_limits, &[0], &req, 5), Decision::Continue);
 }
