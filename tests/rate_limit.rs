@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,11 +69,7 @@ fn nginx(dir: &Path, backend: SocketAddr, zone_args: &str, req_args: &str) -> Ng
     let port = free_port();
     let d = dir.display();
     // As root, nginx's workers would switch to `nobody`; these run as whoever runs the test.
-    let user = if unsafe_free_euid_is_root() {
-        "user root;"
-    } else {
-        ""
-    };
+    let user = if running_as_root() { "user root;" } else { "" };
     let conf = format!(
         "{user}\ndaemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log warn;\n\
@@ -122,7 +117,7 @@ fn nginx(dir: &Path, backend: SocketAddr, zone_args: &str, req_args: &str) -> Ng
     }
 }
 
-fn unsafe_free_euid_is_root() -> bool {
+fn running_as_root() -> bool {
     // /proc/self/status: "Uid:\treal\teffective\t...".
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -351,5 +346,4 @@ fn per_ip_connection_limit_closes_the_excess_at_accept() {
             "127.0.0.2 never got its slot back"
         );
     }
-    let _ = std::io::stdout().flush();
 }
