@@ -113,6 +113,20 @@ pub fn pack(s: State) -> u64 {
     (s.last_ms << EXCESS_BITS) | s.excess
 }
 
+/// The word of a key taken back by a refund: absent, but its slot remembers `last_ms`
+/// (an excess no limit can reach marks it), so the slot's `last` never goes back.
+pub fn tombstone(last_ms: u64) -> u64 {
+    (last_ms << EXCESS_BITS) | TOMBSTONE_EXCESS
+}
+
+/// Whether `word` is a [`tombstone`].
+pub fn is_tombstone(word: u64) -> bool {
+    word & ((1 << EXCESS_BITS) - 1) == TOMBSTONE_EXCESS
+}
+
+/// Above any `burst * 1000` ([`MAX_BURST`]), below the all-ones of a busy slot.
+const TOMBSTONE_EXCESS: u64 = (1 << EXCESS_BITS) - 2;
+
 pub fn unpack(word: u64) -> State {
     State {
         last_ms: word >> EXCESS_BITS,

@@ -147,9 +147,10 @@ impl LocalStore {
         self.table.capacity()
     }
 
-    /// A key's state, for tests.
+    /// A key's state, for tests (`None`: absent).
     pub fn state(&self, key: &[u8]) -> Option<algo::State> {
-        self.table.get(self.table.key(key)).map(algo::unpack)
+        let word = self.table.get(self.table.key(key))?;
+        (!algo::is_tombstone(word)).then(|| algo::unpack(word))
     }
 }
 
@@ -161,7 +162,12 @@ struct Leaky<'a> {
 
 impl Occupancy for Leaky<'_> {
     fn reclaimable(&self, word: u64) -> bool {
-        algo::is_spent(algo::unpack(word), self.now_ms, self.params)
+        let s = algo::unpack(word);
+        if algo::is_tombstone(word) {
+            // Taken over only after its `last`, like any other.
+            return s.last_ms < self.now_ms;
+        }
+        algo::is_spent(s, self.now_ms, self.params)
     }
 
     fn keep_rank(&self, word: u64) -> Option<u64> {
@@ -177,8 +183,16 @@ impl RateLimitStore for LocalStore {
         let key = self.table.key(key);
         let occupancy = Leaky { now_ms, params };
         let updated = self.table.update(key, &occupancy, |word| {
-            match algo::charge(word.map(algo::unpack), now_ms, params) {
-                Charge::Admit(state) => Step::Store(algo::pack(state), state.excess),
+            // A tombstone is an absent key whose slot's `last` must not go back.
+            let floor = word
+                .filter(|w| algo::is_tombstone(*w))
+                .map(|w| algo::unpack(w).last_ms);
+            let prev = word.filter(|w| !algo::is_tombstone(*w)).map(algo::unpack);
+            match algo::charge(prev, now_ms, params) {
+                Charge::Admit(mut state) => {
+                    state.last_ms = state.last_ms.max(floor.unwrap_or(0));
+                    Step::Store(algo::pack(state), state.excess)
+                }
                 Charge::Refuse { excess } => Step::Decline(excess),
             }
         });
@@ -201,7 +215,13 @@ impl RateLimitStore for LocalStore {
 
     fn refund(&self, key: &[u8], receipt: Receipt) {
         let key = self.table.key(key);
-        let previous = receipt.previous.unwrap_or(table::EMPTY);
+        // A new key goes back to absent, as a tombstone: an EMPTY word could later be
+        // followed by a new occupant's word equal to ours (same ms), and a worker still
+        // holding ours would then charge that occupant.
+        let stored_last = algo::unpack(receipt.stored).last_ms;
+        let previous = receipt
+            .previous
+            .unwrap_or_else(|| algo::tombstone(stored_last));
         if self.table.restore(key, receipt.stored, previous) {
             return;
         }
@@ -215,12 +235,12 @@ impl RateLimitStore for LocalStore {
             },
         };
         let _ = self.table.update(key, &never, |word| match word {
-            Some(w) => {
+            Some(w) if !algo::is_tombstone(w) => {
                 let mut s = algo::unpack(w);
                 s.excess = s.excess.saturating_sub(1000);
                 Step::Store(algo::pack(s), ())
             }
-            None => Step::Decline(()),
+            _ => Step::Decline(()),
         });
     }
 }

@@ -233,7 +233,11 @@ fn a_refund_restores_the_previous_state() {
     };
     store.refund(b"k", receipt);
     assert_eq!(store.state(b"k"), None, "a refunded new key is gone");
-    store.charge(b"k", 50, &params);
+    // … and its next request is a new key's again (excess 0).
+    assert!(matches!(
+        store.charge(b"k", 50, &params),
+        Charged::Admitted { excess: 0, .. }
+    ));
     let before = store.state(b"k");
     let Charged::Admitted { receipt, .. } = store.charge(b"k", 50, &params) else {
         panic!("burst 1 admits a second");
