@@ -61,8 +61,23 @@ struct Running {
 /// nginx with two workers and `limit_req` set like ringgate's: `zone_args` after
 /// `limit_req_zone`'s key, `req_args` after `limit_req zone=per_client`.
 struct Nginx {
-    _child: ChildGuard,
+    child: ChildGuard,
     addr: SocketAddr,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM first: the master stops its workers and exits (the guard's SIGKILL would
+    /// leave the workers running, orphaned). The guard's SIGKILL remains the fallback.
+    fn drop(&mut self) {
+        if self.child.try_wait().is_some() {
+            return;
+        }
+        self.child.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().is_none() && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
 }
 
 fn nginx(dir: &Path, backend: SocketAddr, zone_args: &str, req_args: &str) -> Nginx {
@@ -111,10 +126,7 @@ fn nginx(dir: &Path, backend: SocketAddr, zone_args: &str, req_args: &str) -> Ng
         );
         std::thread::yield_now();
     }
-    Nginx {
-        _child: child,
-        addr,
-    }
+    Nginx { child, addr }
 }
 
 fn running_as_root() -> bool {
