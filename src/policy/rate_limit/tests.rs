@@ -444,3 +444,74 @@ fn a_reload_keeps_the_state_of_an_unchanged_limit_and_the_connection_counts() {
     ));
     assert_eq!(check(&third.rate_limits, &[0], &req, 5), Decision::Continue);
 }
+
+#[test]
+fn keys_come_from_the_address_by_64_the_field_or_the_certificate() {
+    use crate::config::LimitKey;
+    use crate::transport::tls::{ClientIdentity, ClientVerify, TlsInfo};
+    use bytes::Bytes;
+    let key = |k: &LimitKey, req: &Request| {
+        let mut buf = [0u8; 8];
+        key_of(k, req, &mut buf).map(<[u8]>::to_vec)
+    };
+    let at = |addr: &str| {
+        let mut r = request();
+        r.client = crate::message::ClientInfo::new(addr.parse().expect("addr"), "https");
+        r
+    };
+    // IPv6: one key per /64; IPv4 (also IPv4-mapped): the address.
+    let ip = LimitKey::ClientIp;
+    assert_eq!(
+        key(&ip, &at("[2001:db8:1:2::a]:1")),
+        key(&ip, &at("[2001:db8:1:2:ffff::b]:2"))
+    );
+    assert_ne!(
+        key(&ip, &at("[2001:db8:1:2::a]:1")),
+        key(&ip, &at("[2001:db8:1:3::a]:1"))
+    );
+    assert_eq!(
+        key(&ip, &at("[::ffff:10.0.0.1]:1")),
+        Some(vec![10, 0, 0, 1])
+    );
+    // A field: case-insensitive name, the first one; an empty value is no key.
+    let h = LimitKey::Header("x-api-user".into());
+    let mut r = request();
+    assert_eq!(key(&h, &r), None);
+    r.headers.push(crate::message::Header {
+        name: Bytes::from_static(b"X-Api-User"),
+        value: Bytes::new(),
+    });
+    assert_eq!(
+        key(&h, &r),
+        None,
+        "an empty value is not counted, as nginx's empty key"
+    );
+    r.headers[0].value = Bytes::from_static(b"alice");
+    assert_eq!(key(&h, &r), Some(b"alice".to_vec()));
+    // The verified certificate's subject; none without one.
+    let dn = LimitKey::ClientCertDn;
+    assert_eq!(key(&dn, &r), None);
+    r.tls = Some(std::rc::Rc::new(TlsInfo {
+        sni: None,
+        alpn: None,
+        version: None,
+        cipher_suite: None,
+        kx_group: None,
+        resumed: false,
+        handshake_duration: std::time::Duration::ZERO,
+        client_chain: Vec::new(),
+        client_verify: ClientVerify::Success,
+        client_identity: Some(ClientIdentity {
+            subject: Bytes::from_static(b"CN=partner,O=Example"),
+            issuer: Bytes::new(),
+            serial: Bytes::new(),
+            fingerprint: Bytes::new(),
+            escaped_pem: Bytes::new(),
+            san_uri: Bytes::new(),
+            san_dns: Bytes::new(),
+            san_email: Bytes::new(),
+        }),
+        ktls: false,
+    }));
+    assert_eq!(key(&dn, &r), Some(b"CN=partner,O=Example".to_vec()));
+}
