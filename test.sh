@@ -30,9 +30,10 @@ declare -A why=(
 	[libc6-dev]="tests/ktls_vm.rs: the static libc for the kTLS probe"
 	[binutils]="tests/ktls_vm.rs: strip (the record-fault client shipped into the VM)"
 	[debian-archive-keyring]="tests/ktls_vm.rs: verifies the trixie-backports kernel packages"
+	[nginx]="tests/rate_limit.rs: the same request burst against nginx's limit_req (admitted counts equal)"
 )
 packages=(curl openssl ca-certificates util-linux qemu-system-x86 busybox-static cpio kmod
-	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring)
+	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx)
 
 explain() {
 	for p in "$@"; do echo "  $p: ${why[$p]}" >&2; done

@@ -39,6 +39,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
 use crate::instance::{FileReload, Status};
+use crate::policy::conn_limit::ConnTable;
+use crate::policy::rate_limit::Limiter;
 use crate::route::Router;
 use crate::transport::tls::{ServerConfigs, TlsSetupError, TlsShared};
 
@@ -73,6 +75,12 @@ pub struct Generation {
     pub listeners: Vec<Option<ListenerTls>>,
     /// One per `config.upstreams` entry.
     pub upstreams: Vec<UpstreamSlots>,
+    /// One per `config.rate_limits` entry; a limit unchanged by a reload keeps its
+    /// state ([`Limiter::new`]).
+    pub rate_limits: Vec<Arc<Limiter>>,
+    /// One per running listener, like `listeners`: its `max_connections_per_ip` and the
+    /// listener's connection counts (the same table in every generation).
+    pub conn_limits: Vec<Option<ConnLimit>>,
     /// `live_slots[slot]`: this generation routes to that pool slot.
     live_slots: Vec<bool>,
 }
@@ -84,13 +92,24 @@ impl Generation {
     }
 }
 
+/// A listener's `max_connections_per_ip` in one generation.
+#[derive(Clone)]
+pub struct ConnLimit {
+    pub max: u32,
+    /// Open connections per address: one table per running listener for the process's
+    /// life (connections outlive generations).
+    pub table: Arc<ConnTable>,
+}
+
 /// What a running listener is, fixed for the process's life.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Running {
     /// The address as configured (port 0 stays 0: that is what a new config repeats).
     addr: SocketAddr,
     backlog: i32,
     tls: Option<TlsShared>,
+    /// Open connections per client address (used when a generation sets a limit).
+    conns: Arc<ConnTable>,
 }
 
 /// Stable pool and balancer slots, by (upstream, server address) and by upstream name.
@@ -272,10 +291,13 @@ impl Live {
                 })?),
                 None => None,
             };
+            // Room for every connection the workers may hold, each from its own address.
+            let most = config.server.max_connections_per_worker * config.server.workers;
             running.push(Running {
                 addr: l.addr,
                 backlog: l.backlog,
                 tls,
+                conns: ConnTable::new(most),
             });
         }
         let mut slots = Slots::default();
@@ -495,6 +517,7 @@ fn build(
     // Each running listener takes the new config's listener with the same address.
     let mut taken = vec![false; config.listeners.len()];
     let mut listeners = Vec::new();
+    let mut conn_limits = Vec::new();
     for (i, r) in running.iter().enumerate() {
         let found = config
             .listeners
@@ -508,9 +531,14 @@ fn build(
                 r.addr
             ));
             listeners.push(previous());
+            conn_limits.push(old.and_then(|o| o.conn_limits[i].clone()));
             continue;
         };
         taken[j] = true;
+        conn_limits.push(l.max_connections_per_ip.map(|max| ConnLimit {
+            max,
+            table: r.conns.clone(),
+        }));
         if l.backlog != r.backlog {
             needs_restart.push(format!("listener {} backlog changed", r.addr));
         }
@@ -540,6 +568,14 @@ fn build(
     }
     slots.free_unused(&live_slots);
     let router = Router::new(&config.routes);
+    let rate_limits = config
+        .rate_limits
+        .iter()
+        .map(|c| {
+            let previous = old.and_then(|o| o.rate_limits.iter().find(|p| p.config.name == c.name));
+            Arc::new(Limiter::new(c, previous.map(|p| &**p)))
+        })
+        .collect();
     let generation = Generation {
         id,
         config_hash: config.hash,
@@ -547,6 +583,8 @@ fn build(
         router,
         listeners,
         upstreams,
+        rate_limits,
+        conn_limits,
         live_slots,
     };
     Ok((generation, needs_restart))

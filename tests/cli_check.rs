@@ -553,3 +553,73 @@ fn cipher_suites_are_checked_by_name_and_against_the_versions() {
         &["empty"],
     );
 }
+
+/// `good()` with `extra` appended (after the last table).
+fn with_extra(extra: &str) -> String {
+    config("server.pem", "server.key", "backend", "5000", extra)
+}
+
+#[test]
+fn malformed_rate_limits_are_refused_with_file_line_and_field() {
+    let d = Dir::new();
+    let limit = |body: &str| format!("[rate_limit.rl]\nkey = \"client_ip\"\n{body}\n");
+    let cases: [(&str, String, &str, &str, &[&str]); 6] = [
+        (
+            "rate.toml",
+            limit("rate = \"10r/x\""),
+            "10r/x",
+            "rate_limit.rl.rate",
+            &["10r/x", "r/s"],
+        ),
+        (
+            "burst.toml",
+            limit("rate = \"10r/s\"\nburst = -1"),
+            "burst = -1",
+            "rate_limit.rl.burst",
+            &["-1", "range"],
+        ),
+        (
+            "nodelay.toml",
+            limit("rate = \"10r/s\"\nburst = 20\nnodelay = true\ndelay = 8"),
+            "nodelay = true",
+            "rate_limit.rl.nodelay",
+            &["nodelay", "delay"],
+        ),
+        (
+            "unknown.toml",
+            limit("rate = \"10r/s\"")
+                + "\n[[route]]\nhost = \"other.test\"\nupstream = \"backend\"\n\
+                   rate_limit = [\"nope\"]\n",
+            "\"nope\"",
+            "route[1].rate_limit[0]",
+            &["unknown rate limit", "nope", "rl"],
+        ),
+        (
+            "jwt.toml",
+            "[rate_limit.rl]\nkey = \"jwt:sub\"\nrate = \"10r/s\"\n".to_string(),
+            "jwt:sub",
+            "rate_limit.rl.key",
+            &["arrives with authentication"],
+        ),
+        (
+            "conns.toml",
+            "[[listener]]\naddr = \"127.0.0.1:18081\"\nmax_connections_per_ip = 0\n".to_string(),
+            "max_connections_per_ip",
+            "listener[1].max_connections_per_ip",
+            &["0", "range"],
+        ),
+    ];
+    for (name, extra, needle, field, words) in cases {
+        let text = with_extra(&extra);
+        let out = d.check(name, &text);
+        expect_error(&out, name, line_of(&text, needle), Some(field), words);
+    }
+    // And the issue's example passes.
+    let text = with_extra(
+        "[rate_limit.per_client]\nkey = \"client_ip\"\nrate = \"10r/s\"\nburst = 20\n\
+         nodelay = true\nstatus = 429\nmax_keys = 1000000\n\n[[route]]\nhost = \"other.test\"\n\
+         path_prefix = \"/v1/\"\nupstream = \"backend\"\nrate_limit = [\"per_client\"]\n",
+    );
+    let out = d.check("good-limits.toml", &text);
+    assert_eq!(out.status.code(), Some(0), "output:\n{}", out.text);
+}

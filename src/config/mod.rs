@@ -17,6 +17,7 @@ mod certs;
 mod client_auth;
 pub mod identity_headers;
 pub mod kx;
+pub mod rate_limit;
 mod raw;
 mod schema;
 #[cfg(test)]
@@ -38,6 +39,7 @@ pub use client_auth::{
     VerifyClient,
 };
 pub use identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
+pub use rate_limit::{LimitKey, RateLimitConfig};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
 
@@ -82,6 +84,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `[admin]`: where `/metrics`, `/healthz` and `/readyz` are served (off if `None`).
     pub admin: Option<AdminConfig>,
+    /// `[rate_limit.NAME]`, by name; routes refer to them by index.
+    pub rate_limits: Vec<RateLimitConfig>,
 }
 
 /// `[admin]`.
@@ -212,6 +216,8 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub tls: Option<TlsSettings>,
+    /// `max_connections_per_ip` (`None`: no limit).
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// Minimum TLS protocol version offered.
@@ -320,6 +326,8 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// `[route.client_cert]`.
     pub client_cert: Option<RouteClientCert>,
+    /// `rate_limit`: indexes into [`Config::rate_limits`], in the order written.
+    pub rate_limits: Vec<usize>,
 }
 
 /// Load-balancing algorithm of an upstream.

@@ -32,6 +32,30 @@ pub struct RawConfig {
     pub upstream: BTreeMap<String, Spanned<RawUpstream>>,
     /// `[admin]`: absent means no admin listener.
     pub admin: Option<Spanned<RawAdmin>>,
+    /// `[rate_limit.NAME]`: request rate limits routes name. nginx: `limit_req_zone`.
+    #[serde(default)]
+    pub rate_limit: BTreeMap<String, Spanned<RawRateLimit>>,
+}
+
+/// `[rate_limit.NAME]`: nginx's `limit_req_zone` and `limit_req` in one table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Required: `"client_ip"`, `"header:NAME"`, `"client_cert:dn"` (`"jwt:CLAIM"` and
+    /// `"api_key"` arrive with authentication). nginx: the zone's key.
+    pub key: Option<Spanned<String>>,
+    /// Required: `"10r/s"` or `"600r/m"`. nginx: `rate=`.
+    pub rate: Option<Spanned<String>>,
+    /// Excess requests allowed (default 0). nginx: `burst=`.
+    pub burst: Option<Spanned<i64>>,
+    /// Admit the whole burst at once. nginx: `nodelay`.
+    pub nodelay: Option<Spanned<bool>>,
+    /// Admit this much of the burst at once, delay the rest. nginx: `delay=`.
+    pub delay: Option<Spanned<i64>>,
+    /// Status of a refusal (default 429). nginx: `limit_req_status`.
+    pub status: Option<Spanned<i64>>,
+    /// Keys remembered (default 1,000,000). nginx: the zone size.
+    pub max_keys: Option<Spanned<i64>>,
 }
 
 /// `[admin]`: the metrics and health listener (plain HTTP; bind it to loopback or a
@@ -121,6 +145,9 @@ pub struct RawListener {
     pub backlog: Option<Spanned<i64>>,
     /// Absent: plain HTTP.
     pub tls: Option<Spanned<RawTls>>,
+    /// Open connections one client IP may hold on this listener, across all workers;
+    /// the next is closed at accept. nginx: `limit_conn` on `$binary_remote_addr`.
+    pub max_connections_per_ip: Option<Spanned<i64>>,
 }
 
 /// `[listener.tls]`.
@@ -241,6 +268,9 @@ pub struct RawRoute {
     /// `[route.client_cert]`: require a verified client certificate, optionally from
     /// listed subjects. nginx: `if ($ssl_client_verify != SUCCESS) { return 403; }`.
     pub client_cert: Option<Spanned<RawRouteClientCert>>,
+    /// Names of `[rate_limit.NAME]` tables that count this route's requests (all are
+    /// accounted; the first refusal answers). nginx: `limit_req zone=NAME`.
+    pub rate_limit: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[route.client_cert]`.

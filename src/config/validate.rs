@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod rate_limit;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -186,7 +187,8 @@ impl Validator<'_> {
                 upstreams.push(uc);
             }
         }
-        let routes = self.routes(raw, &upstream_index);
+        let (rate_limits, rate_limit_index) = self.rate_limits(raw);
+        let routes = self.routes(raw, &upstream_index, &rate_limit_index);
         let admin = self.admin(raw, &seen_addrs);
         Config {
             source: self.file.to_string(),
@@ -199,6 +201,7 @@ impl Validator<'_> {
             routes,
             upstreams,
             admin,
+            rate_limits,
         }
     }
 
@@ -436,10 +439,12 @@ impl Validator<'_> {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
         };
+        let max_connections_per_ip = self.max_connections_per_ip(&l.max_connections_per_ip, &field);
         Some(ListenerConfig {
             addr: addr?,
             backlog,
             tls,
+            max_connections_per_ip,
         })
     }
 
@@ -828,7 +833,12 @@ impl Validator<'_> {
         (self.errors.len() == errors_before).then_some(uc)
     }
 
-    fn routes(&mut self, raw: &RawConfig, upstreams: &HashMap<String, usize>) -> Vec<RouteConfig> {
+    fn routes(
+        &mut self,
+        raw: &RawConfig,
+        upstreams: &HashMap<String, usize>,
+        rate_limits: &HashMap<String, usize>,
+    ) -> Vec<RouteConfig> {
         let mut routes = Vec::new();
         let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (i, spanned) in raw.route.iter().enumerate() {
@@ -895,8 +905,12 @@ impl Validator<'_> {
                     .route_client_cert(&format!("{field}.client_cert"), c)
                     .map(Some),
             };
-            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
-                (upstream, host, path_prefix, client_cert)
+            let limits = match &r.rate_limit {
+                None => Some(Vec::new()),
+                Some(names) => self.route_rate_limits(raw, &field, names, rate_limits),
+            };
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert), Some(limits)) =
+                (upstream, host, path_prefix, client_cert, limits)
             else {
                 continue;
             };
@@ -919,6 +933,7 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 upstream,
                 client_cert,
+                rate_limits: limits,
             });
         }
         routes

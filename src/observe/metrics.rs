@@ -227,6 +227,39 @@ pub fn upstream_error_index(kind: Kind) -> usize {
     }
 }
 
+/// A request or connection a gateway policy refused: `policy` and `reason` labels of
+/// `ringgate_policy_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRejection {
+    /// A rate limit's burst was exceeded.
+    RateLimitBurst,
+    /// A rate limit's table had no room for a new key.
+    RateLimitTableFull,
+    /// A listener's `max_connections_per_ip` was reached (closed at accept).
+    ConnLimitPerIp,
+}
+
+impl PolicyRejection {
+    pub const ALL: [PolicyRejection; 3] = [
+        PolicyRejection::RateLimitBurst,
+        PolicyRejection::RateLimitTableFull,
+        PolicyRejection::ConnLimitPerIp,
+    ];
+
+    /// `(policy, reason)`.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            PolicyRejection::RateLimitBurst => ("rate_limit", "burst_exceeded"),
+            PolicyRejection::RateLimitTableFull => ("rate_limit", "table_full"),
+            PolicyRejection::ConnLimitPerIp => ("conn_limit", "max_connections_per_ip"),
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Every counter, gauge and histogram of one worker. Written only by that worker.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -237,6 +270,10 @@ pub struct WorkerMetrics {
     pub refused: Counter,
     /// Connections open now.
     pub active: Gauge,
+    /// Requests and connections refused by a gateway policy, by [`PolicyRejection`].
+    pub policy_rejections: [Counter; PolicyRejection::ALL.len()],
+    /// Requests a rate limit admitted after a delay.
+    pub rate_limit_delayed: Counter,
     /// Listening sockets whose accept loop is running (readiness).
     pub accepting: Gauge,
     /// Completed handshakes by [`TLS_SUITES`] index (+ other) and resumed (1) vs full (0).

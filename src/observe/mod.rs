@@ -23,7 +23,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-pub use metrics::{Counter, Gauge, Histogram, WorkerMetrics};
+pub use metrics::{Counter, Gauge, Histogram, PolicyRejection, WorkerMetrics};
 use metrics::{
     HandshakeFailure, HistogramSnapshot, LATENCY_BUCKETS, STATUS_CLASSES, TLS_SUITES,
     UPSTREAM_ERROR_KINDS,
@@ -203,6 +203,23 @@ impl Registry {
             "Client connections closed at once: max_connections_per_worker reached.",
             C,
             self.sum(|w| w.refused.get()),
+        );
+        let name = "ringgate_policy_rejections_total";
+        o.header(
+            name,
+            "Requests and connections a gateway policy refused, by policy and reason.",
+            C,
+        );
+        for r in PolicyRejection::ALL {
+            let n = self.sum(|w| w.policy_rejections[r.index()].get());
+            let (policy, reason) = r.labels();
+            o.sample(name, &[("policy", policy), ("reason", reason)], n as f64);
+        }
+        o.single(
+            "ringgate_rate_limit_delayed_total",
+            "Requests a rate limit admitted after a delay (nginx: delaying request).",
+            C,
+            self.sum(|w| w.rate_limit_delayed.get()),
         );
         o.single(
             "ringgate_connections_active",

@@ -7,6 +7,8 @@
 //! issue turns these into ordered phases.
 
 pub mod client_cert;
+pub mod conn_limit;
+pub mod rate_limit;
 
 use crate::error::ProxyError;
 

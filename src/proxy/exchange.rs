@@ -30,8 +30,11 @@ use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
+use crate::http1::write::status_text;
 use crate::identity_headers::{self, IdentityHeaders};
-use crate::message::{BodyLength, Fault, Request};
+use crate::message::{BodyLength, Fault, Header, Request, ResponseHead};
+use crate::observe::PolicyRejection;
+use crate::policy::rate_limit;
 use crate::policy::{self, Verdict};
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
@@ -234,6 +237,23 @@ impl Exchange<'_> {
         {
             return self.fail(e, req, s).await;
         }
+        // Rate limits (policy::rate_limit). Wired here by the rate-limit branch for its
+        // tests; the lead moves it into policy-core's phase runner (after
+        // authentication, before the body limit).
+        if !selected.route.rate_limits.is_empty() {
+            let limits = &generation.rate_limits;
+            let now = rate_limit::now_ms();
+            match rate_limit::check(limits, &selected.route.rate_limits, req, now) {
+                rate_limit::Decision::Continue => {}
+                rate_limit::Decision::Delay(d) => {
+                    self.ctx.metrics.rate_limit_delayed.inc();
+                    // Boxed: only delayed requests pay for the timer's room. Nothing is
+                    // held across it: dropping the exchange here loses nothing.
+                    Box::pin(monoio::time::sleep(d)).await;
+                }
+                rate_limit::Decision::Refuse(r) => return self.rate_limited(s, r).await,
+            }
+        }
         let group = selected.route.upstream;
         let upstream = &config.upstreams[group];
         let mut scratch = Vec::new();
@@ -298,6 +318,49 @@ impl Exchange<'_> {
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
         Box::pin(s.respond(status, reason, reusable)).await
+    }
+
+    /// A rate limit's refusal: its status with `Retry-After` (policy-core's early
+    /// answer with fields replaces this).
+    fn rate_limited<'s, S: ResponseSink>(
+        &'s mut self,
+        s: &'s mut S,
+        r: rate_limit::Refusal,
+    ) -> Pin<Box<dyn Future<Output = Next> + 's>> {
+        Box::pin(async move {
+            let counter = match r.reason {
+                rate_limit::Reason::Burst => PolicyRejection::RateLimitBurst,
+                rate_limit::Reason::TableFull => PolicyRejection::RateLimitTableFull,
+            };
+            self.ctx.metrics.policy_rejections[counter.index()].inc();
+            debug!(
+                limit = r.limit,
+                reason = r.reason.name(),
+                "rate limit refused the request"
+            );
+            self.status = r.status;
+            const BODY: &[u8] = b"too many requests\n";
+            let head = ResponseHead {
+                status: r.status,
+                reason: Bytes::from_static(status_text(r.status).as_bytes()),
+                headers: vec![
+                    Header {
+                        name: Bytes::from_static(b"retry-after"),
+                        value: Bytes::from(r.retry_after_secs.to_string()),
+                    },
+                    Header {
+                        name: Bytes::from_static(b"content-type"),
+                        value: Bytes::from_static(b"text/plain; charset=utf-8"),
+                    },
+                ],
+            };
+            let next = s.start(&head, BodyLength::Known(BODY.len() as u64), false, true);
+            s.data(Bytes::from_static(BODY));
+            match s.finish().await {
+                Ok(()) => next,
+                Err(_) => Next::Close,
+            }
+        })
     }
 
     /// Answers a failure that happened before any response head was sent.

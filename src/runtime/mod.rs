@@ -30,7 +30,8 @@ use tracing::{debug, info, warn};
 
 use crate::context::{LocalSignal, WorkerCtx};
 use crate::generation::Live;
-use crate::observe::Local;
+use crate::observe::{Local, PolicyRejection};
+use crate::policy::conn_limit::Admission;
 use crate::transport::ktls::Fallback;
 use crate::upstream::Upstreams;
 
@@ -298,11 +299,25 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<Work
                     drop(tcp);
                     continue;
                 }
+                // ① Connection limits, before any TLS byte (policy::conn_limit).
+                let limit = ctx.live.load().conn_limits[lctx.index].clone();
+                let counted = match limit.map(|l| l.table.admit(peer.ip(), l.max)) {
+                    None => None,
+                    Some(Admission::Admit(guard)) => guard,
+                    Some(Admission::Refuse) => {
+                        m.policy_rejections[PolicyRejection::ConnLimitPerIp.index()].inc();
+                        debug!(worker = ctx.id, %peer, "max_connections_per_ip reached: closed");
+                        drop(tcp);
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
                 m.accepted.inc();
                 m.active.inc();
                 let (ctx, lctx) = (ctx.clone(), lctx.clone());
                 monoio::spawn(async move {
+                    // Counted out when this task ends, however it ends.
+                    let _counted = counted;
                     let served =
                         CatchUnwind(Box::pin(conn::serve(tcp, peer, ctx.clone(), lctx))).await;
                     if served.is_err() {

@@ -255,6 +255,25 @@ impl Client {
         })
     }
 
+    /// Plain TCP connection from the local address `from` (e.g. 127.0.0.2: another
+    /// client address on loopback).
+    pub fn plain_from(addr: SocketAddr, from: std::net::IpAddr) -> io::Result<Client> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(from, 0).into())?;
+        socket.connect_timeout(&addr.into(), READ_TIMEOUT)?;
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(READ_TIMEOUT))?;
+        s.set_write_timeout(Some(READ_TIMEOUT))?;
+        s.set_nodelay(true)?;
+        Ok(Client {
+            stream: Stream::Plain(s),
+            buf: Vec::new(),
+            read_timeout: READ_TIMEOUT,
+            tls: None,
+        })
+    }
+
     /// TLS connection with the handshake completed.
     pub fn tls(addr: SocketAddr, opts: &TlsOptions) -> io::Result<Client> {
         let config = opts
