@@ -44,12 +44,14 @@
 //! runtime                             | ① workers, accept loop, connection tasks
 //! http1::server                       | ④ the HTTP/1.1 session
 //! proxy                               | ⑤ the exchange
-//! policy identity_headers             | ⑥ request steps after routing
 //! context                             | what every task on a worker reaches
 //! upstream                            | ⑧ pools, balance, the upstream's HTTP/1.1
 //! http1 observe                       | ④ the codec (no I/O); ⑨ metrics, admin, logs
-//! forwarding error                    | forwarding fields judged; the one status mapping
-//! generation message                  | the live config; what the exchange speaks
+//! forwarding                          | forwarding fields judged
+//! generation                          | the live config, with the shared limiter tables
+//! policy identity_headers             | ⑥ request steps after routing (and their state)
+//! error                               | the one status mapping
+//! message                             | what the exchange speaks
 //! route transport                     | ⑦ the routing table; ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
 //! uri listener instance signals profile logging clock alloc | leaves

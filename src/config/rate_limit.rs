@@ -3,6 +3,12 @@
 //! [`crate::policy::rate_limit`] and [`crate::policy::conn_limit`] use them. The checks
 //! are in `validate/rate_limit.rs`.
 
+/// The largest `burst` (and `delay`) the rate limiter's packed word can carry
+/// (26 bits of milli-requests; `crate::policy::rate_limit::algo`).
+pub const MAX_BURST: u64 = 65_535;
+/// The largest rate, in requests per second: keeps the limiter's `rate * ms` exact.
+pub const MAX_RATE_PER_SECOND: u64 = 1_000_000;
+
 /// What a rate limit counts requests by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitKey {

@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::config::rate_limit::{LimitKey, RateLimitConfig, parse_rate};
+use crate::config::rate_limit::{MAX_BURST, MAX_RATE_PER_SECOND};
 use crate::config::raw::{RawConfig, RawRateLimit};
-use crate::policy::rate_limit::algo::{MAX_BURST, MAX_RATE_PER_SECOND};
 
 /// Most limits one route may name (each is one table update per request).
 pub(crate) const MAX_LIMITS_PER_ROUTE: usize = 8;

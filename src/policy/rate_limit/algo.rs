@@ -42,11 +42,11 @@ pub enum Charge {
 /// Bits of the packed word holding `excess` (up to 2^26 - 1 milli-requests: `burst`
 /// up to [`MAX_BURST`]).
 const EXCESS_BITS: u32 = 26;
-/// The largest `burst` (and `delay`) the packed word can carry.
-pub const MAX_BURST: u64 = 65_535;
-/// The largest rate, in requests per second: keeps `rate * ms` exact and makes a
-/// reclaimable key's `last` older than the current millisecond.
-pub const MAX_RATE_PER_SECOND: u64 = 1_000_000;
+/// The largest `burst` (and `delay`) the packed word can carry; the largest rate, in
+/// requests per second (keeps `rate * ms` exact and makes a reclaimable key's `last`
+/// older than the current millisecond). Defined with the settings `ringgate check`
+/// bounds by them.
+pub use crate::config::rate_limit::{MAX_BURST, MAX_RATE_PER_SECOND};
 
 /// nginx's step for one request at `now_ms` on a key whose state is `prev` (`None`:
 /// not seen, or forgotten).
