@@ -7,6 +7,7 @@
 //! issue turns these into ordered phases.
 
 pub mod client_cert;
+pub mod ip;
 
 use crate::error::ProxyError;
 
