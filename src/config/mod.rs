@@ -33,6 +33,7 @@ use rustls::sign::CertifiedKey;
 
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
+pub use crate::policy::ip::IpList;
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
@@ -189,6 +190,29 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub tls: Option<TlsSettings>,
+    /// The client-address settings (PROXY protocol, allow/deny, trusted proxies).
+    pub policies: ListenerPolicies,
+}
+
+/// A listener's client-address settings ([`crate::policy::ip`]); the running listener's
+/// copy is in its generation ([`crate::generation::Generation::listener_policies`]).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerPolicies {
+    /// `proxy_protocol = true`: the sources allowed to send the header
+    /// (`proxy_protocol_from`); `None`: no PROXY protocol on this listener.
+    pub proxy_protocol: Option<IpList>,
+    /// `allow` / `deny`, checked at accept on the client's address (after the PROXY
+    /// header); `None` when neither is written.
+    pub ip: Option<IpList>,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client; `None`: none.
+    pub trusted_proxies: Option<IpList>,
+}
+
+impl ListenerPolicies {
+    /// Something to do at accept, before the handshake.
+    pub fn at_accept(&self) -> bool {
+        self.proxy_protocol.is_some() || self.ip.is_some()
+    }
 }
 
 /// Minimum TLS protocol version offered.
@@ -297,6 +321,8 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// `[route.client_cert]`.
     pub client_cert: Option<RouteClientCert>,
+    /// `allow` / `deny` on the route (403); `None` when neither is written.
+    pub ip: Option<IpList>,
 }
 
 /// Load-balancing algorithm of an upstream.

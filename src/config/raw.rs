@@ -121,6 +121,21 @@ pub struct RawListener {
     pub backlog: Option<Spanned<i64>>,
     /// Absent: plain HTTP.
     pub tls: Option<Spanned<RawTls>>,
+    /// Expect a PROXY protocol header (v1 or v2) before anything else, and take the
+    /// client's address from it. nginx: `listen … proxy_protocol`; HAProxy: `accept-proxy`.
+    pub proxy_protocol: Option<Spanned<bool>>,
+    /// Required with `proxy_protocol`: the balancers allowed to send the header (CIDRs);
+    /// a connection from anywhere else is closed. nginx: `set_real_ip_from`.
+    pub proxy_protocol_from: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs allowed to connect (longest prefix wins; with any `allow`, what no prefix
+    /// matches is denied). nginx: `allow`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs refused at accept, before the handshake. nginx: `deny`.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Peers whose `X-Forwarded-For` is believed (walked from the right, trusted entries
+    /// skipped). nginx: `set_real_ip_from` + `real_ip_header X-Forwarded-For` +
+    /// `real_ip_recursive on`.
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[listener.tls]`.
@@ -241,6 +256,11 @@ pub struct RawRoute {
     /// `[route.client_cert]`: require a verified client certificate, optionally from
     /// listed subjects. nginx: `if ($ssl_client_verify != SUCCESS) { return 403; }`.
     pub client_cert: Option<Spanned<RawRouteClientCert>>,
+    /// CIDRs allowed on this route (403 otherwise when any is given). nginx: `allow` in
+    /// a `location`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs refused on this route (403). nginx: `deny` in a `location`.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[route.client_cert]`.

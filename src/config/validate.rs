@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod ip;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -432,6 +433,7 @@ impl Validator<'_> {
         };
         // nginx's default backlog on Linux is 511.
         let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
+        let policies = self.listener_ip(&field, l);
         let tls = match &l.tls {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
@@ -440,6 +442,7 @@ impl Validator<'_> {
             addr: addr?,
             backlog,
             tls,
+            policies: policies?,
         })
     }
 
@@ -895,8 +898,9 @@ impl Validator<'_> {
                     .route_client_cert(&format!("{field}.client_cert"), c)
                     .map(Some),
             };
-            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
-                (upstream, host, path_prefix, client_cert)
+            let ip = self.allow_deny(&field, &r.allow, &r.deny).ok();
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert), Some(ip)) =
+                (upstream, host, path_prefix, client_cert, ip)
             else {
                 continue;
             };
@@ -919,6 +923,7 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 upstream,
                 client_cert,
+                ip,
             });
         }
         routes
