@@ -37,7 +37,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
+use crate::config::{
+    Config, ConfigErrors, KtlsMode, ListenerConfig, ListenerPolicies, ServerSettings,
+};
 use crate::instance::{FileReload, Status};
 use crate::route::Router;
 use crate::transport::tls::{ServerConfigs, TlsSetupError, TlsShared};
@@ -71,6 +73,9 @@ pub struct Generation {
     pub router: Router,
     /// One per running listener, in the order they were bound; `None`: plain HTTP.
     pub listeners: Vec<Option<ListenerTls>>,
+    /// One per running listener, in the order they were bound: its client-address
+    /// settings (a listener removed from the file keeps its previous ones, like its TLS).
+    pub listener_policies: Vec<ListenerPolicies>,
     /// One per `config.upstreams` entry.
     pub upstreams: Vec<UpstreamSlots>,
     /// `live_slots[slot]`: this generation routes to that pool slot.
@@ -500,6 +505,7 @@ fn build(
     // Each running listener takes the new config's listener with the same address.
     let mut taken = vec![false; config.listeners.len()];
     let mut listeners = Vec::new();
+    let mut listener_policies = Vec::new();
     for (i, r) in running.iter().enumerate() {
         let found = config
             .listeners
@@ -513,9 +519,12 @@ fn build(
                 r.addr
             ));
             listeners.push(previous());
+            let kept = old.and_then(|o| o.listener_policies.get(i));
+            listener_policies.push(kept.cloned().unwrap_or_default());
             continue;
         };
         taken[j] = true;
+        listener_policies.push(l.policies.clone());
         if l.backlog != r.backlog {
             needs_restart.push(format!("listener {} backlog changed", r.addr));
         }
@@ -551,6 +560,7 @@ fn build(
         config,
         router,
         listeners,
+        listener_policies,
         upstreams,
         live_slots,
     };

@@ -125,6 +125,40 @@ impl HistogramSnapshot {
     }
 }
 
+/// A policy's refusal: the `policy` and `reason` labels of
+/// `ringgate_policy_rejections_total`. The accept phase's (PROXY protocol, IP lists) and a
+/// route's IP list; the per-request phases add theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRejection {
+    /// An `allow`/`deny` list refused the client's address (at accept or on a route).
+    IpDenied,
+    /// A connection to a PROXY protocol listener from outside `proxy_protocol_from`.
+    ProxyUntrusted,
+    /// A PROXY header that is malformed, too long, cut short by a close, or absent.
+    ProxyMalformed,
+    /// No whole PROXY header within the handshake timeout.
+    ProxyTimeout,
+}
+
+impl PolicyRejection {
+    pub const ALL: [PolicyRejection; 4] = [
+        PolicyRejection::IpDenied,
+        PolicyRejection::ProxyUntrusted,
+        PolicyRejection::ProxyMalformed,
+        PolicyRejection::ProxyTimeout,
+    ];
+
+    /// `(policy, reason)` labels.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            PolicyRejection::IpDenied => ("ip", "denied"),
+            PolicyRejection::ProxyUntrusted => ("proxy_protocol", "untrusted_source"),
+            PolicyRejection::ProxyMalformed => ("proxy_protocol", "malformed"),
+            PolicyRejection::ProxyTimeout => ("proxy_protocol", "timeout"),
+        }
+    }
+}
+
 /// Why a TLS handshake did not complete (`reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
@@ -345,6 +379,8 @@ pub struct WorkerMetrics {
     pub splice_pipes_spare: Gauge,
     /// Connection tasks that panicked (a bug: each lost one connection).
     pub panics: Counter,
+    /// Connections and requests refused by a policy, by [`PolicyRejection`].
+    pub policy_rejections: [Counter; PolicyRejection::ALL.len()],
 }
 
 impl WorkerMetrics {

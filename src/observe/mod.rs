@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 
 pub use metrics::{Counter, Gauge, Histogram, WorkerMetrics};
 use metrics::{
-    HandshakeFailure, HistogramSnapshot, LATENCY_BUCKETS, STATUS_CLASSES, TLS_SUITES,
-    UPSTREAM_ERROR_KINDS,
+    HandshakeFailure, HistogramSnapshot, LATENCY_BUCKETS, PolicyRejection, STATUS_CLASSES,
+    TLS_SUITES, UPSTREAM_ERROR_KINDS,
 };
 
 use crate::transport::ktls::Fallback;
@@ -209,6 +209,18 @@ impl Registry {
             G,
             self.sum(|w| w.active.get()),
         );
+
+        let name = "ringgate_policy_rejections_total";
+        o.header(
+            name,
+            "Connections and requests refused by a policy, by policy and reason.",
+            C,
+        );
+        for (i, r) in PolicyRejection::ALL.iter().enumerate() {
+            let (policy, reason) = r.labels();
+            let n = self.sum(|w| w.policy_rejections[i].get());
+            o.sample(name, &[("policy", policy), ("reason", reason)], n as f64);
+        }
 
         let name = "ringgate_tls_handshakes_total";
         o.header(name, "TLS handshakes by outcome: ok, or why it failed.", C);
