@@ -198,13 +198,14 @@ fn parse_v2(buf: &[u8]) -> Parsed {
     if len > V2_MAX {
         return Parsed::Invalid(Malformed::TooLong);
     }
-    // Addresses the family needs: IPv4 4+4+2+2, IPv6 16+16+2+2, UNIX 108+108.
+    // Addresses the family needs: IPv4 4+4+2+2, IPv6 16+16+2+2, UNIX 108+108. LOCAL's
+    // address block, whatever it holds, is skipped (the spec: the receiver ignores it).
     let needed = match family {
+        _ if command == Command::Local => 0,
         0x00 => 0,
         0x11 => 12,
         0x21 => 36,
         0x31 => 216,
-        _ if command == Command::Local => 0,
         _ => return Parsed::Invalid(Malformed::V2Family),
     };
     if payload < needed {
@@ -327,6 +328,7 @@ mod tests {
         // LOCAL: the balancer's own connection, addresses (if any) ignored.
         check_split(&v2(0x20, 0x00, &[]), Source::Peer);
         check_split(&v2(0x20, 0x11, &[1; 12]), Source::Peer);
+        check_split(&v2(0x20, 0x21, &[1; 3]), Source::Peer);
         check_split(&v2(0x21, 0x00, &[]), Source::Peer);
         check_split(&v2(0x21, 0x31, &[0; 216]), Source::Peer);
     }
