@@ -21,6 +21,7 @@ fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
         upstream,
         client_cert: None,
         rate_limits: Vec::new(),
+        ip: None,
     }
 }
 

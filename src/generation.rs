@@ -37,7 +37,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigErrors, KtlsMode, ListenerConfig, ServerSettings};
+use crate::config::{
+    Config, ConfigErrors, KtlsMode, ListenerConfig, ListenerPolicies, ServerSettings,
+};
 use crate::instance::{FileReload, Status};
 use crate::policy::conn_limit::ConnTable;
 use crate::policy::rate_limit::Limiter;
@@ -73,6 +75,9 @@ pub struct Generation {
     pub router: Router,
     /// One per running listener, in the order they were bound; `None`: plain HTTP.
     pub listeners: Vec<Option<ListenerTls>>,
+    /// One per running listener, in the order they were bound: its client-address
+    /// settings (a listener removed from the file keeps its previous ones, like its TLS).
+    pub listener_policies: Vec<ListenerPolicies>,
     /// One per `config.upstreams` entry.
     pub upstreams: Vec<UpstreamSlots>,
     /// One per `config.rate_limits` entry; a limit unchanged by a reload keeps its
@@ -518,6 +523,7 @@ fn build(
     let mut taken = vec![false; config.listeners.len()];
     let mut listeners = Vec::new();
     let mut conn_limits = Vec::new();
+    let mut listener_policies = Vec::new();
     for (i, r) in running.iter().enumerate() {
         let found = config
             .listeners
@@ -532,6 +538,8 @@ fn build(
             ));
             listeners.push(previous());
             conn_limits.push(old.and_then(|o| o.conn_limits[i].clone()));
+            let kept = old.and_then(|o| o.listener_policies.get(i));
+            listener_policies.push(kept.cloned().unwrap_or_default());
             continue;
         };
         taken[j] = true;
@@ -539,6 +547,7 @@ fn build(
             max,
             table: r.conns.clone(),
         }));
+        listener_policies.push(l.policies.clone());
         if l.backlog != r.backlog {
             needs_restart.push(format!("listener {} backlog changed", r.addr));
         }
@@ -582,6 +591,7 @@ fn build(
         config,
         router,
         listeners,
+        listener_policies,
         upstreams,
         rate_limits,
         conn_limits,

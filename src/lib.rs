@@ -9,6 +9,8 @@
 //!
 //! ```text
 //! client ─TCP─▶ ① accept      runtime (accept loop, conn.rs), listener  (SO_REUSEPORT, caps, EMFILE backoff)
+//!                            runtime::admit, proxy_protocol, policy::ip (PROXY header → client address;
+//!                                                                    IP allow/deny; before any TLS byte)
 //!              ② transport   transport, transport::tls             (plain | rustls | kernel stream; one TLS
 //!                                                                    driver, server and client role; TlsInfo;
 //!                                                                    client certificates, per-SNI configs)
@@ -128,6 +130,7 @@ pub mod observe;
 pub mod policy;
 pub mod profile;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod route;
 pub mod runtime;
 pub mod server;

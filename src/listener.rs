@@ -152,6 +152,23 @@ pub fn pending(fd: BorrowedFd<'_>) -> Pending {
     }
 }
 
+/// Reads what is queued on a socket without waiting (`MSG_DONTWAIT`): with `peek`, a
+/// look that consumes nothing (`MSG_PEEK`); without, the bytes are taken. A socket with
+/// nothing queued is `WouldBlock`. For the few bytes read before anything else owns the
+/// stream (a PROXY protocol header), so exactly the header is taken and no byte after it.
+#[allow(
+    unsafe_code,
+    reason = "recv(2) into an initialised buffer through socket2's MaybeUninit interface"
+)]
+pub fn recv_queued(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the view only
+    // ever receives initialised bytes: recv(2) writes data, never uninitialised memory,
+    // so `buf` stays initialised for its owner.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    socket2::SockRef::from(&fd).recv_with_flags(uninit, flags)
+}
+
 /// Stops a listening socket now: `shutdown(2)` on a listening TCP socket makes the kernel
 /// refuse new connections and fail pending accepts at once. Closing the fd alone is not
 /// enough under io_uring: an accept still in flight holds a reference to the socket until

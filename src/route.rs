@@ -136,6 +136,7 @@ mod tests {
             upstream,
             client_cert: None,
             rate_limits: Vec::new(),
+            ip: None,
         }
     }
 

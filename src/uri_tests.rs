@@ -272,6 +272,7 @@ fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         upstream,
         client_cert: None,
         rate_limits: Vec::new(),
+        ip: None,
     }
 }
 

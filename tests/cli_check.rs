@@ -623,3 +623,90 @@ fn malformed_rate_limits_are_refused_with_file_line_and_field() {
     let out = d.check("good-limits.toml", &text);
     assert_eq!(out.status.code(), Some(0), "output:\n{}", out.text);
 }
+
+/// `good()` with `lines` added to the `[[listener]]` table.
+fn with_listener_lines(lines: &str) -> String {
+    let addr = "addr = \"127.0.0.1:18443\"\n";
+    good().replacen(addr, &format!("{addr}{lines}"), 1)
+}
+
+#[test]
+fn bad_cidr_in_a_listener_allow_list() {
+    let d = Dir::new();
+    let text = with_listener_lines("allow = [\"10.0.0.0/8\", \"10.0.0.300/8\"]\n");
+    let out = d.check("bad-cidr.toml", &text);
+    expect_error(
+        &out,
+        "bad-cidr.toml",
+        line_of(&text, "10.0.0.300/8"),
+        Some("listener[0].allow[1]"),
+        &["10.0.0.300/8", "cidr"],
+    );
+}
+
+#[test]
+fn cidr_with_host_bits_on_a_route_and_a_conflict() {
+    let d = Dir::new();
+    let route = "upstream = \"backend\"\n";
+    let text = good().replacen(
+        route,
+        &format!(
+            "{route}allow = [\"10.0.0.0/8\"]\ndeny = [\"10.1.2.3/16\", \"10.0.0.0/8\"] # both\n"
+        ),
+        1,
+    );
+    let out = d.check("bad-route-cidr.toml", &text);
+    expect_error(
+        &out,
+        "bad-route-cidr.toml",
+        line_of(&text, "# both"),
+        Some("route[0].deny[0]"),
+        &["10.1.2.3/16", "10.1.0.0/16"],
+    );
+    let text = good().replacen(
+        route,
+        &format!("{route}allow = [\"10.0.0.0/8\"]\ndeny = [\"10.0.0.0/8\"] # both\n"),
+        1,
+    );
+    let out = d.check("conflict.toml", &text);
+    expect_error(
+        &out,
+        "conflict.toml",
+        line_of(&text, "# both"),
+        Some("route[0].deny[0]"),
+        &["10.0.0.0/8", "both allow and deny"],
+    );
+}
+
+#[test]
+fn proxy_protocol_needs_its_sources() {
+    let d = Dir::new();
+    let text = with_listener_lines("proxy_protocol = true\n");
+    let out = d.check("pp.toml", &text);
+    expect_error(
+        &out,
+        "pp.toml",
+        line_of(&text, "proxy_protocol = true"),
+        Some("listener[0].proxy_protocol_from"),
+        &["proxy_protocol_from", "required", "0.0.0.0/0"],
+    );
+    let text =
+        with_listener_lines("proxy_protocol = true\nproxy_protocol_from = [\"::/0\", \"x\"]\n");
+    let out = d.check("pp-bad.toml", &text);
+    expect_error(
+        &out,
+        "pp-bad.toml",
+        line_of(&text, "proxy_protocol_from"),
+        Some("listener[0].proxy_protocol_from[1]"),
+        &["\"x\""],
+    );
+    let text = with_listener_lines("trusted_proxies = [\"2001:db8::/129\"]\n");
+    let out = d.check("tp.toml", &text);
+    expect_error(
+        &out,
+        "tp.toml",
+        line_of(&text, "trusted_proxies"),
+        Some("listener[0].trusted_proxies[0]"),
+        &["2001:db8::/129"],
+    );
+}

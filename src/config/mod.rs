@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
+pub use crate::policy::ip::IpList;
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifierError,
@@ -218,6 +219,29 @@ pub struct ListenerConfig {
     pub tls: Option<TlsSettings>,
     /// `max_connections_per_ip` (`None`: no limit).
     pub max_connections_per_ip: Option<u32>,
+    /// The client-address settings (PROXY protocol, allow/deny, trusted proxies).
+    pub policies: ListenerPolicies,
+}
+
+/// A listener's client-address settings ([`crate::policy::ip`]); the running listener's
+/// copy is in its generation ([`crate::generation::Generation::listener_policies`]).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerPolicies {
+    /// `proxy_protocol = true`: the sources allowed to send the header
+    /// (`proxy_protocol_from`); `None`: no PROXY protocol on this listener.
+    pub proxy_protocol: Option<IpList>,
+    /// `allow` / `deny`, checked at accept on the client's address (after the PROXY
+    /// header); `None` when neither is written.
+    pub ip: Option<IpList>,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client; `None`: none.
+    pub trusted_proxies: Option<IpList>,
+}
+
+impl ListenerPolicies {
+    /// Something to do at accept, before the handshake.
+    pub fn at_accept(&self) -> bool {
+        self.proxy_protocol.is_some() || self.ip.is_some()
+    }
 }
 
 /// Minimum TLS protocol version offered.
@@ -328,6 +352,8 @@ pub struct RouteConfig {
     pub client_cert: Option<RouteClientCert>,
     /// `rate_limit`: indexes into [`Config::rate_limits`], in the order written.
     pub rate_limits: Vec<usize>,
+    /// `allow` / `deny` on the route (403); `None` when neither is written.
+    pub ip: Option<IpList>,
 }
 
 /// Load-balancing algorithm of an upstream.

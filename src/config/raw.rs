@@ -148,6 +148,21 @@ pub struct RawListener {
     /// Open connections one client IP may hold on this listener, across all workers;
     /// the next is closed at accept. nginx: `limit_conn` on `$binary_remote_addr`.
     pub max_connections_per_ip: Option<Spanned<i64>>,
+    /// Expect a PROXY protocol header (v1 or v2) before anything else, and take the
+    /// client's address from it. nginx: `listen … proxy_protocol`; HAProxy: `accept-proxy`.
+    pub proxy_protocol: Option<Spanned<bool>>,
+    /// Required with `proxy_protocol`: the balancers allowed to send the header (CIDRs);
+    /// a connection from anywhere else is closed. nginx: `set_real_ip_from`.
+    pub proxy_protocol_from: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs allowed to connect (longest prefix wins; with any `allow`, what no prefix
+    /// matches is denied). nginx: `allow`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs refused at accept, before the handshake. nginx: `deny`.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Peers whose `X-Forwarded-For` is believed (walked from the right, trusted entries
+    /// skipped). nginx: `set_real_ip_from` + `real_ip_header X-Forwarded-For` +
+    /// `real_ip_recursive on`.
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[listener.tls]`.
@@ -271,6 +286,11 @@ pub struct RawRoute {
     /// Names of `[rate_limit.NAME]` tables that count this route's requests (all are
     /// accounted; the first refusal answers). nginx: `limit_req zone=NAME`.
     pub rate_limit: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs allowed on this route (403 otherwise when any is given). nginx: `allow` in
+    /// a `location`.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CIDRs refused on this route (403). nginx: `deny` in a `location`.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[route.client_cert]`.

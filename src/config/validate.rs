@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod ip;
 mod rate_limit;
 
 use super::addr::{ip_port, resolve};
@@ -435,6 +436,7 @@ impl Validator<'_> {
         };
         // nginx's default backlog on Linux is 511.
         let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
+        let policies = self.listener_ip(&field, l);
         let tls = match &l.tls {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
@@ -445,6 +447,7 @@ impl Validator<'_> {
             backlog,
             tls,
             max_connections_per_ip,
+            policies: policies?,
         })
     }
 
@@ -909,8 +912,15 @@ impl Validator<'_> {
                 None => Some(Vec::new()),
                 Some(names) => self.route_rate_limits(raw, &field, names, rate_limits),
             };
-            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert), Some(limits)) =
-                (upstream, host, path_prefix, client_cert, limits)
+            let ip = self.allow_deny(&field, &r.allow, &r.deny).ok();
+            let (
+                Some(upstream),
+                Some(host),
+                Some(path_prefix),
+                Some(client_cert),
+                Some(limits),
+                Some(ip),
+            ) = (upstream, host, path_prefix, client_cert, limits, ip)
             else {
                 continue;
             };
@@ -934,6 +944,7 @@ impl Validator<'_> {
                 upstream,
                 client_cert,
                 rate_limits: limits,
+                ip,
             });
         }
         routes

@@ -237,13 +237,25 @@ pub enum PolicyRejection {
     RateLimitTableFull,
     /// A listener's `max_connections_per_ip` was reached (closed at accept).
     ConnLimitPerIp,
+    /// An `allow`/`deny` list refused the client's address (at accept or on a route).
+    IpDenied,
+    /// A connection to a PROXY protocol listener from outside `proxy_protocol_from`.
+    ProxyUntrusted,
+    /// A PROXY header that is malformed, too long, cut short by a close, or absent.
+    ProxyMalformed,
+    /// No whole PROXY header within the handshake timeout.
+    ProxyTimeout,
 }
 
 impl PolicyRejection {
-    pub const ALL: [PolicyRejection; 3] = [
+    pub const ALL: [PolicyRejection; 7] = [
         PolicyRejection::RateLimitBurst,
         PolicyRejection::RateLimitTableFull,
         PolicyRejection::ConnLimitPerIp,
+        PolicyRejection::IpDenied,
+        PolicyRejection::ProxyUntrusted,
+        PolicyRejection::ProxyMalformed,
+        PolicyRejection::ProxyTimeout,
     ];
 
     /// `(policy, reason)`.
@@ -252,6 +264,10 @@ impl PolicyRejection {
             PolicyRejection::RateLimitBurst => ("rate_limit", "burst_exceeded"),
             PolicyRejection::RateLimitTableFull => ("rate_limit", "table_full"),
             PolicyRejection::ConnLimitPerIp => ("conn_limit", "max_connections_per_ip"),
+            PolicyRejection::IpDenied => ("ip", "denied"),
+            PolicyRejection::ProxyUntrusted => ("proxy_protocol", "untrusted_source"),
+            PolicyRejection::ProxyMalformed => ("proxy_protocol", "malformed"),
+            PolicyRejection::ProxyTimeout => ("proxy_protocol", "timeout"),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod client_cert;
 pub mod conn_limit;
+pub mod ip;
 pub mod rate_limit;
 
 use crate::error::ProxyError;

@@ -72,6 +72,10 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         upstream: None,
         error: None,
     };
+    // accept-policies: `trusted_proxies` (X-Forwarded-For → the client address policies,
+    // forwarding fields and logs use). The lead moves this onto the policy phase runner.
+    let listener = generation.listener_policies.get(req.client.listener);
+    policy::ip::real_client_step(&mut req, listener.and_then(|p| p.trusted_proxies.as_ref()));
     identity_step(&mut req, generation);
     let next = match admit(&mut req, &generation.config.http) {
         Ok(()) => x.run(&req, session).await,
@@ -235,6 +239,14 @@ impl Exchange<'_> {
         if let Some(rule) = &selected.route.client_cert
             && let Verdict::Refuse(e) = policy::client_cert::check(req.tls.as_deref(), rule)
         {
+            return self.fail(e, req, s).await;
+        }
+        // accept-policies: the route's `allow` / `deny` (403), counted as
+        // {policy="ip",reason="denied"}. The lead moves this onto the policy phase runner.
+        if let Some(list) = &selected.route.ip
+            && let Verdict::Refuse(e) = policy::ip::check_route(list, req.client.addr.ip())
+        {
+            self.ctx.metrics.policy_rejections[PolicyRejection::IpDenied as usize].inc();
             return self.fail(e, req, s).await;
         }
         // Rate limits (policy::rate_limit). Wired here by the rate-limit branch for its

@@ -1,10 +1,12 @@
-//! One accepted connection, from the socket to its session: on a TLS listener the
-//! handshake and the kernel TLS switch ([`crate::transport::accept`], which keeps the
-//! handshake's facts for every exchange), then the HTTP/1.1 session
+//! One accepted connection, from the socket to its session: the accept phase's policies
+//! ([`super::admit`]: PROXY protocol, IP allow/deny; the client's address), on a TLS
+//! listener the handshake and the kernel TLS switch ([`crate::transport::accept`], which
+//! keeps the handshake's facts for every exchange), then the HTTP/1.1 session
 //! ([`crate::http1::server`]). ALPN will pick the session once HTTP/2 comes.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
@@ -21,8 +23,31 @@ pub async fn serve(
     listener: Rc<ListenerSpec>,
 ) {
     let mut rbuf = BytesMut::new();
-    // Loaded for the handshake only; each exchange loads the then current one again.
-    let tls = ctx.live.load().listeners[listener.index].clone();
+    // Loaded for the accept phase and the handshake only; each exchange loads the then
+    // current one again.
+    let (tls, at_accept) = {
+        let g = ctx.live.load();
+        let at_accept = g
+            .listener_policies
+            .get(listener.index)
+            .is_some_and(|p| p.at_accept())
+            .then(|| Arc::clone(&g));
+        (g.listeners[listener.index].clone(), at_accept)
+    };
+    let peer = match at_accept {
+        None => peer,
+        Some(g) => {
+            let timeout = match &tls {
+                Some(t) => t.handshake_timeout,
+                None => g.config.http.client_header_timeout,
+            };
+            let policies = &g.listener_policies[listener.index];
+            match super::admit::admit(&tcp, peer, policies, timeout, &ctx.metrics).await {
+                Some(client) => client,
+                None => return,
+            }
+        }
+    };
     let (stream, info) = match tls {
         Some(tls) => {
             // Boxed, like the exchange: the handshake's state is freed once it is done,

@@ -11,6 +11,7 @@
 //! exchanges finish up to `shutdown_timeout_ms`, then drops whatever is left. A worker
 //! never blocks on files, DNS or locks; thread spawn failures are errors, not panics.
 
+mod admit;
 mod conn;
 
 use std::future::Future;

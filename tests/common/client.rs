@@ -236,6 +236,20 @@ pub struct Client {
     pub tls: Option<TlsInfo>,
 }
 
+/// A TCP connection to `addr` from the local address `from` (e.g. 127.0.0.2: the whole
+/// of 127.0.0.0/8 is the loopback's), with the usual timeouts.
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect_timeout(&addr.into(), READ_TIMEOUT)?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(READ_TIMEOUT))?;
+    s.set_write_timeout(Some(READ_TIMEOUT))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
 fn tcp_connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
     s.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -276,6 +290,23 @@ impl Client {
 
     /// TLS connection with the handshake completed.
     pub fn tls(addr: SocketAddr, opts: &TlsOptions) -> io::Result<Client> {
+        Client::tls_over(tcp_connect(addr)?, opts)
+    }
+
+    /// Plain HTTP over a socket the test connected itself ([`connect_from`]).
+    pub fn plain_over(sock: TcpStream) -> Client {
+        Client {
+            stream: Stream::Plain(sock),
+            buf: Vec::new(),
+            read_timeout: READ_TIMEOUT,
+            tls: None,
+        }
+    }
+
+    /// TLS over a socket the test connected itself (after whatever it sent first, e.g. a
+    /// PROXY protocol header), the handshake completed.
+    pub fn tls_over(mut sock: TcpStream, opts: &TlsOptions) -> io::Result<Client> {
+        let addr = sock.peer_addr()?;
         let config = opts
             .client_config()
             .map_err(|e| io::Error::other(format!("client TLS config: {e}")))?;
@@ -283,7 +314,6 @@ impl Client {
             .map_err(|e| io::Error::other(format!("bad server name {:?}: {e}", opts.name)))?;
         let mut conn = ClientConnection::new(Arc::new(config), name)
             .map_err(|e| io::Error::other(format!("client TLS connection: {e}")))?;
-        let mut sock = tcp_connect(addr)?;
         while conn.is_handshaking() {
             conn.complete_io(&mut sock).map_err(|e| {
                 io::Error::new(e.kind(), format!("TLS handshake with {addr} failed: {e}"))
