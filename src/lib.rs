@@ -56,7 +56,7 @@
 //! message                             | what the exchange speaks
 //! route transport                     | ⑦ the routing table; ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
-//! uri listener instance signals profile logging clock alloc | leaves
+//! uri listener instance signals profile logging clock alloc proxy_protocol | leaves
 //! ```
 //!
 //! [`message`] is what the exchange speaks — no HTTP version, no chunked coding, no

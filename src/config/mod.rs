@@ -16,6 +16,7 @@ mod addr;
 mod certs;
 mod client_auth;
 pub mod identity_headers;
+pub mod ip_list;
 pub mod kx;
 pub mod rate_limit;
 mod raw;
@@ -33,13 +34,13 @@ use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
-pub use crate::policy::ip::IpList;
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifierError,
     VerifyClient,
 };
 pub use identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
+pub use ip_list::IpList;
 pub use rate_limit::{LimitKey, RateLimitConfig};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;

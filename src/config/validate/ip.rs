@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::config::ListenerPolicies;
+use crate::config::ip_list::{CidrError, IpList, parse_cidr};
 use crate::config::raw::RawListener;
-use crate::policy::ip::{CidrError, IpList, parse_cidr};
 
 type CidrList = Option<Spanned<Vec<Spanned<String>>>>;
 
