@@ -20,6 +20,8 @@ fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
         strip_prefix: false,
         upstream,
         client_cert: None,
+        headers: Default::default(),
+        cors: None,
     }
 }
 

@@ -135,6 +135,8 @@ mod tests {
             strip_prefix: strip,
             upstream,
             client_cert: None,
+            headers: Default::default(),
+            cors: None,
         }
     }
 

@@ -271,6 +271,8 @@ fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         strip_prefix: strip,
         upstream,
         client_cert: None,
+        headers: Default::default(),
+        cors: None,
     }
 }
 

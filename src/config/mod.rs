@@ -33,6 +33,8 @@ use rustls::sign::CertifiedKey;
 
 pub use crate::forwarding::MalformedForwarding;
 pub use crate::identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
+pub use crate::policy::cors::{AllowedOrigins, Cors, OriginPattern};
+pub use crate::policy::headers::{HeaderPolicy, HeaderRule, SecurityHeaders};
 pub use crate::uri::{EscapedSlashes, PathOptions};
 pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifyClient,
@@ -189,6 +191,8 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub tls: Option<TlsSettings>,
+    /// `security_headers`, `request_headers`, `response_headers`.
+    pub headers: HeaderPolicy,
 }
 
 /// Minimum TLS protocol version offered.
@@ -297,6 +301,10 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// `[route.client_cert]`.
     pub client_cert: Option<RouteClientCert>,
+    /// `security_headers`, `request_headers`, `response_headers`.
+    pub headers: HeaderPolicy,
+    /// `[route.cors]`.
+    pub cors: Option<Cors>,
 }
 
 /// Load-balancing algorithm of an upstream.

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod policy_headers;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -436,10 +437,17 @@ impl Validator<'_> {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
         };
+        let headers = self.header_policy(
+            &field,
+            &l.security_headers,
+            &l.request_headers,
+            &l.response_headers,
+        );
         Some(ListenerConfig {
             addr: addr?,
             backlog,
             tls,
+            headers,
         })
     }
 
@@ -895,8 +903,18 @@ impl Validator<'_> {
                     .route_client_cert(&format!("{field}.client_cert"), c)
                     .map(Some),
             };
-            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
-                (upstream, host, path_prefix, client_cert)
+            let headers = self.header_policy(
+                &field,
+                &r.security_headers,
+                &r.request_headers,
+                &r.response_headers,
+            );
+            let cors = match &r.cors {
+                None => Some(None),
+                Some(c) => self.cors(&format!("{field}.cors"), c).map(Some),
+            };
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert), Some(cors)) =
+                (upstream, host, path_prefix, client_cert, cors)
             else {
                 continue;
             };
@@ -919,6 +937,8 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 upstream,
                 client_cert,
+                headers,
+                cors,
             });
         }
         routes

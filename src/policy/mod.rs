@@ -7,6 +7,10 @@
 //! issue turns these into ordered phases.
 
 pub mod client_cert;
+// Issue 22, branch policy-headers: the CORS and header policies (the only lines this
+// branch adds here).
+pub mod cors;
+pub mod headers;
 
 use crate::error::ProxyError;
 
