@@ -19,6 +19,10 @@
 # CG_HANDSHAKE=on makes every request a new connection with a full handshake (no
 # resumption): the figure is then instructions per handshake + request (use smaller
 # windows, e.g. 200 1200).
+# CG_HEADERS=on adds the header policies (README "CORS and security headers"): five
+# security headers on the listener, a request rule and a response rule on the route and
+# a CORS table on it (the load client sends no Origin: the response step still runs,
+# adding Vary); CG_HEADERS=cors is the CORS table alone.
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
@@ -94,6 +98,44 @@ case "${CG_MTLS:-}" in
     ;;
   *) echo "CG_MTLS: on or quiet" >&2; exit 2 ;;
 esac
+case "${CG_HEADERS:-}" in
+  "") ;;
+  on|cors)
+    if [ "$CG_HEADERS" = on ]; then
+      cat >"$work/listener-headers.toml" <<'TOML'
+[listener.security_headers]
+hsts = "max-age=31536000; includeSubDomains"
+content_type_options = "nosniff"
+frame_options = "DENY"
+content_security_policy = "default-src 'self'"
+referrer_policy = "strict-origin-when-cross-origin"
+TOML
+      # Before [[route]], so the table belongs to the listener.
+      awk -v f="$work/listener-headers.toml" '/^\[\[route\]\]/ { while ((getline l < f) > 0) print l } { print }' \
+        "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+      cat >"$work/route-headers.toml" <<'TOML'
+[[route.request_headers]]
+action = "set"
+name = "X-Api-Version"
+value = "2"
+[[route.response_headers]]
+action = "remove"
+name = "X-Powered-By"
+TOML
+    else
+      : >"$work/route-headers.toml"
+    fi
+    cat >>"$work/route-headers.toml" <<'TOML'
+[route.cors]
+allow_origins = ["https://app.example.com", "https://*.example.net"]
+allow_credentials = true
+TOML
+    # Before [upstream.origin], so the tables belong to the route.
+    awk -v f="$work/route-headers.toml" '/^\[upstream\.origin\]/ { while ((getline l < f) > 0) print l } { print }' \
+      "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+    ;;
+  *) echo "CG_HEADERS: on or cors" >&2; exit 2 ;;
+esac
 valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
   >"$work/rg.log" 2>&1 &
 vpid=$!
@@ -115,4 +157,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

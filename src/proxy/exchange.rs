@@ -237,7 +237,7 @@ impl<'a> Exchange<'a> {
         if let Some(cors) = &selected.route.cors
             && let Some(head) = policy::cors::preflight(cors, req)
         {
-            return self.answer_preflight(s, req, head).await;
+            return Box::pin(self.answer_preflight(s, req, head)).await;
         }
         let listener_headers = listener_headers(generation, req);
         policy::headers::on_request(listener_headers, Some(&selected.route.headers), req);
