@@ -22,6 +22,8 @@ fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
         client_cert: None,
         rate_limits: Vec::new(),
         ip: None,
+        headers: Default::default(),
+        cors: None,
     }
 }
 

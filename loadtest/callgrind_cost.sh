@@ -11,7 +11,8 @@
 # `callgrind_control -z` and `-d` (signals are not delivered reliably to an idle process
 # under valgrind, so the counts are dumped, not read at exit); each window includes one
 # new connection, so (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one request. Needs
-# valgrind, openssl, curl; traffic stays on 127.0.0.1 (ports 18443, 19000, 19901).
+# valgrind, openssl, curl; traffic stays on 127.0.0.1 (ports 18443, 19000, 19901; CG_PORT=N
+# moves them to N, N+1, N+2, for runs side by side on one host).
 # CG_MTLS=on adds client certificates: the listener requires one (a CA made here) and
 # the load client presents it, so every request carries the X-SSL-Client-* identity
 # fields; CG_MTLS=quiet is the same with `client_identity_headers` off (the fields'
@@ -19,6 +20,10 @@
 # CG_HANDSHAKE=on makes every request a new connection with a full handshake (no
 # resumption): the figure is then instructions per handshake + request (use smaller
 # windows, e.g. 200 1200).
+# CG_HEADERS=on adds the header policies (README "CORS and security headers"): five
+# security headers on the listener, a request rule and a response rule on the route and
+# a CORS table on it (the load client sends no Origin: the response step still runs,
+# adding Vary); CG_HEADERS=cors is the CORS table alone.
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
@@ -27,6 +32,11 @@ bin=$(realpath "$1")
 admin=${2:-}
 n1=${3:-2000}
 n2=${4:-12000}
+port=${CG_PORT:-18443}
+origin_port=${CG_PORT:+$((CG_PORT + 1))}
+origin_port=${origin_port:-19000}
+admin_port=${CG_PORT:+$((CG_PORT + 2))}
+admin_port=${admin_port:-19901}
 load=target/release/ringgate-load
 [ -x "$load" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
@@ -37,16 +47,16 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=localhost -addext subjectAltName=DNS:localhost \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 case "${CG_BACKEND:-origin}" in
-  origin) target/release/ringgate origin --listen 127.0.0.1:19000 2>"$work/origin.log" & ;;
+  origin) target/release/ringgate origin --listen 127.0.0.1:$origin_port 2>"$work/origin.log" & ;;
   nginx)
     # compare.sh's nginx backend (static files, nginx's usual 8 response header fields)
     command -v nginx >/dev/null || { echo "CG_BACKEND=nginx needs nginx" >&2; exit 2; }
     mkdir -p "$work/www/bytes"
     head -c 12 /dev/zero | tr '\0' x >"$work/www/bytes/12"
     sed -e "s|@WORK@|$work|g" -e "s|@NOFILE@|4096|g" -e "s|@MAXCONN@|1024|g" \
-      -e "s|@BACKEND_PORT@|19000|g" loadtest/backend-nginx.conf.tmpl >"$work/backend-nginx.conf"
+      -e "s|@BACKEND_PORT@|$origin_port|g" loadtest/backend-nginx.conf.tmpl >"$work/backend-nginx.conf"
     nginx -c "$work/backend-nginx.conf" -e "$work/backend-nginx-error.log" 2>"$work/origin.log" &
-    for _ in $(seq 100); do curl -sf http://127.0.0.1:19000/bytes/12 >/dev/null && break; sleep 0.1; done
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:$origin_port/bytes/12 >/dev/null && break; sleep 0.1; done
     ;;
   *) echo "CG_BACKEND: origin or nginx" >&2; exit 2 ;;
 esac
@@ -55,17 +65,17 @@ cat >"$work/rg.toml" <<TOML
 workers = 1
 pin_workers = false
 [[listener]]
-addr = "127.0.0.1:18443"
+addr = "127.0.0.1:$port"
 [listener.tls]
 certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 [[route]]
 path_prefix = "/"
 upstream = "origin"
 [upstream.origin]
-servers = ["127.0.0.1:19000"]
+servers = ["127.0.0.1:$origin_port"]
 TOML
 if [ "$admin" = admin ]; then
-  printf '[admin]\naddr = "127.0.0.1:19901"\n' >>"$work/rg.toml"
+  printf '[admin]\naddr = "127.0.0.1:%s"\n' "$admin_port" >>"$work/rg.toml"
 fi
 client_args=()
 case "${CG_MTLS:-}" in
@@ -94,18 +104,56 @@ case "${CG_MTLS:-}" in
     ;;
   *) echo "CG_MTLS: on or quiet" >&2; exit 2 ;;
 esac
+case "${CG_HEADERS:-}" in
+  "") ;;
+  on|cors)
+    if [ "$CG_HEADERS" = on ]; then
+      cat >"$work/listener-headers.toml" <<'TOML'
+[listener.security_headers]
+hsts = "max-age=31536000; includeSubDomains"
+content_type_options = "nosniff"
+frame_options = "DENY"
+content_security_policy = "default-src 'self'"
+referrer_policy = "strict-origin-when-cross-origin"
+TOML
+      # Before [[route]], so the table belongs to the listener.
+      awk -v f="$work/listener-headers.toml" '/^\[\[route\]\]/ { while ((getline l < f) > 0) print l } { print }' \
+        "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+      cat >"$work/route-headers.toml" <<'TOML'
+[[route.request_headers]]
+action = "set"
+name = "X-Api-Version"
+value = "2"
+[[route.response_headers]]
+action = "remove"
+name = "X-Powered-By"
+TOML
+    else
+      : >"$work/route-headers.toml"
+    fi
+    cat >>"$work/route-headers.toml" <<'TOML'
+[route.cors]
+allow_origins = ["https://app.example.com", "https://*.example.net"]
+allow_credentials = true
+TOML
+    # Before [upstream.origin], so the tables belong to the route.
+    awk -v f="$work/route-headers.toml" '/^\[upstream\.origin\]/ { while ((getline l < f) > 0) print l } { print }' \
+      "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+    ;;
+  *) echo "CG_HEADERS: on or cors" >&2; exit 2 ;;
+esac
 valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
   >"$work/rg.log" 2>&1 &
 vpid=$!
 for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
 if [ "${CG_HANDSHAKE:-}" = on ]; then client_args+=(--handshake --no-resume); fi
-get() { "$load" --url https://127.0.0.1:18443/bytes/12 --insecure -c 1 --requests "$1" \
+get() { "$load" --url https://127.0.0.1:$port/bytes/12 --insecure -c 1 --requests "$1" \
   --duration-secs 600 -q --label callgrind "${client_args[@]}" >/dev/null; }
 get 500 # warm: pools, allocator, session cache
 for n in "$n1" "$n2"; do
   callgrind_control -z "$vpid" >/dev/null 2>&1
   get "$n"
-  if [ "$admin" = admin ]; then curl -sf http://127.0.0.1:19901/metrics >/dev/null; fi
+  if [ "$admin" = admin ]; then curl -sf http://127.0.0.1:$admin_port/metrics >/dev/null; fi
   callgrind_control -d "$vpid" >/dev/null 2>&1
 done
 kill -9 "$vpid"
@@ -115,4 +163,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

@@ -56,7 +56,7 @@
 //! message                             | what the exchange speaks
 //! route transport                     | ⑦ the routing table; ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
-//! uri listener instance signals profile logging clock alloc proxy_protocol | leaves
+//! uri listener instance signals profile logging clock alloc proxy_protocol field | leaves
 //! ```
 //!
 //! [`message`] is what the exchange speaks — no HTTP version, no chunked coding, no
@@ -118,6 +118,7 @@ pub mod control;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod field;
 pub mod forwarding;
 pub mod generation;
 pub mod http1;

@@ -137,6 +137,8 @@ mod tests {
             client_cert: None,
             rate_limits: Vec::new(),
             ip: None,
+            headers: Default::default(),
+            cors: None,
         }
     }
 

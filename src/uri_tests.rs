@@ -273,6 +273,8 @@ fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         client_cert: None,
         rate_limits: Vec::new(),
         ip: None,
+        headers: Default::default(),
+        cors: None,
     }
 }
 

@@ -15,6 +15,8 @@
 mod addr;
 mod certs;
 mod client_auth;
+pub mod cors;
+pub mod headers;
 pub mod identity_headers;
 pub mod ip_list;
 pub mod kx;
@@ -39,6 +41,8 @@ pub use client_auth::{
     AllowPattern, ClientAuth, ClientCa, ClientCrl, CrlExpired, RouteClientCert, VerifierError,
     VerifyClient,
 };
+pub use cors::{AllowedOrigins, Cors, OriginPattern};
+pub use headers::{HeaderPolicy, HeaderRule, SecurityHeaders};
 pub use identity_headers::{ForwardClientCert, IdentityHeaders, XfccDetails};
 pub use ip_list::IpList;
 pub use rate_limit::{LimitKey, RateLimitConfig};
@@ -222,6 +226,8 @@ pub struct ListenerConfig {
     pub max_connections_per_ip: Option<u32>,
     /// The client-address settings (PROXY protocol, allow/deny, trusted proxies).
     pub policies: ListenerPolicies,
+    /// `security_headers`, `request_headers`, `response_headers`.
+    pub headers: HeaderPolicy,
 }
 
 /// A listener's client-address settings ([`crate::policy::ip`]); the running listener's
@@ -355,6 +361,10 @@ pub struct RouteConfig {
     pub rate_limits: Vec<usize>,
     /// `allow` / `deny` on the route (403); `None` when neither is written.
     pub ip: Option<IpList>,
+    /// `security_headers`, `request_headers`, `response_headers`.
+    pub headers: HeaderPolicy,
+    /// `[route.cors]`.
+    pub cors: Option<Cors>,
 }
 
 /// Load-balancing algorithm of an upstream.

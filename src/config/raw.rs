@@ -163,6 +163,13 @@ pub struct RawListener {
     /// skipped). nginx: `set_real_ip_from` + `real_ip_header X-Forwarded-For` +
     /// `real_ip_recursive on`.
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[listener.security_headers]`: on every response of the listener (routes without
+    /// their own table). nginx: `add_header … always` in the `server` block.
+    pub security_headers: Option<Spanned<RawSecurityHeaders>>,
+    /// `[[listener.request_headers]]`. nginx: `proxy_set_header` in the `server` block.
+    pub request_headers: Option<Vec<Spanned<RawHeaderRule>>>,
+    /// `[[listener.response_headers]]`. nginx: `add_header … always`, `proxy_hide_header`.
+    pub response_headers: Option<Vec<Spanned<RawHeaderRule>>>,
 }
 
 /// `[listener.tls]`.
@@ -291,6 +298,16 @@ pub struct RawRoute {
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// CIDRs refused on this route (403). nginx: `deny` in a `location`.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[route.security_headers]`: replaces the listener's table, as a whole, for this
+    /// route (nginx: `add_header` in a `location` replaces the `server`'s).
+    pub security_headers: Option<Spanned<RawSecurityHeaders>>,
+    /// `[[route.request_headers]]`, after the listener's. nginx: `proxy_set_header`.
+    pub request_headers: Option<Vec<Spanned<RawHeaderRule>>>,
+    /// `[[route.response_headers]]`, after the listener's. nginx: `add_header … always`,
+    /// `proxy_hide_header`.
+    pub response_headers: Option<Vec<Spanned<RawHeaderRule>>>,
+    /// `[route.cors]`: cross-origin requests answered by the gateway.
+    pub cors: Option<Spanned<RawCors>>,
 }
 
 /// `[route.client_cert]`.
@@ -329,4 +346,60 @@ pub struct RawUpstream {
     /// Most header fields in a response head (→ 502). nginx has no count limit: its
     /// default 4 KiB `proxy_buffer_size` holds at most ~1,000 fields.
     pub max_response_headers: Option<Spanned<i64>>,
+}
+
+/// `[listener.security_headers]` / `[route.security_headers]`: each key absent is a field
+/// not sent. nginx: `add_header NAME VALUE always`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurityHeaders {
+    /// `Strict-Transport-Security` (HTTPS responses only), e.g.
+    /// `"max-age=31536000; includeSubDomains"`.
+    pub hsts: Option<Spanned<String>>,
+    /// `X-Content-Type-Options`: `"nosniff"`.
+    pub content_type_options: Option<Spanned<String>>,
+    /// `X-Frame-Options`: `"DENY"` or `"SAMEORIGIN"`.
+    pub frame_options: Option<Spanned<String>>,
+    /// `Content-Security-Policy`.
+    pub content_security_policy: Option<Spanned<String>>,
+    /// `Referrer-Policy`, e.g. `"strict-origin-when-cross-origin"`.
+    pub referrer_policy: Option<Spanned<String>>,
+    /// Any other fields: `{ "Permissions-Policy" = "geolocation=()" }`.
+    pub custom: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Replace a field of the same name the upstream sent (default false: the
+    /// upstream's stays, ours is not added).
+    #[serde(rename = "override")]
+    pub override_upstream: Option<bool>,
+}
+
+/// One `[[…request_headers]]` / `[[…response_headers]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRule {
+    /// Required: `"add"`, `"set"` or `"remove"`.
+    pub action: Option<Spanned<String>>,
+    /// Required.
+    pub name: Option<Spanned<String>>,
+    /// Required for add and set; not allowed for remove.
+    pub value: Option<Spanned<String>>,
+}
+
+/// `[route.cors]`. Envoy: the `cors` policy of a route; nginx: `add_header
+/// Access-Control-*` behind a `map $http_origin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Required: origins (`"https://app.example.com"`, `"https://*.example.com"`) or
+    /// `["*"]`. Envoy: `allow_origin_string_match`.
+    pub allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Default `["GET", "HEAD", "POST"]`. Envoy: `allow_methods`.
+    pub allow_methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Request fields a page may send. Envoy: `allow_headers`.
+    pub allow_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Response fields a page may read. Envoy: `expose_headers`.
+    pub expose_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Default false. Envoy: `allow_credentials`.
+    pub allow_credentials: Option<bool>,
+    /// How long a browser may cache a preflight's answer. Envoy: `max_age`.
+    pub max_age_secs: Option<Spanned<i64>>,
 }

@@ -15,6 +15,7 @@ use toml::Spanned;
 mod client_auth;
 mod identity;
 mod ip;
+mod policy_headers;
 mod rate_limit;
 
 use super::addr::{ip_port, resolve};
@@ -442,12 +443,19 @@ impl Validator<'_> {
             None => None,
         };
         let max_connections_per_ip = self.max_connections_per_ip(&l.max_connections_per_ip, &field);
+        let headers = self.header_policy(
+            &field,
+            &l.security_headers,
+            &l.request_headers,
+            &l.response_headers,
+        );
         Some(ListenerConfig {
             addr: addr?,
             backlog,
             tls,
             max_connections_per_ip,
             policies: policies?,
+            headers,
         })
     }
 
@@ -913,6 +921,16 @@ impl Validator<'_> {
                 Some(names) => self.route_rate_limits(raw, &field, names, rate_limits),
             };
             let ip = self.allow_deny(&field, &r.allow, &r.deny).ok();
+            let headers = self.header_policy(
+                &field,
+                &r.security_headers,
+                &r.request_headers,
+                &r.response_headers,
+            );
+            let cors = match &r.cors {
+                None => Some(None),
+                Some(c) => self.cors(&format!("{field}.cors"), c).map(Some),
+            };
             let (
                 Some(upstream),
                 Some(host),
@@ -920,7 +938,8 @@ impl Validator<'_> {
                 Some(client_cert),
                 Some(limits),
                 Some(ip),
-            ) = (upstream, host, path_prefix, client_cert, limits, ip)
+                Some(cors),
+            ) = (upstream, host, path_prefix, client_cert, limits, ip, cors)
             else {
                 continue;
             };
@@ -945,6 +964,8 @@ impl Validator<'_> {
                 client_cert,
                 rate_limits: limits,
                 ip,
+                headers,
+                cors,
             });
         }
         routes

@@ -8,6 +8,8 @@
 
 pub mod client_cert;
 pub mod conn_limit;
+pub mod cors;
+pub mod headers;
 pub mod ip;
 pub mod rate_limit;
 

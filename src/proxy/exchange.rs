@@ -34,6 +34,7 @@ use crate::http1::write::status_text;
 use crate::identity_headers::{self, IdentityHeaders};
 use crate::message::{BodyLength, Fault, Header, Request, ResponseHead};
 use crate::observe::PolicyRejection;
+use crate::policy::headers::{HeaderPolicy, ResponsePolicies};
 use crate::policy::rate_limit;
 use crate::policy::{self, Verdict};
 use crate::upstream::Lease;
@@ -78,7 +79,7 @@ pub async fn exchange<S: BodySource + ResponseSink>(
     policy::ip::real_client_step(&mut req, listener.and_then(|p| p.trusted_proxies.as_ref()));
     identity_step(&mut req, generation);
     let next = match admit(&mut req, &generation.config.http) {
-        Ok(()) => x.run(&req, session).await,
+        Ok(()) => x.run(&mut req, session).await,
         Err(e) => x.fail(e, &req, session).await,
     };
     Outcome {
@@ -210,8 +211,8 @@ pub(super) struct Flow {
     answered: bool,
 }
 
-impl Exchange<'_> {
-    async fn run<S: BodySource + ResponseSink>(&mut self, req: &Request, s: &mut S) -> Next {
+impl<'a> Exchange<'a> {
+    async fn run<S: BodySource + ResponseSink>(&mut self, req: &mut Request, s: &mut S) -> Next {
         let generation = self.generation;
         let config = &generation.config;
         let limit = config.http.max_request_body_bytes;
@@ -221,7 +222,7 @@ impl Exchange<'_> {
         {
             self.error = Some(Kind::BodyTooLarge);
             return self
-                .answer(s, 413, "request body larger than allowed", false)
+                .answer(s, req, 413, "request body larger than allowed", false)
                 .await;
         }
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
@@ -232,10 +233,23 @@ impl Exchange<'_> {
             .select(req.authority.as_deref(), route_path)
         else {
             return self
-                .answer(s, 404, "no route for this host and path", true)
+                .answer(s, req, 404, "no route for this host and path", true)
                 .await;
         };
         self.route = Some(selected.route.index);
+        // ── Issue 22, branch policy-headers (the lead re-places this on the phase runner):
+        // a CORS preflight is answered right after routing, before any other route policy
+        // (browsers send no credentials on it); the request header rules run once the
+        // route is known.
+        if let Some(cors) = &selected.route.cors
+            && let Some(head) = policy::cors::preflight(cors, req)
+        {
+            return Box::pin(self.answer_preflight(s, req, head)).await;
+        }
+        let listener_headers = listener_headers(generation, req);
+        policy::headers::on_request(listener_headers, Some(&selected.route.headers), req);
+        let req: &Request = req;
+        // ── end of issue 22's request step
         if let Some(rule) = &selected.route.client_cert
             && let Verdict::Refuse(e) = policy::client_cert::check(req.tls.as_deref(), rule)
         {
@@ -321,11 +335,38 @@ impl Exchange<'_> {
     async fn answer<S: ResponseSink>(
         &mut self,
         s: &mut S,
+        req: &Request,
         status: u16,
         reason: &'static str,
         reusable: bool,
     ) -> Next {
         self.status = status;
+        // ── Issue 22, branch policy-headers: with header policies, the gateway's own
+        // answer carries them too (nginx `add_header … always`). The lead folds this into
+        // the GatewayResponse path; without policies nothing changes.
+        let policies = self.response_policies(req);
+        if !policies.is_empty() {
+            let mut head = ResponseHead {
+                status,
+                reason: Bytes::from_static(crate::http1::write::status_text(status).as_bytes()),
+                headers: vec![
+                    static_field(b"Server", b"ringgate"),
+                    static_field(b"Content-Type", b"text/plain; charset=utf-8"),
+                ],
+            };
+            policies.apply(req, &mut head.headers);
+            let mut body = BytesMut::with_capacity(reason.len() + 1);
+            body.extend_from_slice(reason.as_bytes());
+            body.extend_from_slice(b"\n");
+            return Box::pin(send_own(
+                s,
+                head,
+                Some(body.freeze()),
+                req.is_head(),
+                reusable,
+            ))
+            .await;
+        }
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
@@ -375,6 +416,35 @@ impl Exchange<'_> {
         })
     }
 
+    /// Issue 22, branch policy-headers: a CORS preflight's 204, with the response step
+    /// but for the CORS fields the preflight's head already has.
+    async fn answer_preflight<S: ResponseSink>(
+        &mut self,
+        s: &mut S,
+        req: &Request,
+        mut head: ResponseHead,
+    ) -> Next {
+        self.status = head.status;
+        let policies = ResponsePolicies {
+            cors: None,
+            ..self.response_policies(req)
+        };
+        policies.apply(req, &mut head.headers);
+        Box::pin(send_own(s, head, None, req.is_head(), true)).await
+    }
+
+    /// Issue 22, branch policy-headers: what the response step applies to `req`'s
+    /// answer: its listener's settings and, once routed, its route's.
+    fn response_policies(&self, req: &Request) -> ResponsePolicies<'a> {
+        let generation: &'a Generation = self.generation;
+        let route = self.route.and_then(|i| generation.config.routes.get(i));
+        ResponsePolicies {
+            listener: listener_headers(generation, req),
+            route: route.map(|r| &r.headers),
+            cors: route.and_then(|r| r.cors.as_ref()),
+        }
+    }
+
     /// Answers a failure that happened before any response head was sent.
     fn fail<'s, S: ResponseSink>(
         &'s mut self,
@@ -400,7 +470,7 @@ impl Exchange<'_> {
         match e.status() {
             // After an upstream failure the client's connection is still in order.
             Some(status) => {
-                self.answer(s, status, e.reason, e.side == Side::Upstream)
+                self.answer(s, req, status, e.reason, e.side == Side::Upstream)
                     .await
             }
             None => Next::Close,
@@ -459,7 +529,7 @@ impl Exchange<'_> {
             f.sent_all = false;
         }
         let limits = f.lease.upstream().response_limits;
-        let resp = loop {
+        let mut resp = loop {
             let resp = loop {
                 match f.rd.head(&limits, req.is_head())? {
                     Some(resp) => break resp,
@@ -498,6 +568,12 @@ impl Exchange<'_> {
                 _ => break resp,
             }
         };
+        // ── Issue 22, branch policy-headers: the response step (header rules, CORS,
+        // security headers) on the upstream's final head.
+        let policies = self.response_policies(req);
+        if !policies.is_empty() {
+            policies.apply(req, &mut resp.head.headers);
+        }
         let length_described = req.is_head() || resp.head.status == 304;
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
@@ -610,6 +686,61 @@ impl Exchange<'_> {
             self.first_byte = Some(clock::now());
         }
         Ok(n)
+    }
+}
+
+/// Issue 22, branch policy-headers: a listener that was never configured (a test's
+/// generation without listeners) has no header settings.
+static NO_HEADERS: HeaderPolicy = HeaderPolicy {
+    security: None,
+    request: Vec::new(),
+    response: Vec::new(),
+};
+
+/// Issue 22, branch policy-headers: the header settings of `req`'s listener.
+fn listener_headers<'g>(generation: &'g Generation, req: &Request) -> &'g HeaderPolicy {
+    generation
+        .config
+        .listeners
+        .get(req.client.listener)
+        .map_or(&NO_HEADERS, |l| &l.headers)
+}
+
+fn static_field(name: &'static [u8], value: &'static [u8]) -> Header {
+    Header {
+        name: Bytes::from_static(name),
+        value: Bytes::from_static(value),
+    }
+}
+
+/// Issue 22, branch policy-headers: sends a response the gateway made, with `body`
+/// (none for a 204; only its length for a HEAD request). A failed write closes.
+async fn send_own<S: ResponseSink>(
+    s: &mut S,
+    mut head: ResponseHead,
+    body: Option<Bytes>,
+    head_request: bool,
+    reusable: bool,
+) -> Next {
+    let next = match body {
+        Some(b) if !head_request => {
+            let next = s.start(&head, BodyLength::Known(b.len() as u64), false, reusable);
+            s.data(b);
+            next
+        }
+        Some(b) => {
+            let len = Bytes::from(b.len().to_string());
+            head.headers.push(Header {
+                name: Bytes::from_static(b"Content-Length"),
+                value: len,
+            });
+            s.start(&head, BodyLength::None, true, reusable)
+        }
+        None => s.start(&head, BodyLength::None, false, reusable),
+    };
+    match s.finish().await {
+        Ok(()) => next,
+        Err(_) => Next::Close,
     }
 }
 
