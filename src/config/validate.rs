@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod route;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -830,7 +831,7 @@ impl Validator<'_> {
 
     fn routes(&mut self, raw: &RawConfig, upstreams: &HashMap<String, usize>) -> Vec<RouteConfig> {
         let mut routes = Vec::new();
-        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(String, String), Vec<(usize, route::Conditions)>> = BTreeMap::new();
         for (i, spanned) in raw.route.iter().enumerate() {
             let r = spanned.get_ref();
             let field = format!("route[{i}]");
@@ -895,15 +896,30 @@ impl Validator<'_> {
                     .route_client_cert(&format!("{field}.client_cert"), c)
                     .map(Some),
             };
-            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert)) =
-                (upstream, host, path_prefix, client_cert)
+            let conditions = self.route_conditions(&field, r);
+            let (Some(upstream), Some(host), Some(path_prefix), Some(client_cert), Some(when)) =
+                (upstream, host, path_prefix, client_cert, conditions)
             else {
                 continue;
             };
-            let key = (format!("{host:?}"), path_prefix.clone());
-            if let Some(first) = seen.insert(key, i) {
-                let msg =
-                    format!("same host and path_prefix as route[{first}]: it could never match");
+            // Among routes with the same host and prefix the first whose conditions hold
+            // wins: a route after one that takes the same requests is never chosen.
+            let earlier = seen
+                .entry((format!("{host:?}"), path_prefix.clone()))
+                .or_default();
+            if let Some((first, shadow)) = earlier
+                .iter()
+                .find(|(_, c)| c.is_empty() || c.same_as(&when))
+            {
+                let msg = if shadow.is_empty() {
+                    format!(
+                        "same host and path_prefix as route[{first}], which has no methods or headers: it could never match"
+                    )
+                } else {
+                    format!(
+                        "same host, path_prefix, methods and headers as route[{first}]: it could never match"
+                    )
+                };
                 let span = r
                     .path_prefix
                     .as_ref()
@@ -912,6 +928,8 @@ impl Validator<'_> {
                 self.error(Some(span), &field, msg);
                 continue;
             }
+            let (methods, headers) = (when.methods.clone(), when.headers.clone());
+            earlier.push((i, when));
             routes.push(RouteConfig {
                 index: routes.len(),
                 host,
@@ -919,6 +937,8 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 upstream,
                 client_cert,
+                methods,
+                headers,
             });
         }
         routes

@@ -33,6 +33,7 @@ use crate::generation::Generation;
 use crate::identity_headers::{self, IdentityHeaders};
 use crate::message::{BodyLength, Fault, Request};
 use crate::policy::{self, Verdict};
+use crate::route::RequestView;
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
 use crate::uri::{self, PathReject};
@@ -220,9 +221,10 @@ impl Exchange<'_> {
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
         let asterisk = req.path.as_ref() == b"*";
         let route_path: &[u8] = if asterisk { b"/" } else { &req.path };
-        let Some(selected) = generation
-            .router
-            .select(req.authority.as_deref(), route_path)
+        let Some(selected) =
+            generation
+                .router
+                .select(req.authority.as_deref(), route_path, RequestView::of(req))
         else {
             return self
                 .answer(s, 404, "no route for this host and path", true)
