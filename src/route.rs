@@ -39,6 +39,7 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
+    /// The method and fields of `req`, as the session received them.
     pub fn of(req: &'a Request) -> Self {
         RequestView {
             method: &req.method,
@@ -52,6 +53,8 @@ impl<'a> RequestView<'a> {
 struct PrefixTable {
     /// In config order; the trie's entries index it.
     routes: Vec<RouteConfig>,
+    /// Per route: it has methods or header conditions to check (most have none).
+    conditional: Vec<bool>,
     trie: PrefixTrie,
 }
 
@@ -60,12 +63,16 @@ impl PrefixTable {
         // Tables hold at most the routes of one file, far below u32::MAX.
         let entry = self.routes.len() as u32;
         self.trie.insert(r.path_prefix.as_bytes(), entry);
+        self.conditional
+            .push(!r.methods.is_empty() || !r.headers.is_empty());
         self.routes.push(r);
     }
 
     fn find(&self, path: &[u8], req: RequestView<'_>) -> Option<&RouteConfig> {
         self.trie
-            .longest(path, |e| accepts(&self.routes[e as usize], req))
+            .longest(path, |e| {
+                !self.conditional[e as usize] || accepts(&self.routes[e as usize], req)
+            })
             .map(|e| &self.routes[e as usize])
     }
 }
