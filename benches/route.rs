@@ -1,5 +1,7 @@
 //! Route lookup (`Router::select`): exact host, `*.wildcard` host, longest path prefix,
-//! host-less fallback and miss, with 10 and 1,000 routes.
+//! host-less fallback and miss, with 10 and 1,000 routes; and one host carrying 1,000
+//! and 10,000 path prefixes, the radix tree (`Router`) next to the linear table it
+//! replaced (kept here as [`LinearTable`], the reference).
 //!
 //! Run: `cargo bench --bench route`. See benches/README.md.
 
@@ -7,25 +9,20 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ringgate::config::{HostMatch, RouteConfig};
-use ringgate::route::Router;
+use ringgate::route::{RequestView, Router};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
-    RouteConfig {
-        index: upstream,
-        host,
-        path_prefix: prefix.to_string(),
-        strip_prefix: false,
-        upstream,
-        client_cert: None,
-        rate_limits: Vec::new(),
-        ip: None,
-        headers: Default::default(),
-        cors: None,
-    }
+    RouteConfig::new(upstream, host, prefix, upstream)
 }
+
+/// A GET without fields: these routes have no methods or header conditions.
+const GET: RequestView<'static> = RequestView {
+    method: b"GET",
+    headers: &[],
+};
 
 fn exact(h: &str) -> HostMatch {
     HostMatch::Exact(h.to_string())
@@ -144,12 +141,12 @@ fn bench_select(c: &mut Criterion) {
         let router = Router::new(&routes);
         for l in lookups(big) {
             let got = router
-                .select(l.host, l.path)
+                .select(l.host, l.path, GET)
                 .map(|s| s.route.path_prefix.as_str());
             assert_eq!(got, l.want, "{size} routes, lookup {}", l.name);
             g.bench_function(BenchmarkId::new(l.name, size), |b| {
                 b.iter(|| {
-                    black_box(router.select(black_box(l.host), black_box(l.path)))
+                    black_box(router.select(black_box(l.host), black_box(l.path), GET))
                         .map(|s| s.route.upstream)
                 })
             });
@@ -161,7 +158,11 @@ fn bench_select(c: &mut Criterion) {
 /// Table compilation (config load / reload), not per request.
 fn bench_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("route_build");
-    for (size, routes) in [(10, ten_routes()), (1000, thousand_routes())] {
+    for (size, routes) in [
+        (10, ten_routes()),
+        (1000, thousand_routes()),
+        (10_000, one_host(10_000)),
+    ] {
         g.bench_with_input(BenchmarkId::from_parameter(size), &routes, |b, routes| {
             b.iter(|| Router::new(black_box(routes)))
         });
@@ -169,5 +170,88 @@ fn bench_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_select, bench_build);
+/// The table `PrefixTable` was before the radix tree (f485c75): every prefix of the host,
+/// longest first, tried in turn.
+struct LinearTable {
+    routes: Vec<RouteConfig>,
+}
+
+impl LinearTable {
+    fn new(routes: &[RouteConfig]) -> Self {
+        let mut routes = routes.to_vec();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+        LinearTable { routes }
+    }
+
+    fn find(&self, path: &[u8]) -> Option<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(r.path_prefix.as_bytes()))
+    }
+}
+
+/// `n` routes on `api.example.com`, an API host with many services: `/`, then
+/// `/svcN/` and `/svcN/admin/` for N below `(n - 1) / 2`, and one `/svcN/` more if that
+/// leaves one over.
+fn one_host(n: usize) -> Vec<RouteConfig> {
+    let mut v = vec![route(exact("api.example.com"), "/", 0)];
+    let mut i = 0;
+    while v.len() < n {
+        v.push(route(
+            exact("api.example.com"),
+            &format!("/svc{i}/"),
+            v.len(),
+        ));
+        if v.len() < n {
+            v.push(route(
+                exact("api.example.com"),
+                &format!("/svc{i}/admin/"),
+                v.len(),
+            ));
+        }
+        i += 1;
+    }
+    v
+}
+
+/// One host with 1,000 and 10,000 prefixes: a deep hit near the end of the config, a
+/// hit in the middle, and a path only `/` takes (the linear table's worst case).
+fn bench_one_host(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route_one_host");
+    let host: &[u8] = b"api.example.com";
+    for size in [1_000, 10_000] {
+        let routes = one_host(size);
+        let router = Router::new(&routes);
+        let linear = LinearTable::new(&routes);
+        let last = (size - 1) / 2 - 1;
+        let deep = format!("/svc{last}/admin/users/7");
+        let middle = format!("/svc{}/orders", last / 2);
+        let cases = [
+            ("deep", deep, format!("/svc{last}/admin/")),
+            ("middle", middle, format!("/svc{}/", last / 2)),
+            ("fallback", "/unknown/x".to_string(), "/".to_string()),
+        ];
+        for (name, path, want) in &cases {
+            let path = path.as_bytes();
+            let new = router
+                .select(Some(host), path, GET)
+                .map(|s| &s.route.path_prefix);
+            let old = linear.find(path).map(|r| &r.path_prefix);
+            assert_eq!(new, Some(want), "{size} routes, {name}: radix tree");
+            assert_eq!(old, Some(want), "{size} routes, {name}: linear table");
+            g.bench_function(BenchmarkId::new(format!("{name}/radix"), size), |b| {
+                b.iter(|| {
+                    black_box(router.select(black_box(Some(host)), black_box(path), GET))
+                        .map(|s| s.route.upstream)
+                })
+            });
+            g.bench_function(BenchmarkId::new(format!("{name}/linear"), size), |b| {
+                b.iter(|| black_box(linear.find(black_box(path))).map(|r| r.upstream))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_select, bench_one_host, bench_build);
 criterion_main!(benches);

@@ -53,8 +53,9 @@
 //! generation                          | the live config, with the shared limiter tables
 //! policy identity_headers             | ⑥ request steps after routing (and their state)
 //! error                               | the one status mapping
+//! route                               | ⑦ the routing table (host, path, methods, headers)
 //! message                             | what the exchange speaks
-//! route transport                     | ⑦ the routing table; ②③ byte streams, TLS, kTLS
+//! transport                           | ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
 //! uri listener instance signals profile logging clock alloc proxy_protocol field | leaves
 //! ```

@@ -1,6 +1,12 @@
 use super::*;
 use crate::config::{HostMatch, RouteConfig};
-use crate::route::Router;
+use crate::route::{RequestView, Router};
+
+/// The request's method and fields do not matter to these routes.
+const GET: RequestView<'static> = RequestView {
+    method: b"GET",
+    headers: &[],
+};
 
 const REJECT: PathOptions = PathOptions {
     merge_slashes: true,
@@ -264,18 +270,9 @@ fn upstream_view(path: &str, keep: bool) -> (String, bool) {
 }
 
 fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
-    RouteConfig {
-        index: upstream,
-        host: HostMatch::Any,
-        path_prefix: prefix.to_string(),
-        strip_prefix: strip,
-        upstream,
-        client_cert: None,
-        rate_limits: Vec::new(),
-        ip: None,
-        headers: Default::default(),
-        cors: None,
-    }
+    let mut r = RouteConfig::new(upstream, HostMatch::Any, prefix, upstream);
+    r.strip_prefix = strip;
+    r
 }
 
 #[test]
@@ -316,7 +313,7 @@ fn property_what_the_upstream_resolves_stays_under_the_matched_prefix() {
             refused += 1;
             continue;
         };
-        let Some(selected) = router.select(None, &normal) else {
+        let Some(selected) = router.select(None, &normal, GET) else {
             unrouted += 1;
             continue;
         };

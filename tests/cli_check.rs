@@ -710,3 +710,203 @@ fn proxy_protocol_needs_its_sources() {
         &["2001:db8::/129"],
     );
 }
+
+/// Route conditions: each bad method, header name and matcher is one error naming its
+/// line and field, and the good routes around them pass.
+#[test]
+fn bad_route_methods_and_headers_are_each_an_error() {
+    let d = Dir::new();
+    let extra = r#"
+[[route]]
+host = "app.test"
+path_prefix = "/a/"
+methods = ["GET", "get", "GE T", "CONNECT", "GET"]
+upstream = "backend"
+
+[[route]]
+host = "app.test"
+path_prefix = "/b/"
+upstream = "backend"
+[[route.headers]]
+name = "x api"
+exact = "2"
+[[route.headers]]
+name = "x-both"
+exact = "2"
+prefix = "2"
+[[route.headers]]
+name = "x-none"
+[[route.headers]]
+exact = "nameless"
+[[route.headers]]
+name = "x-space"
+exact = " 2"
+[[route.headers]]
+name = "x-empty"
+prefix = ""
+[[route.headers]]
+name = "Host"
+present = true
+
+[[route]]
+host = "app.test"
+path_prefix = "/c/"
+methods = []
+upstream = "backend"
+
+[[route]]
+host = "app.test"
+path_prefix = "/d/"
+methods = ["GET", "HEAD"]
+headers = [{ name = "X-Version", prefix = "2." }, { name = "x-debug", present = false }]
+upstream = "backend"
+
+[[route]]
+host = "app.test"
+path_prefix = "/d/"
+methods = ["HEAD", "GET"]
+headers = [{ name = "x-debug", present = false }, { name = "x-version", prefix = "2." }]
+upstream = "backend"
+"#;
+    let text = config("server.pem", "server.key", "backend", "5000", extra);
+    let out = d.check("conditions.toml", &text);
+    let name = "conditions.toml";
+    let nth = |needle: &str, n: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(n)
+            .unwrap_or_else(|| panic!("{needle:?} #{n} not in config"))
+            .0
+            + 1
+    };
+    let methods = line_of(&text, "\"get\"");
+    expect_error(
+        &out,
+        name,
+        methods,
+        Some("route[1].methods[1]"),
+        &["case-sensitive", "\"GET\""],
+    );
+    expect_error(
+        &out,
+        name,
+        methods,
+        Some("route[1].methods[2]"),
+        &["not an HTTP method"],
+    );
+    expect_error(
+        &out,
+        name,
+        methods,
+        Some("route[1].methods[3]"),
+        &["CONNECT", "never"],
+    );
+    expect_error(
+        &out,
+        name,
+        methods,
+        Some("route[1].methods[4]"),
+        &["listed twice"],
+    );
+    let at = |needle| line_of(&text, needle);
+    expect_error(
+        &out,
+        name,
+        at("\"x api\""),
+        Some("route[2].headers[0].name"),
+        &["not a header field name"],
+    );
+    expect_error(
+        &out,
+        name,
+        nth("[[route.headers]]", 1),
+        Some("route[2].headers[1]"),
+        &["only one of"],
+    );
+    expect_error(
+        &out,
+        name,
+        nth("[[route.headers]]", 2),
+        Some("route[2].headers[2]"),
+        &["needs one of", "present"],
+    );
+    expect_error(
+        &out,
+        name,
+        nth("[[route.headers]]", 3),
+        Some("route[2].headers[3].name"),
+        &["required"],
+    );
+    expect_error(
+        &out,
+        name,
+        at("\" 2\""),
+        Some("route[2].headers[4].exact"),
+        &["whitespace", "never matches"],
+    );
+    expect_error(
+        &out,
+        name,
+        at("prefix = \"\""),
+        Some("route[2].headers[5].prefix"),
+        &["present = true"],
+    );
+    expect_error(
+        &out,
+        name,
+        at("\"Host\""),
+        Some("route[2].headers[6].name"),
+        &["`host`"],
+    );
+    expect_error(
+        &out,
+        name,
+        at("methods = []"),
+        Some("route[3].methods"),
+        &["empty"],
+    );
+    expect_error(
+        &out,
+        name,
+        nth("path_prefix = \"/d/\"", 1),
+        Some("route[5]"),
+        &["same host, path_prefix, methods and headers as route[4]"],
+    );
+    let got = error_lines(&out, name);
+    assert_eq!(got.len(), 13, "thirteen errors, no more:\n{}", out.text);
+}
+
+/// A route after one with the same host and prefix and no conditions is never chosen;
+/// with conditions on the first, the second is its fallback and passes.
+#[test]
+fn a_route_shadowed_by_an_unconditional_one_is_an_error() {
+    let d = Dir::new();
+    let extra = r#"
+[[route]]
+host = "app.test"
+path_prefix = "/"
+methods = ["GET"]
+upstream = "backend"
+"#;
+    let text = config("server.pem", "server.key", "backend", "5000", extra);
+    let out = d.check("shadowed.toml", &text);
+    expect_error(
+        &out,
+        "shadowed.toml",
+        line_of(&text, "methods = [\"GET\"]") - 1,
+        Some("route[1]"),
+        &["route[0]", "no methods or headers", "never match"],
+    );
+    let fallback = good().replace(
+        "path_prefix = \"/\"\nupstream",
+        "path_prefix = \"/\"\nmethods = [\"GET\"]\nupstream",
+    ) + "\n[[route]]\nhost = \"app.test\"\nupstream = \"backend\"\n";
+    let out = d.check("fallback.toml", &fallback);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text);
+    assert!(
+        out.text.contains("route app.test/ GET -> backend"),
+        "{}",
+        out.text
+    );
+}

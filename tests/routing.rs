@@ -205,3 +205,260 @@ fn options_asterisk_is_forwarded_as_is() {
         ("OPTIONS", "*")
     );
 }
+
+/// One host whose `/bytes/` routes differ by method and request header, in config order:
+/// `X-Api-Version: 2` → v2; GET and HEAD → replica; anything else → primary. Under `/`,
+/// `X-Canary` present → canary, a `curl/` user agent → tools, else primary. `/only/`
+/// takes DELETE only and has no fallback of its own on `strict.test`.
+struct Conditional {
+    proxy: Proxy,
+    pki: TestPki,
+    primary: Backend,
+    replica: Backend,
+    v2: Backend,
+    canary: Backend,
+    tools: Backend,
+}
+
+impl Conditional {
+    fn new() -> Conditional {
+        let pki = TestPki::new();
+        let cert = pki.leaf(
+            &["api.test", "strict.test"],
+            KeyType::EcdsaP256,
+            KeyEncoding::Pkcs8,
+        );
+        let [primary, replica, v2, canary, tools] =
+            ["primary", "replica", "v2", "canary", "tools"].map(Backend::named);
+        let mut toml = ConfigBuilder::new()
+            .tls_listener(&[&cert])
+            .upstream("primary", &[primary.addr], &[])
+            .upstream("replica", &[replica.addr], &[])
+            .upstream("v2", &[v2.addr], &[])
+            .upstream("canary", &[canary.addr], &[])
+            .upstream("tools", &[tools.addr], &[])
+            .build();
+        toml += r#"
+[[route]]
+host = "api.test"
+path_prefix = "/bytes/"
+upstream = "v2"
+[[route.headers]]
+name = "X-API-Version"
+exact = "2"
+
+[[route]]
+host = "api.test"
+path_prefix = "/bytes/"
+methods = ["GET", "HEAD"]
+upstream = "replica"
+
+[[route]]
+host = "api.test"
+path_prefix = "/bytes/"
+upstream = "primary"
+
+[[route]]
+host = "api.test"
+upstream = "canary"
+[[route.headers]]
+name = "x-canary"
+present = true
+
+[[route]]
+host = "api.test"
+upstream = "tools"
+headers = [{ name = "user-agent", prefix = "curl/" }]
+
+[[route]]
+host = "api.test"
+upstream = "primary"
+
+[[route]]
+host = "strict.test"
+path_prefix = "/only/"
+methods = ["DELETE"]
+upstream = "primary"
+"#;
+        let proxy = Proxy::start(&toml, pki.dir());
+        Conditional {
+            proxy,
+            pki,
+            primary,
+            replica,
+            v2,
+            canary,
+            tools,
+        }
+    }
+
+    fn send(&self, request: &[u8]) -> Response {
+        let mut c = Client::tls(
+            self.proxy.addr(),
+            &TlsOptions::new(self.pki.root_der(), "api.test"),
+        )
+        .expect("connect to proxy");
+        c.roundtrip(request)
+    }
+
+    fn backends(&self) -> [&Backend; 5] {
+        [
+            &self.primary,
+            &self.replica,
+            &self.v2,
+            &self.canary,
+            &self.tools,
+        ]
+    }
+
+    fn served(&self) -> Vec<usize> {
+        self.backends().iter().map(|b| b.served()).collect()
+    }
+
+    /// Sends `request` and checks that exactly `expected` served it, with `method`.
+    fn expect_routed(&self, request: &[u8], expected: &Backend, method: &str) {
+        let what = common::client::first_line(request);
+        let before = self.served();
+        let resp = self.send(request);
+        assert_eq!(
+            resp.header("x-backend"),
+            Some(expected.name()),
+            "{what} should go to {}\n{}",
+            expected.name(),
+            resp.describe()
+        );
+        for (b, n) in self.backends().iter().zip(before) {
+            let want = n + usize::from(b.name() == expected.name());
+            assert_eq!(
+                b.served(),
+                want,
+                "{what}: backend {} served count",
+                b.name()
+            );
+        }
+        let seen = expected.last_request().expect("request recorded");
+        assert_eq!(seen.method, method, "{what}: method at the origin");
+    }
+}
+
+/// A request with extra header lines (each `Name: value\r\n`).
+fn with_fields(method: &str, host: &str, path: &str, fields: &str) -> Vec<u8> {
+    let body = if method == "POST" || method == "PUT" {
+        "Content-Length: 2\r\n\r\nhi"
+    } else {
+        "\r\n"
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{fields}{body}").into_bytes()
+}
+
+#[test]
+fn methods_route_reads_to_a_replica_and_writes_to_the_primary() {
+    let r = Conditional::new();
+    r.expect_routed(&req::get("api.test", "/bytes/3"), &r.replica, "GET");
+    r.expect_routed(&req::head("api.test", "/bytes/3"), &r.replica, "HEAD");
+    r.expect_routed(
+        &req::post("api.test", "/bytes/3", b"hi"),
+        &r.primary,
+        "POST",
+    );
+    let put = with_fields("PUT", "api.test", "/bytes/3", "");
+    r.expect_routed(&put, &r.primary, "PUT");
+    let delete = with_fields("DELETE", "api.test", "/bytes/3", "");
+    r.expect_routed(&delete, &r.primary, "DELETE");
+}
+
+#[test]
+fn headers_route_by_exact_value_presence_and_prefix() {
+    let r = Conditional::new();
+    // Field names match in any case; the value exactly, surrounding spaces aside.
+    for method in ["GET", "POST"] {
+        let v2 = with_fields(method, "api.test", "/bytes/3", "x-api-version:  2 \r\n");
+        r.expect_routed(&v2, &r.v2, method);
+    }
+    // Not version 2: the method decides, as if the first route were absent.
+    let v3 = with_fields("GET", "api.test", "/bytes/3", "X-Api-Version: 3\r\n");
+    r.expect_routed(&v3, &r.replica, "GET");
+    let v22 = with_fields("POST", "api.test", "/bytes/3", "X-Api-Version: 22\r\n");
+    r.expect_routed(&v22, &r.primary, "POST");
+    // Under `/`: presence, then a prefix, then the catch-all.
+    let canary = with_fields("GET", "api.test", "/headers", "X-Canary: \r\n");
+    r.expect_routed(&canary, &r.canary, "GET");
+    let curl = with_fields("GET", "api.test", "/headers", "User-Agent: curl/8.5.0\r\n");
+    r.expect_routed(&curl, &r.tools, "GET");
+    let other = with_fields(
+        "GET",
+        "api.test",
+        "/headers",
+        "User-Agent: Mozilla/5.0 curl/8\r\n",
+    );
+    r.expect_routed(&other, &r.primary, "GET");
+}
+
+/// curl, an outside client, sends the header that routes.
+#[test]
+fn curl_is_routed_by_its_header() {
+    let version = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .expect("curl must be installed: apt-get install curl (./test.sh installs it)");
+    assert!(version.status.success(), "curl --version failed");
+    let r = Conditional::new();
+    let port = r.proxy.addr().port();
+    for (extra, want) in [
+        (Some("X-API-Version: 2"), &r.v2),
+        (Some("X-API-Version: 1"), &r.replica),
+        (None, &r.replica),
+    ] {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--http1.1", "--max-time", "30", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--cacert"])
+            .arg(r.pki.root_pem_path())
+            .arg("--resolve")
+            .arg(format!("api.test:{port}:127.0.0.1"));
+        if let Some(h) = extra {
+            cmd.args(["-H", h]);
+        }
+        let before = want.served();
+        let out = cmd
+            .arg(format!("https://api.test:{port}/bytes/4"))
+            .output()
+            .expect("run curl");
+        let code = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && code == "200",
+            "curl with {extra:?}: status {code}, {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            want.served(),
+            before + 1,
+            "curl with {extra:?} goes to {}",
+            want.name()
+        );
+    }
+}
+
+/// Envoy and Kong answer 404 when no route's method and header conditions hold; so does
+/// ringgate, from the proxy itself (no 405: the route a 405 would speak for does not
+/// exist for that method).
+#[test]
+fn no_route_whose_conditions_hold_is_404_from_the_proxy() {
+    let r = Conditional::new();
+    for request in [
+        req::get("strict.test", "/only/x"),
+        req::post("strict.test", "/only/x", b"hi"),
+        with_fields("delete", "strict.test", "/only/x", ""),
+    ] {
+        let what = common::client::first_line(&request);
+        let resp = r.send(&request);
+        assert_eq!(resp.status, 404, "{what}\n{}", resp.describe());
+        assert!(
+            resp.header("x-backend").is_none() && resp.header("allow").is_none(),
+            "{what}: a 404 of the proxy's own, without Allow\n{}",
+            resp.describe()
+        );
+    }
+    assert_eq!(r.served().iter().sum::<usize>(), 0, "no origin saw them");
+    let delete = with_fields("DELETE", "strict.test", "/only/x", "");
+    r.expect_routed(&delete, &r.primary, "DELETE");
+}

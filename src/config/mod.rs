@@ -365,6 +365,51 @@ pub struct RouteConfig {
     pub headers: HeaderPolicy,
     /// `[route.cors]`.
     pub cors: Option<Cors>,
+    /// `methods`: the request methods the route takes, exact tokens; empty: any.
+    pub methods: Vec<String>,
+    /// `[[route.headers]]`: conditions on request fields, all of which must hold.
+    pub match_headers: Vec<HeaderMatch>,
+}
+
+impl RouteConfig {
+    /// A route for `host` and `path_prefix` to `upstream`, any method and headers, no
+    /// strip, no client-certificate rule (tests and benches build tables with it).
+    pub fn new(index: usize, host: HostMatch, path_prefix: &str, upstream: usize) -> Self {
+        RouteConfig {
+            index,
+            host,
+            path_prefix: path_prefix.to_string(),
+            strip_prefix: false,
+            upstream,
+            client_cert: None,
+            rate_limits: Vec::new(),
+            ip: None,
+            headers: HeaderPolicy::default(),
+            cors: None,
+            methods: Vec::new(),
+            match_headers: Vec::new(),
+        }
+    }
+}
+
+/// One `[[route.headers]]` condition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeaderMatch {
+    /// Lower-case field name (compared without regard to case).
+    pub name: String,
+    pub value: HeaderValueMatch,
+}
+
+/// What a [`HeaderMatch`] asks of the field's value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HeaderValueMatch {
+    /// Some field of that name has exactly this value (case-sensitive, surrounding
+    /// whitespace not counted).
+    Exact(String),
+    /// Some field of that name has a value starting with this.
+    Prefix(String),
+    /// `true`: some field of that name is there; `false`: none is.
+    Present(bool),
 }
 
 /// Load-balancing algorithm of an upstream.
@@ -633,8 +678,20 @@ impl Config {
                 HostMatch::Exact(h) => h.clone(),
                 HostMatch::Suffix(h) => format!("*{h}"),
             };
+            let mut when = String::new();
+            if !r.methods.is_empty() {
+                when += &format!(" {}", r.methods.join(","));
+            }
+            for h in &r.match_headers {
+                when += &match &h.value {
+                    HeaderValueMatch::Exact(v) => format!(" {}={v:?}", h.name),
+                    HeaderValueMatch::Prefix(v) => format!(" {}={v:?}*", h.name),
+                    HeaderValueMatch::Present(true) => format!(" {}", h.name),
+                    HeaderValueMatch::Present(false) => format!(" !{}", h.name),
+                };
+            }
             s += &format!(
-                "  route {host}{} -> {}{}\n",
+                "  route {host}{}{when} -> {}{}\n",
                 r.path_prefix,
                 self.upstreams[r.upstream].name,
                 if r.strip_prefix {

@@ -308,6 +308,28 @@ pub struct RawRoute {
     pub response_headers: Option<Vec<Spanned<RawHeaderRule>>>,
     /// `[route.cors]`: cross-origin requests answered by the gateway.
     pub cors: Option<Spanned<RawCors>>,
+    /// Request methods the route takes (absent: any), exact and case-sensitive tokens.
+    /// Kong: `methods`; Envoy: a `:method` header matcher; nginx: `limit_except`.
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[[route.headers]]`: request header conditions, every one must hold.
+    /// Envoy: `headers` (`HeaderMatcher`); Kong: `headers`.
+    #[serde(default)]
+    pub headers: Vec<Spanned<RawHeaderMatch>>,
+}
+
+/// `[[route.headers]]`: one request header condition; `name` and exactly one of
+/// `exact`, `prefix`, `present` (Envoy's `HeaderMatcher` names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderMatch {
+    /// Required. The field name, any case.
+    pub name: Option<Spanned<String>>,
+    /// A field with exactly this value (case-sensitive). Envoy: `string_match.exact`.
+    pub exact: Option<Spanned<String>>,
+    /// A field whose value starts with this. Envoy: `string_match.prefix`.
+    pub prefix: Option<Spanned<String>>,
+    /// `true`: the field is there, any value; `false`: it is absent. Envoy: `present_match`.
+    pub present: Option<Spanned<bool>>,
 }
 
 /// `[route.client_cert]`.

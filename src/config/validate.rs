@@ -17,6 +17,7 @@ mod identity;
 mod ip;
 mod policy_headers;
 mod rate_limit;
+mod route;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -851,7 +852,7 @@ impl Validator<'_> {
         rate_limits: &HashMap<String, usize>,
     ) -> Vec<RouteConfig> {
         let mut routes = Vec::new();
-        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(String, String), Vec<(usize, route::Conditions)>> = BTreeMap::new();
         for (i, spanned) in raw.route.iter().enumerate() {
             let r = spanned.get_ref();
             let field = format!("route[{i}]");
@@ -916,6 +917,7 @@ impl Validator<'_> {
                     .route_client_cert(&format!("{field}.client_cert"), c)
                     .map(Some),
             };
+            let conditions = self.route_conditions(&field, r);
             let limits = match &r.rate_limit {
                 None => Some(Vec::new()),
                 Some(names) => self.route_rate_limits(raw, &field, names, rate_limits),
@@ -939,14 +941,38 @@ impl Validator<'_> {
                 Some(limits),
                 Some(ip),
                 Some(cors),
-            ) = (upstream, host, path_prefix, client_cert, limits, ip, cors)
+                Some(when),
+            ) = (
+                upstream,
+                host,
+                path_prefix,
+                client_cert,
+                limits,
+                ip,
+                cors,
+                conditions,
+            )
             else {
                 continue;
             };
-            let key = (format!("{host:?}"), path_prefix.clone());
-            if let Some(first) = seen.insert(key, i) {
-                let msg =
-                    format!("same host and path_prefix as route[{first}]: it could never match");
+            // Among routes with the same host and prefix the first whose conditions hold
+            // wins: a route after one that takes the same requests is never chosen.
+            let earlier = seen
+                .entry((format!("{host:?}"), path_prefix.clone()))
+                .or_default();
+            if let Some((first, shadow)) = earlier
+                .iter()
+                .find(|(_, c)| c.is_empty() || c.same_as(&when))
+            {
+                let msg = if shadow.is_empty() {
+                    format!(
+                        "same host and path_prefix as route[{first}], which has no methods or headers: it could never match"
+                    )
+                } else {
+                    format!(
+                        "same host, path_prefix, methods and headers as route[{first}]: it could never match"
+                    )
+                };
                 let span = r
                     .path_prefix
                     .as_ref()
@@ -955,6 +981,8 @@ impl Validator<'_> {
                 self.error(Some(span), &field, msg);
                 continue;
             }
+            let (methods, match_headers) = (when.methods.clone(), when.headers.clone());
+            earlier.push((i, when));
             routes.push(RouteConfig {
                 index: routes.len(),
                 host,
@@ -966,6 +994,8 @@ impl Validator<'_> {
                 ip,
                 headers,
                 cors,
+                methods,
+                match_headers,
             });
         }
         routes

@@ -37,6 +37,7 @@ use crate::observe::PolicyRejection;
 use crate::policy::headers::{HeaderPolicy, ResponsePolicies};
 use crate::policy::rate_limit;
 use crate::policy::{self, Verdict};
+use crate::route::RequestView;
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
 use crate::uri::{self, PathReject};
@@ -228,9 +229,10 @@ impl<'a> Exchange<'a> {
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
         let asterisk = req.path.as_ref() == b"*";
         let route_path: &[u8] = if asterisk { b"/" } else { &req.path };
-        let Some(selected) = generation
-            .router
-            .select(req.authority.as_deref(), route_path)
+        let Some(selected) =
+            generation
+                .router
+                .select(req.authority.as_deref(), route_path, RequestView::of(req))
         else {
             return self
                 .answer(s, req, 404, "no route for this host and path", true)
