@@ -20,6 +20,7 @@ fn route(host: HostMatch, prefix: &str, upstream: usize) -> RouteConfig {
         strip_prefix: false,
         upstream,
         client_cert: None,
+        max_request_body_bytes: None,
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Generation {
     pub config_hash: u64,
     pub config: Config,
     pub router: Router,
+    /// The policies' compiled state ([`crate::policy::Policies`]).
+    pub policies: crate::policy::Policies,
     /// One per running listener, in the order they were bound; `None`: plain HTTP.
     pub listeners: Vec<Option<ListenerTls>>,
     /// One per `config.upstreams` entry.
@@ -545,11 +547,13 @@ fn build(
     }
     slots.free_unused(&live_slots);
     let router = Router::new(&config.routes);
+    let policies = crate::policy::Policies::build(&config);
     let generation = Generation {
         id,
         config_hash: config.hash,
         config,
         router,
+        policies,
         listeners,
         upstreams,
         live_slots,

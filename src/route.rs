@@ -135,6 +135,7 @@ mod tests {
             strip_prefix: strip,
             upstream,
             client_cert: None,
+            max_request_body_bytes: None,
         }
     }
 

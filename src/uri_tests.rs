@@ -271,6 +271,7 @@ fn route(prefix: &str, upstream: usize, strip: bool) -> RouteConfig {
         strip_prefix: strip,
         upstream,
         client_cert: None,
+        max_request_body_bytes: None,
     }
 }
 

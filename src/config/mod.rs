@@ -189,6 +189,17 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub tls: Option<TlsSettings>,
+    /// `redirect_https = true` (plain listeners only): every request is redirected.
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// A plain listener's redirect to HTTPS ([`crate::policy::redirect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectHttps {
+    /// `redirect_status`: 308 (default) or 301.
+    pub status: u16,
+    /// `redirect_https_port` (default 443, then left out of `Location`).
+    pub port: u16,
 }
 
 /// Minimum TLS protocol version offered.
@@ -297,6 +308,8 @@ pub struct RouteConfig {
     pub upstream: usize,
     /// `[route.client_cert]`.
     pub client_cert: Option<RouteClientCert>,
+    /// Overrides `[http] max_request_body_bytes` on this route (0 = unlimited).
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// Load-balancing algorithm of an upstream.

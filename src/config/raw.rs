@@ -121,6 +121,14 @@ pub struct RawListener {
     pub backlog: Option<Spanned<i64>>,
     /// Absent: plain HTTP.
     pub tls: Option<Spanned<RawTls>>,
+    /// A plain listener that answers every request with a redirect to
+    /// `https://HOST[:port]PATH?QUERY` (HOST one this configuration serves over TLS).
+    /// nginx: `return 308 https://$host$request_uri;`.
+    pub redirect_https: Option<Spanned<bool>>,
+    /// The redirect's status: 308 (default) or 301. nginx: the `return` code.
+    pub redirect_status: Option<Spanned<i64>>,
+    /// The HTTPS port in `Location` (default 443, left out).
+    pub redirect_https_port: Option<Spanned<i64>>,
 }
 
 /// `[listener.tls]`.
@@ -241,6 +249,9 @@ pub struct RawRoute {
     /// `[route.client_cert]`: require a verified client certificate, optionally from
     /// listed subjects. nginx: `if ($ssl_client_verify != SUCCESS) { return 403; }`.
     pub client_cert: Option<Spanned<RawRouteClientCert>>,
+    /// Overrides `[http] max_request_body_bytes` here (0 = unlimited) → 413. nginx:
+    /// `client_max_body_size` in a `location`.
+    pub max_request_body_bytes: Option<Spanned<i64>>,
 }
 
 /// `[route.client_cert]`.

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 mod client_auth;
 mod identity;
+mod policy;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -436,10 +437,12 @@ impl Validator<'_> {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
         };
+        let redirect_https = self.redirect_https(&field, l, tls.is_some());
         Some(ListenerConfig {
             addr: addr?,
             backlog,
             tls,
+            redirect_https,
         })
     }
 
@@ -912,6 +915,14 @@ impl Validator<'_> {
                 self.error(Some(span), &field, msg);
                 continue;
             }
+            let max_request_body_bytes = r.max_request_body_bytes.as_ref().map(|_| {
+                self.int(
+                    &r.max_request_body_bytes,
+                    &format!("{field}.max_request_body_bytes"),
+                    0,
+                    0..=i64::MAX,
+                ) as u64
+            });
             routes.push(RouteConfig {
                 index: routes.len(),
                 host,
@@ -919,6 +930,7 @@ impl Validator<'_> {
                 strip_prefix: r.strip_prefix,
                 upstream,
                 client_cert,
+                max_request_body_bytes,
             });
         }
         routes

@@ -34,7 +34,7 @@ use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::Generation;
-use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
+use crate::message::{BodyLength, ClientInfo, GatewayResponse, Request, ResponseHead};
 use crate::proxy::{self, BodySource, Next, ResponseSink};
 use crate::transport::ClientStream;
 use crate::transport::tls::TlsInfo;
@@ -43,7 +43,8 @@ use crate::transport::tls::TlsInfo;
 const HEAD_READ: usize = 4096;
 /// Request body read size (two TLS records).
 const BODY_READ: usize = 32 * 1024;
-/// Room for a response the proxy generates (status line, four fields, a one-line body).
+/// Room for a response the proxy generates (status line, four fields, a one-line body;
+/// more fields grow it once).
 const SIMPLE_RESPONSE_CAPACITY: usize = 256;
 /// Room reserved for a relayed response head; bigger heads grow the buffer once.
 const RESPONSE_HEAD_CAPACITY: usize = 512;
@@ -128,10 +129,11 @@ impl Session {
             Ok(None) => return Next::Close,
             Err(e) => {
                 debug!(client = %self.client.addr, error = %e, "request head refused");
-                if let Some(status) = e.status() {
+                if let Some(response) = e.response() {
+                    let status = response.status;
                     let started = clock::now();
                     let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-                    write::simple_response(&mut out, status, e.reason, Version::Http11, false);
+                    write::gateway_response(&mut out, &response, Version::Http11, false);
                     let _ = Box::pin(self.write(out.freeze())).await;
                     let took = clock::now().saturating_duration_since(started);
                     self.ctx.metrics.request_done(status, took);
@@ -328,7 +330,7 @@ struct RequestBody {
     /// Content-Length bytes still to read from the client.
     remaining: u64,
     decoder: Option<ChunkedDecoder>,
-    /// Total body bytes seen (for the size limit).
+    /// Total body bytes seen (a body already begun needs no `100 Continue`).
     seen: u64,
     /// Every body byte has been read from the client.
     done: bool,
@@ -431,14 +433,8 @@ impl BodySource for H1Exchange<'_> {
             }
             BodyKind::Empty | BodyKind::UntilClose => {}
         }
-        let limit = self.session.generation.config.http.max_request_body_bytes;
-        if limit > 0 && body.seen > limit {
-            return Err(ProxyError::new(
-                Side::Downstream,
-                Kind::BodyTooLarge,
-                "request body larger than max_request_body_bytes",
-            ));
-        }
+        // The body's size limit is the route's, counted by the exchange as it takes the
+        // bytes (`policy::body_size`).
         Ok(())
     }
 
@@ -553,10 +549,10 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.stream.splice_socket()
     }
 
-    async fn respond(&mut self, status: u16, reason: &'static str, reusable: bool) -> Next {
+    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-        write::simple_response(&mut out, status, reason, self.version, keep);
+        write::gateway_response(&mut out, &response, self.version, keep);
         // A write that failed or hit send_timeout may have sent part of this response:
         // the next one must never follow it on the same connection.
         match self.session.write(out.freeze()).await {

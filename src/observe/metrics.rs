@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::config::kx::KX_GROUPS;
 use crate::error::Kind;
+use crate::policy::Rejection as PolicyRejection;
 use crate::transport::ktls::Fallback;
 use crate::transport::tls::Rejection;
 
@@ -337,6 +338,8 @@ pub struct WorkerMetrics {
     pub upstream_reused: Counter,
     /// Idle upstream connections closed because bytes, a close or an error arrived.
     pub upstream_discarded: Counter,
+    /// Requests a policy answered instead of the upstream, by [`PolicyRejection`] index.
+    pub policy_rejections: [Counter; PolicyRejection::ALL.len()],
     /// Upstream failures by [`UPSTREAM_ERROR_KINDS`] index.
     pub upstream_errors: [Counter; UPSTREAM_ERROR_KINDS.len()],
     /// Response bodies moved upstream → client with splice.
@@ -383,6 +386,11 @@ impl WorkerMetrics {
     pub fn request_done(&self, status: u16, d: Duration) {
         self.requests[status_class(status)].inc();
         self.request_duration.record(d);
+    }
+
+    #[inline]
+    pub fn policy_rejection(&self, r: PolicyRejection) {
+        self.policy_rejections[r.index()].inc();
     }
 
     #[inline]

@@ -329,6 +329,17 @@ impl Registry {
             C,
             self.sum(|w| w.upstream_discarded.get()),
         );
+        let name = "ringgate_policy_rejections_total";
+        o.header(
+            name,
+            "Requests a policy answered instead of the upstream, by policy and reason.",
+            C,
+        );
+        for r in crate::policy::Rejection::ALL {
+            let n = self.sum(|w| w.policy_rejections[r.index()].get());
+            let labels = [("policy", r.policy()), ("reason", r.reason())];
+            o.sample(name, &labels, n as f64);
+        }
         let name = "ringgate_upstream_errors_total";
         o.header(name, "Upstream failures by kind.", C);
         for (i, kind) in UPSTREAM_ERROR_KINDS.iter().enumerate() {

@@ -1,4 +1,12 @@
-//! One exchange: request → route → upstream → response sink → [`Outcome`].
+//! One exchange: request → policies → route → upstream → response sink → [`Outcome`].
+//!
+//! The steps, in order ([`crate::policy`] documents the policy phases): the client's
+//! identity fields; a `redirect_https` listener's redirect (nothing else runs); the
+//! request target checked; the route (none → 404); the route's request policies
+//! ([`policy::request_phases`]); then the upstream. A policy that answers, a failure
+//! and a relayed response all end in [`Exchange::finish`], the one place the
+//! [`Outcome`] is completed and a policy rejection counted
+//! (`ringgate_policy_rejections_total`) and logged (debug).
 //!
 //! First the request's path is normalised ([`crate::uri`]; refused → 400) and, under
 //! `malformed_forwarding_headers = "reject"`, its forwarding fields checked
@@ -22,23 +30,23 @@ use bytes::{Bytes, BytesMut};
 use monoio::time::Instant;
 use tracing::debug;
 
-use super::duplex::Pump;
+use super::duplex::{self, Pump};
+use super::splice;
+use super::upstream_io::{BODY_READ, Upload, upstream_write};
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
-use crate::clock::{self, Deadline};
+use crate::clock;
 use crate::config::{HttpSettings, MalformedForwarding};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
 use crate::identity_headers::{self, IdentityHeaders};
-use crate::message::{BodyLength, Fault, Request};
-use crate::policy::{self, Verdict};
+use crate::message::{BodyLength, Fault, GatewayResponse, Request};
+use crate::policy::{self, Rejection, Verdict, body_size, redirect};
+use crate::route::Selected;
 use crate::upstream::Lease;
-use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
+use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
-
-/// Upstream read size while streaming a body (two TLS records' worth).
-pub(super) const BODY_READ: usize = 32 * 1024;
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
 const REQUEST_HEAD_CAPACITY: usize = 1024;
@@ -68,27 +76,11 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         route: None,
         upstream: None,
         error: None,
+        rejected: None,
     };
     identity_step(&mut req, generation);
-    let next = match admit(&mut req, &generation.config.http) {
-        Ok(()) => x.run(&req, session).await,
-        Err(e) => x.fail(e, &req, session).await,
-    };
-    Outcome {
-        status: x.status,
-        bytes_in: x.upload.bytes,
-        bytes_out: x.bytes_out,
-        timings: Timings {
-            received: req.received,
-            connected: x.connected,
-            first_byte: x.first_byte,
-            done: clock::now(),
-        },
-        route: x.route,
-        upstream: x.upstream,
-        error: x.error,
-        next,
-    }
+    let next = x.serve(&mut req, session).await;
+    x.finish(&req, next)
 }
 
 /// A plain listener's identity settings: nothing to add, claims still removed.
@@ -143,55 +135,22 @@ fn target_refused(r: PathReject) -> ProxyError {
 }
 
 /// The state of one exchange (what its [`Outcome`] is made of).
-pub(super) struct Exchange<'a> {
-    pub(super) ctx: &'a WorkerCtx,
-    pub(super) generation: &'a Arc<Generation>,
+struct Exchange<'a> {
+    ctx: &'a WorkerCtx,
+    generation: &'a Arc<Generation>,
     status: u16,
-    pub(super) upload: Upload,
+    upload: Upload,
     bytes_out: u64,
     connected: Option<Instant>,
     first_byte: Option<Instant>,
     route: Option<usize>,
     upstream: Option<std::net::SocketAddr>,
     error: Option<Kind>,
-}
-
-/// The request body on its way upstream: its framing there, and how much went.
-#[derive(Default)]
-pub(super) struct Upload {
-    framing: Option<RequestFraming>,
-    /// The end of the body (a last chunk) is queued.
-    ended: bool,
-    /// Body bytes taken from the session.
-    pub(super) bytes: u64,
-}
-
-impl Upload {
-    /// Moves every body byte the session has into `out`, framed for the upstream, and
-    /// the end of the body once the session has handed out the last byte.
-    pub(super) fn take<S: BodySource>(
-        &mut self,
-        session: &mut S,
-        out: &mut BytesMut,
-    ) -> Result<(), ProxyError> {
-        let Some(framing) = self.framing else {
-            return Ok(());
-        };
-        let bytes = &mut self.bytes;
-        session.take(|data| {
-            *bytes += data.len() as u64;
-            framing.push(out, data);
-        })?;
-        if session.is_done() && !self.ended {
-            self.ended = true;
-            framing.end(out);
-        }
-        Ok(())
-    }
+    rejected: Option<Rejection>,
 }
 
 /// One request on one upstream connection.
-pub(super) struct Flow {
+struct Flow {
     lease: Lease,
     /// The response as it is read.
     rd: ResponseReader,
@@ -204,36 +163,85 @@ pub(super) struct Flow {
 }
 
 impl Exchange<'_> {
-    async fn run<S: BodySource + ResponseSink>(&mut self, req: &Request, s: &mut S) -> Next {
+    /// The request's steps up to the upstream (see the module doc); what the connection
+    /// does next.
+    async fn serve<S: BodySource + ResponseSink>(&mut self, req: &mut Request, s: &mut S) -> Next {
         let generation = self.generation;
-        let config = &generation.config;
-        let limit = config.http.max_request_body_bytes;
-        if let BodyLength::Known(n) = req.body
-            && limit > 0
-            && n > limit
-        {
-            self.error = Some(Kind::BodyTooLarge);
-            return self
-                .answer(s, 413, "request body larger than allowed", false)
-                .await;
+        let listener = generation.config.listeners.get(req.client.listener);
+        if let Some(to) = listener.and_then(|l| l.redirect_https.as_ref()) {
+            let v = redirect::check(req, to, &generation.policies.https_hosts);
+            return self.verdict(v, s).await;
+        }
+        if let Err(e) = admit(req, &generation.config.http) {
+            return self.fail(e, req, s).await;
         }
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
-        let asterisk = req.path.as_ref() == b"*";
-        let route_path: &[u8] = if asterisk { b"/" } else { &req.path };
+        let route_path: &[u8] = if req.path.as_ref() == b"*" {
+            b"/"
+        } else {
+            &req.path
+        };
         let Some(selected) = generation
             .router
             .select(req.authority.as_deref(), route_path)
         else {
-            return self
-                .answer(s, 404, "no route for this host and path", true)
-                .await;
+            let v = Verdict::refuse(
+                Rejection::NoRoute,
+                Kind::NoRoute,
+                "no route for this host and path",
+            );
+            return self.verdict(v, s).await;
         };
         self.route = Some(selected.route.index);
-        if let Some(rule) = &selected.route.client_cert
-            && let Verdict::Refuse(e) = policy::client_cert::check(req.tls.as_deref(), rule)
-        {
-            return self.fail(e, req, s).await;
+        let v = policy::request_phases(req, selected.route, generation);
+        if let Verdict::Respond(..) = v {
+            return self.verdict(v, s).await;
         }
+        self.upload.limit = body_size::limit(selected.route, &generation.config.http);
+        self.run(req, selected, s).await
+    }
+
+    /// The one finish point: every exit path of the exchange passes here, where the
+    /// [`Outcome`] is completed and a policy's rejection counted and logged.
+    fn finish(self, req: &Request, next: Next) -> Outcome {
+        if let Some(r) = self.rejected {
+            self.ctx.metrics.policy_rejection(r);
+            debug!(
+                client = %req.client.addr,
+                policy = r.policy(),
+                reason = r.reason(),
+                status = self.status,
+                "request answered by a policy"
+            );
+        }
+        Outcome {
+            status: self.status,
+            bytes_in: self.upload.bytes,
+            bytes_out: self.bytes_out,
+            timings: Timings {
+                received: req.received,
+                connected: self.connected,
+                first_byte: self.first_byte,
+                done: clock::now(),
+            },
+            route: self.route,
+            upstream: self.upstream,
+            error: self.error,
+            rejected: self.rejected,
+            next,
+        }
+    }
+
+    /// Forwards a routed request whose policies let it through.
+    async fn run<S: BodySource + ResponseSink>(
+        &mut self,
+        req: &Request,
+        selected: Selected<'_>,
+        s: &mut S,
+    ) -> Next {
+        let generation = self.generation;
+        let config = &generation.config;
+        let asterisk = req.path.as_ref() == b"*";
         let group = selected.route.upstream;
         let upstream = &config.upstreams[group];
         let mut scratch = Vec::new();
@@ -289,15 +297,42 @@ impl Exchange<'_> {
     async fn answer<S: ResponseSink>(
         &mut self,
         s: &mut S,
-        status: u16,
-        reason: &'static str,
+        response: GatewayResponse,
         reusable: bool,
     ) -> Next {
-        self.status = status;
+        self.status = response.status;
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
-        Box::pin(s.respond(status, reason, reusable)).await
+        Box::pin(s.respond(response, reusable)).await
+    }
+
+    /// Sends a policy's answer (`Continue` sends nothing). The connection stays usable
+    /// as far as the exchange knows: the session keeps it only if the request body was
+    /// read whole.
+    fn verdict<'s, S: ResponseSink>(
+        &'s mut self,
+        v: Verdict,
+        s: &'s mut S,
+    ) -> Pin<Box<dyn Future<Output = Next> + 's>> {
+        Box::pin(async move {
+            match v {
+                Verdict::Continue => Next::KeepAlive,
+                Verdict::Respond(rejection, response) => {
+                    self.rejected = Some(rejection);
+                    self.answer(s, response, true).await
+                }
+            }
+        })
+    }
+
+    /// Records a failure in the outcome: its kind, and a body over its limit as the body
+    /// size policy's rejection.
+    fn failed_with(&mut self, e: &ProxyError) {
+        self.error = Some(e.kind);
+        if e.kind == Kind::BodyTooLarge {
+            self.rejected = Some(Rejection::BodyStreamedTooLarge);
+        }
     }
 
     /// Answers a failure that happened before any response head was sent.
@@ -321,13 +356,10 @@ impl Exchange<'_> {
                 "exchange failed"
             );
         }
-        self.error = Some(e.kind);
-        match e.status() {
+        self.failed_with(&e);
+        match e.response() {
             // After an upstream failure the client's connection is still in order.
-            Some(status) => {
-                self.answer(s, status, e.reason, e.side == Side::Upstream)
-                    .await
-            }
+            Some(response) => self.answer(s, response, e.side == Side::Upstream).await,
             None => Next::Close,
         }
     }
@@ -450,7 +482,7 @@ impl Exchange<'_> {
                 } else {
                     debug!(client = %req.client.addr, error = %e, "response aborted");
                 }
-                self.error = Some(e.kind);
+                self.failed_with(&e);
                 Ok(Next::Close)
             }
         }
@@ -498,10 +530,13 @@ impl Exchange<'_> {
             // Splice needs the whole upstream socket: not while the request body flows.
             if let Some(remaining) = f.rd.unbuffered_remaining()
                 && f.pump.is_none()
-                && self.splice_wanted(splice_len)
+                && splice::wanted(&self.generation.config.http, splice_len)
                 && let Some(client) = s.raw_socket()
             {
-                Box::pin(self.splice_to_client(&mut f.lease, client, remaining)).await?;
+                let send_timeout = self.generation.config.http.send_timeout;
+                let to_client =
+                    splice::to_client(self.ctx, send_timeout, &mut f.lease, client, remaining);
+                Box::pin(to_client).await?;
                 self.bytes_out += remaining;
                 f.rd.skipped(remaining);
                 continue;
@@ -528,9 +563,8 @@ impl Exchange<'_> {
             sent_all,
             ..
         } = f;
-        let n = self
-            .pumped_read(lease, &mut rd.buf, pump, sent_all, s, want)
-            .await?;
+        let upload = &mut self.upload;
+        let n = duplex::pumped_read(upload, lease, &mut rd.buf, pump, sent_all, s, want).await?;
         if n > 0 && self.first_byte.is_none() {
             self.first_byte = Some(clock::now());
         }
@@ -545,44 +579,3 @@ fn idempotent(method: &[u8]) -> bool {
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     )
 }
-
-/// Reads from the upstream within `read_timeout_ms`. Resets count as closes.
-pub(super) async fn upstream_read(
-    lease: &mut Lease,
-    buf: &mut BytesMut,
-    want: usize,
-    deadline: &mut Deadline,
-) -> Result<usize, ProxyError> {
-    let t = lease.upstream().read_timeout;
-    let r = deadline.within(t, lease.stream.read(buf, want)).await;
-    ProxyError::timed(r, READ_FAILED, READ_TIMED_OUT)
-}
-
-/// Writes to the upstream within `write_timeout_ms`.
-pub(super) async fn upstream_write(
-    lease: &mut Lease,
-    data: Bytes,
-    deadline: &mut Deadline,
-) -> Result<(), ProxyError> {
-    let t = lease.upstream().write_timeout;
-    let r = deadline.within(t, lease.stream.write(data)).await;
-    ProxyError::timed(r, WRITE_FAILED, WRITE_TIMED_OUT)
-}
-
-pub(super) const READ_FAILED: ProxyError =
-    ProxyError::new(Side::Upstream, Kind::UpstreamClosed, "upstream read failed");
-pub(super) const READ_TIMED_OUT: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamTimeout,
-    "upstream did not answer within read_timeout",
-);
-pub(super) const WRITE_FAILED: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamClosed,
-    "upstream write failed",
-);
-pub(super) const WRITE_TIMED_OUT: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamTimeout,
-    "upstream did not read within write_timeout",
-);
