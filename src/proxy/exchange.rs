@@ -3,12 +3,13 @@
 //! The steps, in order ([`crate::policy`] documents the policy phases): the client's
 //! identity fields; a `redirect_https` listener's redirect (nothing else runs); the
 //! request target checked; the route (none → 404); the route's request policies
-//! ([`policy::request_phases`]); then the upstream. A policy that answers, a failure
+//! ([`policy::request_phases`]; the route's body limit also bounds a streamed body, see
+//! [`super::upstream_io::Upload`]); then the upstream. A policy that answers, a failure
 //! and a relayed response all end in [`Exchange::finish`], the one place the
 //! [`Outcome`] is completed and a policy rejection counted
 //! (`ringgate_policy_rejections_total`) and logged (debug).
 //!
-//! First the request's path is normalised ([`crate::uri`]; refused → 400) and, under
+//! The request's path is normalised ([`crate::uri`]; refused → 400) and, under
 //! `malformed_forwarding_headers = "reject"`, its forwarding fields checked
 //! ([`crate::forwarding`]; malformed → 400): everything after — routing, `strip_prefix`,
 //! the head sent upstream — works on that one normalised path and one authority.
@@ -47,6 +48,7 @@ use crate::route::Selected;
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
+
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
 const REQUEST_HEAD_CAPACITY: usize = 1024;
@@ -301,6 +303,8 @@ impl Exchange<'_> {
         reusable: bool,
     ) -> Next {
         self.status = response.status;
+        // Response phases (security headers on the gateway's own answers too, nginx's
+        // `always`) join here: every answer of the proxy's own passes this point.
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
@@ -459,6 +463,8 @@ impl Exchange<'_> {
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
         // session promises nothing (an early answer to an upload ends the connection).
+        // Response phases (header rules, security headers) on the upstream's head join
+        // here, before it goes out ([`policy`], "on the way back").
         let next = s.start(&resp.head, body, length_described, s.is_done());
         self.status = resp.head.status;
         f.rd.start_body(&resp);
