@@ -333,3 +333,17 @@ fn check_names_file_line_and_field_for_each_malformed_policy_key() {
         &["needs redirect_https = true"],
     );
 }
+
+#[test]
+fn the_gateways_own_answer_to_head_has_no_body_and_the_connection_goes_on() {
+    let (proxy, _pki, _backend) = redirecting("");
+    let mut c = Client::plain(proxy.addrs()[1]).expect("connect");
+    c.send(&req::head("evil.example", "/x")).expect("send");
+    let r = c.read_response(true).expect("the 421 head");
+    assert_eq!(r.status, 421, "{}", r.describe());
+    assert!(r.body.is_empty());
+    // The next response on the connection starts where the head ended.
+    let r = c.roundtrip(&req::get(HOST, "/next"));
+    assert_eq!(r.status, 308, "{}", r.describe());
+    assert_eq!(r.header("location"), Some("https://app.test/next"));
+}

@@ -133,7 +133,7 @@ impl Session {
                     let status = response.status;
                     let started = clock::now();
                     let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-                    write::gateway_response(&mut out, &response, Version::Http11, false);
+                    write::gateway_response(&mut out, &response, Version::Http11, false, true);
                     let _ = Box::pin(self.write(out.freeze())).await;
                     let took = clock::now().saturating_duration_since(started);
                     self.ctx.metrics.request_done(status, took);
@@ -171,6 +171,7 @@ impl Session {
         };
         let x = H1Exchange {
             body: RequestBody::new(head.body),
+            head_request: head.method.as_ref() == b"HEAD",
             version: head.version,
             keep_alive: head.keep_alive,
             expect_continue: head.expect_continue,
@@ -359,6 +360,8 @@ impl RequestBody {
 struct H1Exchange<'a> {
     session: &'a mut Session,
     body: RequestBody,
+    /// A HEAD request: the proxy's own answers carry their Content-Length, not the body.
+    head_request: bool,
     version: Version,
     /// The client asked to keep the connection (after version defaults).
     keep_alive: bool,
@@ -552,7 +555,8 @@ impl ResponseSink for H1Exchange<'_> {
     async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-        write::gateway_response(&mut out, &response, self.version, keep);
+        let body = !self.head_request;
+        write::gateway_response(&mut out, &response, self.version, keep, body);
         // A write that failed or hit send_timeout may have sent part of this response:
         // the next one must never follow it on the same connection.
         match self.session.write(out.freeze()).await {
@@ -599,6 +603,7 @@ mod tests {
             };
             let mut x = H1Exchange {
                 body: RequestBody::new(BodyKind::Empty),
+                head_request: false,
                 version: Version::Http11,
                 keep_alive: true,
                 expect_continue: false,
