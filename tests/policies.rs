@@ -16,6 +16,20 @@ use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, run_cli, toml_str};
 use common::{HOST, sha256_hex};
 
+/// `ringgate_policy_rejections_total{policy,reason}` from `/metrics` once it reaches
+/// `want` (the worker counts a request when its exchange finishes, just after the client
+/// has its response), or its value after 10 s of asking.
+fn rejections_reach(admin: SocketAddr, policy: &str, reason: &str, want: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = rejections(admin, policy, reason);
+        if n >= want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// `ringgate_policy_rejections_total{policy,reason}` from `/metrics`.
 fn rejections(admin: SocketAddr, policy: &str, reason: &str) -> u64 {
     let mut c = Client::plain(admin).expect("connect admin");
@@ -104,14 +118,14 @@ fn a_routes_body_limit_refuses_content_length_and_chunked_bodies_over_it() {
         heads,
         "the upstream saw the refused request"
     );
-    assert_eq!(rejections(admin, "body_size", "content_length"), 1);
+    assert_eq!(rejections_reach(admin, "body_size", "content_length", 1), 1);
     // Chunked over it: the chunk that crosses the limit is never forwarded.
     l.expect(
         &req::post_chunked(HOST, "/small/echo", &over, 400),
         413,
         "chunked over",
     );
-    assert_eq!(rejections(admin, "body_size", "streamed"), 1);
+    assert_eq!(rejections_reach(admin, "body_size", "streamed", 1), 1);
     let whole = sha256_hex(&over);
     assert!(
         l.backend.requests().iter().all(|r| r.body_sha256 != whole),
@@ -177,8 +191,14 @@ fn a_redirect_listener_sends_served_hosts_to_https_and_refuses_others() {
         assert_eq!(r.header("location"), None, "{host}");
     }
     let admin = proxy.admin_addr();
-    assert_eq!(rejections(admin, "redirect_https", "redirected"), 2);
-    assert_eq!(rejections(admin, "redirect_https", "unknown_host"), 3);
+    assert_eq!(
+        rejections_reach(admin, "redirect_https", "redirected", 2),
+        2
+    );
+    assert_eq!(
+        rejections_reach(admin, "redirect_https", "unknown_host", 3),
+        3
+    );
     // The TLS listener serves as usual.
     let tls = common::client::TlsOptions::new(pki.root_der(), HOST);
     let mut c = Client::tls(proxy.addr(), &tls).expect("tls");

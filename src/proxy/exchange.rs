@@ -81,8 +81,22 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         rejected: None,
     };
     identity_step(&mut req, generation);
-    let next = x.serve(&mut req, session).await;
+    let next = match x.before_upstream(&mut req) {
+        Step::Forward(selected) => x.run(&req, selected, session).await,
+        Step::Answer(v) => x.verdict(v, session).await,
+        Step::Fail(e) => x.fail(e, &req, session).await,
+    };
     x.finish(&req, next)
+}
+
+/// Where a request goes after the steps before the upstream.
+enum Step<'g> {
+    /// To the upstream of this route.
+    Forward(Selected<'g>),
+    /// A policy answers (redirect, no route, a request phase's refusal).
+    Answer(Verdict),
+    /// Refused before routing (the target or forwarding fields: 400).
+    Fail(ProxyError),
 }
 
 /// A plain listener's identity settings: nothing to add, claims still removed.
@@ -164,18 +178,21 @@ struct Flow {
     answered: bool,
 }
 
-impl Exchange<'_> {
-    /// The request's steps up to the upstream (see the module doc); what the connection
-    /// does next.
-    async fn serve<S: BodySource + ResponseSink>(&mut self, req: &mut Request, s: &mut S) -> Next {
-        let generation = self.generation;
+impl<'a> Exchange<'a> {
+    /// The request's steps up to the upstream (see the module doc), without I/O: where
+    /// the request goes next. (Not an async fn of its own: the upstream steps are
+    /// awaited straight from [`exchange`], one future level less on every poll.)
+    fn before_upstream<'g>(&mut self, req: &mut Request) -> Step<'g>
+    where
+        'a: 'g,
+    {
+        let generation: &'g Generation = self.generation;
         let listener = generation.config.listeners.get(req.client.listener);
         if let Some(to) = listener.and_then(|l| l.redirect_https.as_ref()) {
-            let v = redirect::check(req, to, &generation.policies.https_hosts);
-            return self.verdict(v, s).await;
+            return Step::Answer(redirect::check(req, to, &generation.policies.https_hosts));
         }
         if let Err(e) = admit(req, &generation.config.http) {
-            return self.fail(e, req, s).await;
+            return Step::Fail(e);
         }
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
         let route_path: &[u8] = if req.path.as_ref() == b"*" {
@@ -187,20 +204,18 @@ impl Exchange<'_> {
             .router
             .select(req.authority.as_deref(), route_path)
         else {
-            let v = Verdict::refuse(
+            return Step::Answer(Verdict::refuse(
                 Rejection::NoRoute,
                 Kind::NoRoute,
                 "no route for this host and path",
-            );
-            return self.verdict(v, s).await;
+            ));
         };
         self.route = Some(selected.route.index);
-        let v = policy::request_phases(req, selected.route, generation);
-        if let Verdict::Respond(..) = v {
-            return self.verdict(v, s).await;
+        if let v @ Verdict::Respond(..) = policy::request_phases(req, selected.route, generation) {
+            return Step::Answer(v);
         }
         self.upload.limit = body_size::limit(selected.route, &generation.config.http);
-        self.run(req, selected, s).await
+        Step::Forward(selected)
     }
 
     /// The one finish point: every exit path of the exchange passes here, where the
