@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::message::Fault;
+use crate::message::{Fault, GatewayResponse};
 
 /// Which party the failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub enum Kind {
     BodyTooLarge,
     /// A policy refused the client (a route's `[route.client_cert]` requirement).
     Forbidden,
+    /// No route matches the request's host and path.
+    NoRoute,
+    /// The request names a host this listener does not answer for (a redirect
+    /// listener's Host is served by no TLS certificate or named route).
+    MisdirectedHost,
     /// The upstream refused or could not be reached.
     ConnectFailed,
     /// Connecting to the upstream took longer than `connect_timeout_ms`.
@@ -121,6 +126,8 @@ impl ProxyError {
             Kind::ClientTimeout => Some(408),
             Kind::BodyTooLarge => Some(413),
             Kind::Forbidden => Some(403),
+            Kind::NoRoute => Some(404),
+            Kind::MisdirectedHost => Some(421),
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
             Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
         }
@@ -136,9 +143,47 @@ pub fn fault_status(fault: Fault) -> u16 {
         Fault::Coding => 501,
         Fault::Expectation => 417,
         Fault::Method => 405,
-        Fault::Target | Fault::Forwarding => 400,
+        Fault::Target | Fault::Forwarding | Fault::PlainHttp => 400,
         // A fault added later is a malformed message until it gets its own status.
         _ => 400,
+    }
+}
+
+impl ProxyError {
+    /// The proxy's own answer to this failure, if a response can still be sent: its
+    /// status ([`ProxyError::status`]) with the reason as the body.
+    pub fn response(&self) -> Option<GatewayResponse> {
+        self.status().map(|s| GatewayResponse::text(s, self.reason))
+    }
+}
+
+/// Canonical reason phrases for the statuses the proxy generates.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
     }
 }
 
@@ -197,6 +242,12 @@ mod tests {
         assert_eq!(status(Side::Downstream, Kind::ClientTimeout), Some(408));
         assert_eq!(status(Side::Downstream, Kind::BodyTooLarge), Some(413));
         assert_eq!(status(Side::Downstream, Kind::Forbidden), Some(403));
+        assert_eq!(status(Side::Downstream, Kind::NoRoute), Some(404));
+        assert_eq!(status(Side::Downstream, Kind::MisdirectedHost), Some(421));
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::PlainHttp)),
+            Some(400)
+        );
         assert_eq!(status(Side::Upstream, Kind::UpstreamProtocol), Some(502));
         assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
         // A local failure is ours, whatever it looked like.

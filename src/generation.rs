@@ -73,6 +73,8 @@ pub struct Generation {
     pub config_hash: u64,
     pub config: Config,
     pub router: Router,
+    /// The policies' compiled state ([`crate::policy::Policies`]).
+    pub policies: crate::policy::Policies,
     /// One per running listener, in the order they were bound; `None`: plain HTTP.
     pub listeners: Vec<Option<ListenerTls>>,
     /// One per running listener, in the order they were bound: its client-address
@@ -585,11 +587,13 @@ fn build(
             Arc::new(Limiter::new(c, previous.map(|p| &**p)))
         })
         .collect();
+    let policies = crate::policy::Policies::build(&config);
     let generation = Generation {
         id,
         config_hash: config.hash,
         config,
         router,
+        policies,
         listeners,
         listener_policies,
         upstreams,

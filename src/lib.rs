@@ -22,8 +22,8 @@
 //!                                                                    ResponseSink → Outcome; duplex, splice)
 //!                            uri, forwarding                       (the path normalised before routing;
 //!                                                                    client forwarding fields judged)
-//!              ⑥ policy      policy                                (checks after routing, each Continue or
-//!                                                                    Refuse: client_cert → 403);
+//!              ⑥ policy      policy                                (ordered phases, each Continue or Respond:
+//!                                                                    redirect_https, client_cert, body_size);
 //!                            identity_headers                      (the client's verified certificate as
 //!                                                                    X-SSL-Client-* / XFCC; claims removed)
 //!              ⑦ route       route                                 (Host + longest prefix)

@@ -53,6 +53,8 @@ pub enum Fault {
     /// A forwarding field (`Forwarded`, `X-Forwarded-For`) the proxy would extend is
     /// malformed and `malformed_forwarding_headers = "reject"`.
     Forwarding,
+    /// Plain HTTP sent to a TLS listener (answered in plain text before the close).
+    PlainHttp,
 }
 
 /// What the proxy knows about the client, for forwarding headers and logs. Built once per
@@ -151,4 +153,57 @@ pub struct ResponseHead {
     pub status: u16,
     pub reason: Bytes,
     pub headers: Vec<Header>,
+}
+
+/// A response of the proxy's own — an error, a policy's refusal, a redirect — as the
+/// exchange hands it to a session ([`crate::proxy::ResponseSink::respond`]): the status,
+/// extra header fields (`Location`, `Retry-After`, `WWW-Authenticate`, CORS fields…)
+/// and a small body. The session adds its own framing (`Content-Length`, `Connection`)
+/// and `Server`; nothing here is hop-by-hop.
+#[derive(Debug, Clone)]
+pub struct GatewayResponse {
+    pub status: u16,
+    /// Fields written after `Server` and `Content-Type`, in order (empty: no allocation).
+    pub headers: Vec<Header>,
+    pub body: GatewayBody,
+}
+
+/// The body of a [`GatewayResponse`].
+#[derive(Debug, Clone)]
+pub enum GatewayBody {
+    /// No body bytes (`Content-Length: 0`), e.g. a redirect or a CORS preflight.
+    Empty,
+    /// One line of text (`text/plain`, a newline added): an error's reason.
+    Line(&'static str),
+    /// These bytes as they are; a `Content-Type` field, if wanted, is in `headers`.
+    Bytes(Bytes),
+}
+
+impl GatewayResponse {
+    /// A plain-text answer: `status` with `reason` as its one-line body.
+    pub fn text(status: u16, reason: &'static str) -> GatewayResponse {
+        GatewayResponse {
+            status,
+            headers: Vec::new(),
+            body: GatewayBody::Line(reason),
+        }
+    }
+
+    /// Adds a header field.
+    pub fn with_header(mut self, name: &'static str, value: Bytes) -> GatewayResponse {
+        self.headers.push(Header {
+            name: Bytes::from_static(name.as_bytes()),
+            value,
+        });
+        self
+    }
+
+    /// The body's length on the wire.
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            GatewayBody::Empty => 0,
+            GatewayBody::Line(l) => l.len() as u64 + 1,
+            GatewayBody::Bytes(b) => b.len() as u64,
+        }
+    }
 }

@@ -228,6 +228,8 @@ pub struct ListenerConfig {
     pub policies: ListenerPolicies,
     /// `security_headers`, `request_headers`, `response_headers`.
     pub headers: HeaderPolicy,
+    /// `redirect_https = true` (plain listeners only): every request is redirected.
+    pub redirect_https: Option<RedirectHttps>,
 }
 
 /// A listener's client-address settings ([`crate::policy::ip`]); the running listener's
@@ -249,6 +251,15 @@ impl ListenerPolicies {
     pub fn at_accept(&self) -> bool {
         self.proxy_protocol.is_some() || self.ip.is_some()
     }
+}
+
+/// A plain listener's redirect to HTTPS ([`crate::policy::redirect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectHttps {
+    /// `redirect_status`: 308 (default) or 301.
+    pub status: u16,
+    /// `redirect_https_port` (default 443, then left out of `Location`).
+    pub port: u16,
 }
 
 /// Minimum TLS protocol version offered.
@@ -369,6 +380,8 @@ pub struct RouteConfig {
     pub methods: Vec<String>,
     /// `[[route.headers]]`: conditions on request fields, all of which must hold.
     pub match_headers: Vec<HeaderMatch>,
+    /// Overrides `[http] max_request_body_bytes` on this route (0 = unlimited).
+    pub max_request_body_bytes: Option<u64>,
 }
 
 impl RouteConfig {
@@ -388,6 +401,7 @@ impl RouteConfig {
             cors: None,
             methods: Vec::new(),
             match_headers: Vec::new(),
+            max_request_body_bytes: None,
         }
     }
 }

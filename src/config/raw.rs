@@ -170,6 +170,14 @@ pub struct RawListener {
     pub request_headers: Option<Vec<Spanned<RawHeaderRule>>>,
     /// `[[listener.response_headers]]`. nginx: `add_header … always`, `proxy_hide_header`.
     pub response_headers: Option<Vec<Spanned<RawHeaderRule>>>,
+    /// A plain listener that answers every request with a redirect to
+    /// `https://HOST[:port]PATH?QUERY` (HOST one this configuration serves over TLS).
+    /// nginx: `return 308 https://$host$request_uri;`.
+    pub redirect_https: Option<Spanned<bool>>,
+    /// The redirect's status: 308 (default) or 301. nginx: the `return` code.
+    pub redirect_status: Option<Spanned<i64>>,
+    /// The HTTPS port in `Location` (default 443, left out).
+    pub redirect_https_port: Option<Spanned<i64>>,
 }
 
 /// `[listener.tls]`.
@@ -315,6 +323,9 @@ pub struct RawRoute {
     /// Envoy: `headers` (`HeaderMatcher`); Kong: `headers`.
     #[serde(default)]
     pub headers: Vec<Spanned<RawHeaderMatch>>,
+    /// Overrides `[http] max_request_body_bytes` here (0 = unlimited) → 413. nginx:
+    /// `client_max_body_size` in a `location`.
+    pub max_request_body_bytes: Option<Spanned<i64>>,
 }
 
 /// `[[route.headers]]`: one request header condition; `name` and exactly one of

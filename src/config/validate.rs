@@ -15,6 +15,7 @@ use toml::Spanned;
 mod client_auth;
 mod identity;
 mod ip;
+mod policy;
 mod policy_headers;
 mod rate_limit;
 mod route;
@@ -450,6 +451,7 @@ impl Validator<'_> {
             &l.request_headers,
             &l.response_headers,
         );
+        let redirect_https = self.redirect_https(&field, l, tls.is_some());
         Some(ListenerConfig {
             addr: addr?,
             backlog,
@@ -457,6 +459,7 @@ impl Validator<'_> {
             max_connections_per_ip,
             policies: policies?,
             headers,
+            redirect_https,
         })
     }
 
@@ -981,6 +984,14 @@ impl Validator<'_> {
                 self.error(Some(span), &field, msg);
                 continue;
             }
+            let max_request_body_bytes = r.max_request_body_bytes.as_ref().map(|_| {
+                self.int(
+                    &r.max_request_body_bytes,
+                    &format!("{field}.max_request_body_bytes"),
+                    0,
+                    0..=i64::MAX,
+                ) as u64
+            });
             let (methods, match_headers) = (when.methods.clone(), when.headers.clone());
             earlier.push((i, when));
             routes.push(RouteConfig {
@@ -996,6 +1007,7 @@ impl Validator<'_> {
                 cors,
                 methods,
                 match_headers,
+                max_request_body_bytes,
             });
         }
         routes

@@ -34,7 +34,7 @@ use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::Generation;
-use crate::message::{BodyLength, ClientInfo, Request, ResponseHead};
+use crate::message::{BodyLength, ClientInfo, GatewayResponse, Request, ResponseHead};
 use crate::proxy::{self, BodySource, Next, ResponseSink};
 use crate::transport::ClientStream;
 use crate::transport::tls::TlsInfo;
@@ -43,7 +43,8 @@ use crate::transport::tls::TlsInfo;
 const HEAD_READ: usize = 4096;
 /// Request body read size (two TLS records).
 const BODY_READ: usize = 32 * 1024;
-/// Room for a response the proxy generates (status line, four fields, a one-line body).
+/// Room for a response the proxy generates (status line, four fields, a one-line body;
+/// more fields grow it once).
 const SIMPLE_RESPONSE_CAPACITY: usize = 256;
 /// Room reserved for a relayed response head; bigger heads grow the buffer once.
 const RESPONSE_HEAD_CAPACITY: usize = 512;
@@ -128,10 +129,11 @@ impl Session {
             Ok(None) => return Next::Close,
             Err(e) => {
                 debug!(client = %self.client.addr, error = %e, "request head refused");
-                if let Some(status) = e.status() {
+                if let Some(response) = e.response() {
+                    let status = response.status;
                     let started = clock::now();
                     let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-                    write::simple_response(&mut out, status, e.reason, Version::Http11, false);
+                    write::gateway_response(&mut out, &response, Version::Http11, false, true);
                     let _ = Box::pin(self.write(out.freeze())).await;
                     let took = clock::now().saturating_duration_since(started);
                     self.ctx.metrics.request_done(status, took);
@@ -169,6 +171,7 @@ impl Session {
         };
         let x = H1Exchange {
             body: RequestBody::new(head.body),
+            head_request: head.method.as_ref() == b"HEAD",
             version: head.version,
             keep_alive: head.keep_alive,
             expect_continue: head.expect_continue,
@@ -328,7 +331,7 @@ struct RequestBody {
     /// Content-Length bytes still to read from the client.
     remaining: u64,
     decoder: Option<ChunkedDecoder>,
-    /// Total body bytes seen (for the size limit).
+    /// Total body bytes seen (a body already begun needs no `100 Continue`).
     seen: u64,
     /// Every body byte has been read from the client.
     done: bool,
@@ -357,6 +360,8 @@ impl RequestBody {
 struct H1Exchange<'a> {
     session: &'a mut Session,
     body: RequestBody,
+    /// A HEAD request: the proxy's own answers carry their Content-Length, not the body.
+    head_request: bool,
     version: Version,
     /// The client asked to keep the connection (after version defaults).
     keep_alive: bool,
@@ -431,14 +436,8 @@ impl BodySource for H1Exchange<'_> {
             }
             BodyKind::Empty | BodyKind::UntilClose => {}
         }
-        let limit = self.session.generation.config.http.max_request_body_bytes;
-        if limit > 0 && body.seen > limit {
-            return Err(ProxyError::new(
-                Side::Downstream,
-                Kind::BodyTooLarge,
-                "request body larger than max_request_body_bytes",
-            ));
-        }
+        // The body's size limit is the route's, counted by the exchange as it takes the
+        // bytes (`policy::body_size`).
         Ok(())
     }
 
@@ -553,10 +552,11 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.stream.splice_socket()
     }
 
-    async fn respond(&mut self, status: u16, reason: &'static str, reusable: bool) -> Next {
+    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
-        write::simple_response(&mut out, status, reason, self.version, keep);
+        let body = !self.head_request;
+        write::gateway_response(&mut out, &response, self.version, keep, body);
         // A write that failed or hit send_timeout may have sent part of this response:
         // the next one must never follow it on the same connection.
         match self.session.write(out.freeze()).await {
@@ -570,6 +570,68 @@ impl ResponseSink for H1Exchange<'_> {
 mod tests {
     use super::*;
 
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    /// A gateway's own answer (a policy's, say) reaches the client with its extra
+    /// fields, its body, and the session's framing.
+    #[test]
+    fn a_gateway_response_goes_out_with_its_fields_and_body() {
+        use std::io::Read;
+        let ctx = WorkerCtx::for_test(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
+             [upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        let next = runtime().block_on(async {
+            let mut session = Session {
+                generation: ctx.live.load_full(),
+                stream: ClientStream::plain(monoio::net::TcpStream::from_std(s).unwrap()),
+                client: ClientInfo::new(peer, "http"),
+                ctx: ctx.clone(),
+                rbuf: BytesMut::new(),
+                served: 1,
+                linger: false,
+                tls: None,
+                deadline: Deadline::new(),
+            };
+            let mut x = H1Exchange {
+                body: RequestBody::new(BodyKind::Empty),
+                head_request: false,
+                version: Version::Http11,
+                keep_alive: true,
+                expect_continue: false,
+                framing: ClientFraming::NoBody,
+                out: BytesMut::new(),
+                tail: None,
+                session: &mut session,
+            };
+            let response = GatewayResponse {
+                status: 429,
+                headers: Vec::new(),
+                body: crate::message::GatewayBody::Bytes(Bytes::from_static(b"{\"slow\":1}")),
+            }
+            .with_header("Retry-After", Bytes::from_static(b"1"))
+            .with_header("Content-Type", Bytes::from_static(b"application/json"));
+            x.respond(response, true).await
+        });
+        assert_eq!(next, Next::KeepAlive);
+        let mut got = vec![0u8; 4096];
+        let n = client.read(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got[..n]);
+        assert_eq!(
+            text,
+            "HTTP/1.1 429 Too Many Requests\r\nServer: ringgate\r\nContent-Length: 10\r\n\
+             Retry-After: 1\r\nContent-Type: application/json\r\n\r\n{\"slow\":1}"
+        );
+    }
+
     /// The memory an idle keep-alive connection holds is its task's future, and an async
     /// fn's future is as large as its largest await point: the request's state (head
     /// read, exchange, upstream lease, body pump) must live in the boxed `serve_one`, not
@@ -580,33 +642,29 @@ mod tests {
             "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
              [upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
         );
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-                let (s, peer) = l.accept().unwrap();
-                let mut session = Session {
-                    generation: ctx.live.load_full(),
-                    stream: ClientStream::plain(monoio::net::TcpStream::from_std(s).unwrap()),
-                    client: ClientInfo::new(peer, "http"),
-                    ctx: ctx.clone(),
-                    rbuf: BytesMut::new(),
-                    served: 0,
-                    linger: false,
-                    tls: None,
-                    deadline: Deadline::new(),
-                };
-                let request = std::mem::size_of_val(&session.serve_one());
-                let idle = std::mem::size_of_val(&session.run());
-                // Measured (release, rustc 1.95): run 208 B, serve_one 3,456 B (before the
-                // connection's timer moved out of the futures: 1,152 B and 5,120 B).
-                assert!(
-                    idle * 3 <= request,
-                    "the connection's future ({idle} B) holds room for a request ({request} B)"
-                );
-            });
+        runtime().block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, peer) = l.accept().unwrap();
+            let mut session = Session {
+                generation: ctx.live.load_full(),
+                stream: ClientStream::plain(monoio::net::TcpStream::from_std(s).unwrap()),
+                client: ClientInfo::new(peer, "http"),
+                ctx: ctx.clone(),
+                rbuf: BytesMut::new(),
+                served: 0,
+                linger: false,
+                tls: None,
+                deadline: Deadline::new(),
+            };
+            let request = std::mem::size_of_val(&session.serve_one());
+            let idle = std::mem::size_of_val(&session.run());
+            // Measured (release, rustc 1.95): run 208 B, serve_one 3,456 B (before the
+            // connection's timer moved out of the futures: 1,152 B and 5,120 B).
+            assert!(
+                idle * 3 <= request,
+                "the connection's future ({idle} B) holds room for a request ({request} B)"
+            );
+        });
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::config::kx::KX_GROUPS;
 use crate::error::Kind;
+pub use crate::policy::Rejection as PolicyRejection;
 pub use crate::transport::HandshakeFailure;
 use crate::transport::ktls::Fallback;
 use crate::transport::tls::Rejection;
@@ -227,55 +228,6 @@ pub fn upstream_error_index(kind: Kind) -> usize {
     }
 }
 
-/// A request or connection a gateway policy refused: `policy` and `reason` labels of
-/// `ringgate_policy_rejections_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyRejection {
-    /// A rate limit's burst was exceeded.
-    RateLimitBurst,
-    /// A rate limit's table had no room for a new key.
-    RateLimitTableFull,
-    /// A listener's `max_connections_per_ip` was reached (closed at accept).
-    ConnLimitPerIp,
-    /// An `allow`/`deny` list refused the client's address (at accept or on a route).
-    IpDenied,
-    /// A connection to a PROXY protocol listener from outside `proxy_protocol_from`.
-    ProxyUntrusted,
-    /// A PROXY header that is malformed, too long, cut short by a close, or absent.
-    ProxyMalformed,
-    /// No whole PROXY header within the handshake timeout.
-    ProxyTimeout,
-}
-
-impl PolicyRejection {
-    pub const ALL: [PolicyRejection; 7] = [
-        PolicyRejection::RateLimitBurst,
-        PolicyRejection::RateLimitTableFull,
-        PolicyRejection::ConnLimitPerIp,
-        PolicyRejection::IpDenied,
-        PolicyRejection::ProxyUntrusted,
-        PolicyRejection::ProxyMalformed,
-        PolicyRejection::ProxyTimeout,
-    ];
-
-    /// `(policy, reason)`.
-    pub fn labels(self) -> (&'static str, &'static str) {
-        match self {
-            PolicyRejection::RateLimitBurst => ("rate_limit", "burst_exceeded"),
-            PolicyRejection::RateLimitTableFull => ("rate_limit", "table_full"),
-            PolicyRejection::ConnLimitPerIp => ("conn_limit", "max_connections_per_ip"),
-            PolicyRejection::IpDenied => ("ip", "denied"),
-            PolicyRejection::ProxyUntrusted => ("proxy_protocol", "untrusted_source"),
-            PolicyRejection::ProxyMalformed => ("proxy_protocol", "malformed"),
-            PolicyRejection::ProxyTimeout => ("proxy_protocol", "timeout"),
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// Every counter, gauge and histogram of one worker. Written only by that worker.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -370,6 +322,11 @@ impl WorkerMetrics {
     pub fn request_done(&self, status: u16, d: Duration) {
         self.requests[status_class(status)].inc();
         self.request_duration.record(d);
+    }
+
+    #[inline]
+    pub fn policy_rejection(&self, r: PolicyRejection) {
+        self.policy_rejections[r.index()].inc();
     }
 
     #[inline]

@@ -3,11 +3,12 @@
 //! ([`TlsInfo::client_identity`]); parses no certificate. A connection without a
 //! verified certificate (plain HTTP, `verify = "optional"` with none sent) or with one
 //! whose subject DN and SANs match no `allow` entry is refused with
-//! [`Kind::Forbidden`] (403).
+//! [`Kind::Forbidden`] (403), counted as `client_cert` with the reason of its
+//! [`Rejection`].
 
-use super::Verdict;
+use super::{Rejection, Verdict};
 use crate::config::RouteClientCert;
-use crate::error::{Kind, ProxyError, Side};
+use crate::error::Kind;
 use crate::transport::tls::{ClientVerify, TlsInfo};
 
 /// The route's requirement against the connection's TLS facts.
@@ -15,16 +16,21 @@ pub fn check(tls: Option<&TlsInfo>, rule: &RouteClientCert) -> Verdict {
     if !rule.required {
         return Verdict::Continue;
     }
-    let refuse =
-        |reason| Verdict::Refuse(ProxyError::new(Side::Downstream, Kind::Forbidden, reason));
+    let refuse = |why, reason| Verdict::refuse(why, Kind::Forbidden, reason);
     let Some(tls) = tls.filter(|t| t.client_verify == ClientVerify::Success) else {
-        return refuse("route requires a verified client certificate");
+        return refuse(
+            Rejection::ClientCertMissing,
+            "route requires a verified client certificate",
+        );
     };
     if rule.allow.is_empty() {
         return Verdict::Continue;
     }
     let Some(id) = &tls.client_identity else {
-        return refuse("client certificate identity unreadable");
+        return refuse(
+            Rejection::ClientCertUnreadable,
+            "client certificate identity unreadable",
+        );
     };
     let allowed = rule
         .allow
@@ -33,7 +39,10 @@ pub fn check(tls: Option<&TlsInfo>, rule: &RouteClientCert) -> Verdict {
     if allowed {
         Verdict::Continue
     } else {
-        refuse("client certificate subject not allowed on this route")
+        refuse(
+            Rejection::ClientCertNotAllowed,
+            "client certificate subject not allowed on this route",
+        )
     }
 }
 
@@ -71,8 +80,8 @@ mod tests {
     fn refused(v: Verdict) -> bool {
         match v {
             Verdict::Continue => false,
-            Verdict::Refuse(e) => {
-                assert_eq!(e.status(), Some(403));
+            Verdict::Respond(r, resp) => {
+                assert_eq!((r.policy(), resp.status), ("client_cert", 403));
                 true
             }
         }

@@ -14,8 +14,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::Verdict;
-use crate::error::{Kind, ProxyError, Side};
+use super::{Rejection, Verdict};
+use crate::error::Kind;
 use crate::message::{ClientInfo, Header, Request};
 
 pub use crate::config::ip_list::{Action, CidrError, IpList, parse_cidr};
@@ -26,11 +26,11 @@ pub fn check_route(list: &IpList, client: IpAddr) -> Verdict {
     if list.allows(client) {
         Verdict::Continue
     } else {
-        Verdict::Refuse(ProxyError::new(
-            Side::Downstream,
+        Verdict::refuse(
+            Rejection::IpDenied,
             Kind::Forbidden,
             "client address denied on this route",
-        ))
+        )
     }
 }
 

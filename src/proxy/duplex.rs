@@ -5,7 +5,7 @@
 //! streams as it reads, or an early 413 — and then stop reading once its send buffer is
 //! full. A proxy that first writes the whole body and only then reads would wait on a
 //! write that never completes. So while the body is not all sent, every read of the
-//! response goes through [`Exchange::pumped_read`], which keeps moving body bytes
+//! response goes through [`pumped_read`], which keeps moving body bytes
 //! (session's [`BodySource`] → [`Pump`] queue → upstream write half) as it waits. Nothing
 //! here is ever cancelled with bytes in flight: the upstream read future lives until it
 //! completes, the write future lives in the pump, and the client is read only when the
@@ -25,8 +25,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use monoio::time::error::Elapsed;
 
-use super::exchange::{
-    BODY_READ, Exchange, READ_FAILED, READ_TIMED_OUT, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
+use super::upstream_io::{
+    BODY_READ, READ_FAILED, READ_TIMED_OUT, Upload, WRITE_FAILED, WRITE_TIMED_OUT, upstream_read,
 };
 use super::{BodySource, ResponseSink};
 use crate::error::ProxyError;
@@ -109,72 +109,70 @@ impl Pump {
     }
 }
 
-impl Exchange<'_> {
-    /// Reads response bytes from the upstream into `ubuf` while the request body keeps
-    /// flowing through `pump`; `Ok(0)` is the upstream closing. When the pump finishes
-    /// (the body all sent, or the upstream stopped reading) it is removed from `slot`
-    /// (`sent_all` says which) and the lease's stream is joined again.
-    pub(super) async fn pumped_read<S: BodySource + ResponseSink>(
-        &mut self,
-        lease: &mut Lease,
-        ubuf: &mut BytesMut,
-        slot: &mut Option<Pump>,
-        sent_all: &mut bool,
-        body: &mut S,
-        want: usize,
-    ) -> Result<usize, ProxyError> {
-        let Some(pump) = slot.as_mut() else {
-            return upstream_read(lease, ubuf, want, body.deadline()).await;
-        };
-        // Boxed: the common case (no body left to send) does not carry its room.
-        let read = Box::pin(self.read_pumping(lease, ubuf, pump, body, want)).await?;
-        if pump.finished(body.is_done()) {
-            *sent_all = !pump.stopped;
-            if let Some(wr) = pump.wr.take()
-                && !pump.stopped
-            {
-                lease.stream.give_writer(wr);
-            }
-            *slot = None;
+/// Reads response bytes from the upstream into `ubuf` while the request body keeps
+/// flowing through `pump`; `Ok(0)` is the upstream closing. When the pump finishes
+/// (the body all sent, or the upstream stopped reading) it is removed from `slot`
+/// (`sent_all` says which) and the lease's stream is joined again.
+pub(super) async fn pumped_read<S: BodySource + ResponseSink>(
+    upload: &mut Upload,
+    lease: &mut Lease,
+    ubuf: &mut BytesMut,
+    slot: &mut Option<Pump>,
+    sent_all: &mut bool,
+    body: &mut S,
+    want: usize,
+) -> Result<usize, ProxyError> {
+    let Some(pump) = slot.as_mut() else {
+        return upstream_read(lease, ubuf, want, body.deadline()).await;
+    };
+    // Boxed: the common case (no body left to send) does not carry its room.
+    let read = Box::pin(read_pumping(upload, lease, ubuf, pump, body, want)).await?;
+    if pump.finished(body.is_done()) {
+        *sent_all = !pump.stopped;
+        if let Some(wr) = pump.wr.take()
+            && !pump.stopped
+        {
+            lease.stream.give_writer(wr);
         }
-        ProxyError::timed(read, READ_FAILED, READ_TIMED_OUT)
+        *slot = None;
     }
+    ProxyError::timed(read, READ_FAILED, READ_TIMED_OUT)
+}
 
-    /// The response read of [`Exchange::pumped_read`], moving body bytes through `pump`
-    /// while it waits. `Err` is a client-side failure; the read's own outcome is `Ok`.
-    async fn read_pumping<S: BodySource>(
-        &mut self,
-        lease: &mut Lease,
-        ubuf: &mut BytesMut,
-        pump: &mut Pump,
-        body: &mut S,
-        want: usize,
-    ) -> Result<Result<io::Result<usize>, Elapsed>, ProxyError> {
-        let read_timeout = lease.upstream().read_timeout;
-        let read = lease.stream.read(ubuf, want);
-        let mut read = std::pin::pin!(read);
-        let done = loop {
-            pump.start_write();
-            if pump.finished(body.is_done()) {
-                break None;
+/// The response read of [`pumped_read`], moving body bytes through `pump`
+/// while it waits. `Err` is a client-side failure; the read's own outcome is `Ok`.
+async fn read_pumping<S: BodySource>(
+    upload: &mut Upload,
+    lease: &mut Lease,
+    ubuf: &mut BytesMut,
+    pump: &mut Pump,
+    body: &mut S,
+    want: usize,
+) -> Result<Result<io::Result<usize>, Elapsed>, ProxyError> {
+    let read_timeout = lease.upstream().read_timeout;
+    let read = lease.stream.read(ubuf, want);
+    let mut read = std::pin::pin!(read);
+    let done = loop {
+        pump.start_write();
+        if pump.finished(body.is_done()) {
+            break None;
+        }
+        let want_client = !body.is_done() && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
+        let writing = pump.writing.is_some();
+        monoio::select! {
+            biased;
+            r = &mut read => break Some(r),
+            w = pump.write_done(), if writing => pump.wrote(w),
+            ready = body.ready(), if want_client => {
+                ready?;
+                body.receive().await?;
+                upload.take(body, &mut pump.queue)?;
             }
-            let want_client = !body.is_done() && !pump.stopped && pump.queue.len() < QUEUE_LIMIT;
-            let writing = pump.writing.is_some();
-            monoio::select! {
-                biased;
-                r = &mut read => break Some(r),
-                w = pump.write_done(), if writing => pump.wrote(w),
-                ready = body.ready(), if want_client => {
-                    ready?;
-                    body.receive().await?;
-                    self.upload.take(body, &mut pump.queue)?;
-                }
-            }
-        };
-        // With nothing left to send, the read waits like any other response read.
-        Ok(match done {
-            Some(r) => Ok(r),
-            None => monoio::time::timeout(read_timeout, read).await,
-        })
-    }
+        }
+    };
+    // With nothing left to send, the read waits like any other response read.
+    Ok(match done {
+        Some(r) => Ok(r),
+        None => monoio::time::timeout(read_timeout, read).await,
+    })
 }

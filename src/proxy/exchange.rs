@@ -1,6 +1,15 @@
-//! One exchange: request → route → upstream → response sink → [`Outcome`].
+//! One exchange: request → policies → route → upstream → response sink → [`Outcome`].
 //!
-//! First the request's path is normalised ([`crate::uri`]; refused → 400) and, under
+//! The steps, in order ([`crate::policy`] documents the policy phases): the client's
+//! identity fields; a `redirect_https` listener's redirect (nothing else runs); the
+//! request target checked; the route (none → 404); the route's request policies
+//! ([`policy::request_phases`]; the route's body limit also bounds a streamed body, see
+//! [`super::upstream_io::Upload`]); then the upstream. A policy that answers, a failure
+//! and a relayed response all end in [`Exchange::finish`], the one place the
+//! [`Outcome`] is completed and a policy rejection counted
+//! (`ringgate_policy_rejections_total`) and logged (debug).
+//!
+//! The request's path is normalised ([`crate::uri`]; refused → 400) and, under
 //! `malformed_forwarding_headers = "reject"`, its forwarding fields checked
 //! ([`crate::forwarding`]; malformed → 400): everything after — routing, `strip_prefix`,
 //! the head sent upstream — works on that one normalised path and one authority.
@@ -22,28 +31,25 @@ use bytes::{Bytes, BytesMut};
 use monoio::time::Instant;
 use tracing::debug;
 
-use super::duplex::Pump;
+use super::duplex::{self, Pump};
+use super::splice;
+use super::upstream_io::{BODY_READ, Upload, upstream_write};
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
-use crate::clock::{self, Deadline};
+use crate::clock;
 use crate::config::{HttpSettings, MalformedForwarding};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
-use crate::http1::write::status_text;
 use crate::identity_headers::{self, IdentityHeaders};
-use crate::message::{BodyLength, Fault, Header, Request, ResponseHead};
-use crate::observe::PolicyRejection;
+use crate::message::{BodyLength, Fault, GatewayResponse, Header, Request, ResponseHead};
 use crate::policy::headers::{HeaderPolicy, ResponsePolicies};
-use crate::policy::rate_limit;
-use crate::policy::{self, Verdict};
-use crate::route::RequestView;
+use crate::policy::{self, Rejection, Verdict, body_size, redirect};
+use crate::route::{RequestView, Selected};
 use crate::upstream::Lease;
-use crate::upstream::h1::{self, Piece, RequestFraming, ResponseReader};
+use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
 
-/// Upstream read size while streaming a body (two TLS records' worth).
-pub(super) const BODY_READ: usize = 32 * 1024;
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
 const REQUEST_HEAD_CAPACITY: usize = 1024;
@@ -73,31 +79,40 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         route: None,
         upstream: None,
         error: None,
+        rejected: None,
     };
     // accept-policies: `trusted_proxies` (X-Forwarded-For → the client address policies,
     // forwarding fields and logs use). The lead moves this onto the policy phase runner.
     let listener = generation.listener_policies.get(req.client.listener);
     policy::ip::real_client_step(&mut req, listener.and_then(|p| p.trusted_proxies.as_ref()));
     identity_step(&mut req, generation);
-    let next = match admit(&mut req, &generation.config.http) {
-        Ok(()) => x.run(&mut req, session).await,
-        Err(e) => x.fail(e, &req, session).await,
+    let next = match x.before_upstream(&mut req) {
+        Step::Forward(selected, delay) => {
+            if let Some(d) = delay {
+                x.ctx.metrics.rate_limit_delayed.inc();
+                // Boxed: only delayed requests pay for the timer's room. Nothing is held
+                // across it: dropping the exchange here loses nothing.
+                Box::pin(monoio::time::sleep(d)).await;
+            }
+            x.run(&req, selected, session).await
+        }
+        Step::Preflight(head) => Box::pin(x.answer_preflight(session, &req, head)).await,
+        Step::Answer(v) => x.verdict(v, &req, session).await,
+        Step::Fail(e) => x.fail(e, &req, session).await,
     };
-    Outcome {
-        status: x.status,
-        bytes_in: x.upload.bytes,
-        bytes_out: x.bytes_out,
-        timings: Timings {
-            received: req.received,
-            connected: x.connected,
-            first_byte: x.first_byte,
-            done: clock::now(),
-        },
-        route: x.route,
-        upstream: x.upstream,
-        error: x.error,
-        next,
-    }
+    x.finish(&req, next)
+}
+
+/// Where a request goes after the steps before the upstream.
+enum Step<'g> {
+    /// To the upstream of this route, after the rate limits' delay if any.
+    Forward(Selected<'g>, Option<std::time::Duration>),
+    /// A CORS preflight the gateway answers (204).
+    Preflight(ResponseHead),
+    /// A policy answers (redirect, no route, a request phase's refusal).
+    Answer(Verdict),
+    /// Refused before routing (the target or forwarding fields: 400).
+    Fail(ProxyError),
 }
 
 /// A plain listener's identity settings: nothing to add, claims still removed.
@@ -152,55 +167,22 @@ fn target_refused(r: PathReject) -> ProxyError {
 }
 
 /// The state of one exchange (what its [`Outcome`] is made of).
-pub(super) struct Exchange<'a> {
-    pub(super) ctx: &'a WorkerCtx,
-    pub(super) generation: &'a Arc<Generation>,
+struct Exchange<'a> {
+    ctx: &'a WorkerCtx,
+    generation: &'a Arc<Generation>,
     status: u16,
-    pub(super) upload: Upload,
+    upload: Upload,
     bytes_out: u64,
     connected: Option<Instant>,
     first_byte: Option<Instant>,
     route: Option<usize>,
     upstream: Option<std::net::SocketAddr>,
     error: Option<Kind>,
-}
-
-/// The request body on its way upstream: its framing there, and how much went.
-#[derive(Default)]
-pub(super) struct Upload {
-    framing: Option<RequestFraming>,
-    /// The end of the body (a last chunk) is queued.
-    ended: bool,
-    /// Body bytes taken from the session.
-    pub(super) bytes: u64,
-}
-
-impl Upload {
-    /// Moves every body byte the session has into `out`, framed for the upstream, and
-    /// the end of the body once the session has handed out the last byte.
-    pub(super) fn take<S: BodySource>(
-        &mut self,
-        session: &mut S,
-        out: &mut BytesMut,
-    ) -> Result<(), ProxyError> {
-        let Some(framing) = self.framing else {
-            return Ok(());
-        };
-        let bytes = &mut self.bytes;
-        session.take(|data| {
-            *bytes += data.len() as u64;
-            framing.push(out, data);
-        })?;
-        if session.is_done() && !self.ended {
-            self.ended = true;
-            framing.end(out);
-        }
-        Ok(())
-    }
+    rejected: Option<Rejection>,
 }
 
 /// One request on one upstream connection.
-pub(super) struct Flow {
+struct Flow {
     lease: Lease,
     /// The response as it is read.
     rd: ResponseReader,
@@ -213,75 +195,99 @@ pub(super) struct Flow {
 }
 
 impl<'a> Exchange<'a> {
-    async fn run<S: BodySource + ResponseSink>(&mut self, req: &mut Request, s: &mut S) -> Next {
-        let generation = self.generation;
-        let config = &generation.config;
-        let limit = config.http.max_request_body_bytes;
-        if let BodyLength::Known(n) = req.body
-            && limit > 0
-            && n > limit
-        {
-            self.error = Some(Kind::BodyTooLarge);
-            return self
-                .answer(s, req, 413, "request body larger than allowed", false)
-                .await;
+    /// The request's steps up to the upstream (see the module doc), without I/O: where
+    /// the request goes next. (Not an async fn of its own: the upstream steps are
+    /// awaited straight from [`exchange`], one future level less on every poll.)
+    fn before_upstream<'g>(&mut self, req: &mut Request) -> Step<'g>
+    where
+        'a: 'g,
+    {
+        let generation: &'g Generation = self.generation;
+        let listener = generation.config.listeners.get(req.client.listener);
+        if let Some(to) = listener.and_then(|l| l.redirect_https.as_ref()) {
+            return Step::Answer(redirect::check(req, to, &generation.policies.https_hosts));
+        }
+        if let Err(e) = admit(req, &generation.config.http) {
+            return Step::Fail(e);
         }
         // `OPTIONS *` is about the server as a whole: routed as `/`, forwarded as `*`.
-        let asterisk = req.path.as_ref() == b"*";
-        let route_path: &[u8] = if asterisk { b"/" } else { &req.path };
+        let route_path: &[u8] = if req.path.as_ref() == b"*" {
+            b"/"
+        } else {
+            &req.path
+        };
         let Some(selected) =
             generation
                 .router
                 .select(req.authority.as_deref(), route_path, RequestView::of(req))
         else {
-            return self
-                .answer(s, req, 404, "no route for this host and path", true)
-                .await;
+            return Step::Answer(Verdict::refuse(
+                Rejection::NoRoute,
+                Kind::NoRoute,
+                "no route for this host and path",
+            ));
         };
         self.route = Some(selected.route.index);
-        // ── Issue 22, branch policy-headers (the lead re-places this on the phase runner):
-        // a CORS preflight is answered right after routing, before any other route policy
-        // (browsers send no credentials on it); the request header rules run once the
-        // route is known.
+        // A CORS preflight is answered right after routing, before any other route
+        // policy (browsers send no credentials on it).
         if let Some(cors) = &selected.route.cors
             && let Some(head) = policy::cors::preflight(cors, req)
         {
-            return Box::pin(self.answer_preflight(s, req, head)).await;
+            return Step::Preflight(head);
         }
+        let http = &generation.config.http;
+        let phases = policy::request_phases(req, selected.route, http, &generation.rate_limits);
+        if let v @ Verdict::Respond(..) = phases.verdict {
+            return Step::Answer(v);
+        }
+        // Request header rules: the listener's, then the route's.
         let listener_headers = listener_headers(generation, req);
         policy::headers::on_request(listener_headers, Some(&selected.route.headers), req);
-        let req: &Request = req;
-        // ── end of issue 22's request step
-        if let Some(rule) = &selected.route.client_cert
-            && let Verdict::Refuse(e) = policy::client_cert::check(req.tls.as_deref(), rule)
-        {
-            return self.fail(e, req, s).await;
+        self.upload.limit = body_size::limit(selected.route, http);
+        Step::Forward(selected, phases.delay)
+    }
+
+    /// The one finish point: every exit path of the exchange passes here, where the
+    /// [`Outcome`] is completed and a policy's rejection counted and logged.
+    fn finish(self, req: &Request, next: Next) -> Outcome {
+        if let Some(r) = self.rejected {
+            self.ctx.metrics.policy_rejection(r);
+            debug!(
+                client = %req.client.addr,
+                policy = r.policy(),
+                reason = r.reason(),
+                status = self.status,
+                "request answered by a policy"
+            );
         }
-        // accept-policies: the route's `allow` / `deny` (403), counted as
-        // {policy="ip",reason="denied"}. The lead moves this onto the policy phase runner.
-        if let Some(list) = &selected.route.ip
-            && let Verdict::Refuse(e) = policy::ip::check_route(list, req.client.addr.ip())
-        {
-            self.ctx.metrics.policy_rejections[PolicyRejection::IpDenied as usize].inc();
-            return self.fail(e, req, s).await;
+        Outcome {
+            status: self.status,
+            bytes_in: self.upload.bytes,
+            bytes_out: self.bytes_out,
+            timings: Timings {
+                received: req.received,
+                connected: self.connected,
+                first_byte: self.first_byte,
+                done: clock::now(),
+            },
+            route: self.route,
+            upstream: self.upstream,
+            error: self.error,
+            rejected: self.rejected,
+            next,
         }
-        // Rate limits (policy::rate_limit). Wired here by the rate-limit branch for its
-        // tests; the lead moves it into policy-core's phase runner (after
-        // authentication, before the body limit).
-        if !selected.route.rate_limits.is_empty() {
-            let limits = &generation.rate_limits;
-            let now = rate_limit::now_ms();
-            match rate_limit::check(limits, &selected.route.rate_limits, req, now) {
-                rate_limit::Decision::Continue => {}
-                rate_limit::Decision::Delay(d) => {
-                    self.ctx.metrics.rate_limit_delayed.inc();
-                    // Boxed: only delayed requests pay for the timer's room. Nothing is
-                    // held across it: dropping the exchange here loses nothing.
-                    Box::pin(monoio::time::sleep(d)).await;
-                }
-                rate_limit::Decision::Refuse(r) => return self.rate_limited(s, r).await,
-            }
-        }
+    }
+
+    /// Forwards a routed request whose policies let it through.
+    async fn run<S: BodySource + ResponseSink>(
+        &mut self,
+        req: &Request,
+        selected: Selected<'_>,
+        s: &mut S,
+    ) -> Next {
+        let generation = self.generation;
+        let config = &generation.config;
+        let asterisk = req.path.as_ref() == b"*";
         let group = selected.route.upstream;
         let upstream = &config.upstreams[group];
         let mut scratch = Vec::new();
@@ -338,84 +344,49 @@ impl<'a> Exchange<'a> {
         &mut self,
         s: &mut S,
         req: &Request,
-        status: u16,
-        reason: &'static str,
+        mut response: GatewayResponse,
         reusable: bool,
     ) -> Next {
-        self.status = status;
-        // ── Issue 22, branch policy-headers: with header policies, the gateway's own
-        // answer carries them too (nginx `add_header … always`). The lead folds this into
-        // the GatewayResponse path; without policies nothing changes.
+        self.status = response.status;
+        // The response phases: header rules and security headers on the gateway's own
+        // answers too (nginx's `add_header … always`).
         let policies = self.response_policies(req);
         if !policies.is_empty() {
-            let mut head = ResponseHead {
-                status,
-                reason: Bytes::from_static(crate::http1::write::status_text(status).as_bytes()),
-                headers: vec![
-                    static_field(b"Server", b"ringgate"),
-                    static_field(b"Content-Type", b"text/plain; charset=utf-8"),
-                ],
-            };
-            policies.apply(req, &mut head.headers);
-            let mut body = BytesMut::with_capacity(reason.len() + 1);
-            body.extend_from_slice(reason.as_bytes());
-            body.extend_from_slice(b"\n");
-            return Box::pin(send_own(
-                s,
-                head,
-                Some(body.freeze()),
-                req.is_head(),
-                reusable,
-            ))
-            .await;
+            policies.apply(req, &mut response.headers);
         }
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
-        Box::pin(s.respond(status, reason, reusable)).await
+        Box::pin(s.respond(response, reusable)).await
     }
 
-    /// A rate limit's refusal: its status with `Retry-After` (policy-core's early
-    /// answer with fields replaces this).
-    fn rate_limited<'s, S: ResponseSink>(
+    /// Sends a policy's answer (`Continue` sends nothing). The connection stays usable
+    /// as far as the exchange knows: the session keeps it only if the request body was
+    /// read whole.
+    fn verdict<'s, S: ResponseSink>(
         &'s mut self,
+        v: Verdict,
+        req: &'s Request,
         s: &'s mut S,
-        r: rate_limit::Refusal,
     ) -> Pin<Box<dyn Future<Output = Next> + 's>> {
         Box::pin(async move {
-            let counter = match r.reason {
-                rate_limit::Reason::Burst => PolicyRejection::RateLimitBurst,
-                rate_limit::Reason::TableFull => PolicyRejection::RateLimitTableFull,
-            };
-            self.ctx.metrics.policy_rejections[counter.index()].inc();
-            debug!(
-                limit = r.limit,
-                reason = r.reason.name(),
-                "rate limit refused the request"
-            );
-            self.status = r.status;
-            const BODY: &[u8] = b"too many requests\n";
-            let head = ResponseHead {
-                status: r.status,
-                reason: Bytes::from_static(status_text(r.status).as_bytes()),
-                headers: vec![
-                    Header {
-                        name: Bytes::from_static(b"retry-after"),
-                        value: Bytes::from(r.retry_after_secs.to_string()),
-                    },
-                    Header {
-                        name: Bytes::from_static(b"content-type"),
-                        value: Bytes::from_static(b"text/plain; charset=utf-8"),
-                    },
-                ],
-            };
-            let next = s.start(&head, BodyLength::Known(BODY.len() as u64), false, true);
-            s.data(Bytes::from_static(BODY));
-            match s.finish().await {
-                Ok(()) => next,
-                Err(_) => Next::Close,
+            match v {
+                Verdict::Continue => Next::KeepAlive,
+                Verdict::Respond(rejection, response) => {
+                    self.rejected = Some(rejection);
+                    self.answer(s, req, response, true).await
+                }
             }
         })
+    }
+
+    /// Records a failure in the outcome: its kind, and a body over its limit as the body
+    /// size policy's rejection.
+    fn failed_with(&mut self, e: &ProxyError) {
+        self.error = Some(e.kind);
+        if e.kind == Kind::BodyTooLarge {
+            self.rejected = Some(Rejection::BodyStreamedTooLarge);
+        }
     }
 
     /// Issue 22, branch policy-headers: a CORS preflight's 204, with the response step
@@ -468,11 +439,11 @@ impl<'a> Exchange<'a> {
                 "exchange failed"
             );
         }
-        self.error = Some(e.kind);
-        match e.status() {
+        self.failed_with(&e);
+        match e.response() {
             // After an upstream failure the client's connection is still in order.
-            Some(status) => {
-                self.answer(s, req, status, e.reason, e.side == Side::Upstream)
+            Some(response) => {
+                self.answer(s, req, response, e.side == Side::Upstream)
                     .await
             }
             None => Next::Close,
@@ -580,6 +551,8 @@ impl<'a> Exchange<'a> {
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
         // session promises nothing (an early answer to an upload ends the connection).
+        // Response phases (header rules, security headers) on the upstream's head join
+        // here, before it goes out ([`policy`], "on the way back").
         let next = s.start(&resp.head, body, length_described, s.is_done());
         self.status = resp.head.status;
         f.rd.start_body(&resp);
@@ -603,7 +576,7 @@ impl<'a> Exchange<'a> {
                 } else {
                     debug!(client = %req.client.addr, error = %e, "response aborted");
                 }
-                self.error = Some(e.kind);
+                self.failed_with(&e);
                 Ok(Next::Close)
             }
         }
@@ -651,10 +624,13 @@ impl<'a> Exchange<'a> {
             // Splice needs the whole upstream socket: not while the request body flows.
             if let Some(remaining) = f.rd.unbuffered_remaining()
                 && f.pump.is_none()
-                && self.splice_wanted(splice_len)
+                && splice::wanted(&self.generation.config.http, splice_len)
                 && let Some(client) = s.raw_socket()
             {
-                Box::pin(self.splice_to_client(&mut f.lease, client, remaining)).await?;
+                let send_timeout = self.generation.config.http.send_timeout;
+                let to_client =
+                    splice::to_client(self.ctx, send_timeout, &mut f.lease, client, remaining);
+                Box::pin(to_client).await?;
                 self.bytes_out += remaining;
                 f.rd.skipped(remaining);
                 continue;
@@ -681,9 +657,8 @@ impl<'a> Exchange<'a> {
             sent_all,
             ..
         } = f;
-        let n = self
-            .pumped_read(lease, &mut rd.buf, pump, sent_all, s, want)
-            .await?;
+        let upload = &mut self.upload;
+        let n = duplex::pumped_read(upload, lease, &mut rd.buf, pump, sent_all, s, want).await?;
         if n > 0 && self.first_byte.is_none() {
             self.first_byte = Some(clock::now());
         }
@@ -706,13 +681,6 @@ fn listener_headers<'g>(generation: &'g Generation, req: &Request) -> &'g Header
         .listeners
         .get(req.client.listener)
         .map_or(&NO_HEADERS, |l| &l.headers)
-}
-
-fn static_field(name: &'static [u8], value: &'static [u8]) -> Header {
-    Header {
-        name: Bytes::from_static(name),
-        value: Bytes::from_static(value),
-    }
 }
 
 /// Issue 22, branch policy-headers: sends a response the gateway made, with `body`
@@ -753,44 +721,3 @@ fn idempotent(method: &[u8]) -> bool {
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     )
 }
-
-/// Reads from the upstream within `read_timeout_ms`. Resets count as closes.
-pub(super) async fn upstream_read(
-    lease: &mut Lease,
-    buf: &mut BytesMut,
-    want: usize,
-    deadline: &mut Deadline,
-) -> Result<usize, ProxyError> {
-    let t = lease.upstream().read_timeout;
-    let r = deadline.within(t, lease.stream.read(buf, want)).await;
-    ProxyError::timed(r, READ_FAILED, READ_TIMED_OUT)
-}
-
-/// Writes to the upstream within `write_timeout_ms`.
-pub(super) async fn upstream_write(
-    lease: &mut Lease,
-    data: Bytes,
-    deadline: &mut Deadline,
-) -> Result<(), ProxyError> {
-    let t = lease.upstream().write_timeout;
-    let r = deadline.within(t, lease.stream.write(data)).await;
-    ProxyError::timed(r, WRITE_FAILED, WRITE_TIMED_OUT)
-}
-
-pub(super) const READ_FAILED: ProxyError =
-    ProxyError::new(Side::Upstream, Kind::UpstreamClosed, "upstream read failed");
-pub(super) const READ_TIMED_OUT: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamTimeout,
-    "upstream did not answer within read_timeout",
-);
-pub(super) const WRITE_FAILED: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamClosed,
-    "upstream write failed",
-);
-pub(super) const WRITE_TIMED_OUT: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamTimeout,
-    "upstream did not read within write_timeout",
-);

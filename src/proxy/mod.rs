@@ -18,8 +18,8 @@
 //! [`ProxyError::status`]): a path that cannot be normalised ([`crate::uri`]) or a
 //! malformed forwarding field under `malformed_forwarding_headers = "reject"` → 400, no
 //! route → 404, a route's client-certificate requirement not met ([`crate::policy`])
-//! → 403, request body over `max_request_body_bytes`
-//! → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
+//! → 403, a `redirect_https` listener asked for a host it does not serve → 421, request
+//! body over the route's (else `[http]`) `max_request_body_bytes` → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
 //! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500. After the
 //! head was sent, a failure ends the connection so the client can never mistake a
 //! truncated body for a complete one. Nothing here blocks or panics on peer input.
@@ -27,6 +27,7 @@
 mod duplex;
 mod exchange;
 mod splice;
+mod upstream_io;
 
 use std::net::SocketAddr;
 
@@ -36,7 +37,8 @@ use monoio::time::Instant;
 
 use crate::clock::Deadline;
 use crate::error::{Kind, ProxyError};
-use crate::message::{BodyLength, ResponseHead};
+use crate::message::{BodyLength, GatewayResponse, ResponseHead};
+use crate::policy::Rejection;
 pub use exchange::exchange;
 
 /// What the connection does after an exchange.
@@ -114,9 +116,11 @@ pub trait ResponseSink {
     /// writes: they and the session's own timed steps never wait at the same time.
     fn deadline(&mut self) -> &mut Deadline;
 
-    /// Answers with a response the proxy generated (an error, no route), when no head
-    /// went out yet. `reusable` as in [`ResponseSink::start`].
-    async fn respond(&mut self, status: u16, reason: &'static str, reusable: bool) -> Next;
+    /// Answers with a response the proxy generated (an error, no route, a policy's
+    /// answer with its extra fields), when no head went out yet. The session adds its
+    /// framing (`Content-Length`, `Connection`) and `Server`. `reusable` as in
+    /// [`ResponseSink::start`].
+    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next;
 }
 
 /// When each step of an exchange happened.
@@ -148,6 +152,9 @@ pub struct Outcome {
     pub upstream: Option<SocketAddr>,
     /// What went wrong, if anything did.
     pub error: Option<Kind>,
+    /// The policy that answered instead of the upstream, and why (its `policy()` and
+    /// `reason()` are the access log's and the metric's labels).
+    pub rejected: Option<Rejection>,
     pub next: Next,
 }
 

@@ -15,59 +15,57 @@ use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::net::{Pipe, TcpStream};
 use std::time::Duration;
 
-use super::exchange::Exchange;
+use crate::config::HttpSettings;
+use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::upstream::Lease;
 
 /// Bytes moved per splice: the default pipe capacity (16 pages).
 const PIPE_CHUNK: u64 = 64 * 1024;
 
-impl Exchange<'_> {
-    /// Whether a body of `len` bytes should travel by splice (when the sink's socket
-    /// allows).
-    pub(super) fn splice_wanted(&self, len: u64) -> bool {
-        let threshold = self.generation.config.http.splice_threshold_bytes;
-        threshold > 0 && len >= threshold
-    }
+/// Whether a body of `len` bytes should travel by splice (when the sink's socket
+/// allows).
+pub(super) fn wanted(http: &HttpSettings, len: u64) -> bool {
+    let threshold = http.splice_threshold_bytes;
+    threshold > 0 && len >= threshold
+}
 
-    fn take_pipe(&self) -> Result<(Pipe, Pipe), ProxyError> {
-        if let Some(p) = self.ctx.pipes.take() {
-            return Ok(p);
-        }
-        monoio::net::unix::new_pipe().map_err(|e| {
-            ProxyError::io(
-                Side::Internal,
-                Kind::UpstreamClosed,
-                "cannot create a pipe",
-                e,
-            )
-        })
+fn take_pipe(ctx: &WorkerCtx) -> Result<(Pipe, Pipe), ProxyError> {
+    if let Some(p) = ctx.pipes.take() {
+        return Ok(p);
     }
+    monoio::net::unix::new_pipe().map_err(|e| {
+        ProxyError::io(
+            Side::Internal,
+            Kind::UpstreamClosed,
+            "cannot create a pipe",
+            e,
+        )
+    })
+}
 
-    /// Moves `remaining` response body bytes from the upstream to the client's socket.
-    pub(super) async fn splice_to_client(
-        &mut self,
-        lease: &mut Lease,
-        client: &mut TcpStream,
-        remaining: u64,
-    ) -> Result<(), ProxyError> {
-        let timeouts = (
-            lease.upstream().read_timeout,
-            self.generation.config.http.send_timeout,
-        );
-        let mut pipe = self.take_pipe()?;
-        let Some(upstream) = lease.stream.tcp() else {
-            return Err(ProxyError::new(
-                Side::Internal,
-                Kind::UpstreamClosed,
-                "upstream stream is split (request body still flowing)",
-            ));
-        };
-        pump(upstream, client, &mut pipe, remaining, timeouts).await?;
-        self.ctx.pipes.put(pipe);
-        self.ctx.metrics.spliced_bodies.inc();
-        Ok(())
-    }
+/// Moves `remaining` response body bytes from the upstream to the client's socket,
+/// which takes each write within `send_timeout`.
+pub(super) async fn to_client(
+    ctx: &WorkerCtx,
+    send_timeout: Duration,
+    lease: &mut Lease,
+    client: &mut TcpStream,
+    remaining: u64,
+) -> Result<(), ProxyError> {
+    let timeouts = (lease.upstream().read_timeout, send_timeout);
+    let mut pipe = take_pipe(ctx)?;
+    let Some(upstream) = lease.stream.tcp() else {
+        return Err(ProxyError::new(
+            Side::Internal,
+            Kind::UpstreamClosed,
+            "upstream stream is split (request body still flowing)",
+        ));
+    };
+    pump(upstream, client, &mut pipe, remaining, timeouts).await?;
+    ctx.pipes.put(pipe);
+    ctx.metrics.spliced_bodies.inc();
+    Ok(())
 }
 
 /// Splices exactly `remaining` bytes from the upstream `src` to the client `dst`.

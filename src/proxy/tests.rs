@@ -89,8 +89,8 @@ impl ResponseSink for Recorder {
     fn deadline(&mut self) -> &mut crate::clock::Deadline {
         &mut self.deadline
     }
-    async fn respond(&mut self, status: u16, _: &'static str, reusable: bool) -> Next {
-        self.responded = Some(status);
+    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
+        self.responded = Some(response.status);
         if reusable {
             Next::KeepAlive
         } else {
@@ -233,6 +233,12 @@ fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
     let outcome = serve(&ctx, request("GET", "/other", BodyLength::None), &mut s);
     assert_eq!((s.responded, outcome.status), (Some(404), 404));
     assert_eq!((outcome.route, outcome.upstream), (None, None));
+    // Answered by the route phase: recorded in the outcome and counted once.
+    assert_eq!(outcome.rejected, Some(Rejection::NoRoute));
+    assert_eq!(
+        ctx.metrics.policy_rejections[Rejection::NoRoute.index()].get(),
+        1
+    );
     assert_eq!(
         outcome.next,
         Next::KeepAlive,
@@ -243,6 +249,7 @@ fn no_route_and_a_refused_upstream_are_answered_through_the_sink() {
     let outcome = serve(&ctx, request("GET", "/api/x", BodyLength::None), &mut s);
     assert_eq!((s.responded, outcome.status), (Some(502), 502));
     assert_eq!(outcome.error, Some(crate::error::Kind::ConnectFailed));
+    assert_eq!(outcome.rejected, None, "an upstream failure is no policy's");
     assert_eq!(outcome.route, Some(0));
     assert!(s.head.is_none());
 }

@@ -319,8 +319,7 @@ impl Stream<UnbufferedServerConnection> {
         match res {
             Ok(()) => Ok(sni),
             Err(HandshakeError::PlainHttp) => {
-                let msg: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n";
-                let _ = write_tcp(&mut self.tcp, Bytes::from_static(msg)).await;
+                let _ = write_tcp(&mut self.tcp, plain_http_answer()).await;
                 Err(HandshakeError::PlainHttp)
             }
             Err(HandshakeError::FragmentedHello) => {
@@ -362,6 +361,30 @@ impl Stream<UnbufferedClientConnection> {
 
 /// The first byte of a plain HTTP request (an upper-case method letter) rather than a
 /// TLS record, whose first byte is a content type from 20 to 23.
+/// The plain-text answer to plain HTTP on a TLS port, its status from the one mapping
+/// ([`crate::error::fault_status`]). Sent once per such connection: formatted here.
+fn plain_http_answer() -> Bytes {
+    const REASON: &str = "The plain HTTP request was sent to an HTTPS port";
+    let status = crate::error::fault_status(crate::message::Fault::PlainHttp);
+    let text = crate::error::status_text(status);
+    let len = REASON.len() + 1;
+    Bytes::from(format!(
+        "HTTP/1.1 {status} {text}\r\nServer: ringgate\r\nContent-Type: text/plain\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n{REASON}\n"
+    ))
+}
+
 fn looks_like_plain_http(b: &[u8]) -> bool {
     b.first().is_some_and(u8::is_ascii_uppercase)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_on_a_tls_port_gets_the_mapped_400_as_before() {
+        assert_eq!(
+            super::plain_http_answer().as_ref(),
+            b"HTTP/1.1 400 Bad Request\r\nServer: ringgate\r\nContent-Type: text/plain\r\nContent-Length: 49\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to an HTTPS port\n"
+        );
+    }
 }
