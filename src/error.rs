@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::message::{Fault, GatewayResponse};
+pub use crate::status::{fault_status, status_text};
 
 /// Which party the failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,56 +135,11 @@ impl ProxyError {
     }
 }
 
-/// The status for a client message refused by the parser.
-pub fn fault_status(fault: Fault) -> u16 {
-    match fault {
-        Fault::LineTooLong => 414,
-        Fault::HeadTooLarge => 431,
-        Fault::Version => 505,
-        Fault::Coding => 501,
-        Fault::Expectation => 417,
-        Fault::Method => 405,
-        Fault::Target | Fault::Forwarding | Fault::PlainHttp => 400,
-        // A fault added later is a malformed message until it gets its own status.
-        _ => 400,
-    }
-}
-
 impl ProxyError {
     /// The proxy's own answer to this failure, if a response can still be sent: its
     /// status ([`ProxyError::status`]) with the reason as the body.
     pub fn response(&self) -> Option<GatewayResponse> {
         self.status().map(|s| GatewayResponse::text(s, self.reason))
-    }
-}
-
-/// Canonical reason phrases for the statuses the proxy generates.
-pub fn status_text(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        421 => "Misdirected Request",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
     }
 }
 

@@ -57,7 +57,7 @@
 //! message                             | what the exchange speaks
 //! transport                           | ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
-//! uri listener instance signals profile logging clock alloc proxy_protocol field | leaves
+//! uri listener instance signals profile logging clock alloc proxy_protocol field status | leaves
 //! ```
 //!
 //! [`message`] is what the exchange speaks — no HTTP version, no chunked coding, no
@@ -137,6 +137,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod signals;
+pub mod status;
 pub mod transport;
 pub mod upstream;
 pub mod uri;

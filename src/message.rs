@@ -29,33 +29,7 @@ pub enum BodyLength {
     Unknown,
 }
 
-/// What kind of fault made a session refuse a client's message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Not valid syntax or framing (request smuggling vectors included).
-    Malformed,
-    /// The request line is longer than `max_request_line_bytes`.
-    LineTooLong,
-    /// The head is larger than its byte limit or has more fields than its count limit.
-    HeadTooLarge,
-    /// A well-formed request line with a version other than HTTP/1.0 or 1.1.
-    Version,
-    /// A transfer coding other than chunked.
-    Coding,
-    /// An `Expect` other than `100-continue`.
-    Expectation,
-    /// A method the proxy does not serve (CONNECT).
-    Method,
-    /// A request path that cannot be normalised safely ([`crate::uri::PathReject`]: `..`
-    /// above `/`, an encoded separator refused by `escaped_slashes`, `%00`, a bad escape).
-    Target,
-    /// A forwarding field (`Forwarded`, `X-Forwarded-For`) the proxy would extend is
-    /// malformed and `malformed_forwarding_headers = "reject"`.
-    Forwarding,
-    /// Plain HTTP sent to a TLS listener (answered in plain text before the close).
-    PlainHttp,
-}
+pub use crate::status::Fault;
 
 /// What the proxy knows about the client, for forwarding headers and logs. Built once per
 /// connection: the address is formatted here, not on every request.

@@ -362,11 +362,11 @@ impl Stream<UnbufferedClientConnection> {
 /// The first byte of a plain HTTP request (an upper-case method letter) rather than a
 /// TLS record, whose first byte is a content type from 20 to 23.
 /// The plain-text answer to plain HTTP on a TLS port, its status from the one mapping
-/// ([`crate::error::fault_status`]). Sent once per such connection: formatted here.
+/// ([`crate::status::fault_status`]). Sent once per such connection: formatted here.
 fn plain_http_answer() -> Bytes {
     const REASON: &str = "The plain HTTP request was sent to an HTTPS port";
-    let status = crate::error::fault_status(crate::message::Fault::PlainHttp);
-    let text = crate::error::status_text(status);
+    let status = crate::status::fault_status(crate::status::Fault::PlainHttp);
+    let text = crate::status::status_text(status);
     let len = REASON.len() + 1;
     Bytes::from(format!(
         "HTTP/1.1 {status} {text}\r\nServer: ringgate\r\nContent-Type: text/plain\r\n\
