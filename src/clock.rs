@@ -40,6 +40,7 @@ pub fn now() -> Instant {
 
 /// Runs one poll of a connection task with [`now`] fixed at its start (nested calls
 /// read the clock again and restore the outer instant when they return).
+#[inline]
 pub fn polled<T>(poll: impl FnOnce() -> T) -> T {
     /// Puts the outer instant back however `poll` ends (a panic included): a stale
     /// instant left behind would put every later deadline on this thread in the past.
