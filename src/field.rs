@@ -17,6 +17,19 @@ pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The fields that frame a message or decide its connection's fate (lower case): the
+/// proxy writes them for each message, so no configured field may take their names.
+pub const FRAMING_FIELDS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// Trims optional whitespace (SP / HTAB) from both ends.
 pub fn trim(v: &[u8]) -> &[u8] {
     let start = v

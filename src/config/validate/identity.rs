@@ -7,21 +7,11 @@ use toml::Spanned;
 use super::super::raw::RawIdentityHeaders;
 use super::Validator;
 use crate::config::{ForwardClientCert, IdentityHeaders, XfccDetails};
+use crate::field::{FRAMING_FIELDS, is_tchar};
 
-/// Names a configured identity field may not take: the proxy writes or drops these.
-const RESERVED: [&str; 11] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "x-forwarded-client-cert",
-    "forwarded",
-];
+/// Names a configured identity field may not take besides the framing fields
+/// ([`FRAMING_FIELDS`]): the proxy writes or drops these.
+const RESERVED: [&str; 3] = ["host", "x-forwarded-client-cert", "forwarded"];
 
 impl Validator<'_> {
     pub(super) fn identity_headers(
@@ -140,12 +130,14 @@ fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         return Some("is empty: write false to leave the field out");
     }
-    // RFC 9110 §5.6.2 tchar.
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !name.bytes().all(tchar) {
+    if !name.bytes().all(is_tchar) {
         return Some("is not a valid HTTP field name");
     }
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+    if FRAMING_FIELDS
+        .iter()
+        .chain(&RESERVED)
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
         return Some("is a field the proxy writes or drops itself");
     }
     None

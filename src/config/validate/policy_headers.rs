@@ -18,19 +18,7 @@ use super::super::raw::{RawCors, RawHeaderRule, RawSecurityHeaders};
 use super::Validator;
 use crate::config::cors::{AllowedOrigins, Cors, OriginPattern};
 use crate::config::headers::{HeaderPolicy, HeaderRule, SecurityHeaders};
-
-/// Fields a rule may never touch on either side: the session frames the message and
-/// decides the connection's fate with these.
-const FRAMING: [&str; 8] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+use crate::field::{FRAMING_FIELDS, is_tchar};
 
 /// Request fields the proxy writes itself: Host is the client's authority (what routed),
 /// the forwarding fields follow `[http] forward_headers`, Expect is the session's.
@@ -365,9 +353,7 @@ impl Validator<'_> {
 
 /// RFC 9110 §5.6.2 `token`.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(is_tchar)
 }
 
 /// Why `name` cannot be a rule's or custom security field's name, if it cannot.
@@ -376,7 +362,8 @@ fn name_problem(name: &str, side: Side) -> Option<&'static str> {
         return Some("is not a valid HTTP field name");
     }
     let lower = name.to_ascii_lowercase();
-    if FRAMING.contains(&lower.as_str()) {
+    // A rule may never touch these on either side.
+    if FRAMING_FIELDS.contains(&lower.as_str()) {
         return Some("is a framing or connection field: the proxy writes it for each message");
     }
     if matches!(side, Side::Request) && REQUEST_OWN.contains(&lower.as_str()) {

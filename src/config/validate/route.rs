@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::Validator;
 use crate::config::raw::{RawHeaderMatch, RawRoute};
 use crate::config::{HeaderMatch, HeaderValueMatch};
+use crate::field::is_tchar;
 
 /// Longest method token accepted: the longest registered method (`UPDATEREDIRECTREF`)
 /// is 17 bytes; a config listing a longer one has almost certainly pasted something else.
@@ -38,11 +39,6 @@ impl Conditions {
         };
         sorted(self) == sorted(other)
     }
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Validator<'_> {
