@@ -4,9 +4,15 @@
 # `ringgate origin`, one connection, TLS 1.3 in userspace rustls.
 #
 #   loadtest/callgrind_cost.sh BINARY [admin] [N1 N2]
+#   loadtest/callgrind_cost.sh nginx [-] [N1 N2]
 #
 # BINARY is a release build of ringgate (e.g. target/release/ringgate, or one built from
-# another commit); `admin` adds `[admin]` and scrapes /metrics once per window. Two
+# another commit). `nginx` counts nginx instead (one worker, master_process off), from
+# compare.sh's loadtest/nginx.conf.tmpl; CG_TEMPLATE=on makes ringgate read compare.sh's
+# loadtest/ringgate.toml.tmpl, the config kept alike to it (TLS 1.3 with AES-256-GCM
+# only, which the rustls load client prefers, in both), so the two counts compare one
+# proxy with the other; CG_POLICIES=on then keeps both templates' @POLICIES@ lines (rate
+# limit, connection limit, allow/deny, five security headers). `admin` adds `[admin]` and scrapes /metrics once per window. Two
 # windows of N1 and N2 requests (default 2000 and 12000), each between
 # `callgrind_control -z` and `-d` (signals are not delivered reliably to an idle process
 # under valgrind, so the counts are dumped, not read at exit); each window includes one
@@ -24,11 +30,21 @@
 # security headers on the listener, a request rule and a response rule on the route and
 # a CORS table on it (the load client sends no Origin: the response step still runs,
 # adding Vary); CG_HEADERS=cors is the CORS table alone.
+# CG_POLICIES=on (without CG_TEMPLATE) adds the rest of the gateway policy set of
+# compare.sh's RG_POLICIES=on: a per-client rate limit that admits everything (one hot
+# key), a per-IP connection limit, allow/deny on the listener and the route; with
+# CG_HEADERS=on too it is the full set.
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(realpath "$1")
+proxy=ringgate
+if [ "$1" = nginx ]; then
+  proxy=nginx
+  bin=$(command -v nginx) || { echo "nginx is needed (apt-get install nginx-light)" >&2; exit 2; }
+else
+  bin=$(realpath "$1")
+fi
 admin=${2:-}
 n1=${3:-2000}
 n2=${4:-12000}
@@ -74,6 +90,24 @@ upstream = "origin"
 [upstream.origin]
 servers = ["127.0.0.1:$origin_port"]
 TOML
+# compare.sh's templates, alike for ringgate and nginx (see the header).
+render() { # template output
+  local pol=(-e '/# @POLICIES@$/d')
+  [ "${CG_POLICIES:-}" = on ] && pol=(-e 's/ *# @POLICIES@$//')
+  sed "${pol[@]}" -e '/# @DEFAULTS@$/d' -e 's/ *# @PINNED@$//' -e "s|@WORK@|$work|g" \
+    -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" -e "s|@ORIGIN_PORT@|$origin_port|g" \
+    -e 's|@WORKERS@|1|g' -e 's|@PIN_WORKERS@|false|g' -e "s|@PORT@|$port|g" -e 's|@KTLS@|off|g' \
+    -e 's|@NOFILE@|4096|g' -e 's|@MAXCONN@|1024|g' -e 's|@SUITE@|TLS_AES_256_GCM_SHA384|g' \
+    -e 's|@RUSTLS_SUITE@|TLS13_AES_256_GCM_SHA384|g' "$1" >"$2"
+}
+if [ "$proxy" = nginx ]; then
+  [ -z "${CG_MTLS:-}${CG_HEADERS:-}" ] || { echo "nginx: CG_MTLS and CG_HEADERS are ringgate's" >&2; exit 2; }
+  render loadtest/nginx.conf.tmpl "$work/nginx.conf"
+  sed -i -e 's/^master_process on;/master_process off;/' "$work/nginx.conf"
+elif [ "${CG_TEMPLATE:-}" = on ]; then
+  [ -z "${CG_MTLS:-}${CG_HEADERS:-}" ] || { echo "CG_TEMPLATE: CG_MTLS and CG_HEADERS need the default config" >&2; exit 2; }
+  render loadtest/ringgate.toml.tmpl "$work/rg.toml"
+fi
 if [ "$admin" = admin ]; then
   printf '[admin]\naddr = "127.0.0.1:%s"\n' "$admin_port" >>"$work/rg.toml"
 fi
@@ -142,10 +176,31 @@ TOML
     ;;
   *) echo "CG_HEADERS: on or cors" >&2; exit 2 ;;
 esac
-valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
-  >"$work/rg.log" 2>&1 &
-vpid=$!
-for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
+case "$proxy/${CG_TEMPLATE:-}/${CG_POLICIES:-}" in
+  */*/) ;;
+  nginx/*/on | ringgate/on/on) ;; # in the template
+  ringgate//on)
+    # Listener keys right after its addr, route keys right after its upstream (before any
+    # sub-table CG_HEADERS added), the rate-limit table at the end.
+    awk '{ print }
+      /^addr = / { print "max_connections_per_ip = 60000"; print "allow = [\"127.0.0.0/8\"]"; print "deny = [\"0.0.0.0/0\", \"::/0\"]" }
+      /^upstream = "origin"/ { print "rate_limit = [\"per_client\"]"; print "allow = [\"127.0.0.0/8\"]"; print "deny = [\"0.0.0.0/0\", \"::/0\"]" }' \
+      "$work/rg.toml" >"$work/rg2.toml" && mv "$work/rg2.toml" "$work/rg.toml"
+    printf '[rate_limit.per_client]\nkey = "client_ip"\nrate = "1000000r/s"\nburst = 65535\nnodelay = true\n' >>"$work/rg.toml"
+    ;;
+  *) echo "CG_POLICIES: on" >&2; exit 2 ;;
+esac
+if [ "$proxy" = nginx ]; then
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" -c "$work/nginx.conf" \
+    -e "$work/nginx-error.log" >"$work/rg.log" 2>&1 &
+  vpid=$!
+  for _ in $(seq 600); do curl -sk -o /dev/null https://127.0.0.1:$port/bytes/12 && break; sleep 0.1; done
+else
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" run -c "$work/rg.toml" \
+    >"$work/rg.log" 2>&1 &
+  vpid=$!
+  for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
+fi
 if [ "${CG_HANDSHAKE:-}" = on ]; then client_args+=(--handshake --no-resume); fi
 get() { "$load" --url https://127.0.0.1:$port/bytes/12 --insecure -c 1 --requests "$1" \
   --duration-secs 600 -q --label callgrind "${client_args[@]}" >/dev/null; }
@@ -163,4 +218,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin") ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin")${CG_TEMPLATE:+ template=$CG_TEMPLATE} ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}${CG_POLICIES:+ policies=$CG_POLICIES}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

@@ -33,6 +33,10 @@
 #   RG_PROXIES (ringgate nginx haproxy)   for debugging one proxy; the table wants all
 #   RG_KTLS (off)              ringgate's ktls setting
 #   RG_SUITE (TLS_AES_128_GCM_SHA256)     the one TLS 1.3 suite of the pinned mode
+#   RG_POLICIES (off)          list of: off, on (the gateway policy set of the templates'
+#                              @POLICIES@ lines: rate limit, connection limit, allow/deny,
+#                              security headers, alike in ringgate and nginx; HAProxy has
+#                              no such lines); e.g. "off on" measures both in one run
 #   RG_NO_BUILD=1              never run cargo
 # All traffic is on 127.0.0.1; every tool run is bounded by `timeout`.
 set -euo pipefail
@@ -70,6 +74,7 @@ ktls=${RG_KTLS:-off}
 # whatever the client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).
 suite=${RG_SUITE:-TLS_AES_128_GCM_SHA256}
 proxies=${RG_PROXIES:-ringgate nginx haproxy}
+policy_modes=${RG_POLICIES:-off}
 
 declare -A port=([ringgate]=19443 [nginx]=19444 [haproxy]=19445 [ringgate-w2]=19446 [caddy]=19447)
 declare -A backend_ports=([origin]=19080 [nginx]=19081)
@@ -80,6 +85,8 @@ die() { echo "compare.sh: $*" >&2; exit 1; }
 for b in $backends; do [ -n "${backend_ports[$b]:-}" ] || die "unknown backend in RG_BACKEND: $b (origin|nginx)"; done
 for m in $tls_modes; do case $m in pinned | defaults) ;; *) die "unknown mode in RG_TLS: $m (pinned|defaults)" ;; esac; done
 for m in $idle_modes; do case $m in sequential | concurrent) ;; *) die "unknown mode in RG_IDLE_MODES: $m (sequential|concurrent)" ;; esac; done
+for m in $policy_modes; do case $m in off | on) ;; *) die "unknown mode in RG_POLICIES: $m (off|on)" ;; esac; done
+for m in $policy_modes; do [ "$m" = on ] && [[ " $proxies " == *" haproxy "* ]] && die "RG_POLICIES=on: haproxy.cfg.tmpl has no policy set; use RG_PROXIES=\"ringgate nginx\""; done
 for p in $proxies; do case $p in ringgate | nginx | haproxy) ;; *) die "unknown proxy in RG_PROXIES: $p (ringgate|nginx|haproxy)" ;; esac; done
 for x in $parts; do case $x in load | idle) ;; *) die "unknown part in RG_PARTS: $x (load|idle)" ;; esac; done
 case $caddy_mode in auto | off) ;; *) die "RG_CADDY must be auto or off, not $caddy_mode" ;; esac
@@ -225,12 +232,18 @@ stop_backend() {
 
 # ---------------------------------------------------------------- proxies
 tls=pinned # the TLS mode of the current pass
+pol=off    # the policy mode of the current pass
+tls_label() { # the TLS column of the results: the mode, and the policy set when on
+  if [ "$pol" = on ]; then echo "$tls+policies"; else echo "$tls"; fi
+}
 render() { # template out workers pin_workers port
   # "# @PINNED@" lines are kept (tag removed) in the pinned mode and dropped in the
   # defaults mode; "# @DEFAULTS@" lines the other way round
   local keep=PINNED drop=DEFAULTS caddy_min=tls1.3
   [ "$tls" = defaults ] && keep=DEFAULTS drop=PINNED caddy_min=tls1.2
-  sed -e "/# @$drop@\$/d" -e "s/ *# @$keep@\$//" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
+  local pol_sed=("-e" "/# @POLICIES@\$/d")
+  [ "$pol" = on ] && pol_sed=("-e" "s/ *# @POLICIES@\$//")
+  sed "${pol_sed[@]}" -e "/# @$drop@\$/d" -e "s/ *# @$keep@\$//" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
     -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$backend_port|g" \
     -e "s|@WORKERS@|$3|g" -e "s|@PIN_WORKERS@|$4|g" -e "s|@PORT@|$5|g" \
     -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
@@ -341,7 +354,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
   local proxy=$1 tool=$2 scen=$3 path=$4 conns=$5 mode=$6 rep=$7
   local url="https://127.0.0.1:${port[$proxy]}$path"
   local tag out before after bound=$((secs + 30)) c0 c1 c0_after c1_after
-  tag=$(echo "$backend-$tls-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
+  tag=$(echo "$backend-$(tls_label)-$proxy-$tool-$scen-r$rep" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
   c0=$(core_ticks 0) c1=$(core_ticks 1)
   before=$(cpu_split)
@@ -369,7 +382,7 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
   c0_after=$(core_ticks 0) c1_after=$(core_ticks 1)
   python3 loadtest/report.py record --results "$results" --tool "$tool" --out "$out" \
     --h2log "$raw/$tag.h2log" --json "$raw/$tag.json" --proxy "$proxy" --scenario "$scen" \
-    --backend "$backend" --tls "$tls" \
+    --backend "$backend" --tls "$(tls_label)" \
     --repeat "$rep" --connections "$conns" --secs "$secs" --cpu-ticks-before "$before" \
     --cpu-ticks-after "$after" --clk-tck "$clk_tck" \
     --proxy-core "$c0 $c0_after" --client-core "$c1 $c1_after" || log "could not parse $out"
@@ -494,6 +507,7 @@ log "idle: ${idle_sizes[*]} connections, $idle_modes, on $idle_proxies; results:
 for backend in $backends; do
   start_backend "$backend"
   for tls in $tls_modes; do
+   for pol in $policy_modes; do
     if [[ " $parts " == *" load "* ]]; then
       for ((rep = 1; rep <= repeats; rep++)); do
         # the order rotates with each repeat (ringgate nginx haproxy, then nginx haproxy
@@ -505,12 +519,14 @@ for backend in $backends; do
           rotated+=("${order[(i + rep - 1) % ${#order[@]}]}")
         done
         for proxy in "${rotated[@]}" ringgate-w2; do
-          log "backend $backend, TLS $tls, repeat $rep/$repeats: $proxy"
+          log "backend $backend, TLS $tls, policies $pol, repeat $rep/$repeats: $proxy"
           measure_proxy "$proxy" "$rep"
         done
       done
       plot_pass
     fi
+   done
+    pol=off # idle rows: without the policy set
     [[ " $parts " == *" idle "* ]] || continue
     for n in "${idle_sizes[@]}"; do
       for mode in $idle_modes; do
