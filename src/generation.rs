@@ -38,7 +38,8 @@ use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::config::{
-    Config, ConfigErrors, KtlsMode, ListenerConfig, ListenerPolicies, ServerSettings,
+    Config, ConfigErrors, HeaderPolicy, IdentityHeaders, KtlsMode, ListenerConfig,
+    ListenerPolicies, RedirectHttps, ServerSettings,
 };
 use crate::instance::{FileReload, Status};
 use crate::policy::conn_limit::ConnTable;
@@ -80,6 +81,9 @@ pub struct Generation {
     /// One per running listener, in the order they were bound: its client-address
     /// settings (a listener removed from the file keeps its previous ones, like its TLS).
     pub listener_policies: Vec<ListenerPolicies>,
+    /// One per running listener, in the order they were bound, like
+    /// `listener_policies`: its per-request settings ([`Generation::listener`]).
+    pub listener_requests: Vec<ListenerRequests>,
     /// One per `config.upstreams` entry.
     pub upstreams: Vec<UpstreamSlots>,
     /// One per `config.rate_limits` entry; a limit unchanged by a reload keeps its
@@ -92,7 +96,47 @@ pub struct Generation {
     live_slots: Vec<bool>,
 }
 
+/// A running listener's per-request settings in one generation: what its exchanges
+/// read by the listener's running position (`config.listeners` is in the file's order,
+/// which a reload may change).
+#[derive(Debug, Clone, Default)]
+pub struct ListenerRequests {
+    /// `security_headers`, `request_headers`, `response_headers`.
+    pub headers: HeaderPolicy,
+    /// `client_identity_headers` of a TLS listener; `None`: a plain listener.
+    pub identity: Option<IdentityHeaders>,
+    /// `redirect_https = true`: every request is redirected.
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// A listener that was never configured (a test's generation without listeners).
+static NO_LISTENER: ListenerRequests = ListenerRequests {
+    headers: HeaderPolicy {
+        security: None,
+        request: Vec::new(),
+        response: Vec::new(),
+    },
+    identity: None,
+    redirect_https: None,
+};
+
+impl ListenerRequests {
+    fn of(l: &ListenerConfig) -> ListenerRequests {
+        ListenerRequests {
+            headers: l.headers.clone(),
+            identity: l.tls.as_ref().map(|t| t.identity_headers.clone()),
+            redirect_https: l.redirect_https,
+        }
+    }
+}
+
 impl Generation {
+    /// The per-request settings of running listener `index` (the position a
+    /// connection's [`crate::message::ClientInfo::listener`] names).
+    pub fn listener(&self, index: usize) -> &ListenerRequests {
+        self.listener_requests.get(index).unwrap_or(&NO_LISTENER)
+    }
+
     /// Whether pool `slot` belongs to a server of this generation.
     pub fn slot_is_live(&self, slot: usize) -> bool {
         self.live_slots.get(slot).copied().unwrap_or(false)
@@ -526,6 +570,7 @@ fn build(
     let mut listeners = Vec::new();
     let mut conn_limits = Vec::new();
     let mut listener_policies = Vec::new();
+    let mut listener_requests = Vec::new();
     for (i, r) in running.iter().enumerate() {
         let found = config
             .listeners
@@ -542,6 +587,8 @@ fn build(
             conn_limits.push(old.and_then(|o| o.conn_limits[i].clone()));
             let kept = old.and_then(|o| o.listener_policies.get(i));
             listener_policies.push(kept.cloned().unwrap_or_default());
+            let kept = old.and_then(|o| o.listener_requests.get(i));
+            listener_requests.push(kept.cloned().unwrap_or_default());
             continue;
         };
         taken[j] = true;
@@ -550,6 +597,7 @@ fn build(
             table: r.conns.clone(),
         }));
         listener_policies.push(l.policies.clone());
+        listener_requests.push(ListenerRequests::of(l));
         if l.backlog != r.backlog {
             needs_restart.push(format!("listener {} backlog changed", r.addr));
         }
@@ -596,6 +644,7 @@ fn build(
         policies,
         listeners,
         listener_policies,
+        listener_requests,
         upstreams,
         rate_limits,
         conn_limits,

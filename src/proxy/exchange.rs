@@ -123,11 +123,10 @@ static PLAIN_LISTENER: IdentityHeaders = IdentityHeaders::DEFAULT;
 /// `client_identity_headers` say (a plain listener: claims removed only).
 fn identity_step(req: &mut Request, generation: &Generation) {
     let settings = generation
-        .config
-        .listeners
-        .get(req.client.listener)
-        .and_then(|l| l.tls.as_ref())
-        .map_or(&PLAIN_LISTENER, |t| &t.identity_headers);
+        .listener(req.client.listener)
+        .identity
+        .as_ref()
+        .unwrap_or(&PLAIN_LISTENER);
     identity_headers::apply(req, settings);
 }
 
@@ -203,8 +202,7 @@ impl<'a> Exchange<'a> {
         'a: 'g,
     {
         let generation: &'g Generation = self.generation;
-        let listener = generation.config.listeners.get(req.client.listener);
-        if let Some(to) = listener.and_then(|l| l.redirect_https.as_ref()) {
+        if let Some(to) = &generation.listener(req.client.listener).redirect_https {
             return Step::Answer(redirect::check(req, to, &generation.policies.https_hosts));
         }
         if let Err(e) = admit(req, &generation.config.http) {
@@ -666,21 +664,9 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Issue 22, branch policy-headers: a listener that was never configured (a test's
-/// generation without listeners) has no header settings.
-static NO_HEADERS: HeaderPolicy = HeaderPolicy {
-    security: None,
-    request: Vec::new(),
-    response: Vec::new(),
-};
-
 /// Issue 22, branch policy-headers: the header settings of `req`'s listener.
 fn listener_headers<'g>(generation: &'g Generation, req: &Request) -> &'g HeaderPolicy {
-    generation
-        .config
-        .listeners
-        .get(req.client.listener)
-        .map_or(&NO_HEADERS, |l| &l.headers)
+    &generation.listener(req.client.listener).headers
 }
 
 /// Issue 22, branch policy-headers: sends a response the gateway made, with `body`
