@@ -26,35 +26,32 @@
 //! never reloaded does not go live with a certificate renewal. Once the process keeps a
 //! status file ([`Live::report_status`]), every reload's outcome is written there too, for
 //! `ringgate reload` to wait on.
+//!
+//! The running listeners' part of a generation (their TLS configurations, accept and
+//! per-request settings and connection limits, matched to the new file by address) is
+//! built in `generation/listeners.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::{
-    Config, ConfigErrors, KtlsMode, ListenerConfig, ListenerPolicies, ServerSettings,
-};
+use crate::config::{Config, ConfigErrors, ListenerPolicies, ServerSettings};
 use crate::instance::{FileReload, Status};
 use crate::policy::conn_limit::ConnTable;
 use crate::policy::rate_limit::Limiter;
 use crate::route::Router;
-use crate::transport::tls::{ServerConfigs, TlsSetupError, TlsShared};
+use crate::transport::tls::{TlsSetupError, TlsShared};
 
-/// The TLS side of one running listener in one generation.
-#[derive(Clone)]
-pub struct ListenerTls {
-    /// The listener's rustls configurations (one per certificate entry with its own
-    /// `client_auth`).
-    pub server_configs: ServerConfigs,
-    pub handshake_timeout: Duration,
-    pub ktls: KtlsMode,
-}
+mod listeners;
+
+pub use listeners::{ConnLimit, ListenerRequests, ListenerTls};
+use listeners::{Running, RunningListeners};
 
 /// Where one upstream's state lives in each worker's pools.
 #[derive(Debug, Clone)]
@@ -80,6 +77,9 @@ pub struct Generation {
     /// One per running listener, in the order they were bound: its client-address
     /// settings (a listener removed from the file keeps its previous ones, like its TLS).
     pub listener_policies: Vec<ListenerPolicies>,
+    /// One per running listener, in the order they were bound, like
+    /// `listener_policies`: its per-request settings ([`Generation::listener`]).
+    pub listener_requests: Vec<ListenerRequests>,
     /// One per `config.upstreams` entry.
     pub upstreams: Vec<UpstreamSlots>,
     /// One per `config.rate_limits` entry; a limit unchanged by a reload keeps its
@@ -97,26 +97,6 @@ impl Generation {
     pub fn slot_is_live(&self, slot: usize) -> bool {
         self.live_slots.get(slot).copied().unwrap_or(false)
     }
-}
-
-/// A listener's `max_connections_per_ip` in one generation.
-#[derive(Clone)]
-pub struct ConnLimit {
-    pub max: u32,
-    /// Open connections per address: one table per running listener for the process's
-    /// life (connections outlive generations).
-    pub table: Arc<ConnTable>,
-}
-
-/// What a running listener is, fixed for the process's life.
-#[derive(Clone)]
-struct Running {
-    /// The address as configured (port 0 stays 0: that is what a new config repeats).
-    addr: SocketAddr,
-    backlog: i32,
-    tls: Option<TlsShared>,
-    /// Open connections per client address (used when a generation sets a limit).
-    conns: Arc<ConnTable>,
 }
 
 /// Stable pool and balancer slots, by (upstream, server address) and by upstream name.
@@ -521,45 +501,12 @@ fn build(
     slots: &mut Slots,
 ) -> Result<(Generation, Vec<String>), BuildError> {
     let mut needs_restart = Vec::new();
-    // Each running listener takes the new config's listener with the same address.
-    let mut taken = vec![false; config.listeners.len()];
-    let mut listeners = Vec::new();
-    let mut conn_limits = Vec::new();
-    let mut listener_policies = Vec::new();
-    for (i, r) in running.iter().enumerate() {
-        let found = config
-            .listeners
-            .iter()
-            .enumerate()
-            .find(|(j, l)| !taken[*j] && l.addr == r.addr);
-        let previous = || old.and_then(|o| o.listeners[i].as_ref()).cloned();
-        let Some((j, l)) = found else {
-            needs_restart.push(format!(
-                "listener {} removed (still serving it with its previous settings)",
-                r.addr
-            ));
-            listeners.push(previous());
-            conn_limits.push(old.and_then(|o| o.conn_limits[i].clone()));
-            let kept = old.and_then(|o| o.listener_policies.get(i));
-            listener_policies.push(kept.cloned().unwrap_or_default());
-            continue;
-        };
-        taken[j] = true;
-        conn_limits.push(l.max_connections_per_ip.map(|max| ConnLimit {
-            max,
-            table: r.conns.clone(),
-        }));
-        listener_policies.push(l.policies.clone());
-        if l.backlog != r.backlog {
-            needs_restart.push(format!("listener {} backlog changed", r.addr));
-        }
-        listeners.push(listener_tls(l, r, &mut needs_restart, previous)?);
-    }
-    for (j, l) in config.listeners.iter().enumerate() {
-        if !taken[j] {
-            needs_restart.push(format!("listener {} added", l.addr));
-        }
-    }
+    let RunningListeners {
+        tls: listeners,
+        policies: listener_policies,
+        requests: listener_requests,
+        conn_limits,
+    } = listeners::build(&config, running, old, &mut needs_restart)?;
     let mut upstreams = Vec::new();
     let mut live_slots = Vec::new();
     for u in &config.upstreams {
@@ -596,52 +543,13 @@ fn build(
         policies,
         listeners,
         listener_policies,
+        listener_requests,
         upstreams,
         rate_limits,
         conn_limits,
         live_slots,
     };
     Ok((generation, needs_restart))
-}
-
-/// The running listener `r`'s TLS side in the new generation, from its new config `l`.
-fn listener_tls(
-    l: &ListenerConfig,
-    r: &Running,
-    needs_restart: &mut Vec<String>,
-    previous: impl Fn() -> Option<ListenerTls>,
-) -> Result<Option<ListenerTls>, BuildError> {
-    let (Some(t), Some(shared)) = (&l.tls, &r.tls) else {
-        if l.tls.is_some() != r.tls.is_some() {
-            needs_restart.push(format!(
-                "listener {} switched between plain HTTP and TLS",
-                r.addr
-            ));
-        }
-        return Ok(previous());
-    };
-    if t.session_cache_entries != shared.cache_entries {
-        needs_restart.push(format!("listener {} session_cache_entries changed", r.addr));
-    }
-    if t.ktls == KtlsMode::On {
-        // Probed once per process and cached: no kernel call after the first.
-        let support = crate::transport::ktls::support();
-        if !support.is_available() {
-            return Err(BuildError::Ktls {
-                addr: l.addr,
-                reason: support.describe(),
-            });
-        }
-    }
-    let server_configs = ServerConfigs::new(t, shared).map_err(|error| BuildError::Tls {
-        addr: l.addr,
-        error,
-    })?;
-    Ok(Some(ListenerTls {
-        server_configs,
-        handshake_timeout: t.handshake_timeout,
-        ktls: t.ktls,
-    }))
 }
 
 /// `[server]` settings a running process cannot take over.

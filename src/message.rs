@@ -145,7 +145,8 @@ pub struct GatewayResponse {
 /// The body of a [`GatewayResponse`].
 #[derive(Debug, Clone)]
 pub enum GatewayBody {
-    /// No body bytes (`Content-Length: 0`), e.g. a redirect or a CORS preflight.
+    /// No body bytes (`Content-Length: 0`; a 204, such as a CORS preflight's answer,
+    /// has none), e.g. a redirect.
     Empty,
     /// One line of text (`text/plain`, a newline added): an error's reason.
     Line(&'static str),

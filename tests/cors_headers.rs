@@ -158,6 +158,8 @@ fn a_preflight_is_answered_by_the_gateway_and_never_reaches_the_upstream() {
     );
     assert_eq!(all(&r, "vary"), ["Origin"]);
     assert_eq!(all(&r, "x-gateway"), ["edge 1"], "response rules apply too");
+    // A 204 has no Content-Length (RFC 9110 §8.6) and no body.
+    assert_eq!(r.header("content-length"), None, "{}", r.describe());
     assert!(r.body.is_empty());
     assert_security(&r, true);
     assert!(!r.connection_close(), "{}", r.describe());
@@ -171,6 +173,12 @@ fn a_preflight_is_answered_by_the_gateway_and_never_reaches_the_upstream() {
         let r = c.roundtrip(&preflight(origin));
         assert_eq!(r.status, 204, "{origin}: {}", r.describe());
         assert!(cors_fields(&r).is_empty(), "{origin}: {}", r.describe());
+        assert_eq!(
+            r.header("content-length"),
+            None,
+            "{origin}: {}",
+            r.describe()
+        );
         assert_eq!(all(&r, "vary"), ["Origin"]);
         assert_security(&r, true);
     }

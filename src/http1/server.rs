@@ -15,8 +15,10 @@
 //! Status mapping for what this module refuses: a malformed head → 400 (414/431 for its
 //! limits, 501 unknown transfer coding, 505 version, 417 unknown expectation), a slow
 //! head → 408, a malformed chunked body → 400, a body stalled beyond
-//! `client_body_timeout_ms` → 408 (all through [`ProxyError::status`]). A client that
-//! closes mid-head or mid-body gets nothing. Never blocks, never panics on peer input.
+//! `client_body_timeout_ms` → 408 (all through [`ProxyError::status`]); the answers to
+//! heads it refuses carry the listener's response header rules and security headers
+//! ([`policy::headers::on_session_answer`]). A client that closes mid-head or mid-body
+//! gets nothing. Never blocks, never panics on peer input.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -35,6 +37,7 @@ use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::generation::Generation;
 use crate::message::{BodyLength, ClientInfo, GatewayResponse, Request, ResponseHead};
+use crate::policy;
 use crate::proxy::{self, BodySource, Next, ResponseSink};
 use crate::transport::ClientStream;
 use crate::transport::tls::TlsInfo;
@@ -129,7 +132,7 @@ impl Session {
             Ok(None) => return Next::Close,
             Err(e) => {
                 debug!(client = %self.client.addr, error = %e, "request head refused");
-                if let Some(response) = e.response() {
+                if let Some(response) = self.own_answer(&e) {
                     let status = response.status;
                     let started = clock::now();
                     let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
@@ -159,6 +162,17 @@ impl Session {
         let took = outcome.timings.done.saturating_duration_since(received);
         self.ctx.metrics.request_done(outcome.status, took);
         outcome.next
+    }
+
+    /// The answer to a head refused before any exchange, with the listener's response
+    /// header rules and security headers (nginx's `add_header … always`).
+    fn own_answer(&self, e: &ProxyError) -> Option<GatewayResponse> {
+        let mut response = e.response()?;
+        let generation = self.ctx.live.load();
+        let listener = &generation.listener(self.client.listener).headers;
+        let https = self.client.proto == "https";
+        policy::headers::on_session_answer(listener, https, &mut response.headers);
+        Some(response)
     }
 
     /// The protocol-neutral request, and this session's side of its exchange.

@@ -30,7 +30,7 @@
 
 use bytes::Bytes;
 
-use crate::message::{Header, Request, ResponseHead};
+use crate::message::{GatewayBody, GatewayResponse, Header, Request};
 
 /// `Access-Control-Allow-Origin`, and the other names this module writes.
 const ALLOW_ORIGIN: &[u8] = b"Access-Control-Allow-Origin";
@@ -51,9 +51,9 @@ fn field<'r>(req: &'r Request, name: &[u8]) -> Option<&'r Bytes> {
         .map(|h| &h.value)
 }
 
-/// `Some(head)`: `req` is a CORS preflight, answered with this 204 head (no body)
-/// instead of going upstream. `None`: not a preflight; proxy it.
-pub fn preflight(cors: &Cors, req: &Request) -> Option<ResponseHead> {
+/// `Some(answer)`: `req` is a CORS preflight, answered with this 204 (no body, no
+/// `Content-Length`) instead of going upstream. `None`: not a preflight; proxy it.
+pub fn preflight(cors: &Cors, req: &Request) -> Option<GatewayResponse> {
     if req.method.as_ref() != b"OPTIONS" {
         return None;
     }
@@ -82,10 +82,10 @@ pub fn preflight(cors: &Cors, req: &Request) -> Option<ResponseHead> {
             put(MAX_AGE, m.clone());
         }
     }
-    Some(ResponseHead {
+    Some(GatewayResponse {
         status: 204,
-        reason: Bytes::from_static(b"No Content"),
         headers,
+        body: GatewayBody::Empty,
     })
 }
 

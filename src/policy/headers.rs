@@ -13,7 +13,9 @@
 //! Order on a request: the listener's rules, then the route's. On a response — the
 //! upstream's and the gateway's own (404, 413, 502, …, nginx's `always`) alike: the
 //! listener's response rules, the route's, the route's CORS fields ([`super::cors`]),
-//! then the security headers (the route's table if it has one, else the listener's).
+//! then the security headers (the route's table if it has one, else the listener's). A
+//! session's own answer to a request no exchange saw (400, 405, 408, 414, 431, …) gets
+//! the listener's part of that ([`on_session_answer`]): there is no route yet.
 
 use super::cors::{self, Cors};
 pub use crate::config::headers::{HeaderPolicy, HeaderRule, SecurityHeaders, has, remove};
@@ -38,6 +40,16 @@ pub fn on_request(listener: &HeaderPolicy, route: Option<&HeaderPolicy>, req: &m
     apply_rules(&listener.request, &mut req.headers);
     if let Some(route) = route {
         apply_rules(&route.request, &mut req.headers);
+    }
+}
+
+/// The response step on a session's own answer to a request it refused before any
+/// exchange (no route, no request to read an origin from): the listener's response
+/// rules, then its security headers (HSTS only when `https`).
+pub fn on_session_answer(listener: &HeaderPolicy, https: bool, headers: &mut Vec<Header>) {
+    apply_rules(&listener.response, headers);
+    if let Some(s) = &listener.security {
+        s.apply(headers, https);
     }
 }
 

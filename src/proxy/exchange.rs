@@ -42,7 +42,7 @@ use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
 use crate::identity_headers::{self, IdentityHeaders};
-use crate::message::{BodyLength, Fault, GatewayResponse, Header, Request, ResponseHead};
+use crate::message::{BodyLength, Fault, GatewayResponse, Request};
 use crate::policy::headers::{HeaderPolicy, ResponsePolicies};
 use crate::policy::{self, Rejection, Verdict, body_size, redirect};
 use crate::route::{RequestView, Selected};
@@ -96,7 +96,7 @@ pub async fn exchange<S: BodySource + ResponseSink>(
             }
             x.run(&req, selected, session).await
         }
-        Step::Preflight(head) => Box::pin(x.answer_preflight(session, &req, head)).await,
+        Step::Preflight(answer) => Box::pin(x.answer_preflight(session, &req, answer)).await,
         Step::Answer(v) => x.verdict(v, &req, session).await,
         Step::Fail(e) => x.fail(e, &req, session).await,
     };
@@ -108,7 +108,7 @@ enum Step<'g> {
     /// To the upstream of this route, after the rate limits' delay if any.
     Forward(Selected<'g>, Option<std::time::Duration>),
     /// A CORS preflight the gateway answers (204).
-    Preflight(ResponseHead),
+    Preflight(GatewayResponse),
     /// A policy answers (redirect, no route, a request phase's refusal).
     Answer(Verdict),
     /// Refused before routing (the target or forwarding fields: 400).
@@ -123,11 +123,10 @@ static PLAIN_LISTENER: IdentityHeaders = IdentityHeaders::DEFAULT;
 /// `client_identity_headers` say (a plain listener: claims removed only).
 fn identity_step(req: &mut Request, generation: &Generation) {
     let settings = generation
-        .config
-        .listeners
-        .get(req.client.listener)
-        .and_then(|l| l.tls.as_ref())
-        .map_or(&PLAIN_LISTENER, |t| &t.identity_headers);
+        .listener(req.client.listener)
+        .identity
+        .as_ref()
+        .unwrap_or(&PLAIN_LISTENER);
     identity_headers::apply(req, settings);
 }
 
@@ -203,8 +202,7 @@ impl<'a> Exchange<'a> {
         'a: 'g,
     {
         let generation: &'g Generation = self.generation;
-        let listener = generation.config.listeners.get(req.client.listener);
-        if let Some(to) = listener.and_then(|l| l.redirect_https.as_ref()) {
+        if let Some(to) = &generation.listener(req.client.listener).redirect_https {
             return Step::Answer(redirect::check(req, to, &generation.policies.https_hosts));
         }
         if let Err(e) = admit(req, &generation.config.http) {
@@ -389,21 +387,21 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Issue 22, branch policy-headers: a CORS preflight's 204, with the response step
-    /// but for the CORS fields the preflight's head already has.
+    /// A CORS preflight's 204, a gateway answer like the others: the response step but
+    /// for the CORS fields the answer already has.
     async fn answer_preflight<S: ResponseSink>(
         &mut self,
         s: &mut S,
         req: &Request,
-        mut head: ResponseHead,
+        mut response: GatewayResponse,
     ) -> Next {
-        self.status = head.status;
+        self.status = response.status;
         let policies = ResponsePolicies {
             cors: None,
             ..self.response_policies(req)
         };
-        policies.apply(req, &mut head.headers);
-        Box::pin(send_own(s, head, None, req.is_head(), true)).await
+        policies.apply(req, &mut response.headers);
+        s.respond(response, true).await
     }
 
     /// Issue 22, branch policy-headers: what the response step applies to `req`'s
@@ -666,52 +664,9 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Issue 22, branch policy-headers: a listener that was never configured (a test's
-/// generation without listeners) has no header settings.
-static NO_HEADERS: HeaderPolicy = HeaderPolicy {
-    security: None,
-    request: Vec::new(),
-    response: Vec::new(),
-};
-
 /// Issue 22, branch policy-headers: the header settings of `req`'s listener.
 fn listener_headers<'g>(generation: &'g Generation, req: &Request) -> &'g HeaderPolicy {
-    generation
-        .config
-        .listeners
-        .get(req.client.listener)
-        .map_or(&NO_HEADERS, |l| &l.headers)
-}
-
-/// Issue 22, branch policy-headers: sends a response the gateway made, with `body`
-/// (none for a 204; only its length for a HEAD request). A failed write closes.
-async fn send_own<S: ResponseSink>(
-    s: &mut S,
-    mut head: ResponseHead,
-    body: Option<Bytes>,
-    head_request: bool,
-    reusable: bool,
-) -> Next {
-    let next = match body {
-        Some(b) if !head_request => {
-            let next = s.start(&head, BodyLength::Known(b.len() as u64), false, reusable);
-            s.data(b);
-            next
-        }
-        Some(b) => {
-            let len = Bytes::from(b.len().to_string());
-            head.headers.push(Header {
-                name: Bytes::from_static(b"Content-Length"),
-                value: len,
-            });
-            s.start(&head, BodyLength::None, true, reusable)
-        }
-        None => s.start(&head, BodyLength::None, false, reusable),
-    };
-    match s.finish().await {
-        Ok(()) => next,
-        Err(_) => Next::Close,
-    }
+    &generation.listener(req.client.listener).headers
 }
 
 /// Methods a proxy may send again after a failure (RFC 9110 §9.2.2).

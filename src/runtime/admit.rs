@@ -1,13 +1,15 @@
 //! ① The accept phase of one connection, before any TLS byte: the PROXY protocol header
 //! (`proxy_protocol`, only from `proxy_protocol_from`), then the listener's `allow` /
-//! `deny` on the address the header gave (or the peer's). What it returns is the client
-//! address every later step uses: forwarding fields, policies, logs.
+//! `deny` on the address the header gave (or the peer's), then — behind PROXY protocol —
+//! `max_connections_per_ip` on that address ([`limit`]; without PROXY protocol the accept
+//! loop counts the peer before spawning a task). What it returns is the client address
+//! every later step uses: forwarding fields, policies, logs.
 //!
 //! A refusal closes the connection with nothing written (no protocol has been spoken
 //! yet, so there is no status to send) and is counted in
 //! `ringgate_policy_rejections_total` — `{policy="proxy_protocol",
-//! reason="untrusted_source"|"malformed"|"timeout"}`, `{policy="ip",reason="denied"}` —
-//! and logged at debug.
+//! reason="untrusted_source"|"malformed"|"timeout"}`, `{policy="ip",reason="denied"}`,
+//! `{policy="conn_limit",reason="max_connections_per_ip"}` — and logged at debug.
 //!
 //! The header is read by peeking at the socket and then taking exactly the bytes the
 //! parser ([`crate::proxy_protocol`]) says are header ([`crate::listener::recv_queued`]),
@@ -17,20 +19,43 @@
 //! timeout (`client_header_timeout_ms` on a plain listener).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::config::ListenerPolicies;
+use crate::generation::ConnLimit;
 use crate::listener::{recv_queued, socket_fd};
 use crate::observe::Local;
 use crate::observe::metrics::PolicyRejection;
+use crate::policy::conn_limit::{Admission, ConnGuard};
 use crate::proxy_protocol::{self, Malformed, Parsed, Source};
 
-/// Runs the accept phase's policies; `Some(client)` to go on with that client address,
-/// `None` when the connection is to be closed (counted and logged here).
+/// The connection limit for a connection from `ip`: `Some(guard)` to serve it (the
+/// guard counts it out when dropped; `None` inside: no limit), `None` to close it
+/// (counted and logged here).
+pub(super) fn limit(
+    limit: Option<&ConnLimit>,
+    ip: IpAddr,
+    metrics: &Local,
+) -> Option<Option<ConnGuard>> {
+    match limit.map(|l| l.table.admit(ip, l.max)) {
+        None => Some(None),
+        Some(Admission::Admit(guard)) => Some(guard),
+        Some(Admission::Refuse) => {
+            metrics.policy_rejections[PolicyRejection::ConnLimitPerIp.index()].inc();
+            debug!(client = %ip, "max_connections_per_ip reached: closed");
+            None
+        }
+    }
+}
+
+/// Runs the accept phase's policies; `Some((client, guard))` to go on with that client
+/// address, holding `guard` to the connection's end (`conn_limit`: counted here behind
+/// PROXY protocol only), `None` when the connection is to be closed (counted and logged
+/// here).
 ///
 /// Cancel safety: dropping it mid-header leaves part of the header read; the caller
 /// closes the connection then (a timeout does).
@@ -38,9 +63,10 @@ pub(super) async fn admit(
     tcp: &TcpStream,
     peer: SocketAddr,
     policies: &ListenerPolicies,
+    conn_limit: Option<&ConnLimit>,
     header_timeout: Duration,
     metrics: &Local,
-) -> Option<SocketAddr> {
+) -> Option<(SocketAddr, Option<ConnGuard>)> {
     let refuse = |r: PolicyRejection| metrics.policy_rejections[r as usize].inc();
     let mut client = peer;
     if let Some(from) = &policies.proxy_protocol {
@@ -73,7 +99,11 @@ pub(super) async fn admit(
         debug!(%peer, %client, "client address denied on this listener; closed");
         return None;
     }
-    Some(client)
+    // Behind a balancer every peer is the balancer: the limit is the client's.
+    if policies.proxy_protocol.is_some() {
+        return limit(conn_limit, client.ip(), metrics).map(|guard| (client, guard));
+    }
+    Some((client, None))
 }
 
 /// Why no header was read.

@@ -34,16 +34,18 @@ pub async fn serve(
             .then(|| Arc::clone(&g));
         (g.listeners[listener.index].clone(), at_accept)
     };
-    let peer = match at_accept {
-        None => peer,
+    // `_counted`: the connection limit's count, held to the connection's end.
+    let (peer, _counted) = match at_accept {
+        None => (peer, None),
         Some(g) => {
             let timeout = match &tls {
                 Some(t) => t.handshake_timeout,
                 None => g.config.http.client_header_timeout,
             };
             let policies = &g.listener_policies[listener.index];
-            match super::admit::admit(&tcp, peer, policies, timeout, &ctx.metrics).await {
-                Some(client) => client,
+            let limit = g.conn_limits[listener.index].as_ref();
+            match super::admit::admit(&tcp, peer, policies, limit, timeout, &ctx.metrics).await {
+                Some(admitted) => admitted,
                 None => return,
             }
         }

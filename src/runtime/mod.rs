@@ -31,8 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::{LocalSignal, WorkerCtx};
 use crate::generation::Live;
-use crate::observe::{Local, PolicyRejection};
-use crate::policy::conn_limit::Admission;
+use crate::observe::Local;
 use crate::transport::ktls::Fallback;
 use crate::upstream::Upstreams;
 
@@ -300,17 +299,17 @@ async fn accept_loop(listener: TcpListener, lctx: Rc<ListenerSpec>, ctx: Rc<Work
                     drop(tcp);
                     continue;
                 }
-                // ① Connection limits, before any TLS byte (policy::conn_limit).
-                let limit = ctx.live.load().conn_limits[lctx.index].clone();
-                let counted = match limit.map(|l| l.table.admit(peer.ip(), l.max)) {
-                    None => None,
-                    Some(Admission::Admit(guard)) => guard,
-                    Some(Admission::Refuse) => {
-                        m.policy_rejections[PolicyRejection::ConnLimitPerIp.index()].inc();
-                        debug!(worker = ctx.id, %peer, "max_connections_per_ip reached: closed");
-                        drop(tcp);
-                        continue;
-                    }
+                // ① Connection limits, before any TLS byte (policy::conn_limit); behind
+                // PROXY protocol on the header's address, once it is read (admit).
+                let counted = {
+                    let g = ctx.live.load();
+                    let behind_proxy = g.listener_policies[lctx.index].proxy_protocol.is_some();
+                    let limit = g.conn_limits[lctx.index].as_ref().filter(|_| !behind_proxy);
+                    admit::limit(limit, peer.ip(), m)
+                };
+                let Some(counted) = counted else {
+                    drop(tcp);
+                    continue;
                 };
                 let _ = tcp.set_nodelay(true);
                 m.accepted.inc();

@@ -1,14 +1,17 @@
-//! Checks of a route's request conditions, `methods` and `[[route.headers]]`: a method
-//! that is not an HTTP token (or not upper case), a header name that is not a token, a
-//! matcher with none or several of `exact`/`prefix`/`present`, and a value that could
-//! never match each become an error naming file, line and field. Also which of two
-//! routes with the same host and path prefix could never be chosen.
+//! The `[[route]]` tables checked ([`Validator::routes`]): host, path prefix, upstream,
+//! rate limits and the route's policies, and its request conditions, `methods` and
+//! `[[route.headers]]`: a method that is not an HTTP token (or not upper case), a header
+//! name that is not a token, a matcher with none or several of `exact`/`prefix`/`present`,
+//! and a value that could never match each become an error naming file, line and field.
+//! Also which of two routes with the same host and path prefix could never be chosen.
+
+use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 
-use super::Validator;
-use crate::config::raw::{RawHeaderMatch, RawRoute};
-use crate::config::{HeaderMatch, HeaderValueMatch};
+use super::{Validator, valid_dns_name};
+use crate::config::raw::{RawConfig, RawHeaderMatch, RawRoute};
+use crate::config::{HeaderMatch, HeaderValueMatch, HostMatch, RouteConfig};
 use crate::field::is_tchar;
 
 /// Longest method token accepted: the longest registered method (`UPDATEREDIRECTREF`)
@@ -42,6 +45,171 @@ impl Conditions {
 }
 
 impl Validator<'_> {
+    pub(super) fn routes(
+        &mut self,
+        raw: &RawConfig,
+        upstreams: &HashMap<String, usize>,
+        rate_limits: &HashMap<String, usize>,
+    ) -> Vec<RouteConfig> {
+        let mut routes = Vec::new();
+        let mut seen: BTreeMap<(String, String), Vec<(usize, Conditions)>> = BTreeMap::new();
+        for (i, spanned) in raw.route.iter().enumerate() {
+            let r = spanned.get_ref();
+            let field = format!("route[{i}]");
+            let wanted = self.required(&r.upstream, spanned.span(), &format!("{field}.upstream"));
+            let upstream = match wanted.map(|w| (w, upstreams.get(w.get_ref()))) {
+                None => None,
+                Some((_, Some(&u))) => Some(u),
+                Some((wanted, None)) => {
+                    let known: Vec<&str> = raw.upstream.keys().map(String::as_str).collect();
+                    let msg = format!(
+                        "unknown upstream {:?} (defined: {})",
+                        wanted.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    // An upstream that exists but failed its own checks is reported there,
+                    // and so is one the schema check took out.
+                    let name = wanted.get_ref();
+                    let dotted = format!("upstream.{}", super::schema::key(name));
+                    if !raw.upstream.contains_key(name) && !self.already_reported(&dotted) {
+                        self.error(Some(wanted.span()), &format!("{field}.upstream"), msg);
+                    }
+                    None
+                }
+            };
+            let host = match &r.host {
+                None => Some(HostMatch::Any),
+                Some(h) => match parse_host_match(h.get_ref()) {
+                    Some(m) => Some(m),
+                    None => {
+                        let msg = format!(
+                            "{:?} is not a host name, \"*.suffix\" wildcard, or absent",
+                            h.get_ref()
+                        );
+                        self.error(Some(h.span()), &format!("{field}.host"), msg);
+                        None
+                    }
+                },
+            };
+            let path_prefix = match &r.path_prefix {
+                None => Some("/".to_string()),
+                Some(p)
+                    if p.get_ref().starts_with('/') && p.get_ref().bytes().all(is_path_byte) =>
+                {
+                    Some(p.get_ref().clone())
+                }
+                Some(p) => {
+                    let msg = format!(
+                        "{:?} must start with '/' and contain only URL path characters",
+                        p.get_ref()
+                    );
+                    self.error(Some(p.span()), &format!("{field}.path_prefix"), msg);
+                    None
+                }
+            };
+            let client_cert = match &r.client_cert {
+                None => Some(None),
+                Some(c) => self
+                    .route_client_cert(&format!("{field}.client_cert"), c)
+                    .map(Some),
+            };
+            let conditions = self.route_conditions(&field, r);
+            let limits = match &r.rate_limit {
+                None => Some(Vec::new()),
+                Some(names) => self.route_rate_limits(raw, &field, names, rate_limits),
+            };
+            let ip = self.allow_deny(&field, &r.allow, &r.deny).ok();
+            let headers = self.header_policy(
+                &field,
+                &r.security_headers,
+                &r.request_headers,
+                &r.response_headers,
+            );
+            let cors = match &r.cors {
+                None => Some(None),
+                Some(c) => self.cors(&format!("{field}.cors"), c).map(Some),
+            };
+            let (
+                Some(upstream),
+                Some(host),
+                Some(path_prefix),
+                Some(client_cert),
+                Some(limits),
+                Some(ip),
+                Some(cors),
+                Some(when),
+            ) = (
+                upstream,
+                host,
+                path_prefix,
+                client_cert,
+                limits,
+                ip,
+                cors,
+                conditions,
+            )
+            else {
+                continue;
+            };
+            // Among routes with the same host and prefix the first whose conditions hold
+            // wins: a route after one that takes the same requests is never chosen.
+            let earlier = seen
+                .entry((format!("{host:?}"), path_prefix.clone()))
+                .or_default();
+            if let Some((first, shadow)) = earlier
+                .iter()
+                .find(|(_, c)| c.is_empty() || c.same_as(&when))
+            {
+                let msg = if shadow.is_empty() {
+                    format!(
+                        "same host and path_prefix as route[{first}], which has no methods or headers: it could never match"
+                    )
+                } else {
+                    format!(
+                        "same host, path_prefix, methods and headers as route[{first}]: it could never match"
+                    )
+                };
+                let span = r
+                    .path_prefix
+                    .as_ref()
+                    .map(|p| p.span())
+                    .unwrap_or(spanned.span());
+                self.error(Some(span), &field, msg);
+                continue;
+            }
+            let max_request_body_bytes = r.max_request_body_bytes.as_ref().map(|_| {
+                self.int(
+                    &r.max_request_body_bytes,
+                    &format!("{field}.max_request_body_bytes"),
+                    0,
+                    0..=i64::MAX,
+                ) as u64
+            });
+            let (methods, match_headers) = (when.methods.clone(), when.headers.clone());
+            earlier.push((i, when));
+            routes.push(RouteConfig {
+                index: routes.len(),
+                host,
+                path_prefix,
+                strip_prefix: r.strip_prefix,
+                upstream,
+                client_cert,
+                rate_limits: limits,
+                ip,
+                headers,
+                cors,
+                methods,
+                match_headers,
+                max_request_body_bytes,
+            });
+        }
+        routes
+    }
+
     /// `methods` and `headers` of the route at `field` (`route[3]`); `None` after an error.
     pub(super) fn route_conditions(&mut self, field: &str, raw: &RawRoute) -> Option<Conditions> {
         let before = self.errors.len();
@@ -198,4 +366,24 @@ fn method_problem(name: &str) -> Option<String> {
         ));
     }
     None
+}
+
+fn parse_host_match(h: &str) -> Option<HostMatch> {
+    let n = h.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(suffix) = n.strip_prefix("*.") {
+        return valid_dns_name(suffix).then(|| HostMatch::Suffix(format!(".{suffix}")));
+    }
+    if n.parse::<std::net::IpAddr>().is_ok() || valid_dns_name(&n) {
+        return Some(HostMatch::Exact(n));
+    }
+    // A bracketed IPv6 literal, as it appears in a Host header.
+    let inner = n.strip_prefix('[').and_then(|s| s.strip_suffix(']'))?;
+    inner
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|_| HostMatch::Exact(n.clone()))
+}
+
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)
 }

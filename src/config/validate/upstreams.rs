@@ -1,0 +1,112 @@
+//! An `[upstream.NAME]` table checked: its servers (names resolved here, at load), TLS to
+//! the upstream, timeouts, pool and retry settings.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::config::addr::resolve;
+use crate::config::raw::RawUpstream;
+use crate::config::{Balance, ResponseLimits, UpstreamConfig, UpstreamServer};
+
+impl Validator<'_> {
+    pub(super) fn upstream(
+        &mut self,
+        name: &str,
+        u: &Spanned<RawUpstream>,
+    ) -> Option<UpstreamConfig> {
+        let raw = u.get_ref();
+        let field = format!("upstream.{}", super::schema::key(name));
+        let errors_before = self.errors.len();
+        let no_servers = Vec::new();
+        let listed = match self.required(&raw.servers, u.span(), &format!("{field}.servers")) {
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    Some(list.span()),
+                    &format!("{field}.servers"),
+                    "at least one server is needed",
+                );
+                list.get_ref()
+            }
+            Some(list) => list.get_ref(),
+            None => &no_servers,
+        };
+        let mut servers = Vec::new();
+        for (i, s) in listed.iter().enumerate() {
+            match resolve(s.get_ref()) {
+                Ok(addr) => servers.push(UpstreamServer {
+                    name: s.get_ref().clone(),
+                    addr,
+                    host_header: s.get_ref().clone(),
+                }),
+                Err(e) => self.error(Some(s.span()), &format!("{field}.servers[{i}]"), e),
+            }
+        }
+        let balance = match &raw.balance {
+            None => Balance::RoundRobin,
+            Some(b) => match b.get_ref().as_str() {
+                "round_robin" => Balance::RoundRobin,
+                "least_conn" => Balance::LeastConn,
+                other => {
+                    let msg =
+                        format!("unknown balance {other:?}: \"round_robin\" or \"least_conn\"");
+                    self.error(Some(b.span()), &format!("{field}.balance"), msg);
+                    Balance::RoundRobin
+                }
+            },
+        };
+        let uc = UpstreamConfig {
+            name: name.to_string(),
+            servers,
+            balance,
+            connect_timeout: self.millis(
+                &raw.connect_timeout_ms,
+                &format!("{field}.connect_timeout_ms"),
+                Duration::from_secs(5),
+            ),
+            read_timeout: self.millis(
+                &raw.read_timeout_ms,
+                &format!("{field}.read_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            write_timeout: self.millis(
+                &raw.write_timeout_ms,
+                &format!("{field}.write_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            keepalive: self.int(
+                &raw.keepalive,
+                &format!("{field}.keepalive"),
+                64,
+                0..=100_000,
+            ) as usize,
+            keepalive_timeout: self.millis(
+                &raw.keepalive_timeout_ms,
+                &format!("{field}.keepalive_timeout_ms"),
+                Duration::from_secs(60),
+            ),
+            keepalive_requests: self.int(
+                &raw.keepalive_requests,
+                &format!("{field}.keepalive_requests"),
+                1000,
+                1..=i64::MAX,
+            ) as u64,
+            response_limits: ResponseLimits {
+                max_head_bytes: self.int(
+                    &raw.max_response_header_bytes,
+                    &format!("{field}.max_response_header_bytes"),
+                    64 * 1024,
+                    256..=1 << 24,
+                ) as usize,
+                max_headers: self.int(
+                    &raw.max_response_headers,
+                    &format!("{field}.max_response_headers"),
+                    4096,
+                    1..=65_536,
+                ) as usize,
+            },
+        };
+        (self.errors.len() == errors_before).then_some(uc)
+    }
+}
