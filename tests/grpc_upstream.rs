@@ -32,6 +32,9 @@ struct Counts {
     held: AtomicUsize,
     /// `/stall` streams the client (the proxy) reset.
     stall_reset: AtomicUsize,
+    /// Says when a `/park` stream arrived; `/park` answers once `/unpark` came.
+    parked: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    unpark: tokio::sync::Notify,
 }
 
 struct Upstream {
@@ -217,6 +220,24 @@ async fn handle(
                 counts.stall_reset.fetch_add(1, Ordering::SeqCst);
             }
         }
+        "/park" => {
+            if let Some(tx) = counts.parked.lock().expect("parked lock").as_ref() {
+                let _ = tx.send(());
+            }
+            // Bounded, like `/hold`: a missing `/unpark` fails the test, never hangs it.
+            let _ = tokio::time::timeout(Duration::from_secs(30), counts.unpark.notified()).await;
+            let mut send = respond
+                .send_response(ok("text/plain"), false)
+                .expect("respond");
+            send_all(&mut send, Bytes::from_static(b"parked"), true).await;
+        }
+        "/unpark" => {
+            counts.unpark.notify_waiters();
+            let mut send = respond
+                .send_response(ok("text/plain"), false)
+                .expect("respond");
+            send_all(&mut send, Bytes::from_static(b"unparked"), true).await;
+        }
         "/goaway" => {
             let mut send = respond
                 .send_response(ok("text/plain"), false)
@@ -233,12 +254,23 @@ async fn handle(
 
 /// `ringgate run` with a plain listener routing `/` to the h2 upstream at `server`.
 fn proxy(dir: &Path, server: SocketAddr, extra: &[(&str, &str)]) -> ProxyProcess {
+    proxy_with(dir, server, extra, 2)
+}
+
+/// [`proxy`] with `workers` workers.
+fn proxy_with(
+    dir: &Path,
+    server: SocketAddr,
+    extra: &[(&str, &str)],
+    workers: usize,
+) -> ProxyProcess {
     let mut settings = vec![("protocol", "\"h2\"")];
     settings.extend_from_slice(extra);
     if !extra.iter().any(|(k, _)| *k == "read_timeout_ms") {
         settings.push(("read_timeout_ms", "10000"));
     }
     let toml = ConfigBuilder::new()
+        .server("workers", &workers.to_string())
         .plain_listener()
         .route(None, "/", false, "grpc")
         .upstream("grpc", &[server], &settings)
@@ -397,32 +429,39 @@ fn two_hundred_concurrent_requests_spread_over_connections_of_ten_streams() {
 }
 
 #[test]
-fn after_a_goaway_requests_go_on_a_new_connection_without_failures() {
+fn after_a_goaway_requests_go_on_a_new_connection_while_the_old_finishes_its_streams() {
     let up = upstream(usize::MAX);
+    let (tx, parked) = std::sync::mpsc::channel();
+    *up.counts.parked.lock().expect("parked lock") = Some(tx);
     let dir = tempfile::tempdir().expect("tempdir");
     // One worker: every request shares one pool.
-    let p = proxy(dir.path(), up.addr, &[]);
+    let p = proxy_with(dir.path(), up.addr, &[], 1);
     let addr = p.addrs()[0];
-    let get = |path: &str| {
+    let get = move |path: &str| {
         raw(
             addr,
             &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"),
         )
     };
-    for round in 0..3 {
-        let r = get("/goaway");
-        assert_eq!(status(&r), "200", "round {round}: {r}");
-        for i in 0..20 {
-            let r = get("/gen?len=100");
-            assert_eq!(
-                status(&r),
-                "200",
-                "round {round}, request {i} after GOAWAY: {r}"
-            );
-        }
+    // A stream in flight on the first connection when its GOAWAY comes.
+    let in_flight = std::thread::spawn(move || get("/park"));
+    parked
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the /park stream reached the upstream");
+    let r = get("/goaway");
+    assert_eq!(status(&r), "200", "{r}");
+    for i in 0..20 {
+        let r = get("/gen?len=100");
+        assert_eq!(status(&r), "200", "request {i} after the GOAWAY: {r}");
     }
     let conns = up.counts.connections.load(Ordering::SeqCst);
-    assert!(conns >= 3, "a new connection after each GOAWAY: {conns}");
+    assert!(conns >= 2, "a new connection after the GOAWAY: {conns}");
+    // The stream in flight finishes on the old connection.
+    let r = get("/unpark");
+    assert_eq!(status(&r), "200", "{r}");
+    let r = in_flight.join().expect("in-flight client");
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(r.contains("\r\nparked\r\n"), "{r}");
 }
 
 #[test]
