@@ -31,9 +31,10 @@ declare -A why=(
 	[binutils]="tests/ktls_vm.rs: strip (the record-fault client shipped into the VM)"
 	[debian-archive-keyring]="tests/ktls_vm.rs: verifies the trixie-backports kernel packages"
 	[nginx]="tests/rate_limit.rs: the same request burst against nginx's limit_req (admitted counts equal)"
+	[python3-grpcio]="tests/grpc_upstream.rs: a grpcio service (tests/grpc/echo_server.py) as the h2c upstream"
 )
 packages=(curl openssl ca-certificates util-linux qemu-system-x86 busybox-static cpio kmod
-	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx)
+	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx python3-grpcio)
 
 explain() {
 	for p in "$@"; do echo "  $p: ${why[$p]}" >&2; done

@@ -502,3 +502,95 @@ fn grpc_timeout_with_a_stalled_upstream_is_deadline_exceeded() {
     assert_eq!(status(&r), "200", "{r}");
     assert!(r.contains("grpc-status: 4\r\n"), "DEADLINE_EXCEEDED: {r}");
 }
+
+/// tests/grpc/echo_server.py, killed (and its stdin closed) on drop.
+struct GrpcioService {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl GrpcioService {
+    fn start() -> GrpcioService {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/echo_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 must be installed: apt-get install python3 python3-grpcio");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let Some(port) = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse::<u16>().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "echo_server.py printed {line:?}, not its port: grpcio must be installed \
+                 (apt-get install python3-grpcio, or pip install grpcio)"
+            );
+        };
+        GrpcioService {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for GrpcioService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gRPC call over HTTP/1.1 through the proxy: `message` in one length-prefixed frame.
+fn grpc_call(addr: SocketAddr, method: &str, message: &[u8], extra: &str) -> String {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let mut s = TcpStream::connect(addr).expect("connect to proxy");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "POST /ringgate.test.Echo/{method} HTTP/1.1\r\nHost: app.test\r\n\
+         Content-Type: application/grpc\r\nTE: trailers\r\n{extra}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send head");
+    s.write_all(&body).expect("send body");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_grpcio_service_answers_http1_clients_with_its_statuses_and_trailers() {
+    let service = GrpcioService::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = proxy(dir.path(), service.addr, &[]);
+    let addr = p.addrs()[0];
+    // Unary: the message echoed in one frame, then the status as trailers.
+    let r = grpc_call(addr, "Unary", b"hello", "");
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(r.contains("\r\na\r\n\0\0\0\0\x05hello\r\n"), "{r:?}");
+    assert!(r.contains("\r\n0\r\ngrpc-status: 0\r\n"), "{r:?}");
+    // Server streaming: three frames, then the status.
+    let r = grpc_call(addr, "ServerStream", &[3], "");
+    assert_eq!(r.matches("6\r\n\0\0\0\0\x01\x03\r\n").count(), 3, "{r:?}");
+    assert!(r.contains("\r\n0\r\ngrpc-status: 0\r\n"), "{r:?}");
+    // The service's own error status (trailers-only) is relayed as it is.
+    let r = grpc_call(addr, "Fail", &[9], "");
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(
+        r.contains("grpc-status: 9\r\n"),
+        "FAILED_PRECONDITION: {r:?}"
+    );
+    assert!(r.contains("grpc-message: failed\r\n"), "{r:?}");
+    // A deadline shorter than the service takes: DEADLINE_EXCEEDED from the proxy.
+    let r = grpc_call(addr, "Sleep", &[50], "grpc-timeout: 100m\r\n");
+    assert!(r.contains("grpc-status: 4\r\n"), "DEADLINE_EXCEEDED: {r:?}");
+}
