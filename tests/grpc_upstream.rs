@@ -35,6 +35,8 @@ struct Counts {
     /// Says when a `/park` stream arrived; `/park` answers once `/unpark` came.
     parked: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
     unpark: tokio::sync::Notify,
+    /// Told each time a connection ends (the proxy closed it).
+    closed: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 struct Upstream {
@@ -93,6 +95,9 @@ async fn serve(listener: std::net::TcpListener, counts: Arc<Counts>, hold_target
                     }
                 };
                 let Some(Ok((req, respond))) = next else {
+                    if let Some(tx) = counts.closed.lock().expect("closed lock").as_ref() {
+                        let _ = tx.send(());
+                    }
                     return;
                 };
                 let now = open.fetch_add(1, Ordering::SeqCst) + 1;
@@ -462,6 +467,25 @@ fn after_a_goaway_requests_go_on_a_new_connection_while_the_old_finishes_its_str
     let r = in_flight.join().expect("in-flight client");
     assert_eq!(status(&r), "200", "{r}");
     assert!(r.contains("\r\nparked\r\n"), "{r}");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_keepalive_timeout() {
+    let up = upstream(usize::MAX);
+    let (tx, closed) = std::sync::mpsc::channel();
+    *up.counts.closed.lock().expect("closed lock") = Some(tx);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = proxy_with(dir.path(), up.addr, &[("keepalive_timeout_ms", "200")], 1);
+    let r = raw(
+        p.addrs()[0],
+        "GET /gen?len=10 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&r), "200", "{r}");
+    // Waited on, not slept for: the upstream says when the proxy closed it.
+    closed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the idle upstream connection was closed");
+    assert_eq!(up.counts.connections.load(Ordering::SeqCst), 1);
 }
 
 #[test]
