@@ -34,6 +34,7 @@
 pub mod balance;
 pub mod h1;
 pub mod h2;
+mod h2_io;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
