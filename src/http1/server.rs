@@ -170,7 +170,7 @@ impl Session {
             BodyKind::Empty | BodyKind::UntilClose => BodyLength::None,
         };
         let x = H1Exchange {
-            te_trailers: crate::message::te_trailers(&head.headers),
+            te_trailers: head.te_trailers,
             ended: false,
             body: RequestBody::new(head.body),
             head_request: head.method.as_ref() == b"HEAD",
