@@ -16,6 +16,12 @@
 //! last id) is sent again once on another connection when the whole body is still in
 //! hand. Errors before the head went out are answered ([`Exchange::fail`]); after it,
 //! the client connection closes.
+//!
+//! Cancellation: every await may be the last (the client leaves, a timeout drops the
+//! exchange). The stream's handles live in this future: dropping them makes h2 reset
+//! the stream (CANCEL) and the pool's count of it end; no buffer is taken from its owner
+//! across an await (body bytes wait in [`BodyOut`] until h2 takes them, response bytes
+//! are released to the window only after the sink flushed them).
 
 use std::future::{Future, poll_fn};
 use std::time::Duration;
