@@ -618,3 +618,42 @@ fn a_grpcio_service_answers_http1_clients_with_its_statuses_and_trailers() {
     let r = grpc_call(addr, "Sleep", &[50], "grpc-timeout: 100m\r\n");
     assert!(r.contains("grpc-status: 4\r\n"), "DEADLINE_EXCEEDED: {r:?}");
 }
+
+#[test]
+fn policy_answers_to_grpc_requests_are_grpc_statuses() {
+    let up = upstream(usize::MAX);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One worker: the limit's one admitted request and the refused one meet.
+    let toml = format!(
+        "[server]\nworkers = 1\npin_workers = false\n\n[[listener]]\naddr = \"127.0.0.1:0\"\n\n\
+         [rate_limit.per_client]\nkey = \"client_ip\"\nrate = \"1r/m\"\nstatus = 429\n\n\
+         [[route]]\nhost = \"grpc.test\"\npath_prefix = \"/\"\nupstream = \"grpc\"\n\
+         rate_limit = [\"per_client\"]\n\n\
+         [upstream.grpc]\nservers = [\"{}\"]\nprotocol = \"h2\"\n",
+        up.addr
+    );
+    let path = dir.path().join("ringgate.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let p = ProxyProcess::spawn(&path, 1);
+    let call = |host: &str| {
+        raw(
+            p.addrs()[0],
+            &format!(
+                "POST /pkg.Svc/Call HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/grpc\r\n\
+                 TE: trailers\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    // No route: UNIMPLEMENTED, not a 404 page.
+    let r = call("other.test");
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(r.contains("grpc-status: 12\r\n"), "UNIMPLEMENTED: {r}");
+    // The limit admits one (the upstream answers 404 for this path: relayed as it is),
+    // then refuses: RESOURCE_EXHAUSTED, its Retry-After kept.
+    let r = call("grpc.test");
+    assert_eq!(status(&r), "404", "{r}");
+    let r = call("grpc.test");
+    assert_eq!(status(&r), "200", "{r}");
+    assert!(r.contains("grpc-status: 8\r\n"), "RESOURCE_EXHAUSTED: {r}");
+    assert!(r.to_ascii_lowercase().contains("\r\nretry-after: "), "{r}");
+}
