@@ -31,9 +31,11 @@ declare -A why=(
 	[binutils]="tests/ktls_vm.rs: strip (the record-fault client shipped into the VM)"
 	[debian-archive-keyring]="tests/ktls_vm.rs: verifies the trixie-backports kernel packages"
 	[nginx]="tests/rate_limit.rs: the same request burst against nginx's limit_req (admitted counts equal)"
+	[python3]="tests/websocket.rs, tests/grpc_upstream.rs: Python peers (websockets, kosoku, grpcio)"
+	[python3-pip]="installs the PyPI packages below for the python3 on PATH"
 )
 packages=(curl openssl ca-certificates util-linux qemu-system-x86 busybox-static cpio kmod
-	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx)
+	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx python3 python3-pip)
 
 explain() {
 	for p in "$@"; do echo "  $p: ${why[$p]}" >&2; done
@@ -67,6 +69,21 @@ if [ ${#missing[@]} -gt 0 ]; then
 			apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
 		echo "test.sh: apt-get could not install the packages the tests need:" >&2
 		explain "${missing[@]}"
+		exit 1
+	fi
+fi
+
+# PyPI packages for the python3 on PATH (which may not be Debian's: Debian's python3-*
+# packages would not reach a pyenv or venv python): `websockets` 13 or later (its asyncio
+# API; Debian's python3-websockets is 10.4) and `kosoku` (Autobahn's cases, PyPI only) for
+# tests/websocket.rs; `grpcio` for tests/grpc_upstream.rs (tests/grpc/echo_server.py).
+if ! python3 -c 'import sys, websockets, kosoku, grpc
+sys.exit(int(websockets.__version__.split(".")[0]) < 13)' 2>/dev/null; then
+	echo "test.sh: installing the Python packages websockets>=13, kosoku, grpcio" >&2
+	pip=(python3 -m pip install -q 'websockets>=13' kosoku grpcio)
+	# Debian's own python3 refuses pip outside a virtual environment (PEP 668) unless told.
+	if ! "${pip[@]}" 2>/dev/null && ! "${pip[@]}" --break-system-packages; then
+		echo "test.sh: pip could not install websockets>=13, kosoku and grpcio (tests/websocket.rs, tests/grpc_upstream.rs need them)" >&2
 		exit 1
 	fi
 fi

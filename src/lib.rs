@@ -27,7 +27,7 @@
 //!                            identity_headers                      (the client's verified certificate as
 //!                                                                    X-SSL-Client-* / XFCC; claims removed)
 //!              ⑦ route       route                                 (Host + longest prefix)
-//!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire)
+//!              ⑧ upstream    upstream (pools, balance), upstream::h1 (the upstream's HTTP/1.1 wire), upstream::h2 (HTTP/2: multiplexed h2c pools, gRPC)
 //!              ⑨ observe     observe                               (per-worker metrics, admin listener)
 //! ```
 //!
@@ -47,7 +47,7 @@
 //! http1::server                       | ④ the HTTP/1.1 session
 //! proxy                               | ⑤ the exchange
 //! context                             | what every task on a worker reaches
-//! upstream                            | ⑧ pools, balance, the upstream's HTTP/1.1
+//! upstream                            | ⑧ pools, balance, the upstream's HTTP/1.1 and HTTP/2
 //! http1 observe                       | ④ the codec (no I/O); ⑨ metrics, admin, logs
 //! forwarding                          | forwarding fields judged
 //! generation                          | the live config, with the shared limiter tables
@@ -84,7 +84,7 @@
 //!                 parse.rs (no I/O), body.rs (chunked), write.rs (head rewriting)
 //! src/proxy/      the exchange (Request → BodySource / ResponseSink → Outcome), full-duplex body pump, splice
 //! src/route.rs    Host + longest prefix
-//! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire
+//! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire; h2.rs: multiplexed HTTP/2 (h2c) pools for `protocol = "h2"`
 //! src/demo.rs     `ringgate demo` and its built-in upstream
 //! src/doctor.rs   `ringgate doctor`: host capabilities and tuning-profile deviations
 //! src/signals.rs  what each signal means (TERM/INT stop, HUP reloads; USR1, USR2, WINCH, PIPE do not)

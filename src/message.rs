@@ -117,6 +117,56 @@ impl Request {
     pub fn is_head(&self) -> bool {
         self.method.as_ref() == b"HEAD"
     }
+
+    /// A gRPC request: `content-type: application/grpc` or `application/grpc+…`. The
+    /// proxy's own answers to it are gRPC statuses ([`GatewayResponse::grpc`]).
+    pub fn is_grpc(&self) -> bool {
+        self.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case(b"content-type")
+                && h.value.len() >= 16
+                && h.value[..16].eq_ignore_ascii_case(b"application/grpc")
+                && matches!(h.value.get(16), None | Some(b'+' | b';'))
+        })
+    }
+
+    /// The request's `grpc-timeout` (the first one), when it is valid.
+    pub fn grpc_timeout(&self) -> Option<std::time::Duration> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(b"grpc-timeout"))
+            .and_then(|h| grpc_timeout(&h.value))
+    }
+}
+
+/// The client sent `TE: trailers` (among its codings): it takes trailer fields.
+pub fn te_trailers(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"te"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|t| trim(t).eq_ignore_ascii_case(b"trailers"))
+}
+
+/// A `grpc-timeout` value (gRPC over HTTP/2 spec: `TimeoutValue TimeoutUnit`, 1 to 8
+/// ASCII digits then one of `H M S m u n`); `None` when malformed. No I/O.
+pub fn grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (&unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// A response head as the exchange hands it to a session's sink: the upstream's status,
@@ -173,12 +223,113 @@ impl GatewayResponse {
         self
     }
 
+    /// This answer as a gRPC trailers-only response (HTTP 200, `content-type:
+    /// application/grpc`, `grpc-status` from [`crate::status::grpc_code`] and the
+    /// reason as `grpc-message`, percent-encoded as the spec asks, no body), for a
+    /// request that was gRPC. The extra fields (`Retry-After`, …) stay.
+    pub fn grpc(mut self) -> GatewayResponse {
+        let code = crate::status::grpc_code(self.status);
+        let message: &[u8] = match &self.body {
+            GatewayBody::Line(l) => l.as_bytes(),
+            _ => crate::status::status_text(self.status).as_bytes(),
+        };
+        let mut encoded = Vec::with_capacity(message.len());
+        for &b in message {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                encoded.push(b);
+            } else {
+                encoded.extend_from_slice(format!("%{b:02X}").as_bytes());
+            }
+        }
+        let mut headers = vec![
+            Header {
+                name: Bytes::from_static(b"content-type"),
+                value: Bytes::from_static(b"application/grpc"),
+            },
+            Header {
+                name: Bytes::from_static(b"grpc-status"),
+                value: Bytes::from(code.to_string()),
+            },
+            Header {
+                name: Bytes::from_static(b"grpc-message"),
+                value: Bytes::from(encoded),
+            },
+        ];
+        headers.append(&mut self.headers);
+        GatewayResponse {
+            status: 200,
+            headers,
+            body: GatewayBody::Empty,
+        }
+    }
+
     /// The body's length on the wire.
     pub fn body_len(&self) -> u64 {
         match &self.body {
             GatewayBody::Empty => 0,
             GatewayBody::Line(l) => l.len() as u64 + 1,
             GatewayBody::Bytes(b) => b.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_per_spec() {
+        assert_eq!(grpc_timeout(b"100m"), Some(Duration::from_millis(100)));
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            grpc_timeout(b"99999999S"),
+            Some(Duration::from_secs(99_999_999))
+        );
+        assert_eq!(grpc_timeout(b"5u"), Some(Duration::from_micros(5)));
+        assert_eq!(grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"100",
+            b"100x",
+            b"123456789m",
+            b"-1m",
+            b"1 m",
+            b"1.5S",
+        ] {
+            assert_eq!(
+                grpc_timeout(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_answer_is_trailers_only() {
+        let r = GatewayResponse::text(502, "connect failed: 100%").grpc();
+        assert_eq!(r.status, 200);
+        assert!(matches!(r.body, GatewayBody::Empty));
+        let get = |n: &str| {
+            r.headers
+                .iter()
+                .find(|h| h.name.as_ref() == n.as_bytes())
+                .map(|h| h.value.clone())
+        };
+        assert_eq!(
+            get("content-type").as_deref(),
+            Some(&b"application/grpc"[..])
+        );
+        assert_eq!(get("grpc-status").as_deref(), Some(&b"14"[..]));
+        assert_eq!(
+            get("grpc-message").as_deref(),
+            Some(&b"connect failed: 100%25"[..])
+        );
+        for (status, code) in [(504, 4), (401, 16), (403, 7), (429, 8), (404, 12)] {
+            assert_eq!(crate::status::grpc_code(status), code, "{status}");
         }
     }
 }

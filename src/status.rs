@@ -46,6 +46,27 @@ pub fn fault_status(fault: Fault) -> u16 {
     }
 }
 
+/// The gRPC status code (grpc/doc/statuscodes.md) for a failure the proxy answers
+/// itself with HTTP `status`, when the request was gRPC (`content-type:
+/// application/grpc*`): the answer is then a trailers-only gRPC response carrying this
+/// code instead of the HTTP error. Proxy-side rather than the spec's HTTP-to-gRPC table
+/// (doc/http-grpc-status-mapping.md, which sees only HTTP statuses from afar): a timeout
+/// is DEADLINE_EXCEEDED, a rate limit RESOURCE_EXHAUSTED, no route UNIMPLEMENTED.
+pub fn grpc_code(status: u16) -> u8 {
+    match status {
+        // Client-side faults: a message the proxy could not take.
+        400 | 405 | 414 | 417 | 421 | 431 | 505 => 13, // INTERNAL
+        401 => 16,                                     // UNAUTHENTICATED
+        403 => 7,                                      // PERMISSION_DENIED
+        404 | 501 => 12,                               // UNIMPLEMENTED
+        408 | 504 => 4,                                // DEADLINE_EXCEEDED
+        413 | 429 => 8,                                // RESOURCE_EXHAUSTED
+        502 | 503 => 14,                               // UNAVAILABLE
+        500 => 13,                                     // INTERNAL
+        _ => 2,                                        // UNKNOWN
+    }
+}
+
 /// Canonical reason phrases for the statuses the proxy generates.
 pub fn status_text(status: u16) -> &'static str {
     match status {

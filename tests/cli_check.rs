@@ -196,6 +196,38 @@ fn duplicate_listener_address() {
 }
 
 #[test]
+fn unknown_upstream_protocol() {
+    let d = Dir::new();
+    let text = config(
+        "server.pem",
+        "server.key",
+        "backend",
+        "5000",
+        "protocol = \"h3\"  # not a wire ringgate speaks",
+    );
+    let out = d.check("protocol.toml", &text);
+    expect_error(
+        &out,
+        "protocol.toml",
+        line_of(&text, "protocol = "),
+        Some("upstream.backend.protocol"),
+        &["unknown protocol", "h3", "http1", "h2"],
+    );
+    // The two it speaks pass.
+    for p in ["http1", "h2"] {
+        let ok = config(
+            "server.pem",
+            "server.key",
+            "backend",
+            "5000",
+            &format!("protocol = \"{p}\""),
+        );
+        let out = d.check("protocol-ok.toml", &ok);
+        assert_eq!(out.status.code(), Some(0), "protocol {p}: {}", out.text);
+    }
+}
+
+#[test]
 fn zero_duration() {
     let d = Dir::new();
     let text = config("server.pem", "server.key", "backend", "0", "");

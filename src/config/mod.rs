@@ -447,6 +447,21 @@ pub struct UpstreamConfig {
     pub keepalive_requests: u64,
     /// `max_response_header_bytes`, `max_response_headers`.
     pub response_limits: ResponseLimits,
+    /// `protocol`: the wire spoken to the servers.
+    pub protocol: UpstreamProtocol,
+    /// `max_concurrent_streams`: streams per HTTP/2 connection (`protocol = "h2"`).
+    pub max_concurrent_streams: usize,
+}
+
+/// The wire an upstream's servers speak (`protocol` on `[upstream.NAME]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over pooled keep-alive connections ([`crate::upstream::h1`]).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) over pooled, multiplexed connections
+    /// ([`crate::upstream::h2`]).
+    H2,
 }
 
 /// Limits applied while parsing an upstream's response head.

@@ -379,6 +379,14 @@ pub struct RawUpstream {
     /// Most header fields in a response head (→ 502). nginx has no count limit: its
     /// default 4 KiB `proxy_buffer_size` holds at most ~1,000 fields.
     pub max_response_headers: Option<Spanned<i64>>,
+    /// The wire spoken to the servers: `"http1"` (default) or `"h2"` (HTTP/2 with prior
+    /// knowledge, h2c; pooled, multiplexed connections — gRPC upstreams). nginx:
+    /// `grpc_pass grpc://` (h2c) instead of `proxy_pass`.
+    pub protocol: Option<Spanned<String>>,
+    /// `protocol = "h2"`: streams open at once on one connection (default 100; the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS lowers it); one more opens a new
+    /// connection. Envoy: `max_concurrent_streams` in `http2_protocol_options`.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 /// `[listener.security_headers]` / `[route.security_headers]`: each key absent is a field

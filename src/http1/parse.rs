@@ -49,6 +49,8 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was present.
     pub expect_continue: bool,
+    /// `TE` lists `trailers`: the client takes trailer fields in a chunked response.
+    pub te_trailers: bool,
 }
 
 impl RequestHead {
@@ -304,6 +306,7 @@ fn check_request(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut expect_continue = false;
+    let mut te_trailers = false;
     for h in &headers {
         check_value(&h.value)?;
         let name = h.name.as_ref();
@@ -323,6 +326,8 @@ fn check_request(
             } else {
                 return Err(reject(Fault::Expectation, "unsupported Expect"));
             }
+        } else if name.eq_ignore_ascii_case(b"te") {
+            te_trailers |= comma_tokens(&h.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         } else {
             framing.add(name, &h.value)?;
         }
@@ -364,6 +369,7 @@ fn check_request(
         body,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
+        te_trailers,
     })
 }
 

@@ -431,3 +431,17 @@ fn host_is_normalised_lower_case_without_port_or_trailing_dot() {
         assert!(parse_host_header(&Bytes::from(raw)).is_err(), "{raw:?}");
     }
 }
+
+#[test]
+fn te_trailers_is_read_among_the_codings() {
+    let te = |v: &str| {
+        let req = format!("GET / HTTP/1.1\r\nHost: a\r\nTE: {v}\r\n\r\n");
+        parse_all_splits(req.as_bytes()).unwrap().0.te_trailers
+    };
+    assert!(te("trailers"));
+    assert!(te("gzip;q=0.5, Trailers"));
+    assert!(!te("gzip"));
+    assert!(!te("trailersx"));
+    let none = parse_all_splits(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert!(!none.0.te_trailers);
+}

@@ -184,6 +184,8 @@ impl Session {
             BodyKind::Empty | BodyKind::UntilClose => BodyLength::None,
         };
         let x = H1Exchange {
+            te_trailers: head.te_trailers,
+            ended: false,
             body: RequestBody::new(head.body),
             head_request: head.method.as_ref() == b"HEAD",
             version: head.version,
@@ -386,6 +388,10 @@ struct H1Exchange<'a> {
     out: BytesMut,
     /// A body slice to send after `out`, not copied into it.
     tail: Option<Bytes>,
+    /// The client sent `TE: trailers`: a chunked response may end with trailer fields.
+    te_trailers: bool,
+    /// The last chunk (with the trailers) is already in `out`.
+    ended: bool,
 }
 
 impl H1Exchange<'_> {
@@ -546,8 +552,17 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.write(data).await
     }
 
+    fn trailers(&mut self, fields: &[crate::message::Header]) {
+        // Trailers only where a chunked body can carry them and the client asked for
+        // them (RFC 9110 §6.5.1); otherwise dropped.
+        if self.framing == ClientFraming::Chunked && self.te_trailers && !self.ended {
+            write::last_chunk_with_trailers(&mut self.out, fields);
+            self.ended = true;
+        }
+    }
+
     async fn finish(&mut self) -> Result<(), ProxyError> {
-        if self.framing == ClientFraming::Chunked {
+        if self.framing == ClientFraming::Chunked && !std::mem::replace(&mut self.ended, true) {
             // (Chunked bodies are always framed into `out`: no tail to place first.)
             self.out.extend_from_slice(LAST_CHUNK);
         }
@@ -616,6 +631,8 @@ mod tests {
                 deadline: Deadline::new(),
             };
             let mut x = H1Exchange {
+                te_trailers: false,
+                ended: false,
                 body: RequestBody::new(BodyKind::Empty),
                 head_request: false,
                 version: Version::Http11,

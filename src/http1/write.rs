@@ -240,6 +240,23 @@ fn put_forwarded_element(out: &mut BytesMut, client: &ClientInfo, host: Option<&
     }
 }
 
+/// The end of a chunked body with trailer fields: the last chunk, each field that may
+/// be a trailer (no hop-by-hop or framing field, no `Host`), the final CRLF.
+pub fn last_chunk_with_trailers(out: &mut BytesMut, fields: &[Header]) {
+    out.put_slice(b"0\r\n");
+    for h in fields {
+        let name = h.name.as_ref();
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"host")
+        {
+            continue;
+        }
+        put_header(out, name, &h.value);
+    }
+    out.put_slice(b"\r\n");
+}
+
 /// How the response body travels to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {

@@ -50,6 +50,8 @@ use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
 
+mod h2;
+
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
 const REQUEST_HEAD_CAPACITY: usize = 1024;
@@ -297,6 +299,10 @@ impl<'a> Exchange<'a> {
                 Err(r) => return self.fail(target_refused(r), req, s).await,
             }
         };
+        // The one dispatch point between the upstream wires.
+        if upstream.protocol == crate::config::UpstreamProtocol::H2 {
+            return Box::pin(self.run_h2(req, group, up_path, s)).await;
+        }
         let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;
         let forward = config.http.forward;
@@ -345,6 +351,10 @@ impl<'a> Exchange<'a> {
         mut response: GatewayResponse,
         reusable: bool,
     ) -> Next {
+        if req.is_grpc() {
+            // A gRPC client reads the status from grpc-status, not the HTTP status.
+            response = response.grpc();
+        }
         self.status = response.status;
         // The response phases: header rules and security headers on the gateway's own
         // answers too (nginx's `add_header … always`).

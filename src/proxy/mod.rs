@@ -12,7 +12,12 @@
 //! connection does next.
 //!
 //! This module knows no HTTP/1 or HTTP/2 type: no version, no chunked coding, no
-//! connection read buffer. The upstream's wire protocol is [`crate::upstream::h1`].
+//! connection read buffer. The upstream's wire protocol is [`crate::upstream::h1`] or,
+//! for `protocol = "h2"` upstreams, [`crate::upstream::h2`] (chosen at one point, in
+//! `exchange::Exchange::run`). A gRPC request's (`content-type: application/grpc*`)
+//! failures and policy answers go out as trailers-only gRPC responses (200 with
+//! `grpc-status`, [`crate::status::grpc_code`]), and its `grpc-timeout` bounds the wait
+//! on an h2 upstream (over it: DEADLINE_EXCEEDED).
 //!
 //! Status mapping for failures before a response head was sent (chosen by
 //! [`ProxyError::status`]): a path that cannot be normalised ([`crate::uri`]) or a
@@ -100,6 +105,12 @@ pub trait ResponseSink {
 
     /// Appends body bytes (buffered until [`ResponseSink::flush`]).
     fn data(&mut self, chunk: Bytes);
+
+    /// The response's trailer fields (an HTTP/2 upstream's, e.g. `grpc-status`), after
+    /// the last [`ResponseSink::data`] and before [`ResponseSink::finish`]. A session
+    /// that cannot carry them (a Content-Length body, a client that did not send
+    /// `TE: trailers`) drops them.
+    fn trailers(&mut self, _fields: &[crate::message::Header]) {}
 
     /// Sends what is buffered, within `send_timeout_ms`.
     async fn flush(&mut self) -> Result<(), ProxyError>;

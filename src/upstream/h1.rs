@@ -42,6 +42,9 @@ pub struct RequestFraming {
 }
 
 impl RequestFraming {
+    /// Body bytes as they are, no framing added (a wire that frames them itself).
+    pub const RAW: RequestFraming = RequestFraming { chunked: false };
+
     /// Appends body bytes to `out` in the upstream's framing (moved, not copied, when
     /// `out` is empty and no framing is added).
     pub fn push(&self, out: &mut BytesMut, data: BytesMut) {

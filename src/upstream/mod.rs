@@ -26,9 +26,15 @@
 //! holds ([`PoolKey`]), a lease for another server replaces it (the old idle connections
 //! close), and a connection coming back to a pool that was replaced meanwhile closes —
 //! an idle connection is only ever lent for the server it was opened to.
+//!
+//! An upstream with `protocol = "h2"` lends streams instead of connections
+//! ([`Upstreams::acquire_h2`], pools in [`h2`]): the same slots, server choice and
+//! active counts, multiplexed connections.
 
 pub mod balance;
 pub mod h1;
+pub mod h2;
+mod h2_io;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -79,6 +85,8 @@ pub struct Upstreams {
     cursors: RefCell<Vec<Cell<usize>>>,
     /// The worker's metrics: connections opened, reused and discarded are counted here.
     metrics: Local,
+    /// The HTTP/2 connections of `protocol = "h2"` upstreams, by the same slots.
+    h2: h2::Pools,
 }
 
 /// Counts a lease as active on its server until dropped.
@@ -128,6 +136,7 @@ impl Upstreams {
             pools: RefCell::new(Vec::new()),
             cursors: RefCell::new(Vec::new()),
             metrics,
+            h2: h2::Pools::default(),
         })
     }
 
@@ -158,6 +167,38 @@ impl Upstreams {
     /// Pool slots this worker has a table entry for (bounded by the generation's slots).
     pub fn pool_slots(&self) -> usize {
         self.pools.borrow().len()
+    }
+
+    /// A stream to a server of `protocol = "h2"` upstream `group` of `generation`, on
+    /// a pooled HTTP/2 connection with room, else a new one ([`h2`]).
+    pub async fn acquire_h2(
+        self: &Rc<Self>,
+        generation: &Arc<Generation>,
+        group: usize,
+    ) -> Result<h2::Stream, ProxyError> {
+        let cfg = &generation.config.upstreams[group];
+        let slots = &generation.upstreams[group];
+        let server = self.pick(generation, group);
+        let slot = slots.servers[server];
+        let key = (slots.balancer, cfg.servers[server].addr);
+        let pool = self.pool(slot, key);
+        pool.active.set(pool.active.get() + 1);
+        let token = ActiveToken { pool };
+        self.h2.stream(slot, key, cfg, token, &self.metrics).await
+    }
+
+    /// The server of upstream `group` the balancer picks next.
+    fn pick(&self, generation: &Generation, group: usize) -> usize {
+        let cfg = &generation.config.upstreams[group];
+        let slots = &generation.upstreams[group];
+        let mut cursors = self.cursors.borrow_mut();
+        if cursors.len() <= slots.balancer {
+            cursors.resize_with(slots.balancer + 1, Cell::default);
+        }
+        let cursor = &cursors[slots.balancer];
+        balance::pick(cfg.balance, slots.servers.len(), cursor, |i| {
+            self.active(slots.servers[i], (slots.balancer, cfg.servers[i].addr))
+        })
     }
 
     /// A connection to a server of upstream `group` of `generation`: pooled if one is
@@ -292,6 +333,7 @@ impl Upstreams {
                 }
             }
         }
+        self.h2.sweep(now, &keep);
         for (pool, keep) in pools.iter().zip(keep) {
             let mut idle = pool.idle.borrow_mut();
             match keep {
@@ -319,6 +361,7 @@ impl Upstreams {
         for p in self.pools.borrow().iter() {
             p.idle.borrow_mut().clear();
         }
+        self.h2.close_idle();
     }
 
     /// How often [`Upstreams::sweep`] should run (from the current generation).

@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::Validator;
 use crate::config::addr::resolve;
 use crate::config::raw::RawUpstream;
-use crate::config::{Balance, ResponseLimits, UpstreamConfig, UpstreamServer};
+use crate::config::{Balance, ResponseLimits, UpstreamConfig, UpstreamProtocol, UpstreamServer};
 
 impl Validator<'_> {
     pub(super) fn upstream(
@@ -56,8 +56,27 @@ impl Validator<'_> {
                 }
             },
         };
+        let protocol = match &raw.protocol {
+            None => UpstreamProtocol::Http1,
+            Some(p) => match p.get_ref().as_str() {
+                "http1" => UpstreamProtocol::Http1,
+                "h2" => UpstreamProtocol::H2,
+                other => {
+                    let msg = format!("unknown protocol {other:?}: \"http1\" or \"h2\"");
+                    self.error(Some(p.span()), &format!("{field}.protocol"), msg);
+                    UpstreamProtocol::Http1
+                }
+            },
+        };
         let uc = UpstreamConfig {
             name: name.to_string(),
+            protocol,
+            max_concurrent_streams: self.int(
+                &raw.max_concurrent_streams,
+                &format!("{field}.max_concurrent_streams"),
+                100,
+                1..=1 << 31,
+            ) as usize,
             servers,
             balance,
             connect_timeout: self.millis(
