@@ -49,6 +49,8 @@ pub enum Kind {
     UpstreamTimeout,
     /// The upstream sent something that is not valid HTTP/1.1.
     UpstreamProtocol,
+    /// An upgrade (WebSocket) while the worker already holds `max_tunnels` tunnels (503).
+    TunnelsFull,
 }
 
 /// A failure on the request path.
@@ -131,6 +133,7 @@ impl ProxyError {
             Kind::MisdirectedHost => Some(421),
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
             Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
+            Kind::TunnelsFull => Some(503),
         }
     }
 }

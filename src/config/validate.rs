@@ -19,6 +19,7 @@ mod policy;
 mod policy_headers;
 mod rate_limit;
 mod route;
+mod tunnel;
 
 use super::addr::{ip_port, resolve};
 use super::raw::{RawCertificate, RawConfig, RawListener, RawTls, RawUpstream};
@@ -353,6 +354,17 @@ impl Validator<'_> {
                 "http.lingering_timeout_ms",
                 d.lingering_timeout,
             ),
+            tunnel_idle_timeout: self.millis(
+                &h.tunnel_idle_timeout_ms,
+                "http.tunnel_idle_timeout_ms",
+                d.tunnel_idle_timeout,
+            ),
+            max_tunnels: self.int(
+                &h.max_tunnels,
+                "http.max_tunnels",
+                d.max_tunnels as i64,
+                1..=1_000_000,
+            ) as u64,
             forward: self.forward_headers(&h.forward_headers, d.forward),
             path: PathOptions {
                 merge_slashes: h.merge_slashes.unwrap_or(d.path.merge_slashes),
@@ -993,6 +1005,7 @@ impl Validator<'_> {
                 ) as u64
             });
             let (methods, match_headers) = (when.methods.clone(), when.headers.clone());
+            let tunnels = self.route_tunnels(&field, r);
             earlier.push((i, when));
             routes.push(RouteConfig {
                 index: routes.len(),
@@ -1008,6 +1021,9 @@ impl Validator<'_> {
                 methods,
                 match_headers,
                 max_request_body_bytes,
+                upgrade: tunnels.upgrade,
+                websocket_origins: tunnels.websocket_origins,
+                tunnel_idle_timeout: tunnels.idle_timeout,
             });
         }
         routes

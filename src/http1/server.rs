@@ -148,9 +148,26 @@ impl Session {
         let received = clock::now();
         let ctx = self.ctx.clone();
         let (req, mut x) = self.split(head, received);
-        let outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
+        let mut outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
         let body_done = x.body.done;
+        let tunnel = x.tunnel.take();
         drop(x);
+        if outcome.next == Next::Tunnel {
+            // The exchange ends when the tunnel does: its bytes each way are the
+            // exchange's (the access log and metrics read them).
+            let Some(tunnel) = tunnel else {
+                return Next::Close;
+            };
+            let send_timeout = generation.config.http.send_timeout;
+            let run =
+                proxy::tunnel::run(&ctx, send_timeout, &mut self.stream, &mut self.rbuf, tunnel);
+            let carried = Box::pin(run).await;
+            outcome.bytes_in += carried.to_upstream;
+            outcome.bytes_out += carried.to_client;
+            let took = clock::now().saturating_duration_since(received);
+            self.ctx.metrics.request_done(outcome.status, took);
+            return Next::Close;
+        }
         if !body_done && outcome.next != Next::KeepAlive {
             // The response ended before the request body: drain what the client still
             // sends.
@@ -178,6 +195,8 @@ impl Session {
             framing: ClientFraming::NoBody,
             out: BytesMut::new(),
             tail: None,
+            upgrade: head.connection_upgrade,
+            tunnel: None,
             session: self,
         };
         let req = Request {
@@ -372,6 +391,10 @@ struct H1Exchange<'a> {
     out: BytesMut,
     /// A body slice to send after `out`, not copied into it.
     tail: Option<Bytes>,
+    /// The request's `Connection` lists `upgrade` (HTTP/1.1).
+    upgrade: bool,
+    /// The upstream connection after a `101`, for the tunnel that follows the exchange.
+    tunnel: Option<proxy::Upgraded>,
 }
 
 impl H1Exchange<'_> {
@@ -552,6 +575,22 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.stream.splice_socket()
     }
 
+    fn upgrade_requested(&self) -> bool {
+        self.upgrade
+    }
+
+    async fn switch(
+        &mut self,
+        head: &ResponseHead,
+        tunnel: proxy::Upgraded,
+    ) -> Result<(), ProxyError> {
+        let mut out = BytesMut::with_capacity(RESPONSE_HEAD_CAPACITY);
+        write::switching_head(&mut out, head);
+        self.session.write(out.freeze()).await?;
+        self.tunnel = Some(tunnel);
+        Ok(())
+    }
+
     async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
@@ -610,6 +649,8 @@ mod tests {
                 framing: ClientFraming::NoBody,
                 out: BytesMut::new(),
                 tail: None,
+                upgrade: false,
+                tunnel: None,
                 session: &mut session,
             };
             let response = GatewayResponse {

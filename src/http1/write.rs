@@ -100,6 +100,7 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
 /// forwarding fields are ours to add (the others pass through); a client's
 /// X-Forwarded-For or Forwarded that is ours to extend is extended only when every such
 /// field is well-formed ([`crate::forwarding`]), else dropped and ours sent alone.
+#[inline]
 pub fn request_head(
     out: &mut BytesMut,
     head: &Request,
@@ -107,6 +108,42 @@ pub fn request_head(
     body: BodyLength,
     fallback_host: &str,
     forward: ForwardHeaders,
+) {
+    head_for_upstream(out, head, path, body, fallback_host, forward, None);
+}
+
+/// [`request_head`] for an upgrade request the route allows: the client's `Upgrade` and
+/// `Connection` fields are dropped like any hop-by-hop field, and `Connection: upgrade`
+/// with `Upgrade: {protocol}` (the one protocol chosen) written instead. No body.
+pub fn upgrade_request_head(
+    out: &mut BytesMut,
+    head: &Request,
+    path: &[u8],
+    fallback_host: &str,
+    forward: ForwardHeaders,
+    protocol: &[u8],
+) {
+    let body = BodyLength::None;
+    head_for_upstream(
+        out,
+        head,
+        path,
+        body,
+        fallback_host,
+        forward,
+        Some(protocol),
+    );
+}
+
+#[inline(always)]
+fn head_for_upstream(
+    out: &mut BytesMut,
+    head: &Request,
+    path: &[u8],
+    body: BodyLength,
+    fallback_host: &str,
+    forward: ForwardHeaders,
+    upgrade: Option<&[u8]>,
 ) {
     let client = head.client;
     out.reserve(256 + head.headers.len() * 48);
@@ -177,6 +214,11 @@ pub fn request_head(
     if forward.x_forwarded_proto {
         out.put_slice(b"X-Forwarded-Proto: ");
         out.put_slice(client.proto.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if let Some(protocol) = upgrade {
+        out.put_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.put_slice(protocol);
         out.put_slice(b"\r\n");
     }
     match body {
@@ -291,6 +333,28 @@ pub fn response_head(
     }
     connection_header(out, client_version, keep_alive);
     out.put_slice(b"\r\n");
+}
+
+/// The head of a `101 Switching Protocols` for the client: the upstream's fields but
+/// the hop-by-hop and framing ones, its `Upgrade` kept, and `Connection: upgrade`.
+pub fn switching_head(out: &mut BytesMut, head: &ResponseHead) {
+    out.reserve(128 + head.headers.len() * 48);
+    out.put_slice(b"HTTP/1.1 101 ");
+    out.put_slice(&head.reason);
+    out.put_slice(b"\r\n");
+    let listed = connection_listed(&head.headers);
+    for h in &head.headers {
+        let name = h.name.as_ref();
+        let upgrade = name.eq_ignore_ascii_case(b"upgrade");
+        if (is_hop_by_hop(name) && !upgrade)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || (is_listed(&listed, name) && !upgrade)
+        {
+            continue;
+        }
+        put_header(out, name, &h.value);
+    }
+    out.put_slice(b"Connection: upgrade\r\n\r\n");
 }
 
 fn connection_header(out: &mut BytesMut, version: Version, keep_alive: bool) {

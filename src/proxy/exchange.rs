@@ -33,10 +33,12 @@ use tracing::debug;
 
 use super::duplex::{self, Pump};
 use super::splice;
+use super::tunnel::{TunnelSlot, Upgraded};
+use super::upgrade::{self, Check};
 use super::upstream_io::{BODY_READ, Upload, upstream_write};
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
 use crate::clock;
-use crate::config::{HttpSettings, MalformedForwarding};
+use crate::config::{HttpSettings, MalformedForwarding, RouteConfig};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
@@ -80,13 +82,14 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         upstream: None,
         error: None,
         rejected: None,
+        upgrade: None,
     };
     // accept-policies: `trusted_proxies` (X-Forwarded-For → the client address policies,
     // forwarding fields and logs use). The lead moves this onto the policy phase runner.
     let listener = generation.listener_policies.get(req.client.listener);
     policy::ip::real_client_step(&mut req, listener.and_then(|p| p.trusted_proxies.as_ref()));
     identity_step(&mut req, generation);
-    let next = match x.before_upstream(&mut req) {
+    let next = match x.before_upstream(&mut req, session) {
         Step::Forward(selected, delay) => {
             if let Some(d) = delay {
                 x.ctx.metrics.rate_limit_delayed.inc();
@@ -179,6 +182,17 @@ struct Exchange<'a> {
     upstream: Option<std::net::SocketAddr>,
     error: Option<Kind>,
     rejected: Option<Rejection>,
+    /// The protocol an upgrade request switches to, once admitted ([`upgrade`]), with its
+    /// place among the worker's tunnels and the route's idle timeout.
+    upgrade: Option<Box<Admitted>>,
+}
+
+/// An upgrade the route allows, on its way upstream (boxed: rare, and the exchange's
+/// state is moved into place for every request).
+struct Admitted {
+    protocol: Bytes,
+    slot: TunnelSlot,
+    idle_timeout: std::time::Duration,
 }
 
 /// One request on one upstream connection.
@@ -198,7 +212,7 @@ impl<'a> Exchange<'a> {
     /// The request's steps up to the upstream (see the module doc), without I/O: where
     /// the request goes next. (Not an async fn of its own: the upstream steps are
     /// awaited straight from [`exchange`], one future level less on every poll.)
-    fn before_upstream<'g>(&mut self, req: &mut Request) -> Step<'g>
+    fn before_upstream<'g, S: ResponseSink>(&mut self, req: &mut Request, s: &S) -> Step<'g>
     where
         'a: 'g,
     {
@@ -240,11 +254,47 @@ impl<'a> Exchange<'a> {
         if let v @ Verdict::Respond(..) = phases.verdict {
             return Step::Answer(v);
         }
+        if s.upgrade_requested()
+            && let Some(step) = self.admit_upgrade(req, selected.route, http)
+        {
+            return step;
+        }
         // Request header rules: the listener's, then the route's.
         let listener_headers = listener_headers(generation, req);
         policy::headers::on_request(listener_headers, Some(&selected.route.headers), req);
         self.upload.limit = body_size::limit(selected.route, http);
         Step::Forward(selected, phases.delay)
+    }
+
+    /// An upgrade the session saw asked ([`upgrade::check`]): kept in `self.upgrade` when
+    /// the route allows it and the worker has room for one more tunnel; `Some`: the
+    /// request is refused.
+    #[cold]
+    fn admit_upgrade<'g>(
+        &mut self,
+        req: &Request,
+        route: &RouteConfig,
+        http: &HttpSettings,
+    ) -> Option<Step<'g>> {
+        match upgrade::check(req, route, true) {
+            Check::Plain => None,
+            Check::Refuse(v) => Some(Step::Answer(v)),
+            Check::Fail(e) => Some(Step::Fail(e)),
+            Check::Switch(protocol) => {
+                let Some(slot) = TunnelSlot::take(self.ctx, http.max_tunnels) else {
+                    return Some(Step::Fail(TUNNELS_FULL));
+                };
+                let idle_timeout = route
+                    .tunnel_idle_timeout
+                    .unwrap_or(http.tunnel_idle_timeout);
+                self.upgrade = Some(Box::new(Admitted {
+                    protocol,
+                    slot,
+                    idle_timeout,
+                }));
+                None
+            }
+        }
     }
 
     /// The one finish point: every exit path of the exchange passes here, where the
@@ -302,7 +352,13 @@ impl<'a> Exchange<'a> {
         let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;
         let forward = config.http.forward;
-        let framing = h1::request_head(&mut first, req, up_path, fallback_host, forward);
+        let framing = match &self.upgrade {
+            None => h1::request_head(&mut first, req, up_path, fallback_host, forward),
+            Some(u) => {
+                let protocol = &u.protocol;
+                h1::upgrade_request_head(&mut first, req, up_path, fallback_host, forward, protocol)
+            }
+        };
         self.upload.framing = Some(framing);
         // Body bytes already here travel with the head.
         let mut first_body = BytesMut::new();
@@ -530,13 +586,7 @@ impl<'a> Exchange<'a> {
             f.answered = true;
             match resp.head.status {
                 100 => continue,
-                101 => {
-                    return Err(ProxyError::new(
-                        Side::Upstream,
-                        Kind::UpstreamProtocol,
-                        "upstream switched protocols without an Upgrade request",
-                    ));
-                }
+                101 => return Box::pin(self.switch(f, resp.head, s)).await,
                 102..=199 => Box::pin(s.interim(&resp.head)).await?,
                 _ => break resp,
             }
@@ -576,6 +626,41 @@ impl<'a> Exchange<'a> {
                 } else {
                     debug!(client = %req.client.addr, error = %e, "response aborted");
                 }
+                self.failed_with(&e);
+                Ok(Next::Close)
+            }
+        }
+    }
+
+    /// The upstream answered `101`: to an upgrade it was asked for, the head goes to the
+    /// client and the upstream connection to the session's tunnel ([`Next::Tunnel`]);
+    /// otherwise (no upgrade asked, or another protocol) → 502.
+    async fn switch<S: ResponseSink>(
+        &mut self,
+        mut f: Flow,
+        head: ResponseHead,
+        s: &mut S,
+    ) -> Result<Next, ProxyError> {
+        let Some(admitted) = self.upgrade.take() else {
+            return Err(SWITCHED_UNASKED);
+        };
+        if !upgrade::switched_to(&head.headers, &admitted.protocol) {
+            return Err(SWITCHED_ELSEWHERE);
+        }
+        let Admitted {
+            slot, idle_timeout, ..
+        } = *admitted;
+        let pending = f.rd.buf.split();
+        let tunnel = Upgraded {
+            lease: f.lease,
+            pending,
+            idle_timeout,
+            slot,
+        };
+        self.status = 101;
+        match s.switch(&head, tunnel).await {
+            Ok(()) => Ok(Next::Tunnel),
+            Err(e) => {
                 self.failed_with(&e);
                 Ok(Next::Close)
             }
@@ -713,6 +798,22 @@ async fn send_own<S: ResponseSink>(
         Err(_) => Next::Close,
     }
 }
+
+const SWITCHED_UNASKED: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamProtocol,
+    "upstream switched protocols without an Upgrade request",
+);
+const SWITCHED_ELSEWHERE: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamProtocol,
+    "upstream switched to a protocol other than the one asked",
+);
+const TUNNELS_FULL: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::TunnelsFull,
+    "max_tunnels reached on this worker",
+);
 
 /// Methods a proxy may send again after a failure (RFC 9110 §9.2.2).
 fn idempotent(method: &[u8]) -> bool {

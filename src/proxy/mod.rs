@@ -27,6 +27,8 @@
 mod duplex;
 mod exchange;
 mod splice;
+pub mod tunnel;
+mod upgrade;
 mod upstream_io;
 
 use std::net::SocketAddr;
@@ -40,6 +42,7 @@ use crate::error::{Kind, ProxyError};
 use crate::message::{BodyLength, GatewayResponse, ResponseHead};
 use crate::policy::Rejection;
 pub use exchange::exchange;
+pub use tunnel::Upgraded;
 
 /// What the connection does after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +118,26 @@ pub trait ResponseSink {
     /// The connection's timer, which the exchange re-arms for its upstream reads and
     /// writes: they and the session's own timed steps never wait at the same time.
     fn deadline(&mut self) -> &mut Deadline;
+
+    /// Whether the client asked to switch protocols in a way this session can carry
+    /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
+    /// against the route ([`upgrade`]). A session that cannot tunnel keeps the default.
+    fn upgrade_requested(&self) -> bool {
+        false
+    }
+
+    /// The upstream switched protocols: sends its `101` head to the client (with the
+    /// `Upgrade` field kept) and keeps `tunnel` for the tunnel the session runs once the
+    /// exchange returned [`Next::Tunnel`]. `Err`: the head could not be sent (the
+    /// connection closes; `tunnel` is dropped, the upstream connection with it).
+    async fn switch(&mut self, head: &ResponseHead, tunnel: Upgraded) -> Result<(), ProxyError> {
+        let _ = (head, tunnel);
+        Err(ProxyError::new(
+            crate::error::Side::Internal,
+            Kind::UpstreamProtocol,
+            "this session cannot tunnel",
+        ))
+    }
 
     /// Answers with a response the proxy generated (an error, no route, a policy's
     /// answer with its extra fields), when no head went out yet. The session adds its
