@@ -31,9 +31,11 @@ declare -A why=(
 	[binutils]="tests/ktls_vm.rs: strip (the record-fault client shipped into the VM)"
 	[debian-archive-keyring]="tests/ktls_vm.rs: verifies the trixie-backports kernel packages"
 	[nginx]="tests/rate_limit.rs: the same request burst against nginx's limit_req (admitted counts equal)"
+	[python3]="tests/websocket.rs: the websockets echo server and client, kosoku"
+	[python3-pip]="tests/websocket.rs: installs the PyPI packages below"
 )
 packages=(curl openssl ca-certificates util-linux qemu-system-x86 busybox-static cpio kmod
-	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx)
+	xz-utils zstd gcc libc6-dev binutils debian-archive-keyring nginx python3 python3-pip)
 
 explain() {
 	for p in "$@"; do echo "  $p: ${why[$p]}" >&2; done
@@ -67,6 +69,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 			apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
 		echo "test.sh: apt-get could not install the packages the tests need:" >&2
 		explain "${missing[@]}"
+		exit 1
+	fi
+fi
+
+# PyPI packages for tests/websocket.rs: `websockets` (13 or later: its asyncio API; Debian's
+# python3-websockets is 10.4) and `kosoku` (Autobahn's cases; on PyPI only), for the
+# python3 on PATH.
+if ! python3 -c 'import sys, websockets, kosoku
+sys.exit(int(websockets.__version__.split(".")[0]) < 13)' 2>/dev/null; then
+	echo "test.sh: installing the Python packages websockets>=13 and kosoku" >&2
+	pip=(python3 -m pip install -q 'websockets>=13' kosoku)
+	# Debian's own python3 refuses pip outside a virtual environment (PEP 668) unless told.
+	if ! "${pip[@]}" 2>/dev/null && ! "${pip[@]}" --break-system-packages; then
+		echo "test.sh: pip could not install websockets>=13 and kosoku (tests/websocket.rs needs them)" >&2
 		exit 1
 	fi
 fi

@@ -233,11 +233,13 @@ fn raw_conn(mut conn: TcpStream) {
             );
             let mut n = buf.len();
             let mut tmp = [0u8; 4096];
-            while let Ok(m) = conn.read(&mut tmp) {
-                if m == 0 {
-                    break;
+            loop {
+                match conn.read(&mut tmp) {
+                    Ok(0) => break,
+                    Ok(m) => n += m,
+                    // No EOF (a read timeout): no answer either.
+                    Err(_) => return,
                 }
-                n += m;
             }
             let _ = conn.write_all(format!("got {n} bytes, then EOF").as_bytes());
             return;
