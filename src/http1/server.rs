@@ -149,21 +149,14 @@ impl Session {
         let ctx = self.ctx.clone();
         let (req, mut x) = self.split(head, received);
         let mut outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
+        debug_assert!(x.tunnel.is_none() || outcome.next == Next::Tunnel);
         let body_done = x.body.done;
         let tunnel = x.tunnel.take();
         drop(x);
-        if outcome.next == Next::Tunnel {
+        if let Some(tunnel) = tunnel {
             // The exchange ends when the tunnel does: its bytes each way are the
             // exchange's (the access log and metrics read them).
-            let Some(tunnel) = tunnel else {
-                return Next::Close;
-            };
-            let send_timeout = generation.config.http.send_timeout;
-            let run =
-                proxy::tunnel::run(&ctx, send_timeout, &mut self.stream, &mut self.rbuf, tunnel);
-            let carried = Box::pin(run).await;
-            outcome.bytes_in += carried.to_upstream;
-            outcome.bytes_out += carried.to_client;
+            self.tunnel(tunnel, &mut outcome).await;
             let took = clock::now().saturating_duration_since(received);
             self.ctx.metrics.request_done(outcome.status, took);
             return Next::Close;
@@ -176,6 +169,25 @@ impl Session {
         let took = outcome.timings.done.saturating_duration_since(received);
         self.ctx.metrics.request_done(outcome.status, took);
         outcome.next
+    }
+
+    /// Runs the tunnel of an upgraded exchange to its end ([`proxy::tunnel`]) and adds
+    /// what it carried to `outcome`. Boxed and out of line: the request path without an
+    /// upgrade carries neither its state nor its code.
+    #[inline(never)]
+    fn tunnel<'s>(
+        &'s mut self,
+        tunnel: Box<proxy::Upgraded>,
+        outcome: &'s mut proxy::Outcome,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 's>> {
+        Box::pin(async move {
+            let send_timeout = self.generation.config.http.send_timeout;
+            let ctx = self.ctx.clone();
+            let (stream, rbuf) = (&mut self.stream, &mut self.rbuf);
+            let carried = proxy::tunnel::run(&ctx, send_timeout, stream, rbuf, *tunnel).await;
+            outcome.bytes_in += carried.to_upstream;
+            outcome.bytes_out += carried.to_client;
+        })
     }
 
     /// The protocol-neutral request, and this session's side of its exchange.
@@ -394,7 +406,7 @@ struct H1Exchange<'a> {
     /// The request's `Connection` lists `upgrade` (HTTP/1.1).
     upgrade: bool,
     /// The upstream connection after a `101`, for the tunnel that follows the exchange.
-    tunnel: Option<proxy::Upgraded>,
+    tunnel: Option<Box<proxy::Upgraded>>,
 }
 
 impl H1Exchange<'_> {
@@ -587,7 +599,7 @@ impl ResponseSink for H1Exchange<'_> {
         let mut out = BytesMut::with_capacity(RESPONSE_HEAD_CAPACITY);
         write::switching_head(&mut out, head);
         self.session.write(out.freeze()).await?;
-        self.tunnel = Some(tunnel);
+        self.tunnel = Some(Box::new(tunnel));
         Ok(())
     }
 

@@ -586,7 +586,7 @@ impl<'a> Exchange<'a> {
             f.answered = true;
             match resp.head.status {
                 100 => continue,
-                101 => return Box::pin(self.switch(f, resp.head, s)).await,
+                101 => return self.switch(f, resp.head, s).await,
                 102..=199 => Box::pin(s.interim(&resp.head)).await?,
                 _ => break resp,
             }
@@ -635,7 +635,17 @@ impl<'a> Exchange<'a> {
     /// The upstream answered `101`: to an upgrade it was asked for, the head goes to the
     /// client and the upstream connection to the session's tunnel ([`Next::Tunnel`]);
     /// otherwise (no upgrade asked, or another protocol) → 502.
-    async fn switch<S: ResponseSink>(
+    #[inline(never)]
+    fn switch<'s, S: ResponseSink>(
+        &'s mut self,
+        f: Flow,
+        head: ResponseHead,
+        s: &'s mut S,
+    ) -> Pin<Box<dyn Future<Output = Result<Next, ProxyError>> + 's>> {
+        Box::pin(self.switched(f, head, s))
+    }
+
+    async fn switched<S: ResponseSink>(
         &mut self,
         mut f: Flow,
         head: ResponseHead,

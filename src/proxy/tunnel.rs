@@ -34,10 +34,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::clock;
+use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
 use crate::observe::{Local, TunnelEnd};
-use crate::transport::{ClientStream, write_tcp};
+use crate::transport::{ClientStream, read_tcp, write_tcp};
 use crate::upstream::{Lease, UpstreamWriter};
 
 /// Bytes read per step either way (two TLS records).
@@ -119,6 +119,7 @@ pub async fn run(
         send_timeout,
         write_timeout: lease.upstream().write_timeout,
         last: clock::now(),
+        deadline: Deadline::new(),
     };
     t.carried.end = t.copy(&mut lease, client, client_pending, pending).await;
     ctx.metrics.tunnels[t.carried.end as usize].inc();
@@ -133,6 +134,9 @@ struct Tunnel {
     write_timeout: Duration,
     /// When a byte last moved either way.
     last: monoio::time::Instant,
+    /// The client side's timer (its reads, writes and readiness waits, one at a time):
+    /// the same kind of step the session takes, so the same code serves both.
+    deadline: Deadline,
 }
 
 /// Which side closed first, once one has.
@@ -153,6 +157,18 @@ impl First {
     }
 }
 
+/// What the client side did in one wait.
+enum ClientStep {
+    /// Bytes (or EOF: empty) to pass on.
+    Read(Bytes),
+    /// Nothing within the idle timeout from the last byte either way.
+    Idle,
+    /// A read failed.
+    Failed,
+    /// Nothing yet; look again.
+    Again,
+}
+
 impl Tunnel {
     /// The copy loop; returns how it ended.
     async fn copy(
@@ -162,7 +178,7 @@ impl Tunnel {
         client_pending: &mut BytesMut,
         up_pending: BytesMut,
     ) -> TunnelEnd {
-        let Some(writer) = lease.stream.take_writer() else {
+        let Some((mut reader, writer)) = lease.stream.take_halves() else {
             return TunnelEnd::Error;
         };
         let mut writer = Some(writer);
@@ -181,9 +197,6 @@ impl Tunnel {
         }
         let mut ubuf = BytesMut::new();
         loop {
-            if client_eof && up_eof && writing.is_none() {
-                return first.end();
-            }
             // One upstream read per round, alive until it completes (never dropped
             // mid-way: its buffer is `ubuf`, which nothing else touches meanwhile).
             let got = {
@@ -191,8 +204,7 @@ impl Tunnel {
                     if up_eof {
                         std::future::pending().await
                     } else {
-                        ubuf.reserve(CHUNK);
-                        lease.stream.read(&mut ubuf, CHUNK).await
+                        read_tcp(&mut reader, &mut ubuf, CHUNK).await
                     }
                 };
                 let mut read = std::pin::pin!(read);
@@ -200,8 +212,8 @@ impl Tunnel {
                     if client_eof && up_eof && writing.is_none() {
                         return first.end();
                     }
-                    let idle_at = self.last + self.idle_timeout;
                     let want_client = !client_eof && writing.is_none();
+                    let idle_at = self.last + self.idle_timeout;
                     monoio::select! {
                         biased;
                         r = &mut read => break r,
@@ -215,36 +227,36 @@ impl Tunnel {
                                 }
                             }
                         }
-                        ready = client_ready(client), if want_client => {
-                            if ready.is_err() {
-                                return TunnelEnd::Error;
-                            }
-                            let n = match monoio::time::timeout(
-                                self.idle_timeout,
-                                client.read(&mut cbuf, CHUNK),
-                            )
-                            .await
-                            {
-                                Ok(Ok(n)) => n,
-                                Ok(Err(_)) => return TunnelEnd::Error,
-                                Err(_) => return TunnelEnd::IdleTimeout,
+                        ready = self.client_ready(client), if want_client => {
+                            // The read runs in the branch, never dropped by the select:
+                            // a read cut off mid-way would leave a gap in the stream.
+                            let step = match ready {
+                                ClientStep::Again => continue,
+                                ClientStep::Read(_) => self.read_client(client, &mut cbuf).await,
+                                other => other,
                             };
-                            self.last = clock::now();
-                            if n == 0 {
-                                client_eof = true;
-                                if first == First::Nobody {
-                                    first = First::Client;
+                            match step {
+                                ClientStep::Read(data) if data.is_empty() => {
+                                    client_eof = true;
+                                    if first == First::Nobody {
+                                        first = First::Client;
+                                    }
+                                    // Passed on as the upstream's EOF (an empty write,
+                                    // then the shutdown).
+                                    writing =
+                                        start_write(&mut writer, data, self.write_timeout, true);
                                 }
-                                // Passed on as the upstream's EOF (an empty write carries the
-                                // shutdown).
-                                writing = start_write(&mut writer, Bytes::new(), self.write_timeout, true);
-                            } else {
-                                let data = cbuf.split().freeze();
-                                self.carried.to_upstream += data.len() as u64;
-                                writing = start_write(&mut writer, data, self.write_timeout, false);
+                                ClientStep::Read(data) => {
+                                    self.carried.to_upstream += data.len() as u64;
+                                    writing =
+                                        start_write(&mut writer, data, self.write_timeout, false);
+                                }
+                                ClientStep::Idle => return TunnelEnd::IdleTimeout,
+                                ClientStep::Failed => return TunnelEnd::Error,
+                                ClientStep::Again => {}
                             }
                         }
-                        _ = monoio::time::sleep_until(idle_at) => {
+                        _ = monoio::time::sleep_until(idle_at), if !want_client => {
                             if clock::now() >= self.last + self.idle_timeout {
                                 return TunnelEnd::IdleTimeout;
                             }
@@ -259,8 +271,8 @@ impl Tunnel {
                         first = First::Upstream;
                     }
                     // The upstream's EOF, passed on: close_notify (TLS) and FIN.
-                    let shut = monoio::time::timeout(self.send_timeout, client.shutdown());
-                    let _ = shut.await;
+                    let shutdown = Box::pin(client.shutdown());
+                    let _ = self.deadline.within(self.send_timeout, shutdown).await;
                 }
                 Ok(_) => {
                     self.last = clock::now();
@@ -277,10 +289,48 @@ impl Tunnel {
         }
     }
 
+    /// Completes when the client has bytes (or EOF) to read — `Read` with nothing in
+    /// it — or the tunnel has been idle for its timeout. Cancel-safe: the wait holds no
+    /// buffer.
+    async fn client_ready(&mut self, client: &ClientStream) -> ClientStep {
+        if client.has_buffered() {
+            return ClientStep::Read(Bytes::new());
+        }
+        let left = (self.last + self.idle_timeout).saturating_duration_since(clock::now());
+        match self.deadline.within(left, client.readable()).await {
+            Ok(Ok(())) => ClientStep::Read(Bytes::new()),
+            Ok(Err(_)) => ClientStep::Failed,
+            // Bytes may have moved the other way meanwhile.
+            Err(_) if clock::now() < self.last + self.idle_timeout => ClientStep::Again,
+            Err(_) => ClientStep::Idle,
+        }
+    }
+
+    /// Reads what the client sent (after [`Tunnel::client_ready`]), within the idle
+    /// timeout; `Read` with nothing in it is its EOF.
+    async fn read_client(&mut self, client: &mut ClientStream, cbuf: &mut BytesMut) -> ClientStep {
+        match self
+            .deadline
+            .within(self.idle_timeout, client.read(cbuf, CHUNK))
+            .await
+        {
+            Ok(Ok(_)) => {
+                self.last = clock::now();
+                ClientStep::Read(cbuf.split().freeze())
+            }
+            Ok(Err(_)) => ClientStep::Failed,
+            Err(_) => ClientStep::Idle,
+        }
+    }
+
     /// Writes `data` to the client within `send_timeout`; `false`: it failed or stalled.
     async fn send_client(&mut self, client: &mut ClientStream, data: Bytes) -> bool {
         let n = data.len() as u64;
-        match monoio::time::timeout(self.send_timeout, client.write(data)).await {
+        match self
+            .deadline
+            .within(self.send_timeout, client.write(data))
+            .await
+        {
             Ok(Ok(())) => {
                 self.carried.to_client += n;
                 self.last = clock::now();
@@ -289,15 +339,6 @@ impl Tunnel {
             _ => false,
         }
     }
-}
-
-/// Completes when the client has bytes to read (buffered in the TLS layer, or on the
-/// socket) or has closed. Cancel-safe: it holds no buffer.
-async fn client_ready(client: &ClientStream) -> io::Result<()> {
-    if client.has_buffered() {
-        return Ok(());
-    }
-    client.readable().await
 }
 
 /// Hands `data` to an upstream write that owns the write half until it completes (within
