@@ -70,6 +70,7 @@ pub async fn serve(
         linger: false,
         tls,
         deadline: Deadline::new(),
+        tunnel: None,
     };
     session.run().await;
 }
@@ -93,6 +94,8 @@ struct Session {
     /// The connection's timer: its idle wait, head and body reads and writes, and its
     /// exchanges' upstream steps, one at a time.
     deadline: Deadline,
+    /// The upstream connection after a `101`, for the tunnel that follows the exchange.
+    tunnel: Option<Box<proxy::Upgraded>>,
 }
 
 impl Session {
@@ -149,11 +152,9 @@ impl Session {
         let ctx = self.ctx.clone();
         let (req, mut x) = self.split(head, received);
         let mut outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
-        debug_assert!(x.tunnel.is_none() || outcome.next == Next::Tunnel);
         let body_done = x.body.done;
-        let tunnel = x.tunnel.take();
         drop(x);
-        if let Some(tunnel) = tunnel {
+        if let Some(tunnel) = self.tunnel.take() {
             // The exchange ends when the tunnel does: its bytes each way are the
             // exchange's (the access log and metrics read them).
             self.tunnel(tunnel, &mut outcome).await;
@@ -208,7 +209,6 @@ impl Session {
             out: BytesMut::new(),
             tail: None,
             upgrade: head.connection_upgrade,
-            tunnel: None,
             session: self,
         };
         let req = Request {
@@ -405,8 +405,6 @@ struct H1Exchange<'a> {
     tail: Option<Bytes>,
     /// The request's `Connection` lists `upgrade` (HTTP/1.1).
     upgrade: bool,
-    /// The upstream connection after a `101`, for the tunnel that follows the exchange.
-    tunnel: Option<Box<proxy::Upgraded>>,
 }
 
 impl H1Exchange<'_> {
@@ -599,7 +597,7 @@ impl ResponseSink for H1Exchange<'_> {
         let mut out = BytesMut::with_capacity(RESPONSE_HEAD_CAPACITY);
         write::switching_head(&mut out, head);
         self.session.write(out.freeze()).await?;
-        self.tunnel = Some(Box::new(tunnel));
+        self.session.tunnel = Some(Box::new(tunnel));
         Ok(())
     }
 
@@ -651,6 +649,7 @@ mod tests {
                 linger: false,
                 tls: None,
                 deadline: Deadline::new(),
+                tunnel: None,
             };
             let mut x = H1Exchange {
                 body: RequestBody::new(BodyKind::Empty),
@@ -662,7 +661,6 @@ mod tests {
                 out: BytesMut::new(),
                 tail: None,
                 upgrade: false,
-                tunnel: None,
                 session: &mut session,
             };
             let response = GatewayResponse {
@@ -709,6 +707,7 @@ mod tests {
                 linger: false,
                 tls: None,
                 deadline: Deadline::new(),
+                tunnel: None,
             };
             let request = std::mem::size_of_val(&session.serve_one());
             let idle = std::mem::size_of_val(&session.run());
