@@ -208,6 +208,11 @@ mod tests {
             Some(400)
         );
         assert_eq!(status(Side::Upstream, Kind::UpstreamProtocol), Some(502));
+        assert_eq!(status(Side::Downstream, Kind::TunnelsFull), Some(503));
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::UpgradeBody)),
+            Some(400)
+        );
         assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
         // A local failure is ours, whatever it looked like.
         assert_eq!(status(Side::Internal, Kind::UpstreamClosed), Some(500));

@@ -227,6 +227,14 @@ fn raw_conn(mut conn: TcpStream) {
             .lines()
             .find_map(|l| l.strip_prefix("upgrade:"))
             .map(|v| v.trim().to_string());
+        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+        if path.ends_with("/unasked") || path.ends_with("/elsewhere") {
+            // A 101 to a request that asked none, or to another protocol than asked.
+            let _ = conn.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-other\r\nConnection: Upgrade\r\n\r\n",
+            );
+            return;
+        }
         if upgrade.as_deref() == Some("x-test") {
             let _ = conn.write_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-test\r\nConnection: Upgrade\r\n\r\n",
@@ -491,6 +499,19 @@ fn an_upgrade_the_route_does_not_allow_is_served_as_plain_http() {
         .as_bytes(),
     );
     assert_eq!(String::from_utf8_lossy(&r.body), "upgrade: absent");
+}
+
+#[test]
+fn a_101_not_asked_for_or_to_another_protocol_is_a_502() {
+    let g = Gateway::start(&[], "2");
+    let mut c = Client::plain(g.proxy.addrs()[1]).expect("connect");
+    let r = c.roundtrip(format!("GET /raw/unasked HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 502, "{}", r.describe());
+    let mut c = Client::plain(g.proxy.addrs()[1]).expect("connect");
+    let r = c.roundtrip(upgrade_request("/raw/elsewhere", "x-test", "").as_bytes());
+    assert_eq!(r.status, 502, "{}", r.describe());
+    let text = g.metrics();
+    assert!(text.contains("ringgate_tunnels_active 0"), "{text}");
 }
 
 #[test]

@@ -516,6 +516,93 @@ mod tests {
     }
 
     #[test]
+    fn a_101_keeps_its_upgrade_and_says_connection_upgrade() {
+        let h = |n: &'static str, v: &'static str| Header {
+            name: Bytes::from_static(n.as_bytes()),
+            value: Bytes::from_static(v.as_bytes()),
+        };
+        let head = ResponseHead {
+            status: 101,
+            reason: Bytes::from_static(b"Switching Protocols"),
+            headers: vec![
+                h("Upgrade", "websocket"),
+                h("Connection", "Upgrade, X-Hop"),
+                h("X-Hop", "1"),
+                h("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                h("Content-Length", "0"),
+                h("Keep-Alive", "timeout=5"),
+            ],
+        };
+        let mut out = BytesMut::new();
+        switching_head(&mut out, &head);
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_request_goes_upstream_with_its_one_protocol() {
+        let mut buf = BytesMut::from(
+            &b"GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\n\
+               Upgrade: foo/2, websocket\r\nSec-WebSocket-Key: k\r\n\r\n"[..],
+        );
+        let limits = super::super::parse::HeadLimits {
+            max_request_line: 8192,
+            max_head_bytes: 8192,
+            max_headers: 10,
+        };
+        let super::super::parse::Parsed::Complete(raw, used) =
+            super::super::parse::parse_request(&buf, &limits)
+        else {
+            panic!("parse");
+        };
+        let head = super::super::parse::take_request(&mut buf, raw, used).unwrap();
+        assert!(head.connection_upgrade);
+        let req = Request {
+            method: head.method.clone(),
+            scheme: "http",
+            authority: head.host.clone(),
+            authority_sent: head.authority.clone(),
+            path: head.path(),
+            headers: head.headers.clone(),
+            body: BodyLength::None,
+            client: ClientInfo::new("192.0.2.1:1".parse().unwrap(), "http"),
+            tls: None,
+            received: monoio::time::Instant::now(),
+        };
+        let mut out = BytesMut::new();
+        upgrade_request_head(
+            &mut out,
+            &req,
+            b"/chat",
+            "b",
+            ForwardHeaders::NONE,
+            b"websocket",
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n\
+             Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        // The same request without the upgrade: neither field goes.
+        out.clear();
+        request_head(
+            &mut out,
+            &req,
+            b"/chat",
+            BodyLength::None,
+            "b",
+            ForwardHeaders::NONE,
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn client_address_text_is_canonical_and_fits_the_longest_ipv6() {
         let cases = [
             ("203.0.113.7:1", "203.0.113.7", false),
