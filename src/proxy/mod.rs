@@ -9,7 +9,10 @@
 //! is already read (full duplex, `duplex`), relays the response (spliced in the kernel
 //! when the sink's socket carries bytes as they are, `splice`) and returns an
 //! [`Outcome`]: status, bytes each way, timings, route, upstream, error, and what the
-//! connection does next.
+//! connection does next. An upgrade the route allows (`upgrade.rs`) goes upstream with its
+//! `Upgrade`; after the upstream's `101` the upstream connection goes to the session
+//! ([`ResponseSink::switch`]), the exchange returns [`Next::Tunnel`], and the session runs
+//! the [`tunnel`] that copies bytes both ways until both sides closed.
 //!
 //! This module knows no HTTP/1 or HTTP/2 type: no version, no chunked coding, no
 //! connection read buffer. The upstream's wire protocol is [`crate::upstream::h1`].
@@ -20,7 +23,10 @@
 //! route → 404, a route's client-certificate requirement not met ([`crate::policy`])
 //! → 403, a `redirect_https` listener asked for a host it does not serve → 421, request
 //! body over the route's (else `[http]`) `max_request_body_bytes` → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
-//! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500. After the
+//! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500; an upgrade
+//! with a body → 400, a WebSocket upgrade from an origin the route's `websocket_origins`
+//! does not list → 403, one more upgrade than `max_tunnels` → 503, a `101` not asked for
+//! (or naming another protocol) → 502. After the
 //! head was sent, a failure ends the connection so the client can never mistake a
 //! truncated body for a complete one. Nothing here blocks or panics on peer input.
 
@@ -121,7 +127,7 @@ pub trait ResponseSink {
 
     /// Whether the client asked to switch protocols in a way this session can carry
     /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
-    /// against the route ([`upgrade`]). A session that cannot tunnel keeps the default.
+    /// against the route (`upgrade.rs`). A session that cannot tunnel keeps the default.
     fn upgrade_requested(&self) -> bool {
         false
     }
@@ -164,9 +170,11 @@ pub struct Timings {
 pub struct Outcome {
     /// The status sent to the client; 0 when none was (the client left first).
     pub status: u16,
-    /// Request body bytes sent upstream (decoded: no framing).
+    /// Request body bytes sent upstream (decoded: no framing); for a tunnel, the bytes
+    /// the client sent through it (added by the session when the tunnel ends).
     pub bytes_in: u64,
-    /// Response body bytes sent to the client (decoded: no framing; spliced included).
+    /// Response body bytes sent to the client (decoded: no framing; spliced included);
+    /// for a tunnel, the bytes the upstream sent through it.
     pub bytes_out: u64,
     pub timings: Timings,
     /// The route taken: its index in the generation's routes.
