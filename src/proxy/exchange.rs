@@ -33,12 +33,10 @@ use tracing::debug;
 
 use super::duplex::{self, Pump};
 use super::splice;
-use super::tunnel::{TunnelSlot, Upgraded};
-use super::upgrade::{self, Check};
 use super::upstream_io::{BODY_READ, Upload, upstream_write};
 use super::{BodySource, Next, Outcome, ResponseSink, Timings};
 use crate::clock;
-use crate::config::{HttpSettings, MalformedForwarding, RouteConfig};
+use crate::config::{HttpSettings, MalformedForwarding};
 use crate::context::WorkerCtx;
 use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
@@ -51,6 +49,10 @@ use crate::route::{RequestView, Selected};
 use crate::upstream::Lease;
 use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
+
+mod upgrade;
+
+use upgrade::Admitted;
 
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
@@ -187,14 +189,6 @@ struct Exchange<'a> {
     upgrade: Option<Box<Admitted>>,
 }
 
-/// An upgrade the route allows, on its way upstream (boxed: rare, and the exchange's
-/// state is moved into place for every request).
-struct Admitted {
-    protocol: Bytes,
-    slot: TunnelSlot,
-    idle_timeout: std::time::Duration,
-}
-
 /// One request on one upstream connection.
 struct Flow {
     lease: Lease,
@@ -264,37 +258,6 @@ impl<'a> Exchange<'a> {
         policy::headers::on_request(listener_headers, Some(&selected.route.headers), req);
         self.upload.limit = body_size::limit(selected.route, http);
         Step::Forward(selected, phases.delay)
-    }
-
-    /// An upgrade the session saw asked ([`upgrade::check`]): kept in `self.upgrade` when
-    /// the route allows it and the worker has room for one more tunnel; `Some`: the
-    /// request is refused.
-    #[cold]
-    fn admit_upgrade<'g>(
-        &mut self,
-        req: &Request,
-        route: &RouteConfig,
-        http: &HttpSettings,
-    ) -> Option<Step<'g>> {
-        match upgrade::check(req, route, true) {
-            Check::Plain => None,
-            Check::Refuse(v) => Some(Step::Answer(v)),
-            Check::Fail(e) => Some(Step::Fail(e)),
-            Check::Switch(protocol) => {
-                let Some(slot) = TunnelSlot::take(self.ctx, http.max_tunnels) else {
-                    return Some(Step::Fail(TUNNELS_FULL));
-                };
-                let idle_timeout = route
-                    .tunnel_idle_timeout
-                    .unwrap_or(http.tunnel_idle_timeout);
-                self.upgrade = Some(Box::new(Admitted {
-                    protocol,
-                    slot,
-                    idle_timeout,
-                }));
-                None
-            }
-        }
     }
 
     /// The one finish point: every exit path of the exchange passes here, where the
@@ -632,51 +595,6 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// The upstream answered `101`: to an upgrade it was asked for, the head goes to the
-    /// client and the upstream connection to the session's tunnel ([`Next::Tunnel`]);
-    /// otherwise (no upgrade asked, or another protocol) → 502.
-    #[inline(never)]
-    fn switch<'s, S: ResponseSink>(
-        &'s mut self,
-        f: Flow,
-        head: ResponseHead,
-        s: &'s mut S,
-    ) -> Pin<Box<dyn Future<Output = Result<Next, ProxyError>> + 's>> {
-        Box::pin(self.switched(f, head, s))
-    }
-
-    async fn switched<S: ResponseSink>(
-        &mut self,
-        mut f: Flow,
-        head: ResponseHead,
-        s: &mut S,
-    ) -> Result<Next, ProxyError> {
-        let Some(admitted) = self.upgrade.take() else {
-            return Err(SWITCHED_UNASKED);
-        };
-        if !upgrade::switched_to(&head.headers, &admitted.protocol) {
-            return Err(SWITCHED_ELSEWHERE);
-        }
-        let Admitted {
-            slot, idle_timeout, ..
-        } = *admitted;
-        let pending = f.rd.buf.split();
-        let tunnel = Upgraded {
-            lease: f.lease,
-            pending,
-            idle_timeout,
-            slot,
-        };
-        self.status = 101;
-        match s.switch(&head, tunnel).await {
-            Ok(()) => Ok(Next::Tunnel),
-            Err(e) => {
-                self.failed_with(&e);
-                Ok(Next::Close)
-            }
-        }
-    }
-
     /// Moves the response body from the upstream to the sink (which already holds the
     /// head); `splice_len` is the body's length when known.
     async fn relay_body<S: BodySource + ResponseSink>(
@@ -808,22 +726,6 @@ async fn send_own<S: ResponseSink>(
         Err(_) => Next::Close,
     }
 }
-
-const SWITCHED_UNASKED: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamProtocol,
-    "upstream switched protocols without an Upgrade request",
-);
-const SWITCHED_ELSEWHERE: ProxyError = ProxyError::new(
-    Side::Upstream,
-    Kind::UpstreamProtocol,
-    "upstream switched to a protocol other than the one asked",
-);
-const TUNNELS_FULL: ProxyError = ProxyError::new(
-    Side::Downstream,
-    Kind::TunnelsFull,
-    "max_tunnels reached on this worker",
-);
 
 /// Methods a proxy may send again after a failure (RFC 9110 §9.2.2).
 fn idempotent(method: &[u8]) -> bool {

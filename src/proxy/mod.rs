@@ -9,7 +9,7 @@
 //! is already read (full duplex, `duplex`), relays the response (spliced in the kernel
 //! when the sink's socket carries bytes as they are, `splice`) and returns an
 //! [`Outcome`]: status, bytes each way, timings, route, upstream, error, and what the
-//! connection does next. An upgrade the route allows (`upgrade.rs`) goes upstream with its
+//! connection does next. An upgrade the route allows (`exchange/upgrade.rs`) goes upstream with its
 //! `Upgrade`; after the upstream's `101` the upstream connection goes to the session
 //! ([`ResponseSink::switch`]), the exchange returns [`Next::Tunnel`], and the session runs
 //! the [`tunnel`] that copies bytes both ways until both sides closed.
@@ -34,7 +34,6 @@ mod duplex;
 mod exchange;
 mod splice;
 pub mod tunnel;
-mod upgrade;
 mod upstream_io;
 
 use std::net::SocketAddr;
@@ -127,7 +126,7 @@ pub trait ResponseSink {
 
     /// Whether the client asked to switch protocols in a way this session can carry
     /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
-    /// against the route (`upgrade.rs`). A session that cannot tunnel keeps the default.
+    /// against the route (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
     fn upgrade_requested(&self) -> bool {
         false
     }

@@ -1,7 +1,9 @@
-//! Whether a request switches protocols, decided after routing and the route's request
-//! policies (IP lists, client certificates, rate limits answer first): no I/O.
+//! The exchange's upgrade steps: whether a request switches protocols, decided after
+//! routing and the route's request policies (IP lists, client certificates, rate
+//! limits answer first), without I/O; and, after the upstream's `101`, the hand-over of
+//! the upstream connection to the session's tunnel ([`super::super::tunnel`]).
 //!
-//! A request asks to switch when its session says so ([`super::ResponseSink::upgrade_requested`]:
+//! A request asks to switch when its session says so ([`ResponseSink::upgrade_requested`]:
 //! HTTP/1.1 with `Connection: upgrade`) and its `Upgrade` field names a protocol. The
 //! first protocol it names that the route's `upgrade` list allows (default
 //! `["websocket"]`) is the one forwarded; a request naming none of them is served as
@@ -14,16 +16,124 @@
 //! (`Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`, the method) is the upstream's to
 //! judge, as nginx and Envoy leave it: its answer (400, 426…) is relayed.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 
-use crate::config::{RouteConfig, WEBSOCKET};
+use super::super::tunnel::{TunnelSlot, Upgraded};
+use super::super::{Next, ResponseSink};
+use super::{Exchange, Flow, Step};
+use crate::config::{HttpSettings, RouteConfig, WEBSOCKET};
 use crate::error::{Kind, ProxyError, Side};
 use crate::field::trim;
-use crate::message::{BodyLength, Fault, Request};
+use crate::message::{BodyLength, Fault, Request, ResponseHead};
 use crate::policy::{Rejection, Verdict};
 
+/// An upgrade the route allows, on its way upstream (boxed: rare, and the exchange's
+/// state is moved into place for every request).
+pub(super) struct Admitted {
+    pub(super) protocol: Bytes,
+    slot: TunnelSlot,
+    idle_timeout: std::time::Duration,
+}
+
+impl Exchange<'_> {
+    /// An upgrade the session saw asked ([`check`]): kept in `self.upgrade` when
+    /// the route allows it and the worker has room for one more tunnel; `Some`: the
+    /// request is refused.
+    #[cold]
+    pub(super) fn admit_upgrade<'g>(
+        &mut self,
+        req: &Request,
+        route: &RouteConfig,
+        http: &HttpSettings,
+    ) -> Option<Step<'g>> {
+        match check(req, route, true) {
+            Check::Plain => None,
+            Check::Refuse(v) => Some(Step::Answer(v)),
+            Check::Fail(e) => Some(Step::Fail(e)),
+            Check::Switch(protocol) => {
+                let Some(slot) = TunnelSlot::take(self.ctx, http.max_tunnels) else {
+                    return Some(Step::Fail(TUNNELS_FULL));
+                };
+                let idle_timeout = route
+                    .tunnel_idle_timeout
+                    .unwrap_or(http.tunnel_idle_timeout);
+                self.upgrade = Some(Box::new(Admitted {
+                    protocol,
+                    slot,
+                    idle_timeout,
+                }));
+                None
+            }
+        }
+    }
+
+    /// The upstream answered `101`: to an upgrade it was asked for, the head goes to the
+    /// client and the upstream connection to the session's tunnel ([`Next::Tunnel`]);
+    /// otherwise (no upgrade asked, or another protocol) → 502.
+    #[inline(never)]
+    pub(super) fn switch<'s, S: ResponseSink>(
+        &'s mut self,
+        f: Flow,
+        head: ResponseHead,
+        s: &'s mut S,
+    ) -> Pin<Box<dyn Future<Output = Result<Next, ProxyError>> + 's>> {
+        Box::pin(self.switched(f, head, s))
+    }
+
+    async fn switched<S: ResponseSink>(
+        &mut self,
+        mut f: Flow,
+        head: ResponseHead,
+        s: &mut S,
+    ) -> Result<Next, ProxyError> {
+        let Some(admitted) = self.upgrade.take() else {
+            return Err(SWITCHED_UNASKED);
+        };
+        if !switched_to(&head.headers, &admitted.protocol) {
+            return Err(SWITCHED_ELSEWHERE);
+        }
+        let Admitted {
+            slot, idle_timeout, ..
+        } = *admitted;
+        let pending = f.rd.buf.split();
+        let tunnel = Upgraded {
+            lease: f.lease,
+            pending,
+            idle_timeout,
+            slot,
+        };
+        self.status = 101;
+        match s.switch(&head, tunnel).await {
+            Ok(()) => Ok(Next::Tunnel),
+            Err(e) => {
+                self.failed_with(&e);
+                Ok(Next::Close)
+            }
+        }
+    }
+}
+
+const SWITCHED_UNASKED: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamProtocol,
+    "upstream switched protocols without an Upgrade request",
+);
+const SWITCHED_ELSEWHERE: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamProtocol,
+    "upstream switched to a protocol other than the one asked",
+);
+const TUNNELS_FULL: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::TunnelsFull,
+    "max_tunnels reached on this worker",
+);
+
 /// What the exchange does with a request's `Upgrade`.
-pub(super) enum Check {
+enum Check {
     /// No upgrade (none asked, or none the route allows): plain HTTP.
     Plain,
     /// Forward the upgrade to this protocol (as the client wrote it).
@@ -36,7 +146,7 @@ pub(super) enum Check {
 
 /// Decides the upgrade of `req` on `route`; `asked`: the session saw `Connection:
 /// upgrade` on a request it could tunnel.
-pub(super) fn check(req: &Request, route: &RouteConfig, asked: bool) -> Check {
+fn check(req: &Request, route: &RouteConfig, asked: bool) -> Check {
     if !asked {
         return Check::Plain;
     }
@@ -110,7 +220,7 @@ fn name_of(protocol: &[u8]) -> &[u8] {
 
 /// Whether the upstream's `101` switched to `asked` (by name, any case): its `Upgrade`
 /// field names that protocol.
-pub(super) fn switched_to(headers: &[crate::message::Header], asked: &[u8]) -> bool {
+fn switched_to(headers: &[crate::message::Header], asked: &[u8]) -> bool {
     let asked = name_of(asked);
     headers
         .iter()
