@@ -49,6 +49,8 @@ pub enum Kind {
     UpstreamTimeout,
     /// The upstream sent something that is not valid HTTP/1.1.
     UpstreamProtocol,
+    /// An upgrade (WebSocket) while the worker already holds `max_tunnels` tunnels (503).
+    TunnelsFull,
 }
 
 /// A failure on the request path.
@@ -131,6 +133,7 @@ impl ProxyError {
             Kind::MisdirectedHost => Some(421),
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::UpstreamProtocol => Some(502),
             Kind::ConnectTimeout | Kind::UpstreamTimeout => Some(504),
+            Kind::TunnelsFull => Some(503),
         }
     }
 }
@@ -205,6 +208,11 @@ mod tests {
             Some(400)
         );
         assert_eq!(status(Side::Upstream, Kind::UpstreamProtocol), Some(502));
+        assert_eq!(status(Side::Downstream, Kind::TunnelsFull), Some(503));
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::UpgradeBody)),
+            Some(400)
+        );
         assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
         // A local failure is ours, whatever it looked like.
         assert_eq!(status(Side::Internal, Kind::UpstreamClosed), Some(500));

@@ -29,6 +29,9 @@ pub enum Fault {
     Forwarding,
     /// Plain HTTP sent to a TLS listener (answered in plain text before the close).
     PlainHttp,
+    /// An `Upgrade` request with a body (Content-Length over 0, or chunked): the bytes
+    /// after its head belong to the new protocol, so a body cannot be told from them.
+    UpgradeBody,
 }
 
 /// The status for a client message refused by the parser.
@@ -40,7 +43,7 @@ pub fn fault_status(fault: Fault) -> u16 {
         Fault::Coding => 501,
         Fault::Expectation => 417,
         Fault::Method => 405,
-        Fault::Target | Fault::Forwarding | Fault::PlainHttp => 400,
+        Fault::Target | Fault::Forwarding | Fault::PlainHttp | Fault::UpgradeBody => 400,
         // A fault added later is a malformed message until it gets its own status.
         _ => 400,
     }

@@ -942,3 +942,104 @@ upstream = "backend"
         out.text
     );
 }
+
+/// Issue 23 (WebSocket): `upgrade`, `websocket_origins` and `tunnel_idle_timeout_ms` on a
+/// route and `[http] tunnel_idle_timeout_ms` / `max_tunnels`, each mistake named by file,
+/// line and field; a route using them all passes.
+#[test]
+fn bad_upgrade_settings_are_refused_with_file_line_and_field() {
+    let d = Dir::new();
+    let route =
+        |lines: &str| format!("[[route]]\nhost = \"ws.test\"\nupstream = \"backend\"\n{lines}\n");
+    let http = |lines: &str| good().replacen("[http]\n", &format!("[http]\n{lines}\n"), 1);
+    let cases: [(&str, String, &str, &str, &[&str]); 10] = [
+        (
+            "token.toml",
+            with_extra(&route("upgrade = [\"web socket\"]")),
+            "web socket",
+            "route[1].upgrade[0]",
+            &["not a protocol name"],
+        ),
+        (
+            "h2c.toml",
+            with_extra(&route("upgrade = [\"websocket\", \"h2c\"]")),
+            "h2c",
+            "route[1].upgrade[1]",
+            &["h2c", "cannot be tunnelled"],
+        ),
+        (
+            "twice.toml",
+            with_extra(&route("upgrade = [\"websocket\", \"WebSocket\"]")),
+            "WebSocket\"]",
+            "route[1].upgrade[1]",
+            &["listed twice"],
+        ),
+        (
+            "origin.toml",
+            with_extra(&route("websocket_origins = [\"https://app.example.com/\"]")),
+            "websocket_origins",
+            "route[1].websocket_origins[0]",
+            &["path"],
+        ),
+        (
+            "star.toml",
+            with_extra(&route("websocket_origins = [\"*\"]")),
+            "websocket_origins",
+            "route[1].websocket_origins[0]",
+            &["leave websocket_origins out"],
+        ),
+        (
+            "empty-origins.toml",
+            with_extra(&route("websocket_origins = []")),
+            "websocket_origins",
+            "route[1].websocket_origins",
+            &["empty list"],
+        ),
+        (
+            "no-websocket.toml",
+            with_extra(&route(
+                "upgrade = [\"x-test\"]\nwebsocket_origins = [\"https://app.example.com\"]",
+            )),
+            "websocket_origins",
+            "route[1].websocket_origins",
+            &["no \"websocket\""],
+        ),
+        (
+            "route-idle.toml",
+            with_extra(&route("tunnel_idle_timeout_ms = 0")),
+            "tunnel_idle_timeout_ms",
+            "route[1].tunnel_idle_timeout_ms",
+            &["0"],
+        ),
+        (
+            "http-idle.toml",
+            http("tunnel_idle_timeout_ms = -5"),
+            "tunnel_idle_timeout_ms",
+            "http.tunnel_idle_timeout_ms",
+            &["-5"],
+        ),
+        (
+            "max-tunnels.toml",
+            http("max_tunnels = 0"),
+            "max_tunnels",
+            "http.max_tunnels",
+            &["0", "range"],
+        ),
+    ];
+    for (name, text, needle, field, words) in cases {
+        let out = d.check(name, &text);
+        expect_error(&out, name, line_of(&text, needle), Some(field), words);
+    }
+    let text = with_extra(&route(
+        "upgrade = [\"websocket\", \"x-test\"]\n\
+         websocket_origins = [\"https://app.example.com\", \"https://*.example.net\"]\n\
+         tunnel_idle_timeout_ms = 600000",
+    ))
+    .replacen(
+        "[http]\n",
+        "[http]\ntunnel_idle_timeout_ms = 3600000\nmax_tunnels = 20000\n",
+        1,
+    );
+    let out = d.check("good-upgrade.toml", &text);
+    assert_eq!(out.status.code(), Some(0), "output:\n{}", out.text);
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::backend::{pattern, refusing_addr};
+use common::child::ChildGuard;
 use common::proxy::{ConfigBuilder, ProxyProcess};
 use common::sha256_hex;
 
@@ -529,44 +530,34 @@ fn grpc_timeout_with_a_stalled_upstream_is_deadline_exceeded() {
 
 /// tests/grpc/echo_server.py, killed (and its stdin closed) on drop.
 struct GrpcioService {
-    child: std::process::Child,
+    _child: ChildGuard,
     addr: SocketAddr,
 }
 
 impl GrpcioService {
     fn start() -> GrpcioService {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/echo_server.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
             .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 must be installed (./test.sh installs it and grpcio)");
-        let stdout = child.stdout.take().expect("piped stdout");
+            .stdout(std::process::Stdio::piped());
+        let mut child = ChildGuard::spawn(&mut cmd, "python3 (and grpcio from PyPI)");
+        let stdout = child.take_stdout().expect("piped stdout");
         let mut line = String::new();
         let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
         let Some(port) = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse::<u16>().ok())
         else {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!(
                 "echo_server.py printed {line:?}, not its port: grpcio must be installed \
                  (python3 -m pip install grpcio; ./test.sh does)"
             );
         };
         GrpcioService {
-            child,
+            _child: child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
-    }
-}
-
-impl Drop for GrpcioService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

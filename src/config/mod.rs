@@ -49,6 +49,9 @@ pub use rate_limit::{LimitKey, RateLimitConfig};
 pub use ticket_keys::{TicketKeyFile, parse as parse_ticket_key};
 pub use validate::from_toml_str;
 
+/// The `Upgrade` protocol every route tunnels unless its `upgrade` list says otherwise.
+pub const WEBSOCKET: &str = "websocket";
+
 /// What to do with a malformed `Forwarded` / `X-Forwarded-For` the proxy would extend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MalformedForwarding {
@@ -140,6 +143,10 @@ pub struct HttpSettings {
     pub path: PathOptions,
     /// `malformed_forwarding_headers`.
     pub malformed_forwarding: MalformedForwarding,
+    /// `tunnel_idle_timeout_ms`: an upgraded connection idle both ways this long closes.
+    pub tunnel_idle_timeout: Duration,
+    /// `max_tunnels`: upgraded connections open at once per worker (503 over it).
+    pub max_tunnels: u64,
 }
 
 /// Which forwarding fields the proxy adds to each request it sends upstream
@@ -212,6 +219,8 @@ impl Default for HttpSettings {
             forward: ForwardHeaders::ALL,
             path: PathOptions::default(),
             malformed_forwarding: MalformedForwarding::Drop,
+            tunnel_idle_timeout: Duration::from_secs(3600),
+            max_tunnels: 10_000,
         }
     }
 }
@@ -382,6 +391,13 @@ pub struct RouteConfig {
     pub match_headers: Vec<HeaderMatch>,
     /// Overrides `[http] max_request_body_bytes` on this route (0 = unlimited).
     pub max_request_body_bytes: Option<u64>,
+    /// `upgrade`: the protocols an `Upgrade` request may switch to here, lower case
+    /// (default `["websocket"]`).
+    pub upgrade: Vec<String>,
+    /// `websocket_origins`: the origins a WebSocket upgrade may come from (`None`: any).
+    pub websocket_origins: Option<Vec<cors::OriginPattern>>,
+    /// Overrides `[http] tunnel_idle_timeout_ms` on this route.
+    pub tunnel_idle_timeout: Option<Duration>,
 }
 
 impl RouteConfig {
@@ -402,6 +418,9 @@ impl RouteConfig {
             methods: Vec::new(),
             match_headers: Vec::new(),
             max_request_body_bytes: None,
+            upgrade: vec![WEBSOCKET.to_string()],
+            websocket_origins: None,
+            tunnel_idle_timeout: None,
         }
     }
 }

@@ -119,6 +119,12 @@ pub struct RawHttp {
     pub lingering_time_ms: Option<Spanned<i64>>,
     /// nginx: `lingering_timeout`: the longest wait for more of those bytes.
     pub lingering_timeout_ms: Option<Spanned<i64>>,
+    /// An upgraded connection (WebSocket) with no byte either way for this long is
+    /// closed (default 3,600,000: an hour). nginx: `proxy_read_timeout` on the location.
+    pub tunnel_idle_timeout_ms: Option<Spanned<i64>>,
+    /// Upgraded connections (tunnels) open at once per worker; an upgrade over it gets
+    /// 503 (default 10,000). nginx: bounded by `worker_connections` only.
+    pub max_tunnels: Option<Spanned<i64>>,
     /// The forwarding fields added to requests sent upstream, any of `x-forwarded-for`,
     /// `forwarded`, `x-real-ip`, `x-forwarded-proto` (default: all four; `[]`: none).
     /// nginx: `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` and friends.
@@ -326,6 +332,17 @@ pub struct RawRoute {
     /// Overrides `[http] max_request_body_bytes` here (0 = unlimited) → 413. nginx:
     /// `client_max_body_size` in a `location`.
     pub max_request_body_bytes: Option<Spanned<i64>>,
+    /// The `Upgrade` protocols tunnelled on this route (default `["websocket"]`; `[]`:
+    /// none). A request asking another one is served as plain HTTP, its Upgrade not
+    /// forwarded. nginx: `proxy_set_header Upgrade $http_upgrade; proxy_set_header
+    /// Connection "upgrade"`.
+    pub upgrade: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Origins a WebSocket upgrade may come from (absent: any); another or none → 403.
+    /// nginx: `if ($http_origin !~ ...) { return 403; }`.
+    pub websocket_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Overrides `[http] tunnel_idle_timeout_ms` on this route. nginx:
+    /// `proxy_read_timeout` in the `location`.
+    pub tunnel_idle_timeout_ms: Option<Spanned<i64>>,
 }
 
 /// `[[route.headers]]`: one request header condition; `name` and exactly one of

@@ -25,6 +25,7 @@ mod policy;
 mod policy_headers;
 mod rate_limit;
 mod route;
+mod tunnel;
 mod upstreams;
 
 use super::addr::ip_port;
@@ -361,6 +362,17 @@ impl Validator<'_> {
                 "http.lingering_timeout_ms",
                 d.lingering_timeout,
             ),
+            tunnel_idle_timeout: self.millis(
+                &h.tunnel_idle_timeout_ms,
+                "http.tunnel_idle_timeout_ms",
+                d.tunnel_idle_timeout,
+            ),
+            max_tunnels: self.int(
+                &h.max_tunnels,
+                "http.max_tunnels",
+                d.max_tunnels as i64,
+                1..=1_000_000,
+            ) as u64,
             forward: self.forward_headers(&h.forward_headers, d.forward),
             path: PathOptions {
                 merge_slashes: h.merge_slashes.unwrap_or(d.path.merge_slashes),

@@ -51,6 +51,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// `TE` lists `trailers`: the client takes trailer fields in a chunked response.
     pub te_trailers: bool,
+    /// An HTTP/1.1 request whose `Connection` lists `upgrade`: it may ask to switch
+    /// protocols (RFC 9110 §7.8; an HTTP/1.0 request's `Upgrade` is ignored).
+    pub connection_upgrade: bool,
 }
 
 impl RequestHead {
@@ -305,6 +308,7 @@ fn check_request(
     let mut host: Option<&Bytes> = None;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
+    let mut connection_upgrade = false;
     let mut expect_continue = false;
     let mut te_trailers = false;
     for h in &headers {
@@ -319,6 +323,7 @@ fn check_request(
             for token in comma_tokens(&h.value) {
                 connection_close |= token.eq_ignore_ascii_case(b"close");
                 connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             if trim(&h.value).eq_ignore_ascii_case(b"100-continue") {
@@ -370,6 +375,7 @@ fn check_request(
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
         te_trailers,
+        connection_upgrade: connection_upgrade && version == Version::Http11,
     })
 }
 

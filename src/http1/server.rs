@@ -73,6 +73,7 @@ pub async fn serve(
         linger: false,
         tls,
         deadline: Deadline::new(),
+        tunnel: None,
     };
     session.run().await;
 }
@@ -96,6 +97,8 @@ struct Session {
     /// The connection's timer: its idle wait, head and body reads and writes, and its
     /// exchanges' upstream steps, one at a time.
     deadline: Deadline,
+    /// The upstream connection after a `101`, for the tunnel that follows the exchange.
+    tunnel: Option<Box<proxy::Upgraded>>,
 }
 
 impl Session {
@@ -151,9 +154,17 @@ impl Session {
         let received = clock::now();
         let ctx = self.ctx.clone();
         let (req, mut x) = self.split(head, received);
-        let outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
+        let mut outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
         let body_done = x.body.done;
         drop(x);
+        if let Some(tunnel) = self.tunnel.take() {
+            // The exchange ends when the tunnel does: its bytes each way are the
+            // exchange's (the access log and metrics read them).
+            self.tunnel(tunnel, &mut outcome).await;
+            let took = clock::now().saturating_duration_since(received);
+            self.ctx.metrics.request_done(outcome.status, took);
+            return Next::Close;
+        }
         if !body_done && outcome.next != Next::KeepAlive {
             // The response ended before the request body: drain what the client still
             // sends.
@@ -175,6 +186,25 @@ impl Session {
         Some(response)
     }
 
+    /// Runs the tunnel of an upgraded exchange to its end ([`proxy::tunnel`]) and adds
+    /// what it carried to `outcome`. Boxed and out of line: the request path without an
+    /// upgrade carries neither its state nor its code.
+    #[inline(never)]
+    fn tunnel<'s>(
+        &'s mut self,
+        tunnel: Box<proxy::Upgraded>,
+        outcome: &'s mut proxy::Outcome,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 's>> {
+        Box::pin(async move {
+            let send_timeout = self.generation.config.http.send_timeout;
+            let ctx = self.ctx.clone();
+            let (stream, rbuf) = (&mut self.stream, &mut self.rbuf);
+            let carried = proxy::tunnel::run(&ctx, send_timeout, stream, rbuf, *tunnel).await;
+            outcome.bytes_in += carried.to_upstream;
+            outcome.bytes_out += carried.to_client;
+        })
+    }
+
     /// The protocol-neutral request, and this session's side of its exchange.
     fn split(&mut self, head: RequestHead, received: Instant) -> (Request, H1Exchange<'_>) {
         let path = head.path();
@@ -194,6 +224,7 @@ impl Session {
             framing: ClientFraming::NoBody,
             out: BytesMut::new(),
             tail: None,
+            upgrade: head.connection_upgrade,
             session: self,
         };
         let req = Request {
@@ -392,6 +423,8 @@ struct H1Exchange<'a> {
     te_trailers: bool,
     /// The last chunk (with the trailers) is already in `out`.
     ended: bool,
+    /// The request's `Connection` lists `upgrade` (HTTP/1.1).
+    upgrade: bool,
 }
 
 impl H1Exchange<'_> {
@@ -581,6 +614,22 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.stream.splice_socket()
     }
 
+    fn upgrade_requested(&self) -> bool {
+        self.upgrade
+    }
+
+    async fn switch(
+        &mut self,
+        head: &ResponseHead,
+        tunnel: proxy::Upgraded,
+    ) -> Result<(), ProxyError> {
+        let mut out = BytesMut::with_capacity(RESPONSE_HEAD_CAPACITY);
+        write::switching_head(&mut out, head);
+        self.session.write(out.freeze()).await?;
+        self.session.tunnel = Some(Box::new(tunnel));
+        Ok(())
+    }
+
     async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
         let keep = self.may_keep(reusable);
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
@@ -629,6 +678,7 @@ mod tests {
                 linger: false,
                 tls: None,
                 deadline: Deadline::new(),
+                tunnel: None,
             };
             let mut x = H1Exchange {
                 te_trailers: false,
@@ -641,6 +691,7 @@ mod tests {
                 framing: ClientFraming::NoBody,
                 out: BytesMut::new(),
                 tail: None,
+                upgrade: false,
                 session: &mut session,
             };
             let response = GatewayResponse {
@@ -687,6 +738,7 @@ mod tests {
                 linger: false,
                 tls: None,
                 deadline: Deadline::new(),
+                tunnel: None,
             };
             let request = std::mem::size_of_val(&session.serve_one());
             let idle = std::mem::size_of_val(&session.run());

@@ -100,6 +100,7 @@ fn itoa_buf(mut n: u64) -> ItoaBuf {
 /// forwarding fields are ours to add (the others pass through); a client's
 /// X-Forwarded-For or Forwarded that is ours to extend is extended only when every such
 /// field is well-formed ([`crate::forwarding`]), else dropped and ours sent alone.
+#[inline]
 pub fn request_head(
     out: &mut BytesMut,
     head: &Request,
@@ -107,6 +108,42 @@ pub fn request_head(
     body: BodyLength,
     fallback_host: &str,
     forward: ForwardHeaders,
+) {
+    head_for_upstream(out, head, path, body, fallback_host, forward, None);
+}
+
+/// [`request_head`] for an upgrade request the route allows: the client's `Upgrade` and
+/// `Connection` fields are dropped like any hop-by-hop field, and `Connection: upgrade`
+/// with `Upgrade: {protocol}` (the one protocol chosen) written instead. No body.
+pub fn upgrade_request_head(
+    out: &mut BytesMut,
+    head: &Request,
+    path: &[u8],
+    fallback_host: &str,
+    forward: ForwardHeaders,
+    protocol: &[u8],
+) {
+    let body = BodyLength::None;
+    head_for_upstream(
+        out,
+        head,
+        path,
+        body,
+        fallback_host,
+        forward,
+        Some(protocol),
+    );
+}
+
+#[inline(always)]
+fn head_for_upstream(
+    out: &mut BytesMut,
+    head: &Request,
+    path: &[u8],
+    body: BodyLength,
+    fallback_host: &str,
+    forward: ForwardHeaders,
+    upgrade: Option<&[u8]>,
 ) {
     let client = head.client;
     out.reserve(256 + head.headers.len() * 48);
@@ -177,6 +214,11 @@ pub fn request_head(
     if forward.x_forwarded_proto {
         out.put_slice(b"X-Forwarded-Proto: ");
         out.put_slice(client.proto.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if let Some(protocol) = upgrade {
+        out.put_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.put_slice(protocol);
         out.put_slice(b"\r\n");
     }
     match body {
@@ -308,6 +350,28 @@ pub fn response_head(
     }
     connection_header(out, client_version, keep_alive);
     out.put_slice(b"\r\n");
+}
+
+/// The head of a `101 Switching Protocols` for the client: the upstream's fields but
+/// the hop-by-hop and framing ones, its `Upgrade` kept, and `Connection: upgrade`.
+pub fn switching_head(out: &mut BytesMut, head: &ResponseHead) {
+    out.reserve(128 + head.headers.len() * 48);
+    out.put_slice(b"HTTP/1.1 101 ");
+    out.put_slice(&head.reason);
+    out.put_slice(b"\r\n");
+    let listed = connection_listed(&head.headers);
+    for h in &head.headers {
+        let name = h.name.as_ref();
+        let upgrade = name.eq_ignore_ascii_case(b"upgrade");
+        if (is_hop_by_hop(name) && !upgrade)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || (is_listed(&listed, name) && !upgrade)
+        {
+            continue;
+        }
+        put_header(out, name, &h.value);
+    }
+    out.put_slice(b"Connection: upgrade\r\n\r\n");
 }
 
 fn connection_header(out: &mut BytesMut, version: Version, keep_alive: bool) {
@@ -468,6 +532,93 @@ mod tests {
         assert_eq!(
             text, "HTTP/1.1 200 OK\r\nX-Kept: yes\r\nContent-Length: 0\r\n\r\n",
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_101_keeps_its_upgrade_and_says_connection_upgrade() {
+        let h = |n: &'static str, v: &'static str| Header {
+            name: Bytes::from_static(n.as_bytes()),
+            value: Bytes::from_static(v.as_bytes()),
+        };
+        let head = ResponseHead {
+            status: 101,
+            reason: Bytes::from_static(b"Switching Protocols"),
+            headers: vec![
+                h("Upgrade", "websocket"),
+                h("Connection", "Upgrade, X-Hop"),
+                h("X-Hop", "1"),
+                h("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                h("Content-Length", "0"),
+                h("Keep-Alive", "timeout=5"),
+            ],
+        };
+        let mut out = BytesMut::new();
+        switching_head(&mut out, &head);
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_upgrade_request_goes_upstream_with_its_one_protocol() {
+        let mut buf = BytesMut::from(
+            &b"GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\n\
+               Upgrade: foo/2, websocket\r\nSec-WebSocket-Key: k\r\n\r\n"[..],
+        );
+        let limits = super::super::parse::HeadLimits {
+            max_request_line: 8192,
+            max_head_bytes: 8192,
+            max_headers: 10,
+        };
+        let super::super::parse::Parsed::Complete(raw, used) =
+            super::super::parse::parse_request(&buf, &limits)
+        else {
+            panic!("parse");
+        };
+        let head = super::super::parse::take_request(&mut buf, raw, used).unwrap();
+        assert!(head.connection_upgrade);
+        let req = Request {
+            method: head.method.clone(),
+            scheme: "http",
+            authority: head.host.clone(),
+            authority_sent: head.authority.clone(),
+            path: head.path(),
+            headers: head.headers.clone(),
+            body: BodyLength::None,
+            client: ClientInfo::new("192.0.2.1:1".parse().unwrap(), "http"),
+            tls: None,
+            received: monoio::time::Instant::now(),
+        };
+        let mut out = BytesMut::new();
+        upgrade_request_head(
+            &mut out,
+            &req,
+            b"/chat",
+            "b",
+            ForwardHeaders::NONE,
+            b"websocket",
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n\
+             Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        // The same request without the upgrade: neither field goes.
+        out.clear();
+        request_head(
+            &mut out,
+            &req,
+            b"/chat",
+            BodyLength::None,
+            "b",
+            ForwardHeaders::NONE,
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n\r\n"
         );
     }
 

@@ -284,6 +284,43 @@ pub struct WorkerMetrics {
     pub splice_pipes_spare: Gauge,
     /// Connection tasks that panicked (a bug: each lost one connection).
     pub panics: Counter,
+    /// Upgraded connections (WebSocket tunnels) open now.
+    pub tunnels_active: Gauge,
+    /// Tunnels ended, by [`TunnelEnd`].
+    pub tunnels: [Counter; TunnelEnd::ALL.len()],
+}
+
+/// How a tunnel (an upgraded connection, [`crate::proxy`]) ended: the `outcome` label
+/// of `ringgate_tunnels_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// The client closed first (its EOF, then the upstream's).
+    ClosedClient,
+    /// The upstream closed first.
+    ClosedUpstream,
+    /// No byte either way within `tunnel_idle_timeout_ms`.
+    IdleTimeout,
+    /// A read or write failed, or a write stalled beyond its timeout.
+    Error,
+}
+
+impl TunnelEnd {
+    pub const ALL: [TunnelEnd; 4] = [
+        TunnelEnd::ClosedClient,
+        TunnelEnd::ClosedUpstream,
+        TunnelEnd::IdleTimeout,
+        TunnelEnd::Error,
+    ];
+
+    /// The `outcome` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            TunnelEnd::ClosedClient => "closed_client",
+            TunnelEnd::ClosedUpstream => "closed_upstream",
+            TunnelEnd::IdleTimeout => "idle_timeout",
+            TunnelEnd::Error => "error",
+        }
+    }
 }
 
 impl WorkerMetrics {

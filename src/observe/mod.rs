@@ -23,7 +23,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-pub use metrics::{Counter, Gauge, Histogram, PolicyRejection, WorkerMetrics};
+pub use metrics::{Counter, Gauge, Histogram, PolicyRejection, TunnelEnd, WorkerMetrics};
 use metrics::{
     HandshakeFailure, HistogramSnapshot, LATENCY_BUCKETS, STATUS_CLASSES, TLS_SUITES,
     UPSTREAM_ERROR_KINDS,
@@ -366,6 +366,19 @@ impl Registry {
             G,
             self.sum(|w| w.splice_pipes_spare.get()),
         );
+        o.single(
+            "ringgate_tunnels_active",
+            "Upgraded connections (WebSocket tunnels) open now (at most [http] max_tunnels \
+             per worker).",
+            G,
+            self.sum(|w| w.tunnels_active.get()),
+        );
+        let name = "ringgate_tunnels_total";
+        o.header(name, "Tunnels ended, by how they ended.", C);
+        for (i, end) in metrics::TunnelEnd::ALL.iter().enumerate() {
+            let n = self.sum(|w| w.tunnels[i].get());
+            o.sample(name, &[("outcome", end.label())], n as f64);
+        }
         o.single(
             "ringgate_panics_total",
             "Connection tasks that panicked (a bug; each lost one connection).",

@@ -113,10 +113,13 @@ pub enum Rejection {
     ProxyMalformed,
     /// No whole PROXY header within the handshake timeout.
     ProxyTimeout,
+    /// A WebSocket upgrade from an origin not in the route's `websocket_origins`, or
+    /// without an `Origin` (403).
+    WebSocketOrigin,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 15] = [
+    pub const ALL: [Rejection; 16] = [
         Rejection::NoRoute,
         Rejection::ClientCertMissing,
         Rejection::ClientCertUnreadable,
@@ -132,6 +135,7 @@ impl Rejection {
         Rejection::ProxyUntrusted,
         Rejection::ProxyMalformed,
         Rejection::ProxyTimeout,
+        Rejection::WebSocketOrigin,
     ];
 
     /// The `policy` label.
@@ -149,6 +153,7 @@ impl Rejection {
             Rejection::ProxyUntrusted | Rejection::ProxyMalformed | Rejection::ProxyTimeout => {
                 "proxy_protocol"
             }
+            Rejection::WebSocketOrigin => "websocket_origin",
         }
     }
 
@@ -170,6 +175,7 @@ impl Rejection {
             Rejection::ProxyUntrusted => "untrusted_source",
             Rejection::ProxyMalformed => "malformed",
             Rejection::ProxyTimeout => "timeout",
+            Rejection::WebSocketOrigin => "origin_not_allowed",
         }
     }
 

@@ -51,6 +51,9 @@ use crate::upstream::h1::{self, Piece, ResponseReader};
 use crate::uri::{self, PathReject};
 
 mod h2;
+mod upgrade;
+
+use upgrade::Admitted;
 
 /// Room reserved for the request head sent upstream: a browser's head plus the
 /// forwarding fields fits; bigger heads grow the buffer once.
@@ -82,13 +85,14 @@ pub async fn exchange<S: BodySource + ResponseSink>(
         upstream: None,
         error: None,
         rejected: None,
+        upgrade: None,
     };
     // accept-policies: `trusted_proxies` (X-Forwarded-For → the client address policies,
     // forwarding fields and logs use). The lead moves this onto the policy phase runner.
     let listener = generation.listener_policies.get(req.client.listener);
     policy::ip::real_client_step(&mut req, listener.and_then(|p| p.trusted_proxies.as_ref()));
     identity_step(&mut req, generation);
-    let next = match x.before_upstream(&mut req) {
+    let next = match x.before_upstream(&mut req, session) {
         Step::Forward(selected, delay) => {
             if let Some(d) = delay {
                 x.ctx.metrics.rate_limit_delayed.inc();
@@ -180,6 +184,9 @@ struct Exchange<'a> {
     upstream: Option<std::net::SocketAddr>,
     error: Option<Kind>,
     rejected: Option<Rejection>,
+    /// The protocol an upgrade request switches to, once admitted ([`upgrade`]), with its
+    /// place among the worker's tunnels and the route's idle timeout.
+    upgrade: Option<Box<Admitted>>,
 }
 
 /// One request on one upstream connection.
@@ -199,7 +206,7 @@ impl<'a> Exchange<'a> {
     /// The request's steps up to the upstream (see the module doc), without I/O: where
     /// the request goes next. (Not an async fn of its own: the upstream steps are
     /// awaited straight from [`exchange`], one future level less on every poll.)
-    fn before_upstream<'g>(&mut self, req: &mut Request) -> Step<'g>
+    fn before_upstream<'g, S: ResponseSink>(&mut self, req: &mut Request, s: &S) -> Step<'g>
     where
         'a: 'g,
     {
@@ -239,6 +246,16 @@ impl<'a> Exchange<'a> {
         let phases = policy::request_phases(req, selected.route, http, &generation.rate_limits);
         if let v @ Verdict::Respond(..) = phases.verdict {
             return Step::Answer(v);
+        }
+        // An HTTP/2 upstream takes no HTTP/1.1 Upgrade (RFC 8441 towards upstreams is not
+        // built): the request goes as plain HTTP, as one to a route without the protocol.
+        let upstream_h1 = generation.config.upstreams[selected.route.upstream].protocol
+            == crate::config::UpstreamProtocol::Http1;
+        if upstream_h1
+            && s.upgrade_requested()
+            && let Some(step) = self.admit_upgrade(req, selected.route, http)
+        {
+            return step;
         }
         // Request header rules: the listener's, then the route's.
         let listener_headers = listener_headers(generation, req);
@@ -306,7 +323,13 @@ impl<'a> Exchange<'a> {
         let mut first = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
         let fallback_host = &upstream.servers[0].host_header;
         let forward = config.http.forward;
-        let framing = h1::request_head(&mut first, req, up_path, fallback_host, forward);
+        let framing = match &self.upgrade {
+            None => h1::request_head(&mut first, req, up_path, fallback_host, forward),
+            Some(u) => {
+                let protocol = &u.protocol;
+                h1::upgrade_request_head(&mut first, req, up_path, fallback_host, forward, protocol)
+            }
+        };
         self.upload.framing = Some(framing);
         // Body bytes already here travel with the head.
         let mut first_body = BytesMut::new();
@@ -538,13 +561,7 @@ impl<'a> Exchange<'a> {
             f.answered = true;
             match resp.head.status {
                 100 => continue,
-                101 => {
-                    return Err(ProxyError::new(
-                        Side::Upstream,
-                        Kind::UpstreamProtocol,
-                        "upstream switched protocols without an Upgrade request",
-                    ));
-                }
+                101 => return self.switch(f, resp.head, s).await,
                 102..=199 => Box::pin(s.interim(&resp.head)).await?,
                 _ => break resp,
             }

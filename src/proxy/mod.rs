@@ -9,7 +9,10 @@
 //! is already read (full duplex, `duplex`), relays the response (spliced in the kernel
 //! when the sink's socket carries bytes as they are, `splice`) and returns an
 //! [`Outcome`]: status, bytes each way, timings, route, upstream, error, and what the
-//! connection does next.
+//! connection does next. An upgrade the route allows (`exchange/upgrade.rs`) goes upstream with its
+//! `Upgrade`; after the upstream's `101` the upstream connection goes to the session
+//! ([`ResponseSink::switch`]), the exchange returns [`Next::Tunnel`], and the session runs
+//! the [`tunnel`] that copies bytes both ways until both sides closed.
 //!
 //! This module knows no HTTP/1 or HTTP/2 type: no version, no chunked coding, no
 //! connection read buffer. The upstream's wire protocol is [`crate::upstream::h1`] or,
@@ -25,13 +28,17 @@
 //! route → 404, a route's client-certificate requirement not met ([`crate::policy`])
 //! → 403, a `redirect_https` listener asked for a host it does not serve → 421, request
 //! body over the route's (else `[http]`) `max_request_body_bytes` → 413, client stalled → 408, malformed body framing → 400, upstream refused / reset /
-//! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500. After the
+//! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500; an upgrade
+//! with a body → 400, a WebSocket upgrade from an origin the route's `websocket_origins`
+//! does not list → 403, one more upgrade than `max_tunnels` → 503, a `101` not asked for
+//! (or naming another protocol) → 502. After the
 //! head was sent, a failure ends the connection so the client can never mistake a
 //! truncated body for a complete one. Nothing here blocks or panics on peer input.
 
 mod duplex;
 mod exchange;
 mod splice;
+pub mod tunnel;
 mod upstream_io;
 
 use std::net::SocketAddr;
@@ -45,6 +52,7 @@ use crate::error::{Kind, ProxyError};
 use crate::message::{BodyLength, GatewayResponse, ResponseHead};
 use crate::policy::Rejection;
 pub use exchange::exchange;
+pub use tunnel::Upgraded;
 
 /// What the connection does after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +135,26 @@ pub trait ResponseSink {
     /// writes: they and the session's own timed steps never wait at the same time.
     fn deadline(&mut self) -> &mut Deadline;
 
+    /// Whether the client asked to switch protocols in a way this session can carry
+    /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
+    /// against the route (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
+    fn upgrade_requested(&self) -> bool {
+        false
+    }
+
+    /// The upstream switched protocols: sends its `101` head to the client (with the
+    /// `Upgrade` field kept) and keeps `tunnel` for the tunnel the session runs once the
+    /// exchange returned [`Next::Tunnel`]. `Err`: the head could not be sent (the
+    /// connection closes; `tunnel` is dropped, the upstream connection with it).
+    async fn switch(&mut self, head: &ResponseHead, tunnel: Upgraded) -> Result<(), ProxyError> {
+        let _ = (head, tunnel);
+        Err(ProxyError::new(
+            crate::error::Side::Internal,
+            Kind::UpstreamProtocol,
+            "this session cannot tunnel",
+        ))
+    }
+
     /// Answers with a response the proxy generated (an error, no route, a policy's
     /// answer with its extra fields), when no head went out yet. The session adds its
     /// framing (`Content-Length`, `Connection`) and `Server`. `reusable` as in
@@ -152,9 +180,11 @@ pub struct Timings {
 pub struct Outcome {
     /// The status sent to the client; 0 when none was (the client left first).
     pub status: u16,
-    /// Request body bytes sent upstream (decoded: no framing).
+    /// Request body bytes sent upstream (decoded: no framing); for a tunnel, the bytes
+    /// the client sent through it (added by the session when the tunnel ends).
     pub bytes_in: u64,
-    /// Response body bytes sent to the client (decoded: no framing; spliced included).
+    /// Response body bytes sent to the client (decoded: no framing; spliced included);
+    /// for a tunnel, the bytes the upstream sent through it.
     pub bytes_out: u64,
     pub timings: Timings,
     /// The route taken: its index in the generation's routes.

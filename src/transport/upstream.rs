@@ -84,6 +84,18 @@ impl UpstreamStream {
         }
     }
 
+    /// Takes the whole socket out as its two halves (a tunnel after an upgrade: the
+    /// stream is never read, written or pooled again); `None` unless it is whole.
+    pub fn take_halves(&mut self) -> Option<(OwnedReadHalf<TcpStream>, UpstreamWriter)> {
+        match std::mem::replace(&mut self.io, Io::Moving) {
+            Io::Whole(tcp) => Some(tcp.into_split()),
+            other => {
+                self.io = other;
+                None
+            }
+        }
+    }
+
     /// Joins the write half back (after the request body was sent whole).
     pub fn give_writer(&mut self, wr: UpstreamWriter) {
         self.io = match std::mem::replace(&mut self.io, Io::Moving) {

@@ -35,6 +35,20 @@ pub fn request_head(
     }
 }
 
+/// [`request_head`] for an upgrade the route allows: `Connection: upgrade` and
+/// `Upgrade: {protocol}` go upstream, and no body (an upgrade request has none).
+pub fn upgrade_request_head(
+    out: &mut BytesMut,
+    req: &Request,
+    path: &[u8],
+    fallback_host: &str,
+    forward: ForwardHeaders,
+    protocol: &[u8],
+) -> RequestFraming {
+    write::upgrade_request_head(out, req, path, fallback_host, forward, protocol);
+    RequestFraming { chunked: false }
+}
+
 /// How request body bytes are framed on their way upstream.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFraming {

@@ -190,6 +190,7 @@ impl Validator<'_> {
                 ) as u64
             });
             let (methods, match_headers) = (when.methods.clone(), when.headers.clone());
+            let tunnels = self.route_tunnels(&field, r);
             earlier.push((i, when));
             routes.push(RouteConfig {
                 index: routes.len(),
@@ -205,6 +206,9 @@ impl Validator<'_> {
                 methods,
                 match_headers,
                 max_request_body_bytes,
+                upgrade: tunnels.upgrade,
+                websocket_origins: tunnels.websocket_origins,
+                tunnel_idle_timeout: tunnels.idle_timeout,
             });
         }
         routes
