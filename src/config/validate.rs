@@ -159,6 +159,7 @@ impl Validator<'_> {
     fn config(&mut self, raw: &RawConfig) -> Config {
         let server = self.server(raw);
         let http = self.http(raw);
+        let http2 = self.http2(&raw.http2, &http);
         if raw.listener.is_empty() {
             self.error(
                 None,
@@ -201,6 +202,7 @@ impl Validator<'_> {
             hash: 0,
             server,
             http,
+            http2,
             listeners,
             routes,
             upstreams,
@@ -440,10 +442,17 @@ impl Validator<'_> {
         // nginx's default backlog on Linux is 511.
         let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
         let policies = self.listener_ip(&field, l);
-        let tls = match &l.tls {
+        let mut tls = match &l.tls {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
         };
+        let h2c = self.h2c(&field, l, tls.is_some());
+        if let Some(t) = tls.as_mut() {
+            t.alpn = self.alpn(&field, &l.alpn);
+        } else if let Some(a) = &l.alpn {
+            let msg = "alpn is for TLS listeners (a plain one speaks HTTP/2 with `h2c = true`)";
+            self.error(Some(a.span()), &format!("{field}.alpn"), msg);
+        }
         let max_connections_per_ip = self.max_connections_per_ip(&l.max_connections_per_ip, &field);
         let headers = self.header_policy(
             &field,
@@ -460,6 +469,7 @@ impl Validator<'_> {
             policies: policies?,
             headers,
             redirect_https,
+            h2c,
         })
     }
 
@@ -565,6 +575,8 @@ impl Validator<'_> {
             kx_groups,
             session_ticket_keys,
             identity_headers,
+            // Set by the listener (its `alpn` key).
+            alpn: Vec::new(),
         };
         if raw.client_identity_headers.is_none() {
             // Without the table, the fields are on wherever a certificate is asked for.
@@ -1060,4 +1072,125 @@ fn parse_host_match(h: &str) -> Option<HostMatch> {
 
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)
+}
+
+impl Validator<'_> {
+    /// `[http2]` (see [`super::http2`]).
+    fn http2(
+        &mut self,
+        h: &super::http2::RawHttp2,
+        http: &HttpSettings,
+    ) -> super::http2::Http2Settings {
+        let d =
+            super::http2::Http2Settings::defaults(http.max_header_bytes, http.keepalive_timeout);
+        let window = 65_535..=(1i64 << 31) - 1;
+        super::http2::Http2Settings {
+            max_concurrent_streams: self.int(
+                &h.max_concurrent_streams,
+                "http2.max_concurrent_streams",
+                d.max_concurrent_streams.into(),
+                1..=100_000,
+            ) as u32,
+            max_requests_per_connection: self.int(
+                &h.max_requests_per_connection,
+                "http2.max_requests_per_connection",
+                d.max_requests_per_connection as i64,
+                1..=i64::MAX,
+            ) as u64,
+            max_header_list_size: self.int(
+                &h.max_header_list_size,
+                "http2.max_header_list_size",
+                d.max_header_list_size.into(),
+                256..=1 << 24,
+            ) as u32,
+            initial_stream_window_size: self.int(
+                &h.initial_stream_window_size,
+                "http2.initial_stream_window_size",
+                d.initial_stream_window_size.into(),
+                window.clone(),
+            ) as u32,
+            initial_connection_window_size: self.int(
+                &h.initial_connection_window_size,
+                "http2.initial_connection_window_size",
+                d.initial_connection_window_size.into(),
+                window,
+            ) as u32,
+            max_reset_streams_per_second: self.int(
+                &h.max_reset_streams_per_second,
+                "http2.max_reset_streams_per_second",
+                d.max_reset_streams_per_second.into(),
+                1..=1_000_000,
+            ) as u32,
+            max_pending_accept_reset_streams: self.int(
+                &h.max_pending_accept_reset_streams,
+                "http2.max_pending_accept_reset_streams",
+                d.max_pending_accept_reset_streams as i64,
+                1..=1_000_000,
+            ) as usize,
+            max_local_error_reset_streams: self.int(
+                &h.max_local_error_reset_streams,
+                "http2.max_local_error_reset_streams",
+                d.max_local_error_reset_streams as i64,
+                1..=1_000_000,
+            ) as usize,
+            max_control_frames_per_second: self.int(
+                &h.max_control_frames_per_second,
+                "http2.max_control_frames_per_second",
+                d.max_control_frames_per_second.into(),
+                1..=10_000_000,
+            ) as u32,
+            max_window_update_frames_per_second: self.int(
+                &h.max_window_update_frames_per_second,
+                "http2.max_window_update_frames_per_second",
+                d.max_window_update_frames_per_second.into(),
+                1..=10_000_000,
+            ) as u32,
+            idle_timeout: self.millis(&h.idle_timeout_ms, "http2.idle_timeout_ms", d.idle_timeout),
+        }
+    }
+
+    /// A TLS listener's `alpn` (default h2, then http/1.1).
+    fn alpn(&mut self, field: &str, value: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<Vec<u8>> {
+        use super::http2::{DEFAULT_ALPN, KNOWN_ALPN};
+        let Some(list) = value else {
+            return DEFAULT_ALPN.iter().map(|p| p.as_bytes().to_vec()).collect();
+        };
+        if list.get_ref().is_empty() {
+            self.error(
+                Some(list.span()),
+                &format!("{field}.alpn"),
+                "at least one protocol is needed",
+            );
+        }
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for p in list.get_ref() {
+            let name = p.get_ref().as_str();
+            if !KNOWN_ALPN.contains(&name) {
+                let msg = format!(
+                    "unknown protocol {name:?} (known: {})",
+                    KNOWN_ALPN.join(", ")
+                );
+                self.error(Some(p.span()), &format!("{field}.alpn"), msg);
+            } else if out.iter().any(|o| o == name.as_bytes()) {
+                let msg = format!("{name:?} is listed twice");
+                self.error(Some(p.span()), &format!("{field}.alpn"), msg);
+            } else {
+                out.push(name.as_bytes().to_vec());
+            }
+        }
+        out
+    }
+
+    /// A listener's `h2c` (plain listeners only).
+    fn h2c(&mut self, field: &str, l: &RawListener, tls: bool) -> bool {
+        let Some(v) = &l.h2c else {
+            return false;
+        };
+        if tls && *v.get_ref() {
+            let msg = "h2c is for plain listeners (a TLS listener offers h2 through alpn)";
+            self.error(Some(v.span()), &format!("{field}.h2c"), msg);
+            return false;
+        }
+        *v.get_ref()
+    }
 }
