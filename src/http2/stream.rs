@@ -28,7 +28,7 @@ use crate::http1::write::{connection_listed, is_hop_by_hop, is_listed};
 use crate::message::{
     BodyLength, ClientInfo, GatewayBody, GatewayResponse, Header, Request, ResponseHead,
 };
-use crate::proxy::{BodySource, Next, ResponseSink};
+use crate::proxy::{BodySource, ResponseSink};
 use crate::transport::tls::TlsInfo;
 
 /// Why a request head is refused (RFC 9113 §8; h2 checks the rest, see the module doc of
@@ -360,13 +360,9 @@ impl ResponseSink for H2Exchange {
         Ok(())
     }
 
-    fn start(
-        &mut self,
-        head: &ResponseHead,
-        body: BodyLength,
-        length_described: bool,
-        _reusable: bool,
-    ) -> Next {
+    fn start(&mut self, head: &ResponseHead, body: BodyLength) {
+        // A HEAD request's or a 304's Content-Length describes the representation.
+        let length_described = self.head_request || head.status == 304;
         let mut response = http::Response::new(());
         *response.status_mut() =
             http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
@@ -394,7 +390,6 @@ impl ResponseSink for H2Exchange {
         let eos = body == BodyLength::None || body == BodyLength::Known(0);
         // A failure shows at the next flush (the stream is gone).
         let _ = self.send_head(response, eos);
-        Next::KeepAlive
     }
 
     fn data(&mut self, chunk: Bytes) {
@@ -430,7 +425,7 @@ impl ResponseSink for H2Exchange {
         &mut self.deadline
     }
 
-    async fn respond(&mut self, response: GatewayResponse, _reusable: bool) -> Next {
+    async fn respond(&mut self, response: GatewayResponse, _: bool) -> Result<(), ProxyError> {
         let mut head = http::Response::new(());
         *head.status_mut() = http::StatusCode::from_u16(response.status)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -466,16 +461,12 @@ impl ResponseSink for H2Exchange {
             }
         }
         let eos = body.is_empty() || self.head_request;
-        if self.send_head(head, eos).is_err() {
-            return Next::Close;
-        }
+        self.send_head(head, eos)?;
         if !eos {
             self.queue.push(body);
-            if self.send_queued(true).await.is_err() {
-                return Next::Close;
-            }
+            self.send_queued(true).await?;
         }
-        Next::KeepAlive
+        Ok(())
     }
 }
 

@@ -339,13 +339,13 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// A response of the proxy's own; `reusable` as in [`ResponseSink::respond`].
+    /// A response of the proxy's own; `request_broken` as in [`ResponseSink::respond`].
     async fn answer<S: ResponseSink>(
         &mut self,
         s: &mut S,
         req: &Request,
         mut response: GatewayResponse,
-        reusable: bool,
+        request_broken: bool,
     ) -> Next {
         self.status = response.status;
         // The response phases: header rules and security headers on the gateway's own
@@ -357,7 +357,10 @@ impl<'a> Exchange<'a> {
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
-        Box::pin(s.respond(response, reusable)).await
+        match Box::pin(s.respond(response, request_broken)).await {
+            Ok(()) => Next::KeepAlive,
+            Err(_) => Next::Close,
+        }
     }
 
     /// Sends a policy's answer (`Continue` sends nothing). The connection stays usable
@@ -374,7 +377,7 @@ impl<'a> Exchange<'a> {
                 Verdict::Continue => Next::KeepAlive,
                 Verdict::Respond(rejection, response) => {
                     self.rejected = Some(rejection);
-                    self.answer(s, req, response, true).await
+                    self.answer(s, req, response, false).await
                 }
             }
         })
@@ -403,7 +406,7 @@ impl<'a> Exchange<'a> {
             ..self.response_policies(req)
         };
         policies.apply(req, &mut head.headers);
-        Box::pin(send_own(s, head, None, req.is_head(), true)).await
+        Box::pin(send_own(s, head, None, req.is_head())).await
     }
 
     /// Issue 22, branch policy-headers: what the response step applies to `req`'s
@@ -443,7 +446,7 @@ impl<'a> Exchange<'a> {
         match e.response() {
             // After an upstream failure the client's connection is still in order.
             Some(response) => {
-                self.answer(s, req, response, e.side == Side::Upstream)
+                self.answer(s, req, response, e.side != Side::Upstream)
                     .await
             }
             None => Next::Close,
@@ -547,13 +550,10 @@ impl<'a> Exchange<'a> {
         if !policies.is_empty() {
             policies.apply(req, &mut resp.head.headers);
         }
-        let length_described = req.is_head() || resp.head.status == 304;
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
-        // session promises nothing (an early answer to an upload ends the connection).
-        // Response phases (header rules, security headers) on the upstream's head join
-        // here, before it goes out ([`policy`], "on the way back").
-        let next = s.start(&resp.head, body, length_described, s.is_done());
+        // session knows (an HTTP/1 early answer to an upload ends the connection).
+        s.start(&resp.head, body);
         self.status = resp.head.status;
         f.rd.start_body(&resp);
         let splice_len = match body {
@@ -567,7 +567,7 @@ impl<'a> Exchange<'a> {
                 if upstream_keep {
                     self.ctx.upstreams.release(f.lease);
                 }
-                Ok(next)
+                Ok(Next::KeepAlive)
             }
             Err(e) => {
                 // The head is out: the only honest signal left is closing the connection.
@@ -690,26 +690,25 @@ async fn send_own<S: ResponseSink>(
     mut head: ResponseHead,
     body: Option<Bytes>,
     head_request: bool,
-    reusable: bool,
 ) -> Next {
-    let next = match body {
+    match body {
         Some(b) if !head_request => {
-            let next = s.start(&head, BodyLength::Known(b.len() as u64), false, reusable);
+            s.start(&head, BodyLength::Known(b.len() as u64));
             s.data(b);
-            next
         }
         Some(b) => {
+            // A HEAD request: the sink keeps this Content-Length as it is.
             let len = Bytes::from(b.len().to_string());
             head.headers.push(Header {
                 name: Bytes::from_static(b"Content-Length"),
                 value: len,
             });
-            s.start(&head, BodyLength::None, true, reusable)
+            s.start(&head, BodyLength::None);
         }
-        None => s.start(&head, BodyLength::None, false, reusable),
-    };
+        None => s.start(&head, BodyLength::None),
+    }
     match s.finish().await {
-        Ok(()) => next,
+        Ok(()) => Next::KeepAlive,
         Err(_) => Next::Close,
     }
 }
