@@ -32,7 +32,8 @@
 //! `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`), `te` other than
 //! `trailers`, `content-length` against the DATA received, the decoded header-list size
 //! (`max_header_list_size`). Added here ([`stream::request`]): field values with NUL, CR,
-//! LF or surrounding whitespace, no `:authority` nor Host, CONNECT (RFC 8441 comes with
+//! LF or surrounding whitespace, no `:authority` nor Host, a Host differing from
+//! `:authority`, CONNECT (RFC 8441 comes with
 //! WebSocket). Not checkable after h2: upper-case field names (its HPACK decoder
 //! lower-cases them). `:authority` becomes the host that routes and the Host sent
 //! upstream; cookie crumbs are joined with `; ` (§8.2.3).
@@ -182,6 +183,7 @@ pub async fn serve(
         http.send_timeout,
         http.client_body_timeout,
     );
+    let linger = (http.lingering_timeout, http.lingering_time);
     let handshake = builder(&settings).handshake::<_, Bytes>(WireIo(wire.clone()));
     let mut handshake = std::pin::pin!(handshake);
     let mut deadline = Deadline::new();
@@ -192,11 +194,11 @@ pub async fn serve(
             debug!(client = %peer, error = %e, "HTTP/2 preface refused");
             count_error(&ctx, &e);
             let _ = poll_fn(|cx| driver.poll_flushed(cx)).await;
-            driver.close().await;
+            driver.close(linger.0, linger.1).await;
             return;
         }
         _ => {
-            driver.close().await;
+            driver.close(linger.0, linger.1).await;
             return;
         }
     };
@@ -294,7 +296,7 @@ pub async fn serve(
         }
     }
     drop(conn);
-    driver.close().await;
+    driver.close(linger.0, linger.1).await;
 }
 
 /// What the connection task does next.

@@ -37,7 +37,8 @@ pub(super) type Refusal = &'static str;
 
 /// Maps a request head h2 accepted to the exchange's [`Request`], refusing what RFC
 /// 9113 §8 forbids and h2 lets through: field values with NUL, CR or LF or with
-/// leading or trailing whitespace (§8.2.1), a missing `:authority` and Host, CONNECT
+/// leading or trailing whitespace (§8.2.1), a missing `:authority` and Host, a Host
+/// that differs from `:authority` (§8.3.1), CONNECT
 /// (extended CONNECT comes with RFC 8441 support).
 pub(super) fn request(
     parts: &http::request::Parts,
@@ -91,6 +92,11 @@ pub(super) fn request(
         });
     }
     let sent: Bytes = match (parts.uri.authority(), host) {
+        // RFC 9113 §8.3.1: a Host that differs from :authority makes the request
+        // malformed (two hosts: the routing one and the upstream's could disagree).
+        (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+            return Err(":authority and host differ");
+        }
         (Some(a), _) => Bytes::copy_from_slice(a.as_str().as_bytes()),
         (None, Some(h)) => Bytes::copy_from_slice(h.as_bytes()),
         (None, None) => return Err("neither :authority nor host"),
@@ -539,5 +545,15 @@ mod tests {
         assert!(map(r, true).is_err());
         let r = http::Request::connect("a:443").body(()).unwrap();
         assert!(map(r, true).is_err());
+        let r = http::Request::get("https://a/")
+            .header("host", "b")
+            .body(())
+            .unwrap();
+        assert!(map(r, true).is_err());
+        let r = http::Request::get("https://a/")
+            .header("host", "A")
+            .body(())
+            .unwrap();
+        assert!(map(r, true).is_ok());
     }
 }

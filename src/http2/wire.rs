@@ -235,8 +235,11 @@ impl Driver {
         }
     }
 
-    /// Closes the client's side (TLS close_notify, then FIN) within `send_timeout_ms`.
-    pub(super) async fn close(mut self) {
+    /// Closes the client's side (TLS close_notify, then FIN) within `send_timeout_ms`,
+    /// then drops what the client still sends for `per_read`/`total` (its frames in
+    /// flight): closing with unread bytes would reset the connection, and the client
+    /// could lose the GOAWAY (nginx: `lingering_close`).
+    pub(super) async fn close(mut self, per_read: Duration, total: Duration) {
         // The operation's future holds the stream: dropped first (a read's bytes are
         // not wanted any more; a write still in flight means the peer may hold half a
         // frame, and the stream then sends no close_notify).
@@ -245,7 +248,8 @@ impl Driver {
             return;
         };
         let mut stream = stream.into_inner();
-        let _ = monoio::time::timeout(self.send_timeout, Box::pin(stream.shutdown())).await;
+        let linger = Box::pin(stream.linger(per_read, total));
+        let _ = monoio::time::timeout(self.send_timeout + total, linger).await;
     }
 
     /// One step of the stream operation; `Ok(true)`: something changed, poll h2 again.
