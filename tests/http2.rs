@@ -536,3 +536,92 @@ fn curl_over_tls_alpn_and_h2c() {
     ]);
     assert_eq!(h1, pattern(1000, 1000));
 }
+
+/// A stream whose client keeps its window shut longer than `send_timeout_ms` is reset
+/// (CANCEL) and counted as `zero_window`; the connection goes on.
+#[test]
+fn a_window_held_shut_past_send_timeout_resets_the_stream() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let text = ConfigBuilder::new()
+        .plain_listener()
+        .admin()
+        .http("send_timeout_ms", 300)
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[backend.addr], &[])
+        .build()
+        .replacen(
+            "addr = \"127.0.0.1:0\"\n",
+            "addr = \"127.0.0.1:0\"\nh2c = true\n",
+            1,
+        );
+    let proxy = Proxy::start(&text, pki.dir());
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let mut s = send.clone().ready().await.unwrap();
+        let req = http::Request::get(format!("http://{HOST}/bytes/1000000"))
+            .body(())
+            .unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let mut body = resp.await.expect("the head").into_body();
+        // Read what the window let through, never release it: the window stays shut.
+        let mut got = 0;
+        let err = loop {
+            match body.data().await {
+                Some(Ok(chunk)) => got += chunk.len(),
+                Some(Err(e)) => break e,
+                None => panic!("the body ended whole with the window shut"),
+            }
+        };
+        assert_eq!(err.reason(), Some(h2::Reason::CANCEL), "{err}");
+        assert!(got <= 65_535, "{got} bytes past a 64 KiB window");
+        // The connection still serves.
+        let (status, _, b) = fetch(&send, "GET", "/bytes/100", &[]).await;
+        assert_eq!((status, b.len()), (200, 100));
+    });
+    assert_eq!(h2_errors(&proxy, "zero_window"), 1);
+}
+
+/// `max_requests_per_connection` streams, then GOAWAY: the connection ends in order
+/// (the client sees its end without error) and a new one is served.
+#[test]
+fn max_requests_per_connection_then_goaway() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "max_requests_per_connection = 3");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::task::spawn_local(conn);
+        for _ in 0..3 {
+            let (status, _, b) = fetch(&send, "GET", "/bytes/10", &[]).await;
+            assert_eq!((status, b.len()), (200, 10));
+        }
+        let ended = conn.await.unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+    });
+    still_serves(addr);
+}
+
+/// A connection without streams for `idle_timeout_ms` gets GOAWAY and ends in order.
+#[test]
+fn an_idle_connection_gets_goaway() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "idle_timeout_ms = 200");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::task::spawn_local(conn);
+        let (status, _, _) = fetch(&send, "GET", "/bytes/10", &[]).await;
+        assert_eq!(status, 200);
+        let ended = conn.await.unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+    });
+}

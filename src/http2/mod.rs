@@ -213,8 +213,14 @@ pub async fn serve(
     let mut accepted: u64 = 0;
     let mut closing = false;
     loop {
+        // With streams at work the idle timeout does not run: when the last one ends,
+        // the loop comes round again to start it.
+        let busy = c.shared.live.get() > 0;
         let event = poll_fn(|cx| {
             *c.shared.waker.borrow_mut() = Some(cx.waker().clone());
+            if busy && c.shared.live.get() == 0 {
+                return Poll::Ready(Event::Quiet);
+            }
             if c.shared.calm.get() {
                 return Poll::Ready(Event::Calm(H2Error::ResetFlood));
             }
@@ -254,6 +260,7 @@ pub async fn serve(
                     closing = true;
                 }
             }
+            Event::Quiet => {}
             Event::Drain | Event::Idle => {
                 if !closing {
                     conn.graceful_shutdown();
@@ -306,6 +313,8 @@ enum Event {
     Calm(H2Error),
     Drain,
     Idle,
+    /// The last stream at work ended.
+    Quiet,
     /// h2 ended the connection with an error (`None`: the socket failed).
     Failed(Option<h2::Error>),
     /// The connection ended in order.
