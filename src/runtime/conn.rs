@@ -83,10 +83,14 @@ pub async fn serve(
         None => h2c && Box::pin(sniff_preface(&mut stream, &mut rbuf, &ctx)).await,
     };
     if h2 {
-        crate::http2::serve(stream, info, peer, scheme, index, ctx, rbuf).await;
-    } else {
-        crate::http1::server::serve(stream, info, peer, scheme, index, ctx, rbuf).await;
+        // Boxed: the HTTP/1.1 path keeps its future (and its poll) as it was.
+        Box::pin(crate::http2::serve(
+            stream, info, peer, scheme, index, ctx, rbuf,
+        ))
+        .await;
+        return;
     }
+    crate::http1::server::serve(stream, info, peer, scheme, index, ctx, rbuf).await;
 }
 
 /// Reads until `rbuf` holds the HTTP/2 preface or bytes that cannot begin it (within
