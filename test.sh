@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 # Debian package -> what needs it. Only the tests' own needs: Rust and its C toolchain
 # (cc for aws-lc-sys and mimalloc) are assumed, as README says.
 declare -A why=(
-	[curl]="tests/tls.rs, tests/upstream_faults.rs (a real client); the kTLS VM guests' client"
+	[curl]="tests/tls.rs, tests/upstream_faults.rs, tests/http2.rs (a real client, HTTP/2 through nghttp2); the kTLS VM guests' client"
 	[openssl]="tests/logging.rs, tests/ticket_keys.rs (openssl s_client); the kTLS VM guests (KeyUpdate)"
 	[ca-certificates]="curl and openssl trust store"
 	[util-linux]="tests/accept_backoff.rs (prlimit)"
@@ -91,6 +91,16 @@ fi
 if ! command -v cargo >/dev/null; then
 	echo "test.sh: cargo not found: install Rust first (https://rustup.rs)" >&2
 	exit 1
+fi
+
+# The HTTP/2 conformance suite (tests/http2_conformance.rs) is a crates.io tool, not a
+# Debian package.
+if ! command -v httpwg >/dev/null; then
+	echo "test.sh: installing httpwg-cli (cargo install, for tests/http2_conformance.rs)" >&2
+	if ! cargo install httpwg-cli --locked --quiet; then
+		echo "test.sh: cargo install httpwg-cli failed: tests/http2_conformance.rs needs it" >&2
+		exit 1
+	fi
 fi
 
 # The kTLS VM tests must run: a host that cannot run them fails them (RINGGATE_SKIP_VM,

@@ -15,7 +15,8 @@
 //!                                                                    driver, server and client role; TlsInfo;
 //!                                                                    client certificates, per-SNI configs)
 //!              ③ kernel TLS  transport::ktls                       (secrets → TLS_TX/RX, control records, re-keys)
-//!              ④ session     http1::server (http1::parse/body/write: no I/O)
+//!              ④ session     http1::server (http1::parse/body/write: no I/O);
+//!                            http2 (h2 over in-memory queues; streams, flood budgets)
 //!                                                                   (heads, body framing, 100-continue,
 //!                                                                    keep-alive, pipelining, linger)
 //!              ⑤ exchange    proxy::exchange                       (message::Request in → BodySource /
@@ -44,7 +45,7 @@
 //! ```text
 //! server control demo doctor version  | the process: start, reload, the CLI commands
 //! runtime                             | ① workers, accept loop, connection tasks
-//! http1::server                       | ④ the HTTP/1.1 session
+//! http1::server http2                 | ④ the HTTP/1.1 and HTTP/2 sessions
 //! proxy                               | ⑤ the exchange
 //! context                             | what every task on a worker reaches
 //! upstream                            | ⑧ pools, balance, the upstream's HTTP/1.1 and HTTP/2
@@ -82,6 +83,7 @@
 //! src/message.rs  protocol-neutral Request / ResponseHead / BodyLength / Header: what the exchange speaks
 //! src/http1/      server.rs (the HTTP/1.1 session: heads, body framing, 100-continue, keep-alive, pipelining, linger);
 //!                 parse.rs (no I/O), body.rs (chunked), write.rs (head rewriting)
+//! src/http2/      the HTTP/2 session: mod.rs (connection task, GOAWAY, reset budget), stream.rs (one stream = one exchange; RFC 9113 §8 checks), wire.rs (h2 over in-memory queues; frame budgets)
 //! src/proxy/      the exchange (Request → BodySource / ResponseSink → Outcome), full-duplex body pump, splice
 //! src/route.rs    Host + longest prefix
 //! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire; h2.rs: multiplexed HTTP/2 (h2c) pools for `protocol = "h2"`
@@ -123,6 +125,7 @@ pub mod field;
 pub mod forwarding;
 pub mod generation;
 pub mod http1;
+pub mod http2;
 pub mod identity_headers;
 pub mod instance;
 pub mod listener;

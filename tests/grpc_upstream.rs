@@ -648,3 +648,71 @@ fn policy_answers_to_grpc_requests_are_grpc_statuses() {
     assert!(r.contains("grpc-status: 8\r\n"), "RESOURCE_EXHAUSTED: {r}");
     assert!(r.to_ascii_lowercase().contains("\r\nretry-after: "), "{r}");
 }
+
+/// HTTP/2 end to end: an h2 client (prior knowledge, an `h2c = true` listener) to an h2
+/// upstream; the upstream's trailers (`grpc-status`, `grpc-message`) reach the client as
+/// HTTP/2 trailers after the body.
+#[test]
+fn trailers_cross_from_an_h2_upstream_to_an_h2_client() {
+    let up = upstream(usize::MAX);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = ConfigBuilder::new()
+        .server("workers", "1")
+        .plain_listener()
+        .route(None, "/", false, "grpc")
+        .upstream("grpc", &[up.addr], &[("protocol", "\"h2\"")])
+        .build()
+        .replacen(
+            "[[listener]]\naddr = \"127.0.0.1:0\"\n",
+            "[[listener]]\naddr = \"127.0.0.1:0\"\nh2c = true\n",
+            1,
+        );
+    assert!(toml.contains("h2c = true"), "{toml}");
+    let path = dir.path().join("ringgate.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let p = ProxyProcess::spawn(&path, 1);
+    let addr = p.addrs()[0];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    let (status, body, trailers) = local.block_on(&rt, async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::task::spawn_local(async move {
+            let _ = conn.await;
+        });
+        let mut send = send.ready().await.expect("ready");
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("http://app.test/grpc")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("request");
+        let (response, mut out) = send.send_request(request, false).expect("send");
+        out.send_data(Bytes::from_static(b"hello"), true)
+            .expect("body");
+        let response = tokio::time::timeout(Duration::from_secs(30), response)
+            .await
+            .expect("a response within 30 s")
+            .expect("response");
+        let status = response.status().as_u16();
+        let mut recv = response.into_body();
+        let body = read_body(&mut recv).await;
+        let trailers = recv.trailers().await.expect("trailers");
+        (status, body, trailers)
+    });
+    assert_eq!(status, 200);
+    assert_eq!(body, b"te=trailers;authority=app.test");
+    let trailers = trailers.expect("the upstream's trailers reach the client");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    assert_eq!(
+        trailers.get("grpc-message").map(|v| v.as_bytes()),
+        Some(&b"fine"[..])
+    );
+}

@@ -17,6 +17,7 @@ mod certs;
 mod client_auth;
 pub mod cors;
 pub mod headers;
+pub mod http2;
 pub mod identity_headers;
 pub mod ip_list;
 pub mod kx;
@@ -88,6 +89,8 @@ pub struct Config {
     pub hash: u64,
     pub server: ServerSettings,
     pub http: HttpSettings,
+    /// `[http2]`.
+    pub http2: http2::Http2Settings,
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<RouteConfig>,
     pub upstreams: Vec<UpstreamConfig>,
@@ -239,6 +242,8 @@ pub struct ListenerConfig {
     pub headers: HeaderPolicy,
     /// `redirect_https = true` (plain listeners only): every request is redirected.
     pub redirect_https: Option<RedirectHttps>,
+    /// `h2c = true` (plain listeners only): HTTP/2 with prior knowledge beside HTTP/1.1.
+    pub h2c: bool,
 }
 
 /// A listener's client-address settings ([`crate::policy::ip`]); the running listener's
@@ -311,6 +316,8 @@ pub struct TlsSettings {
     /// `client_identity_headers`: what the upstream is told about the client's
     /// certificate (claims from the client are removed whatever it says).
     pub identity_headers: IdentityHeaders,
+    /// The listener's `alpn`: protocols offered, in preference order.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl TlsSettings {

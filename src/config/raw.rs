@@ -24,6 +24,9 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub http: RawHttp,
+    /// `[http2]`: the HTTP/2 session's limits and flood budgets.
+    #[serde(default)]
+    pub http2: super::http2::RawHttp2,
     #[serde(default)]
     pub listener: Vec<Spanned<RawListener>>,
     #[serde(default)]
@@ -184,6 +187,12 @@ pub struct RawListener {
     pub redirect_status: Option<Spanned<i64>>,
     /// The HTTPS port in `Location` (default 443, left out).
     pub redirect_https_port: Option<Spanned<i64>>,
+    /// TLS listeners: the application protocols offered, in preference order (default
+    /// `["h2", "http/1.1"]`). nginx: `http2 on`; HAProxy: `alpn h2,http/1.1`.
+    pub alpn: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Plain listeners: HTTP/2 with prior knowledge (h2c) beside HTTP/1.1, told apart by
+    /// the connection preface (default false).
+    pub h2c: Option<Spanned<bool>>,
 }
 
 /// `[listener.tls]`.

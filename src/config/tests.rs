@@ -336,3 +336,37 @@ fn a_flood_of_schema_errors_stops_at_fifty() {
     );
     assert!(got[50].contains("stopped after 50 errors"), "{got:#?}");
 }
+
+/// `h2c` and `[http2]` on a plain listener are accepted with their values; `alpn`
+/// there is a mistake (it is a TLS listener's key), and so are bad `[http2]` values.
+#[test]
+fn http2_keys_are_checked() {
+    let text = VALID.replace(
+        "addr = \"127.0.0.1:0\"\n",
+        "addr = \"127.0.0.1:0\"\nh2c = true\n",
+    ) + "[http2]\nmax_concurrent_streams = 7\nidle_timeout_ms = 1500\n";
+    let config = from_toml_str(&text, "t.toml", Path::new(".")).unwrap();
+    assert!(config.listeners[0].h2c);
+    assert_eq!(config.http2.max_concurrent_streams, 7);
+    assert_eq!(
+        config.http2.idle_timeout,
+        std::time::Duration::from_millis(1500)
+    );
+    // Defaults follow [http].
+    assert_eq!(
+        config.http2.max_header_list_size as usize,
+        config.http.max_header_bytes
+    );
+
+    let text = VALID.replace(
+        "addr = \"127.0.0.1:0\"\n",
+        "addr = \"127.0.0.1:0\"\nalpn = [\"h2\"]\n",
+    ) + "[http2]\nmax_concurrent_streams = 0\n";
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("listener[0].alpn: alpn is for TLS listeners"),
+        "{e:?}"
+    );
+    assert!(e[1].contains("http2.max_concurrent_streams"), "{e:?}");
+}

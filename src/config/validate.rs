@@ -18,6 +18,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod client_auth;
+mod http2;
 mod identity;
 mod ip;
 mod listeners;
@@ -168,6 +169,7 @@ impl Validator<'_> {
     fn config(&mut self, raw: &RawConfig) -> Config {
         let server = self.server(raw);
         let http = self.http(raw);
+        let http2 = self.http2(&raw.http2, &http);
         if raw.listener.is_empty() {
             self.error(
                 None,
@@ -210,6 +212,7 @@ impl Validator<'_> {
             hash: 0,
             server,
             http,
+            http2,
             listeners,
             routes,
             upstreams,

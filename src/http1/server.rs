@@ -156,6 +156,13 @@ impl Session {
         let (req, mut x) = self.split(head, received);
         let mut outcome = proxy::exchange(&ctx, &generation, req, &mut x).await;
         let body_done = x.body.done;
+        // The exchange's view (the response went out whole) and this session's (what
+        // the head said about the connection).
+        let next = match outcome.next {
+            Next::KeepAlive if x.keep => Next::KeepAlive,
+            Next::KeepAlive => Next::Close,
+            other => other,
+        };
         drop(x);
         if let Some(tunnel) = self.tunnel.take() {
             // The exchange ends when the tunnel does: its bytes each way are the
@@ -165,14 +172,14 @@ impl Session {
             self.ctx.metrics.request_done(outcome.status, took);
             return Next::Close;
         }
-        if !body_done && outcome.next != Next::KeepAlive {
+        if !body_done && next != Next::KeepAlive {
             // The response ended before the request body: drain what the client still
             // sends.
             self.linger = true;
         }
         let took = outcome.timings.done.saturating_duration_since(received);
         self.ctx.metrics.request_done(outcome.status, took);
-        outcome.next
+        next
     }
 
     /// The answer to a head refused before any exchange, with the listener's response
@@ -225,6 +232,7 @@ impl Session {
             out: BytesMut::new(),
             tail: None,
             upgrade: head.connection_upgrade,
+            keep: false,
             session: self,
         };
         let req = Request {
@@ -425,6 +433,8 @@ struct H1Exchange<'a> {
     ended: bool,
     /// The request's `Connection` lists `upgrade` (HTTP/1.1).
     upgrade: bool,
+    /// The response head said the connection stays open.
+    keep: bool,
 }
 
 impl H1Exchange<'_> {
@@ -530,20 +540,18 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.write(out.freeze()).await
     }
 
-    fn start(
-        &mut self,
-        head: &ResponseHead,
-        body: BodyLength,
-        length_described: bool,
-        reusable: bool,
-    ) -> Next {
+    fn start(&mut self, head: &ResponseHead, body: BodyLength) {
+        // A HEAD request's or a 304's Content-Length describes the representation.
+        let length_described = self.head_request || head.status == 304;
         self.framing = match (body, self.version) {
             (BodyLength::None, _) => ClientFraming::NoBody,
             (BodyLength::Known(n), _) => ClientFraming::Length(n),
             (BodyLength::Unknown, Version::Http11) => ClientFraming::Chunked,
             (BodyLength::Unknown, Version::Http10) => ClientFraming::Close,
         };
-        let keep = self.framing != ClientFraming::Close && self.may_keep(reusable);
+        // A body still arriving may never be read whole: the connection ends then.
+        let keep = self.framing != ClientFraming::Close && self.may_keep(true);
+        self.keep = keep;
         self.out.reserve(RESPONSE_HEAD_CAPACITY);
         write::response_head(
             &mut self.out,
@@ -553,7 +561,6 @@ impl ResponseSink for H1Exchange<'_> {
             keep,
             length_described,
         );
-        if keep { Next::KeepAlive } else { Next::Close }
     }
 
     fn data(&mut self, chunk: Bytes) {
@@ -630,17 +637,19 @@ impl ResponseSink for H1Exchange<'_> {
         Ok(())
     }
 
-    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
-        let keep = self.may_keep(reusable);
+    async fn respond(
+        &mut self,
+        response: GatewayResponse,
+        request_broken: bool,
+    ) -> Result<(), ProxyError> {
+        let keep = self.may_keep(!request_broken);
+        self.keep = keep;
         let mut out = BytesMut::with_capacity(SIMPLE_RESPONSE_CAPACITY);
         let body = !self.head_request;
         write::gateway_response(&mut out, &response, self.version, keep, body);
         // A write that failed or hit send_timeout may have sent part of this response:
         // the next one must never follow it on the same connection.
-        match self.session.write(out.freeze()).await {
-            Ok(()) if keep => Next::KeepAlive,
-            _ => Next::Close,
-        }
+        self.session.write(out.freeze()).await
     }
 }
 
@@ -692,6 +701,7 @@ mod tests {
                 out: BytesMut::new(),
                 tail: None,
                 upgrade: false,
+                keep: false,
                 session: &mut session,
             };
             let response = GatewayResponse {
@@ -701,9 +711,10 @@ mod tests {
             }
             .with_header("Retry-After", Bytes::from_static(b"1"))
             .with_header("Content-Type", Bytes::from_static(b"application/json"));
-            x.respond(response, true).await
+            let sent = x.respond(response, false).await;
+            (sent.is_ok(), x.keep)
         });
-        assert_eq!(next, Next::KeepAlive);
+        assert_eq!(next, (true, true));
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         let text = String::from_utf8_lossy(&got[..n]);

@@ -14,7 +14,7 @@ use crate::forwarding;
 use crate::message::{BodyLength, ClientInfo, GatewayBody, GatewayResponse, Request, ResponseHead};
 
 /// Fields a proxy never forwards; `Connection` may name more.
-fn is_hop_by_hop(name: &[u8]) -> bool {
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
     // One comparison, chosen by length, instead of one per hop-by-hop name: this runs
     // for every field of every head.
     let fixed: &[u8] = match name.len() {
@@ -35,7 +35,7 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 /// than the hop-by-hop names dropped anyway — read once per head, so each
 /// field is checked against this short list (usually empty: no allocation) rather than
 /// against every `Connection` header again.
-fn connection_listed(headers: &[Header]) -> Vec<&[u8]> {
+pub fn connection_listed(headers: &[Header]) -> Vec<&[u8]> {
     let mut listed = Vec::new();
     for h in headers
         .iter()
@@ -50,7 +50,7 @@ fn connection_listed(headers: &[Header]) -> Vec<&[u8]> {
     listed
 }
 
-fn is_listed(listed: &[&[u8]], name: &[u8]) -> bool {
+pub fn is_listed(listed: &[&[u8]], name: &[u8]) -> bool {
     listed.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 

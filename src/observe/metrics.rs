@@ -228,6 +228,65 @@ pub fn upstream_error_index(kind: Kind) -> usize {
     }
 }
 
+/// Why an HTTP/2 connection got GOAWAY or a stream a reset from the proxy
+/// (`ringgate_h2_protocol_errors_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum H2Error {
+    /// Too many streams reset by the client, or by the server for a malformed frame
+    /// (rapid reset, MadeYouReset): GOAWAY ENHANCE_YOUR_CALM.
+    ResetFlood,
+    /// Too many PING/SETTINGS/PRIORITY/RST_STREAM/empty DATA frames per second.
+    ControlFlood,
+    /// Too many WINDOW_UPDATE frames per second.
+    WindowUpdateFlood,
+    /// A new stream while `max_concurrent_streams` streams (reset ones whose upstream
+    /// work has not stopped included) are at work: REFUSED_STREAM.
+    StreamRefused,
+    /// A request head RFC 9113 §8 refuses, beyond what h2 checks (PROTOCOL_ERROR reset).
+    MalformedRequest,
+    /// The client kept a stream's window shut beyond `send_timeout_ms`: reset.
+    ZeroWindow,
+    /// h2's own budgets ended the connection with ENHANCE_YOUR_CALM: resets before
+    /// accept (`max_pending_accept_reset_streams`), local error resets
+    /// (`max_local_error_reset_streams`), empty DATA frames, CONTINUATION frames.
+    H2Budget,
+    /// Any other connection error h2 reported (a malformed frame, a header list over
+    /// `max_header_list_size`, h2's own reset and CONTINUATION budgets).
+    Protocol,
+}
+
+impl H2Error {
+    pub const ALL: [H2Error; 8] = [
+        H2Error::ResetFlood,
+        H2Error::ControlFlood,
+        H2Error::WindowUpdateFlood,
+        H2Error::StreamRefused,
+        H2Error::MalformedRequest,
+        H2Error::ZeroWindow,
+        H2Error::H2Budget,
+        H2Error::Protocol,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            H2Error::ResetFlood => "reset_flood",
+            H2Error::ControlFlood => "control_frame_flood",
+            H2Error::WindowUpdateFlood => "window_update_flood",
+            H2Error::StreamRefused => "stream_refused",
+            H2Error::MalformedRequest => "malformed_request",
+            H2Error::ZeroWindow => "zero_window",
+            H2Error::H2Budget => "h2_budget",
+            H2Error::Protocol => "protocol_error",
+        }
+    }
+}
+
 /// Every counter, gauge and histogram of one worker. Written only by that worker.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -242,6 +301,13 @@ pub struct WorkerMetrics {
     pub policy_rejections: [Counter; PolicyRejection::ALL.len()],
     /// Requests a rate limit admitted after a delay.
     pub rate_limit_delayed: Counter,
+    /// HTTP/2 connections and streams ended for a protocol error or a flood budget, by
+    /// [`H2Error`].
+    pub h2_protocol_errors: [Counter; H2Error::ALL.len()],
+    /// HTTP/2 connections served (after the preface).
+    pub h2_connections: Counter,
+    /// HTTP/2 streams served.
+    pub h2_streams: Counter,
     /// Listening sockets whose accept loop is running (readiness).
     pub accepting: Gauge,
     /// Completed handshakes by [`TLS_SUITES`] index (+ other) and resumed (1) vs full (0).

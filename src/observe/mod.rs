@@ -23,7 +23,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-pub use metrics::{Counter, Gauge, Histogram, PolicyRejection, TunnelEnd, WorkerMetrics};
+pub use metrics::{Counter, Gauge, H2Error, Histogram, PolicyRejection, TunnelEnd, WorkerMetrics};
 use metrics::{
     HandshakeFailure, HistogramSnapshot, LATENCY_BUCKETS, STATUS_CLASSES, TLS_SUITES,
     UPSTREAM_ERROR_KINDS,
@@ -215,6 +215,28 @@ impl Registry {
             let (policy, reason) = r.labels();
             o.sample(name, &[("policy", policy), ("reason", reason)], n as f64);
         }
+        let name = "ringgate_h2_protocol_errors_total";
+        o.header(
+            name,
+            "HTTP/2 connections (GOAWAY) and streams (reset) ended for a protocol error or a flood budget, by reason.",
+            C,
+        );
+        for r in H2Error::ALL {
+            let n = self.sum(|w| w.h2_protocol_errors[r.index()].get());
+            o.sample(name, &[("reason", r.label())], n as f64);
+        }
+        o.single(
+            "ringgate_h2_connections_total",
+            "HTTP/2 connections served (after the connection preface).",
+            C,
+            self.sum(|w| w.h2_connections.get()),
+        );
+        o.single(
+            "ringgate_h2_streams_total",
+            "HTTP/2 streams (requests) served.",
+            C,
+            self.sum(|w| w.h2_streams.get()),
+        );
         o.single(
             "ringgate_rate_limit_delayed_total",
             "Requests a rate limit admitted after a delay (nginx: delaying request).",

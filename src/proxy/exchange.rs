@@ -366,13 +366,13 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// A response of the proxy's own; `reusable` as in [`ResponseSink::respond`].
+    /// A response of the proxy's own; `request_broken` as in [`ResponseSink::respond`].
     async fn answer<S: ResponseSink>(
         &mut self,
         s: &mut S,
         req: &Request,
         mut response: GatewayResponse,
-        reusable: bool,
+        request_broken: bool,
     ) -> Next {
         if req.is_grpc() {
             // A gRPC client reads the status from grpc-status, not the HTTP status.
@@ -388,7 +388,10 @@ impl<'a> Exchange<'a> {
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
-        Box::pin(s.respond(response, reusable)).await
+        match Box::pin(s.respond(response, request_broken)).await {
+            Ok(()) => Next::KeepAlive,
+            Err(_) => Next::Close,
+        }
     }
 
     /// Sends a policy's answer (`Continue` sends nothing). The connection stays usable
@@ -405,7 +408,7 @@ impl<'a> Exchange<'a> {
                 Verdict::Continue => Next::KeepAlive,
                 Verdict::Respond(rejection, response) => {
                     self.rejected = Some(rejection);
-                    self.answer(s, req, response, true).await
+                    self.answer(s, req, response, false).await
                 }
             }
         })
@@ -434,7 +437,10 @@ impl<'a> Exchange<'a> {
             ..self.response_policies(req)
         };
         policies.apply(req, &mut response.headers);
-        s.respond(response, true).await
+        match Box::pin(s.respond(response, false)).await {
+            Ok(()) => Next::KeepAlive,
+            Err(_) => Next::Close,
+        }
     }
 
     /// Issue 22, branch policy-headers: what the response step applies to `req`'s
@@ -474,7 +480,7 @@ impl<'a> Exchange<'a> {
         match e.response() {
             // After an upstream failure the client's connection is still in order.
             Some(response) => {
-                self.answer(s, req, response, e.side == Side::Upstream)
+                self.answer(s, req, response, e.side != Side::Upstream)
                     .await
             }
             None => Next::Close,
@@ -572,13 +578,10 @@ impl<'a> Exchange<'a> {
         if !policies.is_empty() {
             policies.apply(req, &mut resp.head.headers);
         }
-        let length_described = req.is_head() || resp.head.status == 304;
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
-        // session promises nothing (an early answer to an upload ends the connection).
-        // Response phases (header rules, security headers) on the upstream's head join
-        // here, before it goes out ([`policy`], "on the way back").
-        let next = s.start(&resp.head, body, length_described, s.is_done());
+        // session knows (an HTTP/1 early answer to an upload ends the connection).
+        s.start(&resp.head, body);
         self.status = resp.head.status;
         f.rd.start_body(&resp);
         let splice_len = match body {
@@ -592,7 +595,7 @@ impl<'a> Exchange<'a> {
                 if upstream_keep {
                     self.ctx.upstreams.release(f.lease);
                 }
-                Ok(next)
+                Ok(Next::KeepAlive)
             }
             Err(e) => {
                 // The head is out: the only honest signal left is closing the connection.

@@ -98,18 +98,11 @@ pub trait ResponseSink {
     async fn interim(&mut self, head: &ResponseHead) -> Result<(), ProxyError>;
 
     /// Starts the final response (buffered until [`ResponseSink::flush`]). `body` is
-    /// its length for the client; `length_described`: the head's Content-Length
-    /// describes the representation, not this message (HEAD, 304) and is kept as sent.
-    /// `reusable`: the exchange sees no reason to end the connection (the request body
-    /// was read whole). Returns what the connection will do after the response; the
-    /// session says so in the head.
-    fn start(
-        &mut self,
-        head: &ResponseHead,
-        body: BodyLength,
-        length_described: bool,
-        reusable: bool,
-    ) -> Next;
+    /// its length for the client. The session knows the rest itself: whether the head's
+    /// Content-Length describes the representation rather than this message (a HEAD
+    /// request, a 304: kept as sent), and — HTTP/1 — whether the connection stays open
+    /// (it says so in the head).
+    fn start(&mut self, head: &ResponseHead, body: BodyLength);
 
     /// Appends body bytes (buffered until [`ResponseSink::flush`]).
     fn data(&mut self, chunk: Bytes);
@@ -131,8 +124,10 @@ pub trait ResponseSink {
     /// Only asked after a flush.
     fn raw_socket(&mut self) -> Option<&mut TcpStream>;
 
-    /// The connection's timer, which the exchange re-arms for its upstream reads and
-    /// writes: they and the session's own timed steps never wait at the same time.
+    /// The exchange's timer (HTTP/1: its connection's, one exchange at a time; HTTP/2:
+    /// its stream's), which the exchange re-arms for its upstream reads and writes:
+    /// they and the session's own timed steps for this exchange never wait at the same
+    /// time.
     fn deadline(&mut self) -> &mut Deadline;
 
     /// Whether the client asked to switch protocols in a way this session can carry
@@ -157,9 +152,15 @@ pub trait ResponseSink {
 
     /// Answers with a response the proxy generated (an error, no route, a policy's
     /// answer with its extra fields), when no head went out yet. The session adds its
-    /// framing (`Content-Length`, `Connection`) and `Server`. `reusable` as in
-    /// [`ResponseSink::start`].
-    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next;
+    /// framing (`Content-Length`, `Connection`) and `Server`. `request_broken`: the
+    /// client's request itself failed (its body, framing or timing), so a session whose
+    /// connection carries further requests ends it. `Err`: the answer could not be sent
+    /// whole.
+    async fn respond(
+        &mut self,
+        response: GatewayResponse,
+        request_broken: bool,
+    ) -> Result<(), ProxyError>;
 }
 
 /// When each step of an exchange happened.
@@ -196,6 +197,8 @@ pub struct Outcome {
     /// The policy that answered instead of the upstream, and why (its `policy()` and
     /// `reason()` are the access log's and the metric's labels).
     pub rejected: Option<Rejection>,
+    /// As far as the exchange knows: `KeepAlive` when the response went out whole,
+    /// `Close` when it was cut or could not be sent (the session adds its own reasons).
     pub next: Next,
 }
 

@@ -62,13 +62,8 @@ impl ResponseSink for Recorder {
         self.interim.push(head.status);
         Ok(())
     }
-    fn start(&mut self, head: &ResponseHead, body: BodyLength, _: bool, reusable: bool) -> Next {
+    fn start(&mut self, head: &ResponseHead, body: BodyLength) {
         self.head = Some((head.clone(), body));
-        if reusable {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
     }
     fn data(&mut self, chunk: Bytes) {
         self.data.extend_from_slice(&chunk);
@@ -89,13 +84,9 @@ impl ResponseSink for Recorder {
     fn deadline(&mut self) -> &mut crate::clock::Deadline {
         &mut self.deadline
     }
-    async fn respond(&mut self, response: GatewayResponse, reusable: bool) -> Next {
+    async fn respond(&mut self, response: GatewayResponse, _: bool) -> Result<(), ProxyError> {
         self.responded = Some(response.status);
-        if reusable {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
+        Ok(())
     }
 }
 

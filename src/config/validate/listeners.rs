@@ -37,10 +37,17 @@ impl Validator<'_> {
         // nginx's default backlog on Linux is 511.
         let backlog = self.int(&l.backlog, &format!("{field}.backlog"), 511, 1..=65_535) as i32;
         let policies = self.listener_ip(&field, l);
-        let tls = match &l.tls {
+        let mut tls = match &l.tls {
             Some(t) => Some(self.tls(&format!("{field}.tls"), t)?),
             None => None,
         };
+        let h2c = self.h2c(&field, l, tls.is_some());
+        if let Some(t) = tls.as_mut() {
+            t.alpn = self.alpn(&field, &l.alpn);
+        } else if let Some(a) = &l.alpn {
+            let msg = "alpn is for TLS listeners (a plain one speaks HTTP/2 with `h2c = true`)";
+            self.error(Some(a.span()), &format!("{field}.alpn"), msg);
+        }
         let max_connections_per_ip = self.max_connections_per_ip(&l.max_connections_per_ip, &field);
         let headers = self.header_policy(
             &field,
@@ -57,6 +64,7 @@ impl Validator<'_> {
             policies: policies?,
             headers,
             redirect_https,
+            h2c,
         })
     }
 
@@ -162,6 +170,8 @@ impl Validator<'_> {
             kx_groups,
             session_ticket_keys,
             identity_headers,
+            // Set by the listener (its `alpn` key).
+            alpn: Vec::new(),
         };
         if raw.client_identity_headers.is_none() {
             // Without the table, the fields are on wherever a certificate is asked for.

@@ -193,12 +193,16 @@ impl Exchange<'_> {
         if !policies.is_empty() {
             policies.apply(req, &mut head.headers);
         }
-        let length_described = req.is_head() || head.status == 304;
-        let reusable = s.is_done();
-        let next = s.start(&head, length, length_described, reusable);
+        // The session decides what its connection does (an HTTP/1 early answer to an
+        // upload ends it); the exchange says whether the response went out whole.
+        s.start(&head, length);
         self.status = head.status;
         match self.relay_h2(&mut up, &mut recv, s, waits, length).await {
-            Ok(()) => Ok(if up.ended { next } else { Next::Close }),
+            Ok(()) => Ok(if up.ended {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            }),
             Err(e) => {
                 if e.side == Side::Upstream {
                     self.upstream_failed(req, &e);

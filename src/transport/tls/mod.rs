@@ -209,9 +209,15 @@ pub fn server_config(
         .map_err(TlsSetupError::Versions)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SniResolver::new(settings)));
-    // HTTP/1.1 first; HTTP/1.0-only clients are served too. A client offering only
-    // protocols we lack (h2 alone) gets the no_application_protocol alert (RFC 7301).
-    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+    // The listener's `alpn` in its order (default h2, then HTTP/1.1); HTTP/1.0-only
+    // clients are served whenever HTTP/1.1 is. A client offering only protocols we lack
+    // gets the no_application_protocol alert (RFC 7301).
+    config.alpn_protocols = settings.alpn.clone();
+    if settings.alpn.iter().any(|p| p == b"http/1.1")
+        && !settings.alpn.iter().any(|p| p == b"http/1.0")
+    {
+        config.alpn_protocols.push(b"http/1.0".to_vec());
+    }
     config.session_storage = shared.cache.clone();
     if settings.session_tickets {
         config.ticketer = ticketer(settings, shared)?;

@@ -1,0 +1,627 @@
+//! HTTP/2 to clients: a Rust h2 client (the `h2` crate on a tokio test runtime) and raw
+//! frames over an `h2c = true` listener, curl over TLS (ALPN h2) and h2c. Bodies are
+//! hash-checked; floods end in GOAWAY and a counter while another connection is served;
+//! a stream that never reads holds the upstream in its window, not in the proxy.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::backend::{Backend, pattern};
+use common::pki::{KeyEncoding, KeyType, TestPki};
+use common::proxy::{ConfigBuilder, Proxy};
+use common::{HOST, sha256_hex};
+
+/// A proxy with an h2c listener (plus the admin listener) in front of `upstream`;
+/// `http2`: extra `[http2]` lines.
+fn h2c_proxy(pki: &TestPki, upstream: SocketAddr, http2: &str) -> Proxy {
+    let text = ConfigBuilder::new()
+        .plain_listener()
+        .admin()
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[upstream], &[])
+        .build()
+        .replacen(
+            "addr = \"127.0.0.1:0\"\n",
+            "addr = \"127.0.0.1:0\"\nh2c = true\n",
+            1,
+        );
+    Proxy::start(&format!("{text}\n[http2]\n{http2}\n"), pki.dir())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a tokio runtime")
+}
+
+type Sender = h2::client::SendRequest<Bytes>;
+
+/// An h2 client connection (prior knowledge) whose connection task runs on `rt`;
+/// `stream_window`: the client's per-stream receive window.
+async fn connect(addr: SocketAddr, stream_window: u32) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(stream_window)
+        .initial_connection_window_size(64 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("h2 handshake");
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// Sends `method path` with `body`, reads the whole response: status, headers, body.
+async fn fetch(
+    send: &Sender,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let mut send = send.clone().ready().await.expect("ready");
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{HOST}{path}"))
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = send.send_request(req, body.is_empty()).expect("send");
+    if !body.is_empty() {
+        // Sent as the window allows.
+        let mut rest = Bytes::copy_from_slice(body);
+        while !rest.is_empty() {
+            stream.reserve_capacity(rest.len());
+            let n = std::future::poll_fn(|cx| stream.poll_capacity(cx))
+                .await
+                .expect("capacity")
+                .expect("capacity ok");
+            let part = rest.split_to(n.min(rest.len()));
+            stream.send_data(part, rest.is_empty()).expect("send data");
+        }
+    }
+    let resp = resp.await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut recv = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.expect("body chunk");
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    (status, headers, out)
+}
+
+/// GET and POST bodies from 0 B to 16 MiB, hash-checked, all on one connection.
+#[test]
+fn bodies_from_0_to_16_mib_cross_intact() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        for n in [0usize, 1, 16_383, 16_384, 65_537, 1 << 20, 16 << 20] {
+            let (status, _, body) = fetch(&send, "GET", &format!("/bytes/{n}"), &[]).await;
+            assert_eq!(status, 200, "GET {n}");
+            assert_eq!(body.len(), n, "GET {n}");
+            assert_eq!(
+                sha256_hex(&body),
+                sha256_hex(&pattern(n as u64, n)),
+                "GET {n}"
+            );
+            let sent = pattern(n as u64 + 1, n);
+            let (status, headers, body) = fetch(&send, "POST", "/echo", &sent).await;
+            assert_eq!(status, 200, "POST {n}");
+            let want = sha256_hex(&sent);
+            assert_eq!(
+                headers.get("x-body-sha256").unwrap(),
+                want.as_str(),
+                "POST {n}"
+            );
+            assert_eq!(sha256_hex(&body), want, "POST {n}");
+        }
+    });
+}
+
+/// A hundred streams at once on one connection, each answered whole.
+#[test]
+fn a_hundred_concurrent_streams_on_one_connection() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let mut tasks = Vec::new();
+        for i in 0..100usize {
+            let send = send.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                let n = 1000 + i * 997;
+                let (status, _, body) = fetch(&send, "GET", &format!("/bytes/{n}"), &[]).await;
+                (status, body.len() == n && body == pattern(n as u64, n))
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), (200, true));
+        }
+    });
+}
+
+/// An upstream that answers every request with `total` bytes (Content-Length) and
+/// counts the bytes the proxy took from it.
+fn counting_upstream(total: u64) -> (SocketAddr, Arc<AtomicU64>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let taken = Arc::new(AtomicU64::new(0));
+    let t = taken.clone();
+    thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let t = t.clone();
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+                if conn.write_all(h.as_bytes()).is_err() {
+                    return;
+                }
+                let block = vec![7u8; 64 * 1024];
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(block.len() as u64) as usize;
+                    match conn.write(&block[..n]) {
+                        Ok(w) => {
+                            t.fetch_add(w as u64, Ordering::SeqCst);
+                            left -= w as u64;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, taken)
+}
+
+/// A stream whose client never reads holds the upstream's 64 MiB body in its window and
+/// the sockets' buffers — the proxy takes at most a few MiB from the upstream — while
+/// other streams on the same connection keep being served in full.
+#[test]
+fn a_stream_that_never_reads_neither_stalls_others_nor_fills_the_proxy() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let (big, taken) = counting_upstream(64 << 20);
+    let text = ConfigBuilder::new()
+        .plain_listener()
+        .route(None, "/big", false, "big")
+        .route(None, "/", false, "backend")
+        .upstream("big", &[big], &[])
+        .upstream("backend", &[backend.addr], &[])
+        .build()
+        .replacen(
+            "addr = \"127.0.0.1:0\"\n",
+            "addr = \"127.0.0.1:0\"\nh2c = true\n",
+            1,
+        );
+    let proxy = Proxy::start(&text, pki.dir());
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let mut s = send.clone().ready().await.unwrap();
+        let req = http::Request::get(format!("http://{HOST}/big"))
+            .body(())
+            .unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let resp = resp.await.expect("the big response's head");
+        assert_eq!(resp.status(), 200);
+        // The body is never read: its window (64 KiB) stays shut.
+        let _held = resp.into_body();
+        for round in 0..3 {
+            for n in [1usize << 20, 100, 300_000] {
+                let (status, _, body) = fetch(&send, "GET", &format!("/bytes/{n}"), &[]).await;
+                assert_eq!((status, body.len()), (200, n), "round {round}");
+                assert!(body == pattern(n as u64, n));
+            }
+            // Window (64 KiB) + the proxy's read (32 KiB) + loopback socket buffers
+            // (a few MiB at most): far below the 64 MiB the upstream offers.
+            let t = taken.load(Ordering::SeqCst);
+            assert!(t < 16 << 20, "the proxy took {t} bytes from the upstream");
+        }
+    });
+}
+
+/// Raw frames over h2c: the preface, an empty SETTINGS, then `frames`; returns the
+/// GOAWAY's error code if one came before the connection closed.
+fn raw_goaway(addr: SocketAddr, frames: &[u8]) -> Option<u32> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    out.extend_from_slice(frames);
+    // The server may close before it read everything: a failed write is fine.
+    let _ = s.write_all(&out);
+    let mut inbuf = Vec::new();
+    let mut b = [0u8; 16 * 1024];
+    loop {
+        // Parse what is here.
+        let mut at = 0;
+        while inbuf.len() >= at + 9 {
+            let len = (usize::from(inbuf[at]) << 16)
+                | (usize::from(inbuf[at + 1]) << 8)
+                | usize::from(inbuf[at + 2]);
+            if inbuf.len() < at + 9 + len {
+                break;
+            }
+            if inbuf[at + 3] == 7 && len >= 8 {
+                let p = &inbuf[at + 9..];
+                return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+            }
+            at += 9 + len;
+        }
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => inbuf.extend_from_slice(&b[..n]),
+        }
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// The counter `ringgate_h2_protocol_errors_total{reason}` from `/metrics`.
+fn h2_errors(proxy: &Proxy, reason: &str) -> u64 {
+    let mut s = TcpStream::connect(proxy.admin_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let key = format!("ringgate_h2_protocol_errors_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {key} in /metrics")) as u64
+}
+
+/// A well-behaved connection is still served.
+fn still_serves(addr: SocketAddr) {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let (status, _, body) = fetch(&send, "GET", "/bytes/5000", &[]).await;
+        assert_eq!((status, body.len()), (200, 5000));
+    });
+}
+
+/// PING, SETTINGS, PRIORITY, empty DATA and WINDOW_UPDATE floods each end in GOAWAY
+/// ENHANCE_YOUR_CALM, counted, while another connection is served.
+#[test]
+fn control_frame_floods_end_in_goaway_and_are_counted() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(
+        &pki,
+        backend.addr,
+        "max_control_frames_per_second = 50\nmax_window_update_frames_per_second = 50",
+    );
+    let addr = proxy.addr();
+    let ping: Vec<u8> = (0..1000).flat_map(|_| frame(6, 0, 0, &[1; 8])).collect();
+    let settings: Vec<u8> = (0..1000).flat_map(|_| frame(4, 0, 0, &[])).collect();
+    let priority: Vec<u8> = (0..1000)
+        .flat_map(|_| frame(2, 0, 3, &[0, 0, 0, 1, 16]))
+        .collect();
+    let wu: Vec<u8> = (0..1000)
+        .flat_map(|_| frame(8, 0, 0, &[0, 0, 0, 1]))
+        .collect();
+    // An open stream (HEADERS: GET / with literal fields, no END_STREAM), then empty DATA.
+    let mut empty_data = frame(1, 0x4, 1, &hpack_get());
+    empty_data.extend((0..1000).flat_map(|_| frame(0, 0, 1, &[])));
+    for (name, flood) in [
+        ("PING", &ping),
+        ("SETTINGS", &settings),
+        ("PRIORITY", &priority),
+        ("empty DATA", &empty_data),
+    ] {
+        assert_eq!(
+            raw_goaway(addr, flood),
+            Some(ENHANCE_YOUR_CALM),
+            "{name} flood"
+        );
+        still_serves(addr);
+    }
+    assert_eq!(
+        raw_goaway(addr, &wu),
+        Some(ENHANCE_YOUR_CALM),
+        "WINDOW_UPDATE flood"
+    );
+    still_serves(addr);
+    let (c, w) = (
+        h2_errors(&proxy, "control_frame_flood"),
+        h2_errors(&proxy, "window_update_flood"),
+    );
+    assert!(c >= 4 && w >= 1, "control {c}, window_update {w}");
+}
+
+/// A request head in HPACK without Huffman or indexing: GET http://app.test/slow?ms=60000.
+fn hpack_get() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
+    for (name, value) in [(":authority", HOST), (":path", "/slow?ms=60000")] {
+        let idx = if name == ":authority" { 1 } else { 4 };
+        b.push(idx); // literal without indexing, indexed name
+        b.push(value.len() as u8);
+        b.extend_from_slice(value.as_bytes());
+        let _ = name;
+    }
+    b
+}
+
+/// A CONTINUATION flood (one header block that never ends) is cut by the header-list
+/// limit: the connection ends with GOAWAY, and another connection is served.
+#[test]
+fn a_continuation_flood_is_cut_off() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "max_header_list_size = 4096");
+    let addr = proxy.addr();
+    let mut flood = frame(1, 0, 1, &hpack_get());
+    // Each CONTINUATION: one literal field `x: <100 bytes>` (never indexed).
+    let mut field = vec![0x10, 1, b'x', 100];
+    field.extend_from_slice(&[b'a'; 100]);
+    for _ in 0..5000 {
+        flood.extend(frame(9, 0, 1, &field));
+    }
+    assert!(raw_goaway(addr, &flood).is_some(), "a GOAWAY");
+    still_serves(addr);
+}
+
+/// Opens streams to `/slow` and resets each; `wait_upstream`: only after the backend
+/// saw its request (so the proxy's exchange, not h2's pending-accept queue, holds it).
+/// Returns the reason the connection ended with.
+async fn reset_streams(
+    addr: SocketAddr,
+    backend: &Backend,
+    wait_upstream: bool,
+) -> Option<h2::Reason> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::task::spawn_local(conn);
+    let mut send: Sender = send;
+    let seen = backend.heads();
+    for i in 0..50usize {
+        let Ok(ready) = send.clone().ready().await else {
+            break;
+        };
+        send = ready;
+        let req = http::Request::get(format!("http://{HOST}/slow?ms=60000&i={i}"))
+            .body(())
+            .unwrap();
+        let Ok((_resp, mut stream)) = send.send_request(req, false) else {
+            break;
+        };
+        if wait_upstream {
+            // A readiness wait (the client's connection task runs meanwhile).
+            while backend.heads() < seen + i + 1 && !conn.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        }
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    conn.await.unwrap().err().and_then(|e| e.reason())
+}
+
+/// Rapid reset: streams the client resets after the proxy started their upstream work
+/// count against `max_reset_streams_per_second`; beyond it, GOAWAY ENHANCE_YOUR_CALM
+/// (`reset_flood`). Resets before the proxy took the streams meet h2's
+/// `max_pending_accept_reset_streams` (`h2_budget`). Either way another connection is
+/// served.
+#[test]
+fn rapid_reset_ends_in_goaway_and_is_counted() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "max_reset_streams_per_second = 5");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    let rt = runtime();
+    let reason = local.block_on(&rt, reset_streams(addr, &backend, true));
+    assert_eq!(reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
+    assert_eq!(h2_errors(&proxy, "reset_flood"), 1);
+    still_serves(addr);
+    let reason = local.block_on(&rt, reset_streams(addr, &backend, false));
+    assert_eq!(reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
+    let both = h2_errors(&proxy, "reset_flood") + h2_errors(&proxy, "h2_budget");
+    assert_eq!(both, 2);
+    still_serves(addr);
+}
+
+/// curl with ALPN h2 over TLS and with prior knowledge over h2c.
+#[test]
+fn curl_over_tls_alpn_and_h2c() {
+    let version = Command::new("curl").arg("--version").output();
+    let Ok(version) = version else {
+        panic!("curl is missing: install it (apt-get install curl; test.sh does)");
+    };
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(
+        version.contains("HTTP2"),
+        "curl without HTTP/2 support: {version}"
+    );
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+    let text = ConfigBuilder::new()
+        .tls_listener(&[&cert])
+        .plain_listener()
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[backend.addr], &[])
+        .build();
+    let text = {
+        // The second listener (plain) gets h2c.
+        let i = text
+            .rfind("[[listener]]\naddr = \"127.0.0.1:0\"\n")
+            .unwrap();
+        let mut t = text.clone();
+        t.insert_str(
+            i + "[[listener]]\naddr = \"127.0.0.1:0\"\n".len(),
+            "h2c = true\n",
+        );
+        t
+    };
+    let proxy = Proxy::start(&text, pki.dir());
+    let (tls, plain) = (proxy.addrs()[0], proxy.addrs()[1]);
+    let body = pattern(300_000, 300_000);
+    let curl = |args: &[String]| {
+        let out = Command::new("curl").args(args).output().expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let tls_out = curl(&[
+        "-sS".into(),
+        "--http2".into(),
+        "--cacert".into(),
+        pki.root_pem_path().to_string_lossy().into_owned(),
+        "--resolve".into(),
+        format!("{HOST}:{}:127.0.0.1", tls.port()),
+        "-w".into(),
+        "\n%{http_version}".into(),
+        format!("https://{HOST}:{}/bytes/300000", tls.port()),
+    ]);
+    let (got, version) = tls_out.split_at(tls_out.len() - 2);
+    assert_eq!(version, b"\n2", "ALPN chose HTTP/2");
+    assert_eq!(sha256_hex(got), sha256_hex(&body));
+    let h2c_out = curl(&[
+        "-sS".into(),
+        "--http2-prior-knowledge".into(),
+        "-w".into(),
+        "\n%{http_version}".into(),
+        format!("http://127.0.0.1:{}/bytes/300000", plain.port()),
+    ]);
+    let (got, version) = h2c_out.split_at(h2c_out.len() - 2);
+    assert_eq!(version, b"\n2");
+    assert_eq!(sha256_hex(got), sha256_hex(&body));
+    // HTTP/1.1 still served on both.
+    let h1 = curl(&[
+        "-sS".into(),
+        "--http1.1".into(),
+        format!("http://127.0.0.1:{}/bytes/1000", plain.port()),
+    ]);
+    assert_eq!(h1, pattern(1000, 1000));
+}
+
+/// A stream whose client keeps its window shut longer than `send_timeout_ms` is reset
+/// (CANCEL) and counted as `zero_window`; the connection goes on.
+#[test]
+fn a_window_held_shut_past_send_timeout_resets_the_stream() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let text = ConfigBuilder::new()
+        .plain_listener()
+        .admin()
+        .http("send_timeout_ms", 300)
+        .route(None, "/", false, "backend")
+        .upstream("backend", &[backend.addr], &[])
+        .build()
+        .replacen(
+            "addr = \"127.0.0.1:0\"\n",
+            "addr = \"127.0.0.1:0\"\nh2c = true\n",
+            1,
+        );
+    let proxy = Proxy::start(&text, pki.dir());
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let mut s = send.clone().ready().await.unwrap();
+        let req = http::Request::get(format!("http://{HOST}/bytes/1000000"))
+            .body(())
+            .unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let mut body = resp.await.expect("the head").into_body();
+        // Read what the window let through, never release it: the window stays shut.
+        let mut got = 0;
+        let err = loop {
+            match body.data().await {
+                Some(Ok(chunk)) => got += chunk.len(),
+                Some(Err(e)) => break e,
+                None => panic!("the body ended whole with the window shut"),
+            }
+        };
+        assert_eq!(err.reason(), Some(h2::Reason::CANCEL), "{err}");
+        assert!(got <= 65_535, "{got} bytes past a 64 KiB window");
+        // The connection still serves.
+        let (status, _, b) = fetch(&send, "GET", "/bytes/100", &[]).await;
+        assert_eq!((status, b.len()), (200, 100));
+    });
+    assert_eq!(h2_errors(&proxy, "zero_window"), 1);
+}
+
+/// `max_requests_per_connection` streams, then GOAWAY: the connection ends in order
+/// (the client sees its end without error) and a new one is served.
+#[test]
+fn max_requests_per_connection_then_goaway() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "max_requests_per_connection = 3");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::task::spawn_local(conn);
+        for _ in 0..3 {
+            let (status, _, b) = fetch(&send, "GET", "/bytes/10", &[]).await;
+            assert_eq!((status, b.len()), (200, 10));
+        }
+        let ended = conn.await.unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+    });
+    still_serves(addr);
+}
+
+/// A connection without streams for `idle_timeout_ms` gets GOAWAY and ends in order.
+#[test]
+fn an_idle_connection_gets_goaway() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    let proxy = h2c_proxy(&pki, backend.addr, "idle_timeout_ms = 200");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::task::spawn_local(conn);
+        let (status, _, _) = fetch(&send, "GET", "/bytes/10", &[]).await;
+        assert_eq!(status, 200);
+        let ended = conn.await.unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+    });
+}
