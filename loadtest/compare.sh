@@ -366,7 +366,10 @@ run_load() { # proxy tool scenario path connections mode(keepalive|handshake) re
         "$url" >"$out" 2>&1 || log "wrk exited non-zero ($tag)"
       ;;
     h2load)
-      taskset -c 1 timeout "$bound" h2load --h1 -t1 -c"$conns" -D "$secs" \
+      # HTTP/1.1 rows: --h1; the HTTP/2 rows (mode h2): ALPN h2, 10 streams per connection
+      local proto=(--h1)
+      [ "$mode" = h2 ] && proto=(-m10)
+      taskset -c 1 timeout "$bound" h2load "${proto[@]}" -t1 -c"$conns" -D "$secs" \
         --log-file "$raw/$tag.h2log" "$url" >"$out" 2>&1 || log "h2load exited non-zero ($tag)"
       ;;
     ringgate-load)
@@ -396,6 +399,8 @@ scenarios=(
   "64 KiB keep-alive|/bytes/65536|50|keepalive"
   "1 MiB keep-alive|/bytes/1048576|16|keepalive"
   "new TLS 1.3 handshakes|/bytes/12|50|handshake"
+  "HTTP/2 12 B (-c32 -m10)|/bytes/12|32|h2"
+  "HTTP/2 64 KiB (-c32 -m10)|/bytes/65536|32|h2"
 )
 
 measure_proxy() { # proxy repeat
@@ -411,8 +416,10 @@ measure_proxy() { # proxy repeat
       continue
     fi
     for tool in "${tools[@]}"; do
-      # h2load cannot open one connection per request for a fixed duration
+      # h2load cannot open one connection per request for a fixed duration; the HTTP/2
+      # rows are h2load's alone
       [ "$mode" = handshake ] && [ "$tool" = h2load ] && continue
+      [ "$mode" = h2 ] && [ "$tool" != h2load ] && continue
       run_load "$proxy" "$tool" "$name" "$path" "$conns" "$mode" "$rep"
     done
   done
