@@ -5,7 +5,11 @@
 # Every result is one line: "<WHAT> ... OK" or "... FAIL ..."; the host test asserts on them.
 
 ORIGIN=http://127.0.0.1:9000
-CURL="curl -sS --max-time 60 --cacert /etc/rg/root.pem --resolve ktls.test:8443:127.0.0.1"
+CURL_BASE="curl -sS --max-time 60 --cacert /etc/rg/root.pem --resolve ktls.test:8443:127.0.0.1"
+# HTTP/1.1 for the cases below (splice and close_notify are HTTP/1.1's matters: TLS
+# listeners offer h2 first); HTTP/2 over kernel TLS has its own case.
+CURL="$CURL_BASE --http1.1"
+CURL2="$CURL_BASE --http2"
 
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' /proc/net/tls_stat 2>/dev/null || echo 0; }
 sum_of() { sha256sum | cut -d' ' -f1; }
@@ -105,6 +109,12 @@ for spec in \
 	fi
 	total=$((total + conns))
 done
+
+# HTTP/2 over kernel TLS: three streams on one connection, one of them 1 MiB (never
+# spliced: frames add bytes around the body).
+got=$($CURL2 https://ktls.test:8443/bytes/1048576 https://ktls.test:8443/bytes/2000 https://ktls.test:8443/bytes/3000 | wc -c)
+total=$((total + 1))
+if [ "$got" = "1053576" ]; then echo "H2_OVER_KTLS OK"; else echo "H2_OVER_KTLS FAIL got=$got"; fi
 
 # Several requests on one kept-alive kTLS connection.
 got=$($CURL https://ktls.test:8443/bytes/1000 https://ktls.test:8443/bytes/2000 https://ktls.test:8443/bytes/3000 | wc -c)
