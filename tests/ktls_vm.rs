@@ -484,7 +484,10 @@ fn ringgate_offloads_in_vm() {
             "{case}: TlsTxSw/TlsRxSw did not rise by the number of connections\n{ctx}"
         );
     }
-    assert!(report.has_line("H2_OVER_KTLS OK"), "HTTP/2 over kernel TLS\n{ctx}");
+    assert!(
+        report.has_line("H2_OVER_KTLS OK"),
+        "HTTP/2 over kernel TLS\n{ctx}"
+    );
     assert!(!report.contains("FAIL"), "a check failed\n{ctx}");
     // Every connection after the module was loaded went through the kernel.
     let total = report.number_after("TOTAL_CONNECTIONS").expect("total");
