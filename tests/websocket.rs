@@ -558,7 +558,11 @@ fn the_upstream_connection_of_a_tunnel_is_never_pooled() {
 }
 
 /// The Autobahn cases (kosoku's fuzzing client) against the echo server directly and
-/// through the proxy: every case must end the same way.
+/// through the proxy: every case must end the same way — the same grade (Autobahn's
+/// OK and NON-STRICT are both a pass: NON-STRICT is timing, e.g. in 4.2.5 whether the
+/// echo of a message got out before the server failed the connection on the frame
+/// after it, which varies between runs with or without a proxy) and the same close
+/// code.
 #[test]
 fn autobahn_cases_end_as_they_do_without_the_proxy() {
     let g = Gateway::start(&[], "2");
@@ -566,9 +570,10 @@ fn autobahn_cases_end_as_they_do_without_the_proxy() {
     let direct = kosoku(&dir.join("direct"), &g.echo.addr.to_string());
     let proxied = kosoku(&dir.join("proxied"), &g.proxy.addrs()[1].to_string());
     assert!(direct.len() > 100, "too few cases ran: {}", direct.len());
+    let grade = |r: &str| r.replace("=NON-STRICT", "=OK");
     let differ: Vec<String> = direct
         .iter()
-        .filter(|(case, result)| proxied.get(*case) != Some(result))
+        .filter(|(case, result)| proxied.get(*case).map(|p| grade(p)) != Some(grade(result)))
         .map(|(case, result)| format!("{case}: direct {result}, proxied {:?}", proxied.get(case)))
         .collect();
     assert!(
