@@ -362,6 +362,23 @@ impl BodySource for H2Exchange {
     }
 }
 
+/// Appends `fields` to `map` but connection-specific ones and those `skip` names:
+/// upper-case names become lower case, a field HTTP/2 cannot carry is dropped.
+fn append_fields(map: &mut http::HeaderMap, fields: &[Header], skip: impl Fn(&[u8]) -> bool) {
+    for h in fields {
+        let name = h.name.as_ref();
+        if is_hop_by_hop(name) || skip(name) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(h.value.clone()),
+        ) {
+            map.append(n, v);
+        }
+    }
+}
+
 impl ResponseSink for H2Exchange {
     async fn interim(&mut self, _head: &ResponseHead) -> Result<(), ProxyError> {
         // 1xx (103 Early Hints, 102) are dropped, as browsers ignore them over a proxy.
@@ -376,22 +393,10 @@ impl ResponseSink for H2Exchange {
             http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         let map = response.headers_mut();
         let listed = connection_listed(&head.headers);
-        for h in &head.headers {
-            let name = h.name.as_ref();
-            if is_hop_by_hop(name)
-                || (!length_described && name.eq_ignore_ascii_case(b"content-length"))
+        append_fields(map, &head.headers, |name| {
+            (!length_described && name.eq_ignore_ascii_case(b"content-length"))
                 || is_listed(&listed, name)
-            {
-                continue;
-            }
-            // Upper-case names become lower case; a field HTTP/2 cannot carry is dropped.
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_maybe_shared(h.value.clone()),
-            ) {
-                map.append(n, v);
-            }
-        }
+        });
         if let (BodyLength::Known(n), false) = (body, length_described) {
             map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }
@@ -413,22 +418,10 @@ impl ResponseSink for H2Exchange {
         self.send_queued(false).await
     }
 
-    fn trailers(&mut self, fields: &[crate::message::Header]) {
-        // Connection-specific fields and pseudo-fields never go in trailers (RFC 9113
-        // §8.1); a field HTTP/2 cannot carry is dropped, as in `start`.
+    fn trailers(&mut self, fields: &[Header]) {
+        // Pseudo-fields never go in trailers (RFC 9113 §8.1).
         let map = self.trailers.get_or_insert_with(http::HeaderMap::new);
-        for h in fields {
-            let name = h.name.as_ref();
-            if is_hop_by_hop(name) || name.first() == Some(&b':') {
-                continue;
-            }
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_maybe_shared(h.value.clone()),
-            ) {
-                map.append(n, v);
-            }
-        }
+        append_fields(map, fields, |name| name.first() == Some(&b':'));
     }
 
     async fn finish(&mut self) -> Result<(), ProxyError> {

@@ -597,17 +597,20 @@ impl<'a> Exchange<'a> {
                 }
                 Ok(Next::KeepAlive)
             }
-            Err(e) => {
-                // The head is out: the only honest signal left is closing the connection.
-                if e.side == Side::Upstream {
-                    self.upstream_failed(req, &e);
-                } else {
-                    debug!(client = %req.client.addr, error = %e, "response aborted");
-                }
-                self.failed_with(&e);
-                Ok(Next::Close)
-            }
+            Err(e) => Ok(self.relay_failed(req, &e)),
         }
+    }
+
+    /// A failure after the response head went out (either upstream wire): counted and
+    /// logged; the only honest signal left to the client is closing the connection.
+    fn relay_failed(&mut self, req: &Request, e: &ProxyError) -> Next {
+        if e.side == Side::Upstream {
+            self.upstream_failed(req, e);
+        } else {
+            debug!(client = %req.client.addr, error = %e, "response aborted");
+        }
+        self.failed_with(e);
+        Next::Close
     }
 
     /// Moves the response body from the upstream to the sink (which already holds the

@@ -203,15 +203,7 @@ impl Exchange<'_> {
             } else {
                 Next::Close
             }),
-            Err(e) => {
-                if e.side == Side::Upstream {
-                    self.upstream_failed(req, &e);
-                } else {
-                    debug!(client = %req.client.addr, error = %e, "response aborted");
-                }
-                self.failed_with(&e);
-                Ok(Next::Close)
-            }
+            Err(e) => Ok(self.relay_failed(req, &e)),
         }
     }
 
