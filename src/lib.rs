@@ -145,3 +145,4 @@ pub mod transport;
 pub mod upstream;
 pub mod uri;
 pub mod version;
+pub mod websocket;

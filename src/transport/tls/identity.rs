@@ -14,6 +14,8 @@
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
+
 use bytes::Bytes;
 use x509_parser::der_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::extensions::GeneralName;
@@ -185,7 +187,7 @@ fn sha256_hex(der: &[u8]) -> String {
 fn escaped_pem(der: &[u8]) -> String {
     let mut pem = String::with_capacity(der.len() * 4 / 3 + 80);
     pem.push_str("-----BEGIN CERTIFICATE-----\n");
-    let b64 = base64(der);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     for line in b64.as_bytes().chunks(64) {
         // base64 output is ASCII.
         pem.push_str(std::str::from_utf8(line).unwrap_or(""));
@@ -198,26 +200,6 @@ fn escaped_pem(der: &[u8]) -> String {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, s) in sextets.iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[*s as usize]));
-            } else {
-                out.push('=');
-            }
         }
     }
     out
