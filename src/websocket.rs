@@ -36,7 +36,7 @@ mod tests {
         // RFC 6455 §1.3.
         assert_eq!(
             accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaGn6JO+xGzfmOWk5o="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
