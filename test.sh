@@ -31,7 +31,7 @@ declare -A why=(
 	[binutils]="tests/ktls_vm.rs: strip (the record-fault client shipped into the VM)"
 	[debian-archive-keyring]="tests/ktls_vm.rs: verifies the trixie-backports kernel packages"
 	[nginx]="tests/rate_limit.rs: the same request burst against nginx's limit_req (admitted counts equal)"
-	[python3]="tests/websocket.rs, tests/grpc_upstream.rs: Python peers (websockets, kosoku, grpcio)"
+	[python3]="tests/websocket.rs, tests/grpc_upstream.rs, tests/http2*.rs: Python peers (websockets, kosoku, grpcio, h2)"
 	[python3-pip]="installs the PyPI packages below for the python3 on PATH"
 )
 packages=(curl openssl ca-certificates util-linux qemu-system-x86 busybox-static cpio kmod
@@ -76,14 +76,15 @@ fi
 # PyPI packages for the python3 on PATH (which may not be Debian's: Debian's python3-*
 # packages would not reach a pyenv or venv python): `websockets` 13 or later (its asyncio
 # API; Debian's python3-websockets is 10.4) and `kosoku` (Autobahn's cases, PyPI only) for
-# tests/websocket.rs; `grpcio` for tests/grpc_upstream.rs (tests/grpc/echo_server.py).
-if ! python3 -c 'import sys, websockets, kosoku, grpc
+# tests/websocket.rs; `grpcio` for tests/grpc_upstream.rs (tests/grpc/echo_server.py);
+# `h2` (with `hyperframe`) as an HTTP/2 client that can send any frame (RFC 8441, attacks).
+if ! python3 -c 'import sys, websockets, kosoku, grpc, h2, hyperframe
 sys.exit(int(websockets.__version__.split(".")[0]) < 13)' 2>/dev/null; then
-	echo "test.sh: installing the Python packages websockets>=13, kosoku, grpcio" >&2
-	pip=(python3 -m pip install -q 'websockets>=13' kosoku grpcio)
+	echo "test.sh: installing the Python packages websockets>=13, kosoku, grpcio, h2" >&2
+	pip=(python3 -m pip install -q 'websockets>=13' kosoku grpcio h2)
 	# Debian's own python3 refuses pip outside a virtual environment (PEP 668) unless told.
 	if ! "${pip[@]}" 2>/dev/null && ! "${pip[@]}" --break-system-packages; then
-		echo "test.sh: pip could not install websockets>=13, kosoku and grpcio (tests/websocket.rs, tests/grpc_upstream.rs need them)" >&2
+		echo "test.sh: pip could not install websockets>=13, kosoku, grpcio and h2 (tests/websocket.rs, tests/grpc_upstream.rs, tests/http2*.rs need them)" >&2
 		exit 1
 	fi
 fi
