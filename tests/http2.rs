@@ -625,3 +625,76 @@ fn an_idle_connection_gets_goaway() {
         assert!(ended.is_ok(), "{ended:?}");
     });
 }
+
+/// An upstream that answers an upload early — a 413 with `Connection: close` right after
+/// the head, then reads nothing more (the connection held open until `release` drops) —
+/// has its answer reach the HTTP/2 client whole, while the client is still sending: the
+/// stream ends with the response, then (RFC 9113 §8.1) a NO_ERROR reset stops the upload.
+#[test]
+fn an_early_answer_to_an_upload_reaches_the_h2_client() {
+    let pki = TestPki::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = l.local_addr().unwrap();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        let Ok((mut conn, _)) = l.accept() else {
+            return;
+        };
+        let _ = socket2::SockRef::from(&conn).set_recv_buffer_size(32 * 1024);
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if conn.read(&mut b).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(b[0]);
+        }
+        let _ = conn.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n",
+        );
+        let _ = release.recv_timeout(Duration::from_secs(120));
+    });
+    let proxy = h2c_proxy(&pki, upstream, "");
+    let addr = proxy.addr();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let send = connect(addr, 65_535).await;
+        let mut ready = send.clone().ready().await.expect("ready");
+        let req = http::Request::builder()
+            .method("PUT")
+            .uri(format!("http://{HOST}/upload"))
+            .header("content-length", (64u64 << 20).to_string())
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = ready.send_request(req, false).expect("send");
+        // The upload goes on in its own task until the proxy stops it.
+        let uploading = tokio::task::spawn_local(async move {
+            let mut rest = Bytes::from(pattern(5, 64 << 20));
+            while !rest.is_empty() {
+                stream.reserve_capacity(rest.len().min(1 << 20));
+                match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                    Some(Ok(n)) => {
+                        let part = rest.split_to(n.min(rest.len()));
+                        if stream.send_data(part, rest.is_empty()).is_err() {
+                            return rest.len();
+                        }
+                    }
+                    _ => return rest.len(),
+                }
+            }
+            0
+        });
+        let resp = resp.await.expect("the 413 arrives, not a reset");
+        assert_eq!(resp.status().as_u16(), 413);
+        let mut recv = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            out.extend_from_slice(&chunk.expect("the 413's body, not a reset"));
+        }
+        assert_eq!(out, b"too big\n");
+        let unsent = uploading.await.expect("upload task");
+        assert!(unsent > 0, "the upload was stopped before its end");
+        // The connection still serves.
+        drop(release_tx);
+    });
+}

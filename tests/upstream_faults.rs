@@ -399,11 +399,18 @@ fn streaming_echo() -> ScriptedBackend {
 
 /// `curl` uploading `body` with PUT to `path`; (HTTP status, response body).
 fn curl_upload(s: &Setup, path: &str, body: &[u8]) -> (String, Vec<u8>) {
-    curl_upload_as(s, path, body, false)
+    curl_upload_as(s, path, body, false, "--http1.1")
 }
 
-/// Like [`curl_upload`]; `chunked`: from stdin (`-T -`), which curl sends chunked.
-fn curl_upload_as(s: &Setup, path: &str, body: &[u8], chunked: bool) -> (String, Vec<u8>) {
+/// Like [`curl_upload`]; `chunked`: from stdin (`-T -`), which curl sends chunked;
+/// `version`: curl's `--http1.1` or `--http2`.
+fn curl_upload_as(
+    s: &Setup,
+    path: &str,
+    body: &[u8],
+    chunked: bool,
+    version: &str,
+) -> (String, Vec<u8>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("upload.bin");
     let output = dir.path().join("response.bin");
@@ -412,9 +419,7 @@ fn curl_upload_as(s: &Setup, path: &str, body: &[u8], chunked: bool) -> (String,
         .expect("write upload file");
     let port = s.proxy.addr().port();
     let mut cmd = Command::new("curl");
-    // HTTP/1.1: these cases are about its framing (an HTTP/2 upload answered early is
-    // tests/http2.rs's matter).
-    cmd.args(["-sS", "--http1.1", "--max-time", "60", "--cacert"])
+    cmd.args(["-sS", version, "--max-time", "60", "--cacert"])
         .arg(s.pki.root_pem_path())
         .args(["--resolve", &format!("{HOST}:{port}:127.0.0.1")])
         .arg("-T");
@@ -459,7 +464,7 @@ fn an_upstream_that_streams_its_answer_while_reading_a_large_upload_is_served_wh
     // A chunked upload (curl -T - sends chunked) is decoded, re-encoded and echoed the
     // same way, while it flows.
     let body = pattern(10, 6 << 20);
-    let (code, echoed) = curl_upload_as(&s, "/echo", &body, true);
+    let (code, echoed) = curl_upload_as(&s, "/echo", &body, true, "--http1.1");
     assert_eq!(code, "200");
     assert_eq!(echoed.len(), body.len(), "chunked echo length");
     assert_eq!(sha256_hex(&echoed), sha256_hex(&body), "chunked echo");
@@ -467,6 +472,17 @@ fn an_upstream_that_streams_its_answer_while_reading_a_large_upload_is_served_wh
 
 #[test]
 fn an_early_answer_to_an_upload_reaches_the_client_at_once() {
+    early_answer_to_an_upload("--http1.1");
+}
+
+/// The same over HTTP/2 (ALPN h2): the 413 and its body, then the stream's reset
+/// (NO_ERROR) — in a TLS record of its own, or curl 7.88 fails the transfer (92).
+#[test]
+fn an_early_answer_to_an_upload_reaches_an_h2_client_at_once() {
+    early_answer_to_an_upload("--http2");
+}
+
+fn early_answer_to_an_upload(version: &str) {
     let (tx, release) = signal();
     let release = Arc::new(Mutex::new(release));
     let origin = ScriptedBackend::start(move |mut c: ScriptConn| {
@@ -485,12 +501,14 @@ fn an_early_answer_to_an_upload_reaches_the_client_at_once() {
     // The proxy would otherwise wait up to this long on the stalled body write.
     let s = Setup::new(origin.addr, &[("write_timeout_ms", "600000")]);
     let body = pattern(9, 64 << 20);
-    let (code, answer) = curl_upload(&s, "/upload", &body);
+    let (code, answer) = curl_upload_as(&s, "/upload", &body, false, version);
     assert_eq!(code, "413");
     assert_eq!(answer, b"too big\n");
     assert_eq!(origin.count("PUT", "/upload"), 1);
     drop(tx);
-    // The proxy still serves.
+    // The proxy still serves (the origin answers everything with its 413).
     let mut c = s.client();
     let _ = c.set_read_timeout(READ_TIMEOUT);
+    let after = c.roundtrip(&req::get(HOST, "/after"));
+    assert_eq!(after.status, 413, "{}", after.describe());
 }

@@ -155,6 +155,7 @@ struct Conn {
     client: ClientInfo,
     tls: Option<Rc<TlsInfo>>,
     shared: Rc<Shared>,
+    wire: Rc<RefCell<Wire>>,
 }
 
 /// Serves HTTP/2 on a connection whose handshake (if any) is done, to its end.
@@ -209,6 +210,7 @@ pub async fn serve(
         client: ClientInfo::new(peer, scheme).on_listener(listener),
         tls,
         shared: Rc::new(Shared::default()),
+        wire: wire.clone(),
     };
     let mut accepted: u64 = 0;
     let mut closing = false;
@@ -428,6 +430,18 @@ async fn serve_stream(
     }
     if x.zero_window {
         c.ctx.metrics.h2_protocol_errors[H2Error::ZeroWindow.index()].inc();
+    }
+    if !x.body_done.get() && matches!(*out.borrow(), Out::Done) {
+        // An answer before the whole request (RFC 9113 §8.1): once it is written, h2
+        // resets the request side with NO_ERROR as `x` drops — in a write of its own.
+        let since = c.wire.borrow().polls();
+        let sent = poll_fn(|cx| c.wire.borrow_mut().poll_sent(since, cx));
+        let watch = out.clone();
+        let reset = poll_fn(|cx| watch.borrow_mut().poll_reset(cx));
+        monoio::select! {
+            _ = x.deadline.within(x.send_timeout, sent) => {}
+            _ = reset => {}
+        }
     }
     // A response that did not end (a failure after its head went out) is reset, so the
     // client never takes a truncated body for a whole one.

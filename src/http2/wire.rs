@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -53,6 +53,13 @@ pub(super) struct Wire {
     /// Nothing more is read from the client (a flood budget was broken).
     halted: bool,
     scan: FrameScan,
+    /// How often h2 was polled: a stream that queued frames at poll `n` sees them
+    /// handed to the driver once `polls > n` and the driver is idle.
+    polls: u64,
+    /// The driver is writing (bytes taken from `out` are on their way).
+    writing: bool,
+    /// Stream tasks waiting for everything queued to be written ([`Wire::poll_sent`]).
+    sent_waiters: Vec<Waker>,
 }
 
 impl Wire {
@@ -75,12 +82,34 @@ impl Wire {
             shutdown: false,
             halted,
             scan,
+            polls: 0,
+            writing: false,
+            sent_waiters: Vec::new(),
         }))
     }
 
     /// A frame budget that was exceeded: the connection gets GOAWAY ENHANCE_YOUR_CALM.
     pub(super) fn flood(&self) -> Option<H2Error> {
         self.scan.flood
+    }
+
+    /// How often h2 has been polled so far (see [`Wire::poll_sent`]).
+    pub(super) fn polls(&self) -> u64 {
+        self.polls
+    }
+
+    /// Ready once every frame h2 had queued when it was polled for the `since`-th time
+    /// is written to the client: h2 was polled since, and left nothing to write (`out`
+    /// empty, no write in flight). A stream that answered early waits for this before
+    /// h2 resets its unfinished request side, so that its response and the
+    /// RST_STREAM(NO_ERROR) go in separate writes (TLS records): curl 7.88 fails a
+    /// transfer whose reset it reads together with the response it has not yet taken.
+    pub(super) fn poll_sent(&mut self, since: u64, cx: &mut Context<'_>) -> Poll<()> {
+        if self.polls > since && self.out.is_empty() && !self.writing || self.shutdown {
+            return Poll::Ready(());
+        }
+        self.sent_waiters.push(cx.waker().clone());
+        Poll::Pending
     }
 
     /// Stops reading: after a flood, nothing more the client sends is looked at.
@@ -196,6 +225,7 @@ impl Driver {
         mut h2: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<io::Result<T>> {
         loop {
+            self.wire.borrow_mut().polls += 1;
             if let Poll::Ready(v) = h2(cx) {
                 return Poll::Ready(Ok(v));
             }
@@ -262,6 +292,14 @@ impl Driver {
         if r.is_err() {
             self.broken = true;
             self.io = Io::Idle;
+            // Nothing more is written: h2's later writes fail, and streams waiting
+            // for their frames to go out stop waiting.
+            let mut w = self.wire.borrow_mut();
+            w.writing = false;
+            w.shutdown = true;
+            for waker in w.sent_waiters.drain(..) {
+                waker.wake();
+            }
         }
         r
     }
@@ -345,14 +383,18 @@ impl Driver {
         let Io::Write(op) = &mut self.io else {
             return Ok(true);
         };
-        match op.as_mut().poll(cx) {
-            Poll::Pending => Ok(false),
-            Poll::Ready(Ok(())) => {
-                self.io = Io::Idle;
-                Ok(true)
-            }
-            Poll::Ready(Err(e)) => Err(e),
+        let done = match op.as_mut().poll(cx) {
+            Poll::Pending => return Ok(false),
+            Poll::Ready(r) => r,
+        };
+        self.io = Io::Idle;
+        let mut w = self.wire.borrow_mut();
+        w.writing = false;
+        for waker in w.sent_waiters.drain(..) {
+            waker.wake();
         }
+        drop(w);
+        done.map(|()| true)
     }
 
     #[allow(
@@ -360,7 +402,11 @@ impl Driver {
         reason = "one stream operation at a time (`Io` is one enum): nothing else borrows the stream while it runs"
     )]
     fn start_write(&mut self) {
-        let data = self.wire.borrow_mut().out.split().freeze();
+        let data = {
+            let mut w = self.wire.borrow_mut();
+            w.writing = true;
+            w.out.split().freeze()
+        };
         let (stream, t) = (self.stream.clone(), self.send_timeout);
         self.io = Io::Write(Box::pin(async move {
             let mut s = stream.borrow_mut();
