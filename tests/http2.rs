@@ -159,6 +159,19 @@ fn a_hundred_concurrent_streams_on_one_connection() {
     });
 }
 
+/// Reads a request head byte by byte (nothing past it); `false`: the connection ended.
+fn read_head(conn: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut b).unwrap_or(0) == 0 {
+            return false;
+        }
+        head.push(b[0]);
+    }
+    true
+}
+
 /// An upstream that answers every request with `total` bytes (Content-Length) and
 /// counts the bytes the proxy took from it.
 fn counting_upstream(total: u64) -> (SocketAddr, Arc<AtomicU64>) {
@@ -171,13 +184,8 @@ fn counting_upstream(total: u64) -> (SocketAddr, Arc<AtomicU64>) {
             let Ok(mut conn) = conn else { continue };
             let t = t.clone();
             thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if conn.read(&mut b).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
+                if !read_head(&mut conn) {
+                    return;
                 }
                 let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
                 if conn.write_all(h.as_bytes()).is_err() {
@@ -641,13 +649,8 @@ fn an_early_answer_to_an_upload_reaches_the_h2_client() {
             return;
         };
         let _ = socket2::SockRef::from(&conn).set_recv_buffer_size(32 * 1024);
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if conn.read(&mut b).unwrap_or(0) == 0 {
-                return;
-            }
-            head.push(b[0]);
+        if !read_head(&mut conn) {
+            return;
         }
         let _ = conn.write_all(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n",
