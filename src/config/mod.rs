@@ -27,6 +27,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod ticket_keys;
+pub mod upstream_tls;
 mod validate;
 
 use std::fmt;
@@ -477,6 +478,8 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// `max_concurrent_streams`: streams per HTTP/2 connection (`protocol = "h2"`).
     pub max_concurrent_streams: usize,
+    /// `[upstream.NAME.tls]`: the servers are reached over TLS (ALPN `h2`).
+    pub tls: Option<Arc<upstream_tls::UpstreamTls>>,
 }
 
 /// The wire an upstream's servers speak (`protocol` on `[upstream.NAME]`).
@@ -504,6 +507,9 @@ pub struct UpstreamServer {
     pub addr: SocketAddr,
     /// `Host` sent when the client sent none (HTTP/1.0).
     pub host_header: String,
+    /// With `[upstream.NAME.tls]`: the SNI sent and the name its certificate must carry
+    /// (`server_name`, or this server's host as written).
+    pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// One problem in a configuration.

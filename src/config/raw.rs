@@ -413,6 +413,22 @@ pub struct RawUpstream {
     /// server's SETTINGS_MAX_CONCURRENT_STREAMS lowers it); one more opens a new
     /// connection. Envoy: `max_concurrent_streams` in `http2_protocol_options`.
     pub max_concurrent_streams: Option<Spanned<i64>>,
+    /// TLS to the servers (`protocol = "h2"`: ALPN h2, gRPC over TLS). nginx:
+    /// `grpc_pass grpcs://`; Envoy: an `UpstreamTlsContext`.
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// `[upstream.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM file of the CAs the servers' certificates must chain to (default: the
+    /// system's trust anchors). nginx: `grpc_ssl_trusted_certificate` with
+    /// `grpc_ssl_verify on`; Envoy: `validation_context.trusted_ca`.
+    pub ca: Option<Spanned<String>>,
+    /// The SNI sent and the name the certificate must carry (default: each server's
+    /// host as written in `servers`). nginx: `grpc_ssl_name`; Envoy: `sni`.
+    pub server_name: Option<Spanned<String>>,
 }
 
 /// `[listener.security_headers]` / `[route.security_headers]`: each key absent is a field

@@ -370,3 +370,53 @@ fn http2_keys_are_checked() {
     );
     assert!(e[1].contains("http2.max_concurrent_streams"), "{e:?}");
 }
+
+#[test]
+fn upstream_tls_mistakes_name_their_field() {
+    let ca = std::env::temp_dir().join(format!("rg-upstream-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let with_tls = |protocol: &str, tls: &str| {
+        VALID.replace(
+            "servers = [\"127.0.0.1:9000\"]\n",
+            &format!("servers = [\"127.0.0.1:9000\"]\n{protocol}\n[upstream.orders.tls]\n{tls}\n"),
+        )
+    };
+    // TLS is spoken to HTTP/2 upstreams only.
+    let e = errors(&with_tls("", "server_name = \"orders.internal\""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains(
+            "upstream.orders.tls: TLS to upstreams is spoken with protocol = \"h2\" only"
+        ),
+        "{e:?}"
+    );
+    // A CA file without a certificate, named by path.
+    let e = errors(&with_tls(
+        "protocol = \"h2\"",
+        &format!("ca = {:?}", ca.display().to_string()),
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("upstream.orders.tls.ca:"), "{e:?}");
+    assert!(e[0].contains("no certificate in file"), "{e:?}");
+    assert!(e[0].contains(&ca.display().to_string()), "{e:?}");
+    // A missing file.
+    let e = errors(&with_tls(
+        "protocol = \"h2\"",
+        "ca = \"/nonexistent/ca.pem\"",
+    ));
+    assert!(
+        e.len() == 1 && e[0].contains("/nonexistent/ca.pem: cannot read"),
+        "{e:?}"
+    );
+    // A server_name that is no name.
+    let e = errors(&with_tls(
+        "protocol = \"h2\"",
+        "server_name = \"not a name!\"",
+    ));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("upstream.orders.tls.server_name")),
+        "{e:?}"
+    );
+    let _ = std::fs::remove_file(&ca);
+}

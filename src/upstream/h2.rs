@@ -31,8 +31,10 @@
 //! while no connection has room may each open one (no waiting list): more connections
 //! than the bound needs, never fewer, and the idle ones go at the next sweeps.
 //!
-//! **Connect** is pluggable ([`Connector`]): plain TCP (h2c, prior knowledge) now; TLS
-//! with ALPN `h2` plugs in with the upstream-TLS work. Connect refused/unreachable →
+//! **Connect** ([`Connector`]): plain TCP (h2c, prior knowledge), or with
+//! `[upstream.NAME.tls]` rustls (tokio-rustls over the same adapter) with ALPN `h2`:
+//! the certificate verified against `ca` (or the system's anchors) and the server's TLS
+//! name; a failed handshake or no `h2` → [`Kind::ConnectFailed`] (502). Connect refused/unreachable →
 //! [`Kind::ConnectFailed`] (502), over `connect_timeout_ms` → [`Kind::ConnectTimeout`]
 //! (504), like HTTP/1.1. Stream errors map in [`stream_error`]: an I/O error, a reset or
 //! GOAWAY is [`Kind::UpstreamClosed`] (502; retryable when the server said it never
@@ -74,6 +76,8 @@ const CONNECTION_WINDOW: u32 = 4 * STREAM_WINDOW;
 pub enum Connector {
     /// Plain TCP, HTTP/2 with prior knowledge (h2c, RFC 9113 §3.3).
     PlainH2c,
+    /// TLS (rustls) with ALPN `h2` (`[upstream.NAME.tls]`).
+    Tls,
 }
 
 /// One pooled HTTP/2 connection.
@@ -203,7 +207,12 @@ impl Pools {
                 });
             }
         }
-        let send = connect(Connector::PlainH2c, addr, cfg).await?;
+        let connector = if cfg.tls.is_some() {
+            Connector::Tls
+        } else {
+            Connector::PlainH2c
+        };
+        let send = connect(connector, addr, cfg).await?;
         metrics.upstream_opened.inc();
         let conn = Rc::new(Conn {
             send: send.0,
@@ -247,14 +256,14 @@ impl Pools {
     }
 }
 
-/// Opens a connection to `addr` and starts its driver task. Returns the handle to open
+/// Opens a connection to `addr` (TLS with ALPN `h2` when the upstream has
+/// `[upstream.NAME.tls]`) and starts its driver task. Returns the handle to open
 /// streams with and the flag the driver raises when the connection ends.
 async fn connect(
     connector: Connector,
     addr: SocketAddr,
     cfg: &UpstreamConfig,
 ) -> Result<(SendRequest<Bytes>, Rc<Cell<bool>>), ProxyError> {
-    let Connector::PlainH2c = connector;
     // Boxed: a connect (and its timer) is not what every stream's future should carry.
     let tcp = Box::pin(monoio::time::timeout(
         cfg.connect_timeout,
@@ -264,6 +273,73 @@ async fn connect(
         ProxyError::timed(tcp.await, CONNECT_FAILED, CONNECT_TIMED_OUT).map_err(|e| e.at(addr))?;
     let _ = tcp.set_nodelay(true);
     let io = super::h2_io::H2Io::new(tcp);
+    match connector {
+        Connector::PlainH2c => handshake(io, addr, cfg).await,
+        Connector::Tls => {
+            let tls = tls_connect(io, addr, cfg).await?;
+            handshake(tls, addr, cfg).await
+        }
+    }
+}
+
+/// The TLS handshake over `io`: the server's certificate verified against the
+/// upstream's trust anchors and its TLS name, ALPN `h2` required. A failure (the
+/// certificate, the name, no `h2`) → [`Kind::ConnectFailed`] (502) with rustls' reason.
+async fn tls_connect(
+    io: super::h2_io::H2Io,
+    addr: SocketAddr,
+    cfg: &UpstreamConfig,
+) -> Result<tokio_rustls::client::TlsStream<super::h2_io::H2Io>, ProxyError> {
+    let name = cfg
+        .servers
+        .iter()
+        .find(|s| s.addr == addr)
+        .and_then(|s| s.tls_name.clone());
+    let (Some(tls), Some(name)) = (cfg.tls.as_ref(), name) else {
+        return Err(NO_TLS_NAME.at(addr));
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+    let shake = Box::pin(monoio::time::timeout(
+        cfg.connect_timeout,
+        connector.connect(name, io),
+    ));
+    let stream = match shake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %addr, anchors = %tls.anchors, "upstream TLS handshake failed");
+            return Err(
+                ProxyError::io(Side::Upstream, Kind::ConnectFailed, TLS_FAILED, e).at(addr),
+            );
+        }
+        Err(_) => return Err(CONNECT_TIMED_OUT.at(addr)),
+    };
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(NOT_H2.at(addr));
+    }
+    Ok(stream)
+}
+
+const TLS_FAILED: &str = "TLS handshake with the upstream failed";
+const NOT_H2: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::ConnectFailed,
+    "upstream TLS did not negotiate ALPN h2",
+);
+const NO_TLS_NAME: ProxyError = ProxyError::new(
+    Side::Internal,
+    Kind::ConnectFailed,
+    "no TLS name for this upstream server",
+);
+
+/// The HTTP/2 handshake over `io`, then the connection's driver task.
+async fn handshake<T>(
+    io: T,
+    addr: SocketAddr,
+    cfg: &UpstreamConfig,
+) -> Result<(SendRequest<Bytes>, Rc<Cell<bool>>), ProxyError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
     let mut builder = ::h2::client::Builder::new();
     builder
         .initial_window_size(STREAM_WINDOW)

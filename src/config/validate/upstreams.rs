@@ -1,13 +1,15 @@
 //! An `[upstream.NAME]` table checked: its servers (names resolved here, at load), TLS to
 //! the upstream, timeouts, pool and retry settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::Validator;
 use crate::config::addr::resolve;
-use crate::config::raw::RawUpstream;
+use crate::config::raw::{RawUpstream, RawUpstreamTls};
+use crate::config::upstream_tls::{self, UpstreamTls};
 use crate::config::{Balance, ResponseLimits, UpstreamConfig, UpstreamProtocol, UpstreamServer};
 
 impl Validator<'_> {
@@ -39,6 +41,7 @@ impl Validator<'_> {
                     name: s.get_ref().clone(),
                     addr,
                     host_header: s.get_ref().clone(),
+                    tls_name: None,
                 }),
                 Err(e) => self.error(Some(s.span()), &format!("{field}.servers[{i}]"), e),
             }
@@ -68,8 +71,12 @@ impl Validator<'_> {
                 }
             },
         };
+        let tls = raw.tls.as_ref().and_then(|t| {
+            self.upstream_tls(t, &format!("{field}.tls"), protocol, listed, &mut servers)
+        });
         let uc = UpstreamConfig {
             name: name.to_string(),
+            tls,
             protocol,
             max_concurrent_streams: self.int(
                 &raw.max_concurrent_streams,
@@ -128,4 +135,100 @@ impl Validator<'_> {
         };
         (self.errors.len() == errors_before).then_some(uc)
     }
+
+    /// `[upstream.NAME.tls]`: the client configuration, and each server's TLS name
+    /// (`server_name`, or its host as written in `servers`).
+    fn upstream_tls(
+        &mut self,
+        t: &Spanned<RawUpstreamTls>,
+        field: &str,
+        protocol: UpstreamProtocol,
+        listed: &[Spanned<String>],
+        servers: &mut [UpstreamServer],
+    ) -> Option<Arc<UpstreamTls>> {
+        let raw = t.get_ref();
+        if protocol != UpstreamProtocol::H2 {
+            self.error(
+                Some(t.span()),
+                field,
+                "TLS to upstreams is spoken with protocol = \"h2\" only (HTTP/2 with ALPN h2, \
+                 gRPC over TLS); HTTP/1.1 upstreams are reached in plain TCP",
+            );
+            return None;
+        }
+        let (roots, anchors) = match &raw.ca {
+            Some(p) => {
+                let path = self.path(p.get_ref());
+                match upstream_tls::roots_from_file(&path) {
+                    Ok(r) => (r, path.display().to_string()),
+                    Err(msg) => {
+                        self.error(Some(p.span()), &format!("{field}.ca"), msg);
+                        return None;
+                    }
+                }
+            }
+            None => match upstream_tls::system_roots() {
+                Ok(r) => (r, "the system's trust anchors".to_string()),
+                Err(msg) => {
+                    self.error(Some(t.span()), &format!("{field}.ca"), msg);
+                    return None;
+                }
+            },
+        };
+        let server_name = match &raw.server_name {
+            Some(n) => match upstream_tls::server_name(n.get_ref()) {
+                Ok(name) => Some(name),
+                Err(msg) => {
+                    self.error(Some(n.span()), &format!("{field}.server_name"), msg);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        // Each server resolved (else the upstream is refused already): `servers[i]` is
+        // `listed[i]`.
+        let mut ok = servers.len() == listed.len();
+        for (server, (i, written)) in servers.iter_mut().zip(listed.iter().enumerate()) {
+            let name = match &server_name {
+                Some(n) => Ok(n.clone()),
+                None => upstream_tls::server_name(host_of(written.get_ref())),
+            };
+            match name {
+                Ok(n) => server.tls_name = Some(n),
+                Err(msg) => {
+                    let msg = format!(
+                        "{msg}: no name to verify its certificate against (set {field}.server_name)"
+                    );
+                    self.error(Some(written.span()), &format!("{field}.servers[{i}]"), msg);
+                    ok = false;
+                }
+            }
+        }
+        let client = match upstream_tls::client_config(roots) {
+            Ok(c) => c,
+            Err(msg) => {
+                self.error(Some(t.span()), field, msg);
+                return None;
+            }
+        };
+        ok.then(|| {
+            Arc::new(UpstreamTls {
+                client: Arc::new(client),
+                server_name,
+                anchors,
+            })
+        })
+    }
+}
+
+/// The host of a `servers` entry: without its `:port`, an IPv6 address without its
+/// brackets.
+fn host_of(server: &str) -> &str {
+    let host = match server.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
+        _ => server,
+    };
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }

@@ -1,0 +1,82 @@
+//! TLS to an upstream's servers (`[upstream.NAME.tls]`): the rustls client
+//! configuration, built at load time from the trust anchors (`ca`, or the system's) so
+//! that a worker only clones an `Arc` per connection; ALPN `h2` (the only upstream wire
+//! that speaks TLS so far: `protocol = "h2"`).
+//!
+//! Errors name the file and the field: an unreadable or empty `ca`, a certificate that
+//! is no usable trust anchor, a `server_name` that is neither a DNS name nor an IP
+//! address, no system trust anchors at all.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+/// TLS settings of one upstream, ready for connections.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// rustls' client configuration: the trust anchors, ALPN `h2`.
+    pub client: Arc<rustls::ClientConfig>,
+    /// `server_name`: the SNI sent and the name the certificate must carry; `None`: the
+    /// host of each server as written in `servers`.
+    pub server_name: Option<ServerName<'static>>,
+    /// Where the trust anchors came from (`ca`'s path, or the system's), for messages.
+    pub anchors: String,
+}
+
+/// The trust anchors in a PEM bundle (`ca`), each checked usable.
+pub(crate) fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, item) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let cert = item.map_err(|e| format!("{shown}: bad PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{shown}: certificate {} is not a usable CA: {e}", i + 1))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{shown}: no certificate in file (expected PEM \"-----BEGIN CERTIFICATE-----\" blocks)"
+        ));
+    }
+    Ok(roots)
+}
+
+/// The system's trust anchors (rustls-native-certs: the OpenSSL directories, or
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`), read once at load.
+pub(crate) fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no `ca` given and no system trust anchors found{why}: name a PEM file of the CAs the servers' certificates chain to"
+        ));
+    }
+    Ok(roots)
+}
+
+/// A `server_name` as rustls takes it: a DNS name or an IP address.
+pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(name.to_string())
+        .map_err(|_| format!("{name:?} is neither a DNS name nor an IP address"))
+}
+
+/// The client configuration for `roots`: TLS 1.2 and 1.3 with the aws-lc-rs provider,
+/// ALPN `h2`.
+pub(crate) fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(c)
+}
