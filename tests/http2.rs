@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,11 @@ use common::{HOST, sha256_hex};
 /// A proxy with an h2c listener (plus the admin listener) in front of `upstream`;
 /// `http2`: extra `[http2]` lines.
 fn h2c_proxy(pki: &TestPki, upstream: SocketAddr, http2: &str) -> Proxy {
+    Proxy::start(&h2c_config(upstream, http2), pki.dir())
+}
+
+/// The configuration [`h2c_proxy`] runs.
+fn h2c_config(upstream: SocketAddr, http2: &str) -> String {
     let text = ConfigBuilder::new()
         .plain_listener()
         .admin()
@@ -33,7 +39,7 @@ fn h2c_proxy(pki: &TestPki, upstream: SocketAddr, http2: &str) -> Proxy {
             "addr = \"127.0.0.1:0\"\nh2c = true\n",
             1,
         );
-    Proxy::start(&format!("{text}\n[http2]\n{http2}\n"), pki.dir())
+    format!("{text}\n[http2]\n{http2}\n")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -613,6 +619,64 @@ fn max_requests_per_connection_then_goaway() {
         assert!(ended.is_ok(), "{ended:?}");
     });
     still_serves(addr);
+}
+
+/// A reload that changes `[http2]` sends GOAWAY on a connection at its next stream (which
+/// is served); one that leaves it alone does not; a new connection runs by the new
+/// settings.
+#[test]
+fn a_reload_that_changes_http2_settings_ends_connections_in_order() {
+    let pki = TestPki::new();
+    let backend = Backend::start();
+    // A long idle timeout: only the GOAWAY can end the connection within the guard.
+    let text = |streams: u32| {
+        h2c_config(
+            backend.addr,
+            &format!("max_concurrent_streams = {streams}\nidle_timeout_ms = 3600000"),
+        )
+    };
+    let proxy = Proxy::start(&text(50), pki.dir());
+    let addr = proxy.addr();
+    let live = proxy.live().clone();
+    let reload = move |streams: u32| {
+        let config = ringgate::config::from_toml_str(&text(streams), "t.toml", Path::new("."))
+            .expect("config");
+        live.reload_with(config, "test").expect("reload");
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::task::spawn_local(conn);
+        let (status, _, _) = fetch(&send, "GET", "/bytes/10", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(send.current_max_send_streams(), 50);
+        // The same settings: the connection goes on.
+        reload(50);
+        for _ in 0..2 {
+            let (status, _, _) = fetch(&send, "GET", "/bytes/10", &[]).await;
+            assert_eq!(status, 200);
+        }
+        assert!(!conn.is_finished());
+        // Changed: the next stream is served, then the connection ends in order.
+        reload(20);
+        let (status, _, b) = fetch(&send, "GET", "/bytes/10", &[]).await;
+        assert_eq!((status, b.len()), (200, 10));
+        // A bound on a hang (no GOAWAY would hold the connection for the idle hour).
+        let ended = tokio::time::timeout(Duration::from_secs(60), conn)
+            .await
+            .expect("the connection ends after the reload's GOAWAY")
+            .unwrap();
+        assert!(ended.is_ok(), "{ended:?}");
+        let fresh = connect(addr, 65_535).await;
+        let (status, _, _) = fetch(&fresh, "GET", "/bytes/10", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(fresh.current_max_send_streams(), 20);
+    });
 }
 
 /// A connection without streams for `idle_timeout_ms` gets GOAWAY and ends in order.

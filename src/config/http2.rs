@@ -55,7 +55,7 @@ pub struct RawHttp2 {
 /// and `send_timeout_ms` (a stream whose client keeps its window at zero is reset after
 /// `send_timeout_ms`); the preface and first request must come within
 /// `client_header_timeout_ms`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http2Settings {
     pub max_concurrent_streams: u32,
     pub max_requests_per_connection: u64,

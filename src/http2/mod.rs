@@ -203,6 +203,7 @@ pub async fn serve(
             return;
         }
     };
+    let mut generation_seen = generation.id;
     drop(generation);
     ctx.metrics.h2_connections.inc();
     let c = Conn {
@@ -260,6 +261,18 @@ pub async fn serve(
                 if accepted >= settings.max_requests_per_connection && !closing {
                     conn.graceful_shutdown();
                     closing = true;
+                }
+                // A reload that changed `[http2]` (the settings this connection
+                // announced and runs by): GOAWAY, so that the client's next streams go
+                // on a connection under the new ones. This stream is served here.
+                let live = ctx.live.load();
+                if live.id != generation_seen {
+                    generation_seen = live.id;
+                    if live.config.http2 != settings && !closing {
+                        debug!(client = %peer, "[http2] changed by a reload: GOAWAY");
+                        conn.graceful_shutdown();
+                        closing = true;
+                    }
                 }
             }
             Event::Quiet => {}
