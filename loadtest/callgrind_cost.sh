@@ -38,6 +38,7 @@
 # once) sends the windows' requests; with CG_TEMPLATE=on or `nginx` both proxies run
 # compare.sh's templates, which offer h2 and allow 10^8 requests per connection (h2load
 # does not reconnect after a GOAWAY). Needs h2load (apt-get install nghttp2-client).
+# CG_BYTES=N asks for N-byte responses instead of 12 (origin backend).
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
 set -euo pipefail
@@ -209,14 +210,17 @@ else
   for _ in $(seq 600); do grep -q "listening on" "$work/rg.log" && break; sleep 0.1; done
 fi
 if [ "${CG_HANDSHAKE:-}" = on ]; then client_args+=(--handshake --no-resume); fi
-get() { "$load" --url https://127.0.0.1:$port/bytes/12 --insecure -c 1 --requests "$1" \
+size=${CG_BYTES:-12}
+[[ $size =~ ^[0-9]+$ ]] || { echo "CG_BYTES: a response size in bytes" >&2; exit 2; }
+[ "$size" = 12 ] || [ "${CG_BACKEND:-origin}" = origin ] || { echo "CG_BYTES: with the origin backend only" >&2; exit 2; }
+get() { "$load" --url https://127.0.0.1:$port/bytes/$size --insecure -c 1 --requests "$1" \
   --duration-secs 600 -q --label callgrind "${client_args[@]}" >/dev/null; }
 if [ "${CG_H2:-}" = on ]; then
   command -v h2load >/dev/null || { echo "CG_H2=on needs h2load (apt-get install nghttp2-client)" >&2; exit 2; }
   [ -z "${CG_MTLS:-}${CG_HANDSHAKE:-}" ] || { echo "CG_H2: not with CG_MTLS or CG_HANDSHAKE" >&2; exit 2; }
   get() {
     local out
-    out=$(h2load -n "$1" -c 1 -m 10 https://127.0.0.1:$port/bytes/12 2>&1)
+    out=$(h2load -n "$1" -c 1 -m 10 https://127.0.0.1:$port/bytes/$size 2>&1)
     grep -q "requests: $1 total, $1 started, $1 done, $1 succeeded" <<<"$out" ||
       { echo "h2load did not complete $1 requests:" >&2; echo "$out" >&2; exit 1; }
     grep -q "Application protocol: h2" <<<"$out" || { echo "h2load did not speak h2" >&2; exit 1; }
@@ -236,4 +240,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin")${CG_TEMPLATE:+ template=$CG_TEMPLATE} ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}${CG_POLICIES:+ policies=$CG_POLICIES}${CG_H2:+ h2=$CG_H2}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin")${CG_TEMPLATE:+ template=$CG_TEMPLATE} ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}${CG_POLICIES:+ policies=$CG_POLICIES}${CG_H2:+ h2=$CG_H2}${CG_BYTES:+ bytes=$CG_BYTES}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

@@ -161,6 +161,13 @@ impl AsyncWrite for WireIo {
             return Poll::Pending;
         }
         let n = room.min(data.len());
+        if w.out.capacity() == 0 {
+            // The first frame since the last write took the queue's buffer: one buffer
+            // of the queue's whole size, not a string of doublings that copy what was
+            // queued (callgrind, h2load -m10 over TLS: a 64 KiB response 502k → 431k
+            // instructions; starting at 4 KiB instead, 485k — frame headers come first).
+            w.out.reserve(OUT_LIMIT);
+        }
         w.out.extend_from_slice(&data[..n]);
         Poll::Ready(Ok(n))
     }
@@ -405,7 +412,9 @@ impl Driver {
         let data = {
             let mut w = self.wire.borrow_mut();
             w.writing = true;
-            w.out.split().freeze()
+            // The whole buffer goes with the write (and is freed after it): an idle
+            // connection holds no queue buffer.
+            std::mem::take(&mut w.out).freeze()
         };
         let (stream, t) = (self.stream.clone(), self.send_timeout);
         self.io = Io::Write(Box::pin(async move {
