@@ -130,17 +130,18 @@ pub trait ResponseSink {
     /// time.
     fn deadline(&mut self) -> &mut Deadline;
 
-    /// Whether the client asked to switch protocols in a way this session can carry
-    /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
-    /// against the route (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
-    fn upgrade_requested(&self) -> bool {
-        false
+    /// Whether and how the client asked to switch protocols in a way this session can
+    /// carry. The exchange then reads the `Upgrade` field against the route
+    /// (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
+    fn upgrade_asked(&self) -> Ask {
+        Ask::No
     }
 
-    /// The upstream switched protocols: sends its `101` head to the client (with the
-    /// `Upgrade` field kept) and keeps `tunnel` for the tunnel the session runs once the
-    /// exchange returned [`Next::Tunnel`]. `Err`: the head could not be sent (the
-    /// connection closes; `tunnel` is dropped, the upstream connection with it).
+    /// The upstream switched protocols: sends its `101` head to the client (HTTP/1.1:
+    /// the `101` with the `Upgrade` field kept; HTTP/2: a `200` with the end-to-end
+    /// fields) and keeps `tunnel` for the tunnel the session runs once the exchange
+    /// returned [`Next::Tunnel`]. `Err`: the head could not be sent (the connection
+    /// closes; `tunnel` is dropped, the upstream connection with it).
     async fn switch(&mut self, head: &ResponseHead, tunnel: Upgraded) -> Result<(), ProxyError> {
         let _ = (head, tunnel);
         Err(ProxyError::new(
@@ -161,6 +162,23 @@ pub trait ResponseSink {
         response: GatewayResponse,
         request_broken: bool,
     ) -> Result<(), ProxyError>;
+}
+
+/// How a client asked to switch protocols ([`ResponseSink::upgrade_asked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// It did not (or cannot here): the request is plain HTTP.
+    No,
+    /// HTTP/1.1 `Connection: upgrade` with an `Upgrade` field: a protocol the route
+    /// does not allow is served as plain HTTP, the client's WebSocket handshake
+    /// (`Sec-WebSocket-Key`, its `Accept`) is the client's and the upstream's.
+    Upgrade,
+    /// An HTTP/2 extended CONNECT (RFC 8441): the session put its `:protocol` in the
+    /// request's `Upgrade` field and made the method `GET`. A protocol the route does
+    /// not allow is refused (501: the client waits for a tunnel, never a page); for a
+    /// WebSocket the gateway makes the `Sec-WebSocket-Key` and checks the upstream's
+    /// `Sec-WebSocket-Accept` (a wrong one → 502).
+    ExtendedConnect,
 }
 
 /// When each step of an exchange happened.

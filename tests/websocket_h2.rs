@@ -1,0 +1,273 @@
+//! WebSocket over HTTP/2 (RFC 8441 extended CONNECT) through ringgate, with a Python
+//! client on the `h2` package (tests/h2/ws_client.py; WebSocket frames by `websockets`'
+//! sans-I/O protocol) over TLS with ALPN h2 and over h2c, and the Python `websockets`
+//! echo server as the upstream (tests/common/websocket.rs): SETTINGS_ENABLE_CONNECT_PROTOCOL
+//! advertised; text, binary, fragmented and 16 MiB messages echoed (hash-checked);
+//! ping/pong; close codes both ways; the idle timeout; `websocket_origins` (403); an
+//! upstream answering 403 instead of 101; a wrong `Sec-WebSocket-Accept` (502); what the
+//! upstream receives; another stream served beside a tunnel; `max_tunnels` (503); a
+//! `:protocol` the route does not allow and an HTTP/2 upstream (501); plain CONNECT
+//! still refused.
+//!
+//! Python with `h2` and `websockets` (≥ 13) is needed: `./test.sh` installs them; a
+//! missing one fails the test with that hint.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use common::client::Client;
+use common::pki::{KeyEncoding, KeyType, TestPki};
+use common::proxy::{ConfigBuilder, Proxy, toml_str};
+use common::websocket::{EchoServer, python};
+
+const HOST: &str = "app.test";
+
+/// A raw upstream: reads one request head, then `/accept/wrong…` → a 101 with a wrong
+/// `Sec-WebSocket-Accept`; anything else → 403 whose body is the head it received.
+fn raw_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut tmp = [0u8; 4096];
+                    match conn.read(&mut tmp) {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                let answer = if head.starts_with("GET /accept/wrong") {
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
+                        .to_string()
+                } else {
+                    format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                        head.len()
+                    )
+                };
+                let _ = conn.write_all(answer.as_bytes());
+                // Hold the connection until the proxy closes it.
+                let _ = conn.read(&mut [0u8; 1]);
+            });
+        }
+    });
+    addr
+}
+
+/// The proxy with a TLS listener (ALPN h2 offered) and an h2c one in front of the echo
+/// server and the raw upstream.
+struct Gateway {
+    proxy: Proxy,
+    pki: TestPki,
+    _echo: EchoServer,
+}
+
+impl Gateway {
+    fn start(http: &[(&str, &str)]) -> Gateway {
+        let pki = TestPki::new();
+        let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+        let echo = EchoServer::start();
+        let raw = raw_upstream();
+        let mut b = ConfigBuilder::new()
+            .server("workers", "1")
+            .admin()
+            .tls_listener(&[&cert])
+            .plain_listener();
+        for (k, v) in http {
+            b = b.http(k, v);
+        }
+        let text = b.build();
+        // The second listener (plain) gets h2c.
+        let marker = "[[listener]]\naddr = \"127.0.0.1:0\"\n";
+        let i = text.rfind(marker).expect("plain listener");
+        let mut text = text.clone();
+        text.insert_str(i + marker.len(), "h2c = true\n");
+        text += &format!(
+            "\n[[route]]\npath_prefix = \"/\"\nupstream = \"echo\"\n\
+             \n[[route]]\npath_prefix = \"/idle/\"\nupstream = \"echo\"\ntunnel_idle_timeout_ms = 300\n\
+             \n[[route]]\npath_prefix = \"/origin/\"\nupstream = \"echo\"\n\
+             websocket_origins = [\"https://app.example.com\"]\n\
+             \n[[route]]\npath_prefix = \"/raw/\"\nupstream = \"raw\"\n\
+             \n[[route]]\npath_prefix = \"/accept/\"\nupstream = \"raw\"\n\
+             \n[[route]]\npath_prefix = \"/other/\"\nupstream = \"raw\"\nupgrade = [\"websocket\", \"x-test\"]\n\
+             \n[[route]]\npath_prefix = \"/grpc/\"\nupstream = \"h2up\"\n\
+             \n[upstream.echo]\nservers = [{}]\n\
+             \n[upstream.raw]\nservers = [{}]\n\
+             \n[upstream.h2up]\nprotocol = \"h2\"\nservers = [{}]\n",
+            toml_str(&echo.addr.to_string()),
+            toml_str(&raw.to_string()),
+            toml_str(&raw.to_string()),
+        );
+        let proxy = Proxy::start(&text, pki.dir());
+        Gateway {
+            proxy,
+            pki,
+            _echo: echo,
+        }
+    }
+
+    /// Runs the client script: `mode` on `path` over TLS (`https`) or h2c (`http`).
+    fn client(&self, mode: &str, path: &str, scheme: &str, env: &[(&str, &str)]) -> String {
+        let addr = match scheme {
+            "https" => self.proxy.addrs()[0],
+            _ => self.proxy.addrs()[1],
+        };
+        let ca = self.pki.root_pem_path().to_string_lossy().into_owned();
+        let mut all = vec![("CA", ca.as_str()), ("HOST", HOST)];
+        all.extend_from_slice(env);
+        let script = script();
+        let script = std::fs::read_to_string(&script).expect("tests/h2/ws_client.py");
+        python(&script, &[mode, &addr.to_string(), path, scheme], &all)
+    }
+
+    fn metrics(&self) -> String {
+        let mut c = Client::plain(self.proxy.admin_addr()).expect("connect to admin");
+        let r = c.roundtrip(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/h2/ws_client.py")
+}
+
+#[test]
+fn the_setting_is_advertised_and_messages_of_every_kind_are_echoed() {
+    let g = Gateway::start(&[]);
+    for scheme in ["https", "http"] {
+        let out = g.client("echo", "/", scheme, &[]);
+        assert_eq!(
+            out,
+            "setting 1\nsubprotocol None\n16 MiB ok\npong ok\nclosed 4000 client done\nstream ended",
+            "over {scheme}"
+        );
+    }
+}
+
+#[test]
+fn close_codes_from_the_upstream_reach_the_client() {
+    let g = Gateway::start(&[]);
+    let out = g.client("closed-by-server", "/close-4001", "https", &[]);
+    assert_eq!(out, "setting 1\nclosed 4001 server says bye");
+}
+
+#[test]
+fn an_idle_tunnel_is_reset_after_its_timeout() {
+    let g = Gateway::start(&[]);
+    // CANCEL (8): the tunnel ended without either side closing.
+    let out = g.client("idle", "/idle/x", "http", &[]);
+    assert_eq!(out, "setting 1\nreset 8");
+    let m = g.metrics();
+    assert!(
+        m.lines()
+            .any(|l| l == "ringgate_tunnels_total{outcome=\"idle_timeout\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn websocket_origins_refuse_other_and_missing_origins() {
+    let g = Gateway::start(&[]);
+    let ok = g.client(
+        "status",
+        "/origin/",
+        "https",
+        &[("ORIGIN", "https://app.example.com")],
+    );
+    assert!(ok.starts_with("setting 1\nstatus 200"), "{ok}");
+    let evil = g.client(
+        "status",
+        "/origin/",
+        "https",
+        &[("ORIGIN", "https://evil.example")],
+    );
+    assert!(evil.starts_with("setting 1\nstatus 403"), "{evil}");
+    let none = g.client("status", "/origin/", "http", &[]);
+    assert!(none.starts_with("setting 1\nstatus 403"), "{none}");
+}
+
+#[test]
+fn an_upstream_answering_403_is_relayed_and_sees_an_http1_upgrade() {
+    let g = Gateway::start(&[]);
+    let out = g.client("status", "/forbidden", "https", &[]);
+    assert!(
+        out.starts_with("setting 1\nstatus 403\nbody no WebSocket here"),
+        "{out}"
+    );
+    // What the upstream receives: an HTTP/1.1 upgrade with a fresh key.
+    let out = g.client("status", "/raw/chat?x=1", "https", &[]);
+    assert!(
+        out.starts_with("setting 1\nstatus 403\nbody GET /raw/chat?x=1 HTTP/1.1\r\n"),
+        "{out}"
+    );
+    let lower = out.to_ascii_lowercase();
+    for line in [
+        "\r\nhost: app.test\r\n",
+        "\r\nconnection: upgrade\r\n",
+        "\r\nupgrade: websocket\r\n",
+        "\r\nsec-websocket-version: 13\r\n",
+        "\r\nsec-websocket-key: ",
+    ] {
+        assert!(lower.contains(line), "{line:?} missing upstream:\n{out}");
+    }
+    let key = lower
+        .split("\r\nsec-websocket-key: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .expect("a key");
+    assert_eq!(key.len(), 24, "16 bytes, base64: {key}");
+}
+
+#[test]
+fn a_wrong_accept_is_a_502() {
+    let g = Gateway::start(&[]);
+    for scheme in ["https", "http"] {
+        let out = g.client("status", "/accept/wrong", scheme, &[]);
+        assert!(
+            out.starts_with("setting 1\nstatus 502\n"),
+            "over {scheme}: {out}"
+        );
+        assert!(out.contains("Sec-WebSocket-Accept"), "{out}");
+    }
+}
+
+#[test]
+fn another_stream_is_served_while_a_tunnel_is_open() {
+    let g = Gateway::start(&[]);
+    let out = g.client("second-stream", "/", "https", &[]);
+    // The echo server answers a plain GET with 426 Upgrade Required.
+    assert_eq!(out, "setting 1\nsecond stream 426\ntunnels ok");
+}
+
+#[test]
+fn max_tunnels_refuses_one_more_with_503() {
+    let g = Gateway::start(&[("max_tunnels", "1")]);
+    let out = g.client("tunnels-full", "/", "http", &[]);
+    assert_eq!(out, "setting 1\nsecond tunnel 503\nfirst tunnel ok");
+}
+
+#[test]
+fn a_protocol_the_route_does_not_allow_and_an_h2_upstream_are_501() {
+    let g = Gateway::start(&[]);
+    let run =
+        |path: &str, protocol: &str| g.client("protocol", path, "https", &[("PROTOCOL", protocol)]);
+    assert_eq!(run("/", "x-test"), "setting 1\nstatus 501");
+    assert_eq!(run("/grpc/", "websocket"), "setting 1\nstatus 501");
+    // A route that allows the token forwards it (the raw upstream answers 403).
+    assert_eq!(run("/other/", "x-test"), "setting 1\nstatus 403");
+    // CONNECT without :protocol stays refused.
+    assert_eq!(
+        g.client("plain-connect", "/", "http", &[]),
+        "setting 1\nreset"
+    );
+}
