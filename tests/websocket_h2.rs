@@ -14,26 +14,34 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
-use common::websocket::{EchoServer, python};
+use common::websocket::{EchoServer, HINT, python};
 
 const HOST: &str = "app.test";
 
 /// A raw upstream: reads one request head, then `/accept/wrong…` → a 101 with a wrong
-/// `Sec-WebSocket-Accept`; anything else → 403 whose body is the head it received.
-fn raw_upstream() -> SocketAddr {
+/// `Sec-WebSocket-Accept`; `/flood/…` → a right 101, then 64 MiB as fast as the proxy
+/// takes them, reporting on the channel whether its writes stalled (no progress for
+/// 2 s) and how many bytes the proxy took; anything else → 403 whose body is the head
+/// it received.
+fn raw_upstream() -> (SocketAddr, mpsc::Receiver<(bool, u64)>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let (report, flood) = mpsc::channel();
     thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
+            let report = report.clone();
             thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
                 let mut buf = Vec::new();
@@ -45,6 +53,42 @@ fn raw_upstream() -> SocketAddr {
                     }
                 }
                 let head = String::from_utf8_lossy(&buf).into_owned();
+                if head.starts_with("GET /flood/") {
+                    let key = head
+                        .lines()
+                        .find_map(|l| {
+                            let (n, v) = l.split_once(':')?;
+                            n.eq_ignore_ascii_case("sec-websocket-key")
+                                .then(|| v.trim())
+                        })
+                        .unwrap_or("");
+                    let accept = ringgate::websocket::accept_for(key.as_bytes());
+                    let h = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                    );
+                    if conn.write_all(h.as_bytes()).is_err() {
+                        return;
+                    }
+                    // A stall, not a duration, is what the test reads: a proxy that
+                    // buffers without bound never makes these writes wait.
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+                    let block = vec![7u8; 64 * 1024];
+                    let mut taken = 0u64;
+                    let mut stalled = false;
+                    while taken < 64 << 20 {
+                        match conn.write(&block) {
+                            Ok(w) => taken += w as u64,
+                            Err(_) => {
+                                stalled = true;
+                                break;
+                            }
+                        }
+                    }
+                    let _ = report.send((stalled, taken));
+                    let _ = conn.read(&mut [0u8; 1]);
+                    return;
+                }
                 let answer = if head.starts_with("GET /accept/wrong") {
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
@@ -61,7 +105,7 @@ fn raw_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, flood)
 }
 
 /// The proxy with a TLS listener (ALPN h2 offered) and an h2c one in front of the echo
@@ -70,6 +114,8 @@ struct Gateway {
     proxy: Proxy,
     pki: TestPki,
     _echo: EchoServer,
+    /// The raw upstream's `/flood/` report: stalled, and the bytes the proxy took.
+    flood: mpsc::Receiver<(bool, u64)>,
 }
 
 impl Gateway {
@@ -77,7 +123,7 @@ impl Gateway {
         let pki = TestPki::new();
         let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
         let echo = EchoServer::start();
-        let raw = raw_upstream();
+        let (raw, flood) = raw_upstream();
         let mut b = ConfigBuilder::new()
             .server("workers", "1")
             .admin()
@@ -99,6 +145,7 @@ impl Gateway {
              websocket_origins = [\"https://app.example.com\"]\n\
              \n[[route]]\npath_prefix = \"/raw/\"\nupstream = \"raw\"\n\
              \n[[route]]\npath_prefix = \"/accept/\"\nupstream = \"raw\"\n\
+             \n[[route]]\npath_prefix = \"/flood/\"\nupstream = \"raw\"\n\
              \n[[route]]\npath_prefix = \"/other/\"\nupstream = \"raw\"\nupgrade = [\"websocket\", \"x-test\"]\n\
              \n[[route]]\npath_prefix = \"/grpc/\"\nupstream = \"h2up\"\n\
              \n[upstream.echo]\nservers = [{}]\n\
@@ -113,21 +160,24 @@ impl Gateway {
             proxy,
             pki,
             _echo: echo,
+            flood,
         }
     }
 
     /// Runs the client script: `mode` on `path` over TLS (`https`) or h2c (`http`).
     fn client(&self, mode: &str, path: &str, scheme: &str, env: &[(&str, &str)]) -> String {
-        let addr = match scheme {
-            "https" => self.proxy.addrs()[0],
-            _ => self.proxy.addrs()[1],
-        };
+        let addr = self.addr(scheme);
         let ca = self.pki.root_pem_path().to_string_lossy().into_owned();
         let mut all = vec![("CA", ca.as_str()), ("HOST", HOST)];
         all.extend_from_slice(env);
-        let script = script();
-        let script = std::fs::read_to_string(&script).expect("tests/h2/ws_client.py");
-        python(&script, &[mode, &addr.to_string(), path, scheme], &all)
+        python(&script(), &[mode, &addr.to_string(), path, scheme], &all)
+    }
+
+    fn addr(&self, scheme: &str) -> SocketAddr {
+        match scheme {
+            "https" => self.proxy.addrs()[0],
+            _ => self.proxy.addrs()[1],
+        }
     }
 
     fn metrics(&self) -> String {
@@ -137,8 +187,10 @@ impl Gateway {
     }
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/h2/ws_client.py")
+/// The client script's text.
+fn script() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/h2/ws_client.py");
+    std::fs::read_to_string(&path).expect("tests/h2/ws_client.py")
 }
 
 #[test]
@@ -270,4 +322,45 @@ fn a_protocol_the_route_does_not_allow_and_an_h2_upstream_are_501() {
         g.client("plain-connect", "/", "http", &[]),
         "setting 1\nreset"
     );
+}
+
+/// A client that never reads its tunnel holds the upstream's bytes in the stream's
+/// window and the sockets' buffers, not in the proxy: of the 64 MiB the upstream offers
+/// the proxy takes a few MiB at most, and other streams on the connection are served.
+#[test]
+fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
+    let g = Gateway::start(&[]);
+    let ca = g.pki.root_pem_path().to_string_lossy().into_owned();
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(script())
+        .args(["hold", &g.addr("http").to_string(), "/flood/", "http"])
+        .envs([("CA", ca.as_str()), ("HOST", HOST)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = ChildGuard::spawn(&mut cmd, "python3");
+    let stdin = child.take_stdin().expect("stdin");
+    let mut out = BufReader::new(child.take_stdout().expect("stdout"));
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read the client") == 0 {
+            panic!("the client ended early ({lines:?}): {HINT}");
+        }
+        lines.push(line.trim().to_string());
+    }
+    assert_eq!(lines, ["setting 1", "held True others served"]);
+    // Window (64 KiB) + one upstream read (32 KiB) + loopback socket buffers (a few MiB
+    // at most): far below the 64 MiB the upstream offers.
+    let (stalled, taken) = g
+        .flood
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the flooding upstream's report");
+    assert!(
+        stalled && taken < 16 << 20,
+        "the proxy took {taken} bytes from the upstream"
+    );
+    drop(stdin);
+    assert!(child.wait().success());
 }

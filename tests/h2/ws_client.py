@@ -52,6 +52,9 @@ class H2:
         self.streams = {}
         self.settings = False
         self.terminated = None
+        # Streams whose DATA is never read: their window stays shut (the connection's
+        # is still opened, so other streams flow).
+        self.held = set()
         self.wait(lambda: self.settings)
 
     def flush(self):
@@ -70,8 +73,13 @@ class H2:
             elif isinstance(ev, h2.events.ResponseReceived):
                 st.headers = dict(ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
-                st.data += ev.data
-                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_id in self.held:
+                    st.held_bytes = getattr(st, "held_bytes", 0) + len(ev.data)
+                    if ev.flow_controlled_length:
+                        self.conn.increment_flow_control_window(ev.flow_controlled_length)
+                else:
+                    st.data += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 st.ended = True
             elif isinstance(ev, h2.events.StreamReset):
@@ -306,6 +314,21 @@ def main():
         ws.flush()
         assert ws.recv() == "three"
         print("tunnels ok")
+    elif mode == "hold":
+        # Never read the tunnel: the proxy may send only the stream's window.
+        h.held.add(sid)
+        for _ in range(3):
+            other = h.request(
+                [(":method", "GET"), (":scheme", scheme), (":path", "/plain"), (":authority", HOST)],
+                end=True,
+            )
+            ost = h.streams[other]
+            h.wait(lambda: ost.ended or ost.reset is not None)
+            assert ost.headers is not None, ost.reset
+        print("held", getattr(st, "held_bytes", 0) <= 65535, "others served")
+        sys.stdout.flush()
+        # Kept open until the test has counted what the upstream could write.
+        sys.stdin.read()
     elif mode == "tunnels-full":
         ws.ws.send_text(b"held")
         ws.flush()
