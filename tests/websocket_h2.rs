@@ -180,6 +180,44 @@ impl Gateway {
         }
     }
 
+    /// Starts the client script's `mode` on `path` over h2c with its stdin held open
+    /// (it waits for its EOF at the end); returns it with the first `n` lines it printed.
+    fn held_client(&self, mode: &str, path: &str, n: usize) -> (ChildGuard, Vec<String>) {
+        let ca = self.pki.root_pem_path().to_string_lossy().into_owned();
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(script())
+            .args([mode, &self.addr("http").to_string(), path, "http"])
+            .envs([("CA", ca.as_str()), ("HOST", HOST)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = ChildGuard::spawn(&mut cmd, "python3");
+        let mut out = BufReader::new(child.take_stdout().expect("stdout"));
+        let mut lines = Vec::new();
+        while lines.len() < n {
+            let mut line = String::new();
+            if out.read_line(&mut line).expect("read the client") == 0 {
+                panic!("the client ended early ({lines:?}): {HINT}");
+            }
+            lines.push(line.trim().to_string());
+        }
+        (child, lines)
+    }
+
+    /// Waits (bounded) until the metric line `line` appears.
+    fn wait_metric(&self, line: &str) {
+        let mut text = String::new();
+        for _ in 0..600 {
+            text = self.metrics();
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no `{line}` in /metrics:\n{text}");
+    }
+
     fn metrics(&self) -> String {
         let mut c = Client::plain(self.proxy.admin_addr()).expect("connect to admin");
         let r = c.roundtrip(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
@@ -330,26 +368,7 @@ fn a_protocol_the_route_does_not_allow_and_an_h2_upstream_are_501() {
 #[test]
 fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
     let g = Gateway::start(&[]);
-    let ca = g.pki.root_pem_path().to_string_lossy().into_owned();
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(script())
-        .args(["hold", &g.addr("http").to_string(), "/flood/", "http"])
-        .envs([("CA", ca.as_str()), ("HOST", HOST)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = ChildGuard::spawn(&mut cmd, "python3");
-    let stdin = child.take_stdin().expect("stdin");
-    let mut out = BufReader::new(child.take_stdout().expect("stdout"));
-    let mut lines = Vec::new();
-    while lines.len() < 2 {
-        let mut line = String::new();
-        if out.read_line(&mut line).expect("read the client") == 0 {
-            panic!("the client ended early ({lines:?}): {HINT}");
-        }
-        lines.push(line.trim().to_string());
-    }
+    let (mut child, lines) = g.held_client("hold", "/flood/", 2);
     assert_eq!(lines, ["setting 1", "held True others served"]);
     // Window (64 KiB) + one upstream read (32 KiB) + loopback socket buffers (a few MiB
     // at most): far below the 64 MiB the upstream offers.
@@ -361,6 +380,19 @@ fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
         stalled && taken < 16 << 20,
         "the proxy took {taken} bytes from the upstream"
     );
-    drop(stdin);
+    drop(child.take_stdin());
+    assert!(child.wait().success());
+}
+
+/// A client resetting its tunnel's stream closes the upstream connection: the tunnel's
+/// place is freed and it is counted as ended in error, while the connection stays open.
+#[test]
+fn a_client_reset_closes_the_tunnel() {
+    let g = Gateway::start(&[]);
+    let (mut child, lines) = g.held_client("rst", "/", 2);
+    assert_eq!(lines, ["setting 1", "reset sent"]);
+    g.wait_metric("ringgate_tunnels_total{outcome=\"error\"} 1");
+    g.wait_metric("ringgate_tunnels_active 0");
+    drop(child.take_stdin());
     assert!(child.wait().success());
 }

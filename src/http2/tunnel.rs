@@ -16,8 +16,9 @@
 //!   connection is closed (never pooled) and the session resets the stream (CANCEL)
 //!   unless it ended. Counted in `ringgate_tunnels_total{outcome}` like HTTP/1.1's.
 //!
-//! No status codes here: the `200` went out before. Cancellation: dropping [`run`]
-//! drops both directions and the upstream connection with them; nothing outlives it.
+//! No status codes here: the `200` went out before. Cancellation: dropping [`run`] (the
+//! session does when the client resets the stream) drops both directions and the
+//! upstream connection with them, counted as `error`; nothing outlives it.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -112,7 +113,7 @@ pub(super) async fn run(
             }
         }
     };
-    ends.finish(ctx, end);
+    ends.finish(end);
     carried.end = end;
     carried.to_upstream = carried_up.get();
     carried.to_client = carried_down.get();

@@ -85,8 +85,10 @@ pub struct Upgraded {
 /// An upgraded upstream connection taken apart for a session that copies the bytes
 /// itself (HTTP/2: the stream's DATA frames, `crate::http2`): the socket's two halves,
 /// what the upstream sent after its `101`, the timeouts. The lease (the connection is
-/// never pooled again) and the tunnel's place among `max_tunnels` are held until
-/// [`Ends::finish`].
+/// never pooled again) and the tunnel's place among `max_tunnels` are held until it is
+/// dropped, which counts how the tunnel ended (`ringgate_tunnels_total`): as
+/// [`Ends::finish`] said, else (the session dropped the tunnel: the client reset its
+/// stream, the connection was lost) `error`.
 pub struct Ends {
     pub reader: OwnedReadHalf<TcpStream>,
     pub writer: UpstreamWriter,
@@ -96,8 +98,9 @@ pub struct Ends {
     pub idle_timeout: Duration,
     /// The upstream's `write_timeout_ms`, for each write to it.
     pub write_timeout: Duration,
+    end: TunnelEnd,
     _lease: Lease,
-    _slot: TunnelSlot,
+    slot: TunnelSlot,
 }
 
 impl Upgraded {
@@ -118,17 +121,24 @@ impl Upgraded {
             pending,
             idle_timeout,
             write_timeout,
+            end: TunnelEnd::Error,
             _lease: lease,
-            _slot: slot,
+            slot,
         })
     }
 }
 
 impl Ends {
-    /// Counts how the tunnel ended (`ringgate_tunnels_total`) and closes the upstream
-    /// connection, freeing the tunnel's place.
-    pub fn finish(self, ctx: &WorkerCtx, end: TunnelEnd) {
-        ctx.metrics.tunnels[end as usize].inc();
+    /// The tunnel ended this way: counted, the upstream connection closed and the
+    /// tunnel's place freed.
+    pub fn finish(mut self, end: TunnelEnd) {
+        self.end = end;
+    }
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        self.slot.metrics.tunnels[self.end as usize].inc();
     }
 }
 

@@ -329,6 +329,16 @@ def main():
         sys.stdout.flush()
         # Kept open until the test has counted what the upstream could write.
         sys.stdin.read()
+    elif mode == "rst":
+        ws.ws.send_text(b"before the reset")
+        ws.flush()
+        assert ws.recv() == "before the reset"
+        h.conn.reset_stream(sid, error_code=8)
+        h.flush()
+        print("reset sent")
+        sys.stdout.flush()
+        # The connection stays open while the test watches the proxy's metrics.
+        sys.stdin.read()
     elif mode == "tunnels-full":
         ws.ws.send_text(b"held")
         ws.flush()
