@@ -7,7 +7,8 @@
 //! upstream answering 403 instead of 101; a wrong `Sec-WebSocket-Accept` (502); what the
 //! upstream receives; another stream served beside a tunnel; `max_tunnels` (503); a
 //! `:protocol` the route does not allow and an HTTP/2 upstream (501); plain CONNECT
-//! still refused.
+//! still refused; a client reset closing the upstream; a tunnel the client does not
+//! read holding the upstream, not the proxy's memory.
 //!
 //! Python with `h2` and `websockets` (≥ 13) is needed: `./test.sh` installs them; a
 //! missing one fails the test with that hint.
@@ -238,7 +239,7 @@ fn the_setting_is_advertised_and_messages_of_every_kind_are_echoed() {
         let out = g.client("echo", "/", scheme, &[]);
         assert_eq!(
             out,
-            "setting 1\nsubprotocol None\n16 MiB ok\npong ok\nclosed 4000 client done\nstream ended",
+            "setting 1\nsubprotocol chat\n16 MiB ok\npong ok\nclosed 4000 client done\nstream ended",
             "over {scheme}"
         );
     }

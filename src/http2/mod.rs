@@ -27,6 +27,18 @@
 //! and the kernel's buffers, not in the proxy's memory; request-body window is released
 //! as the exchange hands the bytes to the upstream.
 //!
+//! **WebSocket (RFC 8441).** Sessions advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`.
+//! An extended CONNECT (`:protocol`, with `:scheme`, `:path`, `:authority`) is one
+//! exchange like any stream, mapped ([`stream::request`]) to a bodiless `GET` whose
+//! `Upgrade` is the `:protocol`: the exchange runs the route's policies and the same
+//! upgrade check as HTTP/1.1 (`upgrade` list, `websocket_origins`, `max_tunnels`) and
+//! sends the upstream an HTTP/1.1 upgrade with a `Sec-WebSocket-Key` of its own. After
+//! the upstream's `101` the stream answers `200` and its DATA is the tunnel
+//! ([`tunnel`]). Statuses on the stream, from the exchange's one mapping: a `:protocol`
+//! the route does not allow or an HTTP/2 upstream → 501, origin refused → 403,
+//! `max_tunnels` → 503, a wrong `Sec-WebSocket-Accept` → 502, no random key → 500; an
+//! upstream's non-101 answer is relayed; plain CONNECT → stream reset.
+//!
 //! **Request heads (RFC 9113 §8).** h2 checks: pseudo-header presence, order and
 //! repetition, unknown pseudo-headers, connection-specific fields (`connection`,
 //! `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`), `te` other than

@@ -1,6 +1,6 @@
 //! ⑤ The exchange: one request, whichever protocol brought it, from route to outcome.
 //!
-//! A session ([`crate::http1::server`] today; HTTP/2 streams and upgraded tunnels next)
+//! A session ([`crate::http1::server`], an HTTP/2 stream of [`crate::http2`])
 //! reads a request head, turns it into a protocol-neutral [`Request`](crate::message::Request) and calls
 //! [`exchange`] with itself as the [`BodySource`] (the request body, pulled as it
 //! arrives) and the [`ResponseSink`] (the response head and body, pushed as they come;
@@ -31,7 +31,10 @@
 //! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500; an upgrade
 //! with a body → 400, a WebSocket upgrade from an origin the route's `websocket_origins`
 //! does not list → 403, one more upgrade than `max_tunnels` → 503, a `101` not asked for
-//! (or naming another protocol) → 502. After the
+//! (or naming another protocol) → 502; for an HTTP/2 extended CONNECT (RFC 8441,
+//! [`Ask::ExtendedConnect`]): a `:protocol` the route does not allow, or a route to an
+//! HTTP/2 upstream → 501, no random bytes for the `Sec-WebSocket-Key` → 500, a `101`
+//! without that key's `Sec-WebSocket-Accept` → 502. After the
 //! head was sent, a failure ends the connection so the client can never mistake a
 //! truncated body for a complete one. Nothing here blocks or panics on peer input.
 

@@ -12,7 +12,8 @@ use super::child::ChildGuard;
 pub const HINT: &str = "python3 -m pip install 'websockets>=13' kosoku (./test.sh installs them)";
 
 /// The upstream: echoes every message; `/close-CODE` closes with CODE at once;
-/// `/forbidden` answers 403 instead of switching. Prints its port.
+/// `/forbidden` answers 403 instead of switching; picks the `chat` subprotocol when
+/// offered. Prints its port.
 pub const ECHO_SERVER: &str = r#"
 import asyncio, logging
 from websockets.asyncio.server import serve
@@ -34,8 +35,10 @@ def process_request(conn, request):
     return None
 
 async def main():
+    # The `chat` subprotocol when the client offers it (no subprotocol otherwise).
+    select = lambda conn, offered: "chat" if "chat" in offered else None
     async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     process_request=process_request) as server:
+                     process_request=process_request, select_subprotocol=select) as server:
         print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.get_running_loop().create_future()
 
