@@ -32,7 +32,8 @@ use common::websocket::{EchoServer, HINT, python};
 const HOST: &str = "app.test";
 
 /// A raw upstream: reads one request head, then `/accept/wrong…` → a 101 with a wrong
-/// `Sec-WebSocket-Accept`; `/flood/…` → a right 101, then 64 MiB as fast as the proxy
+/// `Sec-WebSocket-Accept`; `/half/…` → a right 101, then reads to EOF and answers "got N
+/// bytes, then EOF" (half-close); `/flood/…` → a right 101, then 64 MiB as fast as the proxy
 /// takes them, reporting on the channel whether its writes stalled (no progress for
 /// 2 s) and how many bytes the proxy took; anything else → 403 whose body is the head
 /// it received.
@@ -54,7 +55,7 @@ fn raw_upstream() -> (SocketAddr, mpsc::Receiver<(bool, u64)>) {
                     }
                 }
                 let head = String::from_utf8_lossy(&buf).into_owned();
-                if head.starts_with("GET /flood/") {
+                let accept = || {
                     let key = head
                         .lines()
                         .find_map(|l| {
@@ -63,10 +64,36 @@ fn raw_upstream() -> (SocketAddr, mpsc::Receiver<(bool, u64)>) {
                                 .then(|| v.trim())
                         })
                         .unwrap_or("");
-                    let accept = ringgate::websocket::accept_for(key.as_bytes());
+                    ringgate::websocket::accept_for(key.as_bytes())
+                };
+                if head.starts_with("GET /half/") {
                     let h = format!(
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                        accept()
+                    );
+                    if conn.write_all(h.as_bytes()).is_err() {
+                        return;
+                    }
+                    // Reads to the client's EOF, then answers and closes.
+                    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                    let mut n = buf.len() - head_end - 4;
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        match conn.read(&mut tmp) {
+                            Ok(0) => break,
+                            Ok(m) => n += m,
+                            Err(_) => return,
+                        }
+                    }
+                    let _ = conn.write_all(format!("got {n} bytes, then EOF").as_bytes());
+                    return;
+                }
+                if head.starts_with("GET /flood/") {
+                    let h = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                        accept()
                     );
                     if conn.write_all(h.as_bytes()).is_err() {
                         return;
@@ -147,6 +174,8 @@ impl Gateway {
              \n[[route]]\npath_prefix = \"/raw/\"\nupstream = \"raw\"\n\
              \n[[route]]\npath_prefix = \"/accept/\"\nupstream = \"raw\"\n\
              \n[[route]]\npath_prefix = \"/flood/\"\nupstream = \"raw\"\n\
+             \n[[route]]\npath_prefix = \"/half/\"\nupstream = \"raw\"\n\
+             \n[[route]]\npath_prefix = \"/denied/\"\nupstream = \"echo\"\ndeny = [\"127.0.0.0/8\"]\n\
              \n[[route]]\npath_prefix = \"/other/\"\nupstream = \"raw\"\nupgrade = [\"websocket\", \"x-test\"]\n\
              \n[[route]]\npath_prefix = \"/grpc/\"\nupstream = \"h2up\"\n\
              \n[upstream.echo]\nservers = [{}]\n\
@@ -285,6 +314,9 @@ fn websocket_origins_refuse_other_and_missing_origins() {
     assert!(evil.starts_with("setting 1\nstatus 403"), "{evil}");
     let none = g.client("status", "/origin/", "http", &[]);
     assert!(none.starts_with("setting 1\nstatus 403"), "{none}");
+    // The route's other policies answer before the upgrade too (an IP list here).
+    let denied = g.client("status", "/denied/", "https", &[]);
+    assert!(denied.starts_with("setting 1\nstatus 403"), "{denied}");
 }
 
 #[test]
@@ -396,4 +428,13 @@ fn a_client_reset_closes_the_tunnel() {
     g.wait_metric("ringgate_tunnels_active 0");
     drop(child.take_stdin());
     assert!(child.wait().success());
+}
+
+/// The client's END_STREAM shuts the upstream's write side only: the upstream, having
+/// read to its EOF, still answers on the stream, and its EOF ends the stream.
+#[test]
+fn half_close_lets_the_client_receive_after_its_end_stream() {
+    let g = Gateway::start(&[]);
+    let out = g.client("half", "/half/", "http", &[]);
+    assert_eq!(out, "setting 1\ngot 1000 bytes, then EOF\nstream ended");
 }

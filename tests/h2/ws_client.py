@@ -329,6 +329,12 @@ def main():
         sys.stdout.flush()
         # Kept open until the test has counted what the upstream could write.
         sys.stdin.read()
+    elif mode == "half":
+        # Raw bytes (the upstream does not speak WebSocket), then END_STREAM.
+        h.send(sid, b"x" * 1000, end=True)
+        h.wait(lambda: st.ended or st.reset is not None)
+        print(bytes(st.data).decode())
+        print("stream", "ended" if st.ended else f"reset {st.reset}")
     elif mode == "rst":
         ws.ws.send_text(b"before the reset")
         ws.flush()
