@@ -45,8 +45,8 @@
 //! `trailers`, `content-length` against the DATA received, the decoded header-list size
 //! (`max_header_list_size`). Added here ([`stream::request`]): field values with NUL, CR,
 //! LF or surrounding whitespace, no `:authority` nor Host, a Host differing from
-//! `:authority`, CONNECT without `:protocol`. Not checkable after h2: upper-case field names (its HPACK decoder
-//! lower-cases them). `:authority` becomes the host that routes and the Host sent
+//! `:authority`, CONNECT without `:protocol`. Not checkable after h2: upper-case field
+//! names (its HPACK decoder lower-cases them). `:authority` becomes the host that routes and the Host sent
 //! upstream; cookie crumbs are joined with `; ` (§8.2.3).
 //!
 //! **Floods** (each counted in `ringgate_h2_protocol_errors_total{reason}`): client
