@@ -7,8 +7,8 @@
 //! upstream answering 403 instead of 101; a wrong `Sec-WebSocket-Accept` (502); what the
 //! upstream receives; another stream served beside a tunnel; `max_tunnels` (503); a
 //! `:protocol` the route does not allow and an HTTP/2 upstream (501); plain CONNECT
-//! still refused; a client reset closing the upstream; a tunnel the client does not
-//! read holding the upstream, not the proxy's memory.
+//! still refused; half-close; a client reset or lost connection closing the upstream; a
+//! tunnel the client does not read holding the upstream, not the proxy's memory.
 //!
 //! Python with `h2` and `websockets` (≥ 13) is needed: `./test.sh` installs them; a
 //! missing one fails the test with that hint.
@@ -417,17 +417,26 @@ fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
     assert!(child.wait().success());
 }
 
-/// A client resetting its tunnel's stream closes the upstream connection: the tunnel's
-/// place is freed and it is counted as ended in error, while the connection stays open.
+/// A client resetting its tunnel's stream (its connection staying open), or losing its
+/// connection, closes the upstream connection: the tunnel's place is freed and it is
+/// counted as ended in error.
 #[test]
-fn a_client_reset_closes_the_tunnel() {
+fn a_client_reset_or_lost_connection_closes_the_tunnel() {
     let g = Gateway::start(&[]);
-    let (mut child, lines) = g.held_client("rst", "/", 2);
-    assert_eq!(lines, ["setting 1", "reset sent"]);
-    g.wait_metric("ringgate_tunnels_total{outcome=\"error\"} 1");
-    g.wait_metric("ringgate_tunnels_active 0");
-    drop(child.take_stdin());
-    assert!(child.wait().success());
+    for (n, (mode, said)) in [("rst", "reset sent"), ("drop", "connection dropped")]
+        .into_iter()
+        .enumerate()
+    {
+        let (mut child, lines) = g.held_client(mode, "/", 2);
+        assert_eq!(lines, ["setting 1", said]);
+        g.wait_metric(&format!(
+            "ringgate_tunnels_total{{outcome=\"error\"}} {}",
+            n + 1
+        ));
+        g.wait_metric("ringgate_tunnels_active 0");
+        drop(child.take_stdin());
+        assert!(child.wait().success());
+    }
 }
 
 /// The client's END_STREAM shuts the upstream's write side only: the upstream, having

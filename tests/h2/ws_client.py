@@ -335,13 +335,18 @@ def main():
         h.wait(lambda: st.ended or st.reset is not None)
         print(bytes(st.data).decode())
         print("stream", "ended" if st.ended else f"reset {st.reset}")
-    elif mode == "rst":
+    elif mode in ("rst", "drop"):
         ws.ws.send_text(b"before the reset")
         ws.flush()
         assert ws.recv() == "before the reset"
-        h.conn.reset_stream(sid, error_code=8)
-        h.flush()
-        print("reset sent")
+        if mode == "rst":
+            h.conn.reset_stream(sid, error_code=8)
+            h.flush()
+            print("reset sent")
+        else:
+            # The connection lost: no RST_STREAM, no GOAWAY.
+            h.sock.close()
+            print("connection dropped")
         sys.stdout.flush()
         # The connection stays open while the test watches the proxy's metrics.
         sys.stdin.read()
