@@ -397,10 +397,11 @@ fn a_protocol_the_route_does_not_allow_and_an_h2_upstream_are_501() {
 
 /// A client that never reads its tunnel holds the upstream's bytes in the stream's
 /// window and the sockets' buffers, not in the proxy: of the 64 MiB the upstream offers
-/// the proxy takes a few MiB at most, and other streams on the connection are served.
+/// the proxy takes a few MiB at most, and other streams on the connection are served;
+/// after `send_timeout_ms` of shut window the tunnel ends (`zero_window`).
 #[test]
 fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
-    let g = Gateway::start(&[]);
+    let g = Gateway::start(&[("send_timeout_ms", "500")]);
     let (mut child, lines) = g.held_client("hold", "/flood/", 2);
     assert_eq!(lines, ["setting 1", "held True others served"]);
     // Window (64 KiB) + one upstream read (32 KiB) + loopback socket buffers (a few MiB
@@ -413,6 +414,9 @@ fn a_tunnel_the_client_does_not_read_holds_the_upstream_not_memory() {
         stalled && taken < 16 << 20,
         "the proxy took {taken} bytes from the upstream"
     );
+    // The window held shut beyond send_timeout_ms ends the tunnel, counted as such.
+    g.wait_metric("ringgate_h2_protocol_errors_total{reason=\"zero_window\"} 1");
+    g.wait_metric("ringgate_tunnels_total{outcome=\"error\"} 1");
     drop(child.take_stdin());
     assert!(child.wait().success());
 }

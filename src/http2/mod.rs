@@ -440,8 +440,11 @@ async fn serve_stream(
         if outcome.next == proxy::Next::Tunnel
             && let Some(up) = x.tunnel.take()
         {
+            // Boxed: a stream without a tunnel carries none of its state.
             let send_timeout = x.send_timeout;
-            let carried = tunnel::run(&c.ctx, *up, &x.recv, &x.out, send_timeout).await;
+            let tunnel = tunnel::run(&c.ctx, *up, &x.recv, &x.out, send_timeout);
+            let (carried, shut) = Box::pin(tunnel).await;
+            x.zero_window |= shut;
             outcome.bytes_in += carried.to_upstream;
             outcome.bytes_out += carried.to_client;
         }

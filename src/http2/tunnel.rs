@@ -30,7 +30,7 @@ use monoio::io::{AsyncWriteRent, OwnedReadHalf};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::stream::{Out, send_windowed};
+use super::stream::{Out, Stop, send_windowed};
 use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
 use crate::observe::TunnelEnd;
@@ -44,13 +44,14 @@ const CHUNK: usize = 32 * 1024;
 
 /// Copies the stream's DATA (`recv`, `out`) and the upgraded upstream connection both
 /// ways to the end (see the module doc); `send_timeout` bounds each wait for window.
+/// Returns what it carried, and whether it ended because the window stayed shut.
 pub(super) async fn run(
     ctx: &WorkerCtx,
     up: Upgraded,
     recv: &RefCell<RecvStream>,
     out: &RefCell<Out>,
     send_timeout: Duration,
-) -> Carried {
+) -> (Carried, bool) {
     let mut carried = Carried {
         end: TunnelEnd::Error,
         to_upstream: 0,
@@ -58,8 +59,9 @@ pub(super) async fn run(
     };
     let Some(mut ends) = up.into_ends() else {
         ctx.metrics.tunnels[TunnelEnd::Error as usize].inc();
-        return carried;
+        return (carried, false);
     };
+    let shut = Cell::new(false);
     let last = Cell::new(clock::now());
     let (carried_up, carried_down) = (Cell::new(0u64), Cell::new(0u64));
     let end = {
@@ -78,7 +80,8 @@ pub(super) async fn run(
             out,
             send_timeout,
             &last,
-            &carried_down
+            &carried_down,
+            &shut
         ));
         let mut up = std::pin::pin!(to_upstream(
             writer,
@@ -117,11 +120,12 @@ pub(super) async fn run(
     carried.end = end;
     carried.to_upstream = carried_up.get();
     carried.to_client = carried_down.get();
-    carried
+    (carried, shut.get())
 }
 
 /// Upstream → client: reads, then sends as DATA within the window; the upstream's EOF
-/// ends the stream. `Err`: a read failed, the stream is gone or its window stayed shut.
+/// ends the stream. `Err`: a read failed, the stream is gone or its window stayed shut
+/// (then `shut` is set).
 async fn to_client(
     reader: &mut OwnedReadHalf<TcpStream>,
     pending: BytesMut,
@@ -129,13 +133,16 @@ async fn to_client(
     send_timeout: Duration,
     last: &Cell<Instant>,
     sent: &Cell<u64>,
+    shut: &Cell<bool>,
 ) -> Result<(), ()> {
     let mut deadline = Deadline::new();
     let mut send = async |data: Bytes, eos: bool| {
         let n = data.len() as u64;
-        send_windowed(out, &mut deadline, send_timeout, data, eos)
-            .await
-            .map_err(|_| ())?;
+        let sent_whole = send_windowed(out, &mut deadline, send_timeout, data, eos).await;
+        if let Err(stop) = sent_whole {
+            shut.set(matches!(stop, Stop::WindowShut));
+            return Err(());
+        }
         sent.set(sent.get() + n);
         last.set(clock::now());
         Ok::<(), ()>(())
