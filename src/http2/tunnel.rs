@@ -9,7 +9,8 @@
 //! - **Upstream → client.** One upstream read (at most [`CHUNK`]) at a time, sent as
 //!   DATA only as the stream's send window allows ([`super::stream::send_windowed`],
 //!   each wait within `send_timeout_ms`): a client that stops reading holds the upstream
-//!   read, not memory. The upstream's EOF becomes END_STREAM.
+//!   read, not memory; a window held shut longer ends the tunnel (counted by the session
+//!   as `zero_window`). The upstream's EOF becomes END_STREAM.
 //! - **Ends.** Both directions closed → the tunnel ends in order; no byte either way
 //!   for the route's (else `[http]`) `tunnel_idle_timeout_ms`, a failed or stalled
 //!   write, a client RST_STREAM or the connection's loss → it ends at once: the upstream
