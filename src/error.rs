@@ -213,6 +213,10 @@ mod tests {
             status(Side::Downstream, Kind::BadRequest(Fault::UpgradeBody)),
             Some(400)
         );
+        assert_eq!(
+            status(Side::Downstream, Kind::BadRequest(Fault::ConnectProtocol)),
+            Some(501)
+        );
         assert_eq!(status(Side::Upstream, Kind::UpstreamTimeout), Some(504));
         // A local failure is ours, whatever it looked like.
         assert_eq!(status(Side::Internal, Kind::UpstreamClosed), Some(500));

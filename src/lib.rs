@@ -58,7 +58,7 @@
 //! message                             | what the exchange speaks
 //! transport                           | ②③ byte streams, TLS, kTLS
 //! config                              | checked settings (types every layer reads)
-//! uri listener instance signals profile logging clock alloc proxy_protocol field status | leaves
+//! uri listener instance signals profile logging clock alloc proxy_protocol field status websocket | leaves
 //! ```
 //!
 //! [`message`] is what the exchange speaks — no HTTP version, no chunked coding, no
@@ -83,9 +83,10 @@
 //! src/message.rs  protocol-neutral Request / ResponseHead / BodyLength / Header: what the exchange speaks
 //! src/http1/      server.rs (the HTTP/1.1 session: heads, body framing, 100-continue, keep-alive, pipelining, linger);
 //!                 parse.rs (no I/O), body.rs (chunked), write.rs (head rewriting)
-//! src/http2/      the HTTP/2 session: mod.rs (connection task, GOAWAY, reset budget), stream.rs (one stream = one exchange; RFC 9113 §8 checks), wire.rs (h2 over in-memory queues; frame budgets)
+//! src/http2/      the HTTP/2 session: mod.rs (connection task, GOAWAY, reset budget), stream.rs (one stream = one exchange; RFC 9113 §8 checks), wire.rs (h2 over in-memory queues; frame budgets), tunnel.rs (RFC 8441: an extended CONNECT's DATA ↔ the upgraded upstream)
 //! src/proxy/      the exchange (Request → BodySource / ResponseSink → Outcome), full-duplex body pump, splice
 //! src/route.rs    Host + longest prefix
+//! src/websocket.rs the WebSocket handshake keys (RFC 6455 §4): the key an RFC 8441 stream sends upstream, its accept value
 //! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire; h2.rs: multiplexed HTTP/2 (h2c) pools for `protocol = "h2"`
 //! src/demo.rs     `ringgate demo` and its built-in upstream
 //! src/doctor.rs   `ringgate doctor`: host capabilities and tuning-profile deviations

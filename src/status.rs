@@ -32,6 +32,9 @@ pub enum Fault {
     /// An `Upgrade` request with a body (Content-Length over 0, or chunked): the bytes
     /// after its head belong to the new protocol, so a body cannot be told from them.
     UpgradeBody,
+    /// An HTTP/2 extended CONNECT (RFC 8441) the gateway cannot carry: a `:protocol`
+    /// the route's `upgrade` list does not allow, or a route to an HTTP/2 upstream.
+    ConnectProtocol,
 }
 
 /// The status for a client message refused by the parser.
@@ -40,7 +43,7 @@ pub fn fault_status(fault: Fault) -> u16 {
         Fault::LineTooLong => 414,
         Fault::HeadTooLarge => 431,
         Fault::Version => 505,
-        Fault::Coding => 501,
+        Fault::Coding | Fault::ConnectProtocol => 501,
         Fault::Expectation => 417,
         Fault::Method => 405,
         Fault::Target | Fault::Forwarding | Fault::PlainHttp | Fault::UpgradeBody => 400,

@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,40 +26,9 @@ use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
+use common::websocket::{EchoServer, python};
 
 const HOST: &str = "app.test";
-const HINT: &str = "python3 -m pip install 'websockets>=13' kosoku (./test.sh installs them)";
-
-/// The upstream: echoes every message; `/close-CODE` closes with CODE at once;
-/// `/forbidden` answers 403 instead of switching. Prints its port.
-const ECHO_SERVER: &str = r#"
-import asyncio, logging
-from websockets.asyncio.server import serve
-
-# The Autobahn cases send broken frames on purpose: their errors are expected.
-logging.getLogger("websockets").setLevel(logging.CRITICAL)
-
-async def handler(ws):
-    path = ws.request.path
-    if path.startswith("/close-"):
-        await ws.close(int(path[len("/close-"):]), "server says bye")
-        return
-    async for message in ws:
-        await ws.send(message)
-
-def process_request(conn, request):
-    if request.path.endswith("/forbidden"):
-        return conn.respond(403, "no WebSocket here\n")
-    return None
-
-async def main():
-    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     process_request=process_request) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.get_running_loop().create_future()
-
-asyncio.run(main())
-"#;
 
 /// The client: `MODE URI`; CA, HOST (for wss) and ORIGIN from the environment. Prints
 /// what it saw; any failed check raises (non-zero exit).
@@ -119,68 +88,6 @@ async def main():
 
 asyncio.run(main())
 "#;
-
-/// Runs `python3 -c SCRIPT ARGS` with `env`; its stdout (panics with stderr on failure).
-fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(script)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = ChildGuard::spawn(&mut cmd, "python3");
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .take_stdout()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    child
-        .take_stderr()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
-    let status = child.wait();
-    if err.contains("ModuleNotFoundError") {
-        panic!("a Python package is missing: {HINT}\n{err}");
-    }
-    assert!(
-        status.success(),
-        "python {args:?} failed: {status}\n{out}\n{err}"
-    );
-    out.trim().to_string()
-}
-
-/// The Python echo server, running until dropped.
-struct EchoServer {
-    _child: ChildGuard,
-    addr: SocketAddr,
-}
-
-impl EchoServer {
-    fn start() -> EchoServer {
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c")
-            .arg(ECHO_SERVER)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = ChildGuard::spawn(&mut cmd, "python3");
-        let mut line = String::new();
-        BufReader::new(child.take_stdout().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the echo server's port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the echo server did not start ({line:?}): {HINT}"));
-        EchoServer {
-            _child: child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
 
 /// A raw upstream: `Upgrade: x-test` → 101, then reads to EOF and answers "got N bytes,
 /// then EOF" before closing (half-close); any other request → 200 whose body says the

@@ -621,8 +621,12 @@ impl ResponseSink for H1Exchange<'_> {
         self.session.stream.splice_socket()
     }
 
-    fn upgrade_requested(&self) -> bool {
-        self.upgrade
+    fn upgrade_asked(&self) -> proxy::Ask {
+        if self.upgrade {
+            proxy::Ask::Upgrade
+        } else {
+            proxy::Ask::No
+        }
     }
 
     async fn switch(

@@ -115,6 +115,8 @@ pub fn request_head(
 /// [`request_head`] for an upgrade request the route allows: the client's `Upgrade` and
 /// `Connection` fields are dropped like any hop-by-hop field, and `Connection: upgrade`
 /// with `Upgrade: {protocol}` (the one protocol chosen) written instead. No body.
+/// `key`: a `Sec-WebSocket-Key` the gateway made (an RFC 8441 stream), sent instead of
+/// any the client sent.
 pub fn upgrade_request_head(
     out: &mut BytesMut,
     head: &Request,
@@ -122,17 +124,17 @@ pub fn upgrade_request_head(
     fallback_host: &str,
     forward: ForwardHeaders,
     protocol: &[u8],
+    key: Option<&[u8]>,
 ) {
     let body = BodyLength::None;
-    head_for_upstream(
-        out,
-        head,
-        path,
-        body,
-        fallback_host,
-        forward,
-        Some(protocol),
-    );
+    let upgrade = Some(UpgradeFields { protocol, key });
+    head_for_upstream(out, head, path, body, fallback_host, forward, upgrade);
+}
+
+/// The fields an upgrade request adds ([`upgrade_request_head`]).
+struct UpgradeFields<'a> {
+    protocol: &'a [u8],
+    key: Option<&'a [u8]>,
 }
 
 #[inline(always)]
@@ -143,8 +145,9 @@ fn head_for_upstream(
     body: BodyLength,
     fallback_host: &str,
     forward: ForwardHeaders,
-    upgrade: Option<&[u8]>,
+    upgrade: Option<UpgradeFields<'_>>,
 ) {
+    let own_key = upgrade.as_ref().is_some_and(|u| u.key.is_some());
     let client = head.client;
     out.reserve(256 + head.headers.len() * 48);
     out.put_slice(&head.method);
@@ -166,6 +169,7 @@ fn head_for_upstream(
             || (forward.x_real_ip && name.eq_ignore_ascii_case(b"x-real-ip"))
             || (forward.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || is_listed(&listed, name)
+            || (own_key && name.eq_ignore_ascii_case(b"sec-websocket-key"))
         {
             continue;
         }
@@ -216,10 +220,13 @@ fn head_for_upstream(
         out.put_slice(client.proto.as_bytes());
         out.put_slice(b"\r\n");
     }
-    if let Some(protocol) = upgrade {
+    if let Some(u) = upgrade {
         out.put_slice(b"Connection: upgrade\r\nUpgrade: ");
-        out.put_slice(protocol);
+        out.put_slice(u.protocol);
         out.put_slice(b"\r\n");
+        if let Some(key) = u.key {
+            put_header(out, b"Sec-WebSocket-Key", key);
+        }
     }
     match body {
         BodyLength::Known(n) => {
@@ -600,11 +607,28 @@ mod tests {
             "b",
             ForwardHeaders::NONE,
             b"websocket",
+            None,
         );
         assert_eq!(
             String::from_utf8(out.to_vec()).unwrap(),
             "GET /chat HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n\
              Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        // A key the gateway made (RFC 8441) replaces the client's.
+        out.clear();
+        upgrade_request_head(
+            &mut out,
+            &req,
+            b"/chat",
+            "b",
+            ForwardHeaders::NONE,
+            b"websocket",
+            Some(b"bmV3"),
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: a.test\r\n\
+             Connection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: bmV3\r\n\r\n"
         );
         // The same request without the upgrade: neither field goes.
         out.clear();

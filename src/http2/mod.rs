@@ -27,15 +27,26 @@
 //! and the kernel's buffers, not in the proxy's memory; request-body window is released
 //! as the exchange hands the bytes to the upstream.
 //!
+//! **WebSocket (RFC 8441).** Sessions advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`.
+//! An extended CONNECT (`:protocol`, with `:scheme`, `:path`, `:authority`) is one
+//! exchange like any stream, mapped ([`stream::request`]) to a bodiless `GET` whose
+//! `Upgrade` is the `:protocol`: the exchange runs the route's policies and the same
+//! upgrade check as HTTP/1.1 (`upgrade` list, `websocket_origins`, `max_tunnels`) and
+//! sends the upstream an HTTP/1.1 upgrade with a `Sec-WebSocket-Key` of its own. After
+//! the upstream's `101` the stream answers `200` and its DATA is the tunnel
+//! ([`tunnel`]). Statuses on the stream, from the exchange's one mapping: a `:protocol`
+//! the route does not allow or an HTTP/2 upstream → 501, origin refused → 403,
+//! `max_tunnels` → 503, a wrong `Sec-WebSocket-Accept` → 502, no random key → 500; an
+//! upstream's non-101 answer is relayed; plain CONNECT → stream reset.
+//!
 //! **Request heads (RFC 9113 §8).** h2 checks: pseudo-header presence, order and
 //! repetition, unknown pseudo-headers, connection-specific fields (`connection`,
 //! `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`), `te` other than
 //! `trailers`, `content-length` against the DATA received, the decoded header-list size
 //! (`max_header_list_size`). Added here ([`stream::request`]): field values with NUL, CR,
 //! LF or surrounding whitespace, no `:authority` nor Host, a Host differing from
-//! `:authority`, CONNECT (RFC 8441 comes with
-//! WebSocket). Not checkable after h2: upper-case field names (its HPACK decoder
-//! lower-cases them). `:authority` becomes the host that routes and the Host sent
+//! `:authority`, CONNECT without `:protocol`. Not checkable after h2: upper-case field
+//! names (its HPACK decoder lower-cases them). `:authority` becomes the host that routes and the Host sent
 //! upstream; cookie crumbs are joined with `; ` (§8.2.3).
 //!
 //! **Floods** (each counted in `ringgate_h2_protocol_errors_total{reason}`): client
@@ -56,6 +67,7 @@
 //! here blocks or panics on peer input.
 
 mod stream;
+mod tunnel;
 mod wire;
 
 use std::cell::{Cell, RefCell};
@@ -345,6 +357,9 @@ fn builder(s: &Http2Settings) -> h2::server::Builder {
         .initial_connection_window_size(s.initial_connection_window_size)
         .max_pending_accept_reset_streams(s.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(Some(s.max_local_error_reset_streams))
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3): extended CONNECT streams
+        // become HTTP/1.1 upgrades towards the upstream (`stream`, `tunnel`).
+        .enable_connect_protocol()
         // Response DATA is sent only as the window allows (the stream reserves what it
         // sends): h2 buffers at most one read's worth per stream.
         .max_send_buffer_size(64 * 1024);
@@ -399,6 +414,10 @@ async fn serve_stream(
     let generation: Arc<Generation> = c.ctx.live.load_full();
     let (parts, body) = head.into_parts();
     let end_stream = body.is_end_stream();
+    let ask = match parts.extensions.get::<h2::ext::Protocol>() {
+        Some(_) => proxy::Ask::ExtendedConnect,
+        None => proxy::Ask::No,
+    };
     let out = Rc::new(RefCell::new(Out::Head(respond)));
     let req = match stream::request(&parts, end_stream, c.client, c.tls.clone(), received) {
         Ok(r) => r,
@@ -416,7 +435,8 @@ async fn serve_stream(
     let mut x = H2Exchange {
         recv: RefCell::new(body),
         pending: RefCell::new(None),
-        body_done: Cell::new(end_stream),
+        // An extended CONNECT's DATA is the tunnel's: the exchange sees no body.
+        body_done: Cell::new(end_stream || ask == proxy::Ask::ExtendedConnect),
         out: out.clone(),
         queue: Vec::new(),
         deadline: Deadline::new(),
@@ -425,10 +445,26 @@ async fn serve_stream(
         head_request: req.is_head(),
         zero_window: false,
         trailers: None,
+        ask,
+        tunnel: None,
     };
     let watch = out.clone();
     let reset = poll_fn(|cx| watch.borrow_mut().poll_reset(cx));
-    let exchange = proxy::exchange(&c.ctx, &generation, req, &mut x);
+    let exchange = async {
+        let mut outcome = proxy::exchange(&c.ctx, &generation, req, &mut x).await;
+        if outcome.next == proxy::Next::Tunnel
+            && let Some(up) = x.tunnel.take()
+        {
+            // Boxed: a stream without a tunnel carries none of its state.
+            let send_timeout = x.send_timeout;
+            let tunnel = tunnel::run(&c.ctx, *up, &x.recv, &x.out, send_timeout);
+            let (carried, shut) = Box::pin(tunnel).await;
+            x.zero_window |= shut;
+            outcome.bytes_in += carried.to_upstream;
+            outcome.bytes_out += carried.to_client;
+        }
+        outcome
+    };
     monoio::select! {
         outcome = exchange => {
             let took = outcome.timings.done.saturating_duration_since(received);

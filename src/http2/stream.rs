@@ -5,6 +5,13 @@
 //! stream's send window allows, so a client that reads slowly holds its window shut and
 //! the exchange stops reading the upstream instead of buffering it.
 //!
+//! An extended CONNECT (RFC 8441 §4: `:method CONNECT` with `:protocol`, `:scheme`,
+//! `:path`, `:authority`) becomes a `GET` whose `Upgrade` field is the `:protocol`,
+//! without a body ([`Ask::ExtendedConnect`]: the exchange turns it into an HTTP/1.1
+//! upgrade); after the upstream's `101` the stream answers `:status 200` with the
+//! `101`'s end-to-end fields ([`ResponseSink::switch`]) and the stream's DATA becomes
+//! the tunnel ([`super::tunnel`]). A CONNECT without `:protocol` is refused.
+//!
 //! Errors: a body that stalls beyond `client_body_timeout_ms` → 408 (or a reset once the
 //! head went out), a window held shut beyond `send_timeout_ms` → the stream is reset
 //! (CANCEL) and counted as `zero_window`, a client reset → the exchange is dropped on the
@@ -24,11 +31,12 @@ use monoio::net::TcpStream;
 
 use crate::clock::Deadline;
 use crate::error::{Kind, ProxyError, Side};
+use crate::field::is_tchar;
 use crate::http1::write::{connection_listed, is_hop_by_hop, is_listed};
 use crate::message::{
     BodyLength, ClientInfo, GatewayBody, GatewayResponse, Header, Request, ResponseHead,
 };
-use crate::proxy::{BodySource, ResponseSink};
+use crate::proxy::{Ask, BodySource, ResponseSink, Upgraded};
 use crate::transport::tls::TlsInfo;
 
 /// Why a request head is refused (RFC 9113 §8; h2 checks the rest, see the module doc of
@@ -38,8 +46,9 @@ pub(super) type Refusal = &'static str;
 /// Maps a request head h2 accepted to the exchange's [`Request`], refusing what RFC
 /// 9113 §8 forbids and h2 lets through: field values with NUL, CR or LF or with
 /// leading or trailing whitespace (§8.2.1), a missing `:authority` and Host, a Host
-/// that differs from `:authority` (§8.3.1), CONNECT
-/// (extended CONNECT comes with RFC 8441 support).
+/// that differs from `:authority` (§8.3.1), CONNECT without `:protocol`, a `:protocol`
+/// that is not a token (`name` or `name/version`). An extended CONNECT (RFC 8441)
+/// becomes a bodiless `GET` with `upgrade: <:protocol>`.
 pub(super) fn request(
     parts: &http::request::Parts,
     end_stream: bool,
@@ -47,10 +56,21 @@ pub(super) fn request(
     tls: Option<Rc<TlsInfo>>,
     received: monoio::time::Instant,
 ) -> Result<Request, Refusal> {
-    if parts.method == http::Method::CONNECT {
+    let protocol = parts.extensions.get::<h2::ext::Protocol>();
+    if parts.method == http::Method::CONNECT && protocol.is_none() {
         return Err("CONNECT is not proxied");
     }
-    let mut headers = Vec::with_capacity(parts.headers.len());
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    if let Some(p) = protocol {
+        let p = p.as_ref();
+        if p.is_empty() || !p.iter().all(|&b| is_tchar(b) || b == b'/') {
+            return Err(":protocol is not a token");
+        }
+        headers.push(Header {
+            name: Bytes::from_static(b"upgrade"),
+            value: Bytes::copy_from_slice(p),
+        });
+    }
     let mut cookie: Option<Vec<u8>> = None;
     let mut host: Option<&HeaderValue> = None;
     let mut length: Option<u64> = None;
@@ -107,13 +127,19 @@ pub(super) fn request(
         _ => return Err("no :path"),
     };
     let body = match (end_stream, length) {
+        // An extended CONNECT's DATA is the tunnel's, not a request body.
+        _ if protocol.is_some() => BodyLength::None,
         (true, Some(0)) => BodyLength::Known(0),
         (true, _) => BodyLength::None,
         (false, Some(n)) => BodyLength::Known(n),
         (false, None) => BodyLength::Unknown,
     };
+    let method = match protocol {
+        Some(_) => Bytes::from_static(b"GET"),
+        None => method_bytes(&parts.method),
+    };
     Ok(Request {
-        method: method_bytes(&parts.method),
+        method,
         scheme: client.proto,
         authority,
         authority_sent: Some(sent),
@@ -214,6 +240,73 @@ pub(super) struct H2Exchange {
     pub(super) zero_window: bool,
     /// The response's trailer fields, sent after the last DATA (gRPC's `grpc-status`).
     pub(super) trailers: Option<http::HeaderMap>,
+    /// The request is an extended CONNECT ([`Ask::ExtendedConnect`]) or not.
+    pub(super) ask: Ask,
+    /// The upstream connection after its `101`, for the tunnel after the exchange.
+    pub(super) tunnel: Option<Box<Upgraded>>,
+}
+
+/// Why response DATA could not be sent.
+pub(super) enum Stop {
+    /// The stream was reset or the connection is gone.
+    Gone,
+    /// The window stayed shut beyond the timeout.
+    WindowShut,
+}
+
+/// Sends `chunk` on the stream in `out` as its send window allows (`eos`: END_STREAM
+/// with the last of it; an empty `chunk` with `eos` only ends the stream), waiting for
+/// window no longer than `timeout` at a time. At most `chunk` is held: a client that
+/// does not read holds the sender here. Dropping it loses the unsent rest of `chunk`.
+pub(super) async fn send_windowed(
+    out: &RefCell<Out>,
+    deadline: &mut Deadline,
+    timeout: Duration,
+    mut chunk: Bytes,
+    eos: bool,
+) -> Result<(), Stop> {
+    if chunk.is_empty() {
+        return if eos {
+            send_data(out, chunk, true)
+        } else {
+            Ok(())
+        };
+    }
+    while !chunk.is_empty() {
+        if let Out::Body(s) = &mut *out.borrow_mut() {
+            s.reserve_capacity(chunk.len());
+        }
+        let wait = poll_fn(|cx| match &mut *out.borrow_mut() {
+            Out::Body(s) => match s.poll_capacity(cx) {
+                // A reservation satisfied with 0 on an open stream: wait on.
+                Poll::Ready(Some(Ok(0))) => Poll::Pending,
+                Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                Poll::Ready(Some(Err(_)) | None) => Poll::Ready(Err(Stop::Gone)),
+                Poll::Pending => Poll::Pending,
+            },
+            _ => Poll::Ready(Err(Stop::Gone)),
+        });
+        let granted = match deadline.within(timeout, wait).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Stop::WindowShut),
+        };
+        let part = chunk.split_to(granted.min(chunk.len()));
+        send_data(out, part, eos && chunk.is_empty())?;
+    }
+    Ok(())
+}
+
+/// Sends one DATA frame's worth already within the window.
+fn send_data(out: &RefCell<Out>, data: Bytes, eos: bool) -> Result<(), Stop> {
+    let mut out = out.borrow_mut();
+    let Out::Body(s) = &mut *out else {
+        return Err(Stop::Gone);
+    };
+    s.send_data(data, eos).map_err(|_| Stop::Gone)?;
+    if eos {
+        *out = Out::Done;
+    }
+    Ok(())
 }
 
 const BODY_FAILED: ProxyError =
@@ -266,50 +359,20 @@ impl H2Exchange {
     async fn send_queued(&mut self, end: bool) -> Result<(), ProxyError> {
         let queue = std::mem::take(&mut self.queue);
         let last = queue.len();
-        for (i, mut chunk) in queue.into_iter().enumerate() {
-            while !chunk.is_empty() {
-                let granted = {
-                    let out = &self.out;
-                    if let Out::Body(s) = &mut *out.borrow_mut() {
-                        s.reserve_capacity(chunk.len());
-                    }
-                    let wait = poll_fn(|cx| match &mut *out.borrow_mut() {
-                        Out::Body(s) => match s.poll_capacity(cx) {
-                            // A reservation satisfied with 0 on an open stream: wait on.
-                            Poll::Ready(Some(Ok(0))) => Poll::Pending,
-                            Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
-                            Poll::Ready(Some(Err(_)) | None) => Poll::Ready(Err(STREAM_GONE)),
-                            Poll::Pending => Poll::Pending,
-                        },
-                        _ => Poll::Ready(Err(STREAM_GONE)),
-                    });
-                    match self.deadline.within(self.send_timeout, wait).await {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            self.zero_window = true;
-                            return Err(WINDOW_SHUT);
-                        }
-                    }
-                };
-                let part = chunk.split_to(granted.min(chunk.len()));
-                let eos = end && i + 1 == last && chunk.is_empty();
-                self.send(part, eos)?;
+        for (i, chunk) in queue.into_iter().enumerate() {
+            let eos = end && i + 1 == last;
+            let sent = send_windowed(&self.out, &mut self.deadline, self.send_timeout, chunk, eos);
+            match sent.await {
+                Ok(()) => {}
+                Err(Stop::Gone) => return Err(STREAM_GONE),
+                Err(Stop::WindowShut) => {
+                    self.zero_window = true;
+                    return Err(WINDOW_SHUT);
+                }
             }
         }
         if end && last == 0 {
-            self.send(Bytes::new(), true)?;
-        }
-        Ok(())
-    }
-
-    fn send(&mut self, data: Bytes, eos: bool) -> Result<(), ProxyError> {
-        let mut out = self.out.borrow_mut();
-        let Out::Body(s) = &mut *out else {
-            return Err(STREAM_GONE);
-        };
-        s.send_data(data, eos).map_err(|_| STREAM_GONE)?;
-        if eos {
-            *out = Out::Done;
+            send_data(&self.out, Bytes::new(), true).map_err(|_| STREAM_GONE)?;
         }
         Ok(())
     }
@@ -455,6 +518,27 @@ impl ResponseSink for H2Exchange {
         &mut self.deadline
     }
 
+    fn upgrade_asked(&self) -> Ask {
+        self.ask
+    }
+
+    async fn switch(&mut self, head: &ResponseHead, tunnel: Upgraded) -> Result<(), ProxyError> {
+        // RFC 8441 §5: the tunnel opens with a 2xx; the 101's end-to-end fields
+        // (`sec-websocket-protocol`, `-extensions`) go with it, not its hop-by-hop ones
+        // nor the accept value, which answered the gateway's key, not the client.
+        let mut response = http::Response::new(());
+        let map = response.headers_mut();
+        let listed = connection_listed(&head.headers);
+        append_fields(map, &head.headers, |name| {
+            is_listed(&listed, name)
+                || name.eq_ignore_ascii_case(b"sec-websocket-accept")
+                || name.eq_ignore_ascii_case(b"content-length")
+        });
+        self.send_head(response, false)?;
+        self.tunnel = Some(Box::new(tunnel));
+        Ok(())
+    }
+
     async fn respond(&mut self, response: GatewayResponse, _: bool) -> Result<(), ProxyError> {
         let mut head = http::Response::new(());
         *head.status_mut() = http::StatusCode::from_u16(response.status)
@@ -553,6 +637,28 @@ mod tests {
         assert_eq!(map(r, false).unwrap().body, BodyLength::Known(5));
         let r = http::Request::post("https://a/").body(()).unwrap();
         assert_eq!(map(r, false).unwrap().body, BodyLength::Unknown);
+    }
+
+    #[test]
+    fn an_extended_connect_becomes_a_bodiless_get_with_its_protocol_as_upgrade() {
+        let mut r = http::Request::connect("https://app.test/chat?x")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        r.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let req = map(r, false).unwrap();
+        assert_eq!(req.method.as_ref(), b"GET");
+        assert_eq!(req.path.as_ref(), b"/chat?x");
+        assert_eq!(req.body, BodyLength::None);
+        let upgrade = req.headers.iter().find(|h| h.name.as_ref() == b"upgrade");
+        assert_eq!(upgrade.map(|h| h.value.as_ref()), Some(&b"websocket"[..]));
+        let mut bad = http::Request::connect("https://app.test/")
+            .body(())
+            .unwrap();
+        bad.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("web socket"));
+        assert!(map(bad, false).is_err());
     }
 
     #[test]

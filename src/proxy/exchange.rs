@@ -34,7 +34,7 @@ use tracing::debug;
 use super::duplex::{self, Pump};
 use super::splice;
 use super::upstream_io::{BODY_READ, Upload, upstream_write};
-use super::{BodySource, Next, Outcome, ResponseSink, Timings};
+use super::{Ask, BodySource, Next, Outcome, ResponseSink, Timings};
 use crate::clock;
 use crate::config::{HttpSettings, MalformedForwarding};
 use crate::context::WorkerCtx;
@@ -108,6 +108,12 @@ pub async fn exchange<S: BodySource + ResponseSink>(
     };
     x.finish(&req, next)
 }
+
+const CONNECT_TO_H2: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::BadRequest(Fault::ConnectProtocol),
+    "extended CONNECT to an HTTP/2 upstream is not supported",
+);
 
 /// Where a request goes after the steps before the upstream.
 enum Step<'g> {
@@ -247,13 +253,18 @@ impl<'a> Exchange<'a> {
         if let v @ Verdict::Respond(..) = phases.verdict {
             return Step::Answer(v);
         }
-        // An HTTP/2 upstream takes no HTTP/1.1 Upgrade (RFC 8441 towards upstreams is not
-        // built): the request goes as plain HTTP, as one to a route without the protocol.
+        // An HTTP/2 upstream takes no HTTP/1.1 Upgrade: an HTTP/1.1 upgrade goes as plain
+        // HTTP, as one to a route without the protocol; an extended CONNECT (RFC 8441
+        // towards HTTP/2 upstreams is not built) is refused with 501.
         let upstream_h1 = generation.config.upstreams[selected.route.upstream].protocol
             == crate::config::UpstreamProtocol::Http1;
+        let ask = s.upgrade_asked();
+        if !upstream_h1 && ask == Ask::ExtendedConnect {
+            return Step::Fail(CONNECT_TO_H2);
+        }
         if upstream_h1
-            && s.upgrade_requested()
-            && let Some(step) = self.admit_upgrade(req, selected.route, http)
+            && ask != Ask::No
+            && let Some(step) = self.admit_upgrade(req, selected.route, http, ask)
         {
             return step;
         }
@@ -326,8 +337,16 @@ impl<'a> Exchange<'a> {
         let framing = match &self.upgrade {
             None => h1::request_head(&mut first, req, up_path, fallback_host, forward),
             Some(u) => {
-                let protocol = &u.protocol;
-                h1::upgrade_request_head(&mut first, req, up_path, fallback_host, forward, protocol)
+                let (protocol, key) = (&u.protocol, u.key.as_ref().map(|k| k.as_bytes()));
+                h1::upgrade_request_head(
+                    &mut first,
+                    req,
+                    up_path,
+                    fallback_host,
+                    forward,
+                    protocol,
+                    key,
+                )
             }
         };
         self.upload.framing = Some(framing);

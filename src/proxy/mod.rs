@@ -1,6 +1,6 @@
 //! ⑤ The exchange: one request, whichever protocol brought it, from route to outcome.
 //!
-//! A session ([`crate::http1::server`] today; HTTP/2 streams and upgraded tunnels next)
+//! A session ([`crate::http1::server`], an HTTP/2 stream of [`crate::http2`])
 //! reads a request head, turns it into a protocol-neutral [`Request`](crate::message::Request) and calls
 //! [`exchange`] with itself as the [`BodySource`] (the request body, pulled as it
 //! arrives) and the [`ResponseSink`] (the response head and body, pushed as they come;
@@ -31,7 +31,10 @@
 //! garbage → 502, upstream timeout → 504, a local failure (no pipe) → 500; an upgrade
 //! with a body → 400, a WebSocket upgrade from an origin the route's `websocket_origins`
 //! does not list → 403, one more upgrade than `max_tunnels` → 503, a `101` not asked for
-//! (or naming another protocol) → 502. After the
+//! (or naming another protocol) → 502; for an HTTP/2 extended CONNECT (RFC 8441,
+//! [`Ask::ExtendedConnect`]): a `:protocol` the route does not allow, or a route to an
+//! HTTP/2 upstream → 501, no random bytes for the `Sec-WebSocket-Key` → 500, a `101`
+//! without that key's `Sec-WebSocket-Accept` → 502. After the
 //! head was sent, a failure ends the connection so the client can never mistake a
 //! truncated body for a complete one. Nothing here blocks or panics on peer input.
 
@@ -130,17 +133,18 @@ pub trait ResponseSink {
     /// time.
     fn deadline(&mut self) -> &mut Deadline;
 
-    /// Whether the client asked to switch protocols in a way this session can carry
-    /// (HTTP/1.1: `Connection: upgrade`). The exchange then reads the `Upgrade` field
-    /// against the route (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
-    fn upgrade_requested(&self) -> bool {
-        false
+    /// Whether and how the client asked to switch protocols in a way this session can
+    /// carry. The exchange then reads the `Upgrade` field against the route
+    /// (`exchange/upgrade.rs`). A session that cannot tunnel keeps the default.
+    fn upgrade_asked(&self) -> Ask {
+        Ask::No
     }
 
-    /// The upstream switched protocols: sends its `101` head to the client (with the
-    /// `Upgrade` field kept) and keeps `tunnel` for the tunnel the session runs once the
-    /// exchange returned [`Next::Tunnel`]. `Err`: the head could not be sent (the
-    /// connection closes; `tunnel` is dropped, the upstream connection with it).
+    /// The upstream switched protocols: sends its `101` head to the client (HTTP/1.1:
+    /// the `101` with the `Upgrade` field kept; HTTP/2: a `200` with the end-to-end
+    /// fields) and keeps `tunnel` for the tunnel the session runs once the exchange
+    /// returned [`Next::Tunnel`]. `Err`: the head could not be sent (the connection
+    /// closes; `tunnel` is dropped, the upstream connection with it).
     async fn switch(&mut self, head: &ResponseHead, tunnel: Upgraded) -> Result<(), ProxyError> {
         let _ = (head, tunnel);
         Err(ProxyError::new(
@@ -161,6 +165,23 @@ pub trait ResponseSink {
         response: GatewayResponse,
         request_broken: bool,
     ) -> Result<(), ProxyError>;
+}
+
+/// How a client asked to switch protocols ([`ResponseSink::upgrade_asked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// It did not (or cannot here): the request is plain HTTP.
+    No,
+    /// HTTP/1.1 `Connection: upgrade` with an `Upgrade` field: a protocol the route
+    /// does not allow is served as plain HTTP, the client's WebSocket handshake
+    /// (`Sec-WebSocket-Key`, its `Accept`) is the client's and the upstream's.
+    Upgrade,
+    /// An HTTP/2 extended CONNECT (RFC 8441): the session put its `:protocol` in the
+    /// request's `Upgrade` field and made the method `GET`. A protocol the route does
+    /// not allow is refused (501: the client waits for a tunnel, never a page); for a
+    /// WebSocket the gateway makes the `Sec-WebSocket-Key` and checks the upstream's
+    /// `Sec-WebSocket-Accept` (a wrong one → 502).
+    ExtendedConnect,
 }
 
 /// When each step of an exchange happened.

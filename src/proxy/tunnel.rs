@@ -33,6 +33,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use monoio::io::OwnedReadHalf;
+use monoio::net::TcpStream;
 
 use crate::clock::{self, Deadline};
 use crate::context::WorkerCtx;
@@ -78,6 +80,66 @@ pub struct Upgraded {
     /// The route's (else `[http]`) `tunnel_idle_timeout_ms`.
     pub(super) idle_timeout: Duration,
     pub(super) slot: TunnelSlot,
+}
+
+/// An upgraded upstream connection taken apart for a session that copies the bytes
+/// itself (HTTP/2: the stream's DATA frames, `crate::http2`): the socket's two halves,
+/// what the upstream sent after its `101`, the timeouts. The lease (the connection is
+/// never pooled again) and the tunnel's place among `max_tunnels` are held until it is
+/// dropped, which counts how the tunnel ended (`ringgate_tunnels_total`): as
+/// [`Ends::finish`] said, else (the session dropped the tunnel: the client reset its
+/// stream, the connection was lost) `error`.
+pub struct Ends {
+    pub reader: OwnedReadHalf<TcpStream>,
+    pub writer: UpstreamWriter,
+    /// Bytes the upstream sent after its 101 head (already read): they go first.
+    pub pending: BytesMut,
+    /// The route's (else `[http]`) `tunnel_idle_timeout_ms`.
+    pub idle_timeout: Duration,
+    /// The upstream's `write_timeout_ms`, for each write to it.
+    pub write_timeout: Duration,
+    end: TunnelEnd,
+    _lease: Lease,
+    slot: TunnelSlot,
+}
+
+impl Upgraded {
+    /// The connection taken apart ([`Ends`]); `None` when its stream is not whole (it
+    /// is then dropped: closed).
+    pub fn into_ends(self) -> Option<Ends> {
+        let Upgraded {
+            mut lease,
+            pending,
+            idle_timeout,
+            slot,
+        } = self;
+        let write_timeout = lease.upstream().write_timeout;
+        let (reader, writer) = lease.stream.take_halves()?;
+        Some(Ends {
+            reader,
+            writer,
+            pending,
+            idle_timeout,
+            write_timeout,
+            end: TunnelEnd::Error,
+            _lease: lease,
+            slot,
+        })
+    }
+}
+
+impl Ends {
+    /// The tunnel ended this way: counted, the upstream connection closed and the
+    /// tunnel's place freed.
+    pub fn finish(mut self, end: TunnelEnd) {
+        self.end = end;
+    }
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        self.slot.metrics.tunnels[self.end as usize].inc();
+    }
 }
 
 /// What a tunnel carried, and how it ended.

@@ -44,8 +44,9 @@ pub fn upgrade_request_head(
     fallback_host: &str,
     forward: ForwardHeaders,
     protocol: &[u8],
+    key: Option<&[u8]>,
 ) -> RequestFraming {
-    write::upgrade_request_head(out, req, path, fallback_host, forward, protocol);
+    write::upgrade_request_head(out, req, path, fallback_host, forward, protocol, key);
     RequestFraming { chunked: false }
 }
 

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod record_cases;
 pub mod records;
 pub mod scripted;
+pub mod websocket;
 
 use std::net::SocketAddr;
 

@@ -3,16 +3,28 @@
 //! limits answer first), without I/O; and, after the upstream's `101`, the hand-over of
 //! the upstream connection to the session's tunnel ([`super::super::tunnel`]).
 //!
-//! A request asks to switch when its session says so ([`ResponseSink::upgrade_requested`]:
-//! HTTP/1.1 with `Connection: upgrade`) and its `Upgrade` field names a protocol. The
-//! first protocol it names that the route's `upgrade` list allows (default
-//! `["websocket"]`) is the one forwarded; a request naming none of them is served as
-//! plain HTTP, its `Upgrade` not forwarded (nginx without `proxy_set_header Upgrade`).
+//! A request asks to switch when its session says so ([`ResponseSink::upgrade_asked`]:
+//! HTTP/1.1 with `Connection: upgrade`, or an HTTP/2 extended CONNECT whose `:protocol`
+//! the session put in the `Upgrade` field) and its `Upgrade` field names a protocol.
+//! The first protocol it names that the route's `upgrade` list allows (default
+//! `["websocket"]`) is the one forwarded; an HTTP/1.1 request naming none of them is
+//! served as plain HTTP, its `Upgrade` not forwarded (nginx without `proxy_set_header
+//! Upgrade`).
+//!
+//! **RFC 8441.** An extended CONNECT goes upstream as the HTTP/1.1 upgrade `GET <path>`
+//! with `Connection: upgrade`, `Upgrade: <:protocol>` and, for `websocket`, a
+//! `Sec-WebSocket-Key` the gateway makes ([`crate::websocket::new_key`]); the client's
+//! `Sec-WebSocket-Version`, `-Protocol` and `-Extensions` go as they came. The
+//! upstream's `101` must carry the `Sec-WebSocket-Accept` of that key
+//! ([`crate::websocket::accept_for`]).
 //!
 //! Refusals, statuses from the one mapping ([`crate::error`]): a body with the upgrade
 //! (Content-Length over 0, or chunked) → 400 ([`Fault::UpgradeBody`]); a WebSocket
 //! upgrade from an `Origin` the route's `websocket_origins` does not list, or without
-//! one → 403 ([`Rejection::WebSocketOrigin`]). The WebSocket handshake itself
+//! one → 403 ([`Rejection::WebSocketOrigin`]); an extended CONNECT whose `:protocol` the
+//! route does not allow → 501 ([`Fault::ConnectProtocol`]); no random source for the
+//! key → 500; a `101` without the right `Sec-WebSocket-Accept` → 502 (the upstream
+//! connection closed). The WebSocket handshake of an HTTP/1.1 client
 //! (`Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`, the method) is the upstream's to
 //! judge, as nginx and Envoy leave it: its answer (400, 426…) is relayed.
 
@@ -22,18 +34,22 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use super::super::tunnel::{TunnelSlot, Upgraded};
-use super::super::{Next, ResponseSink};
+use super::super::{Ask, Next, ResponseSink};
 use super::{Exchange, Flow, Step};
 use crate::config::{HttpSettings, RouteConfig, WEBSOCKET};
 use crate::error::{Kind, ProxyError, Side};
 use crate::field::trim;
 use crate::message::{BodyLength, Fault, Request, ResponseHead};
 use crate::policy::{Rejection, Verdict};
+use crate::websocket;
 
 /// An upgrade the route allows, on its way upstream (boxed: rare, and the exchange's
 /// state is moved into place for every request).
 pub(super) struct Admitted {
     pub(super) protocol: Bytes,
+    /// The `Sec-WebSocket-Key` the gateway made (an RFC 8441 WebSocket), whose accept
+    /// value the upstream's `101` must carry.
+    pub(super) key: Option<String>,
     slot: TunnelSlot,
     idle_timeout: std::time::Duration,
 }
@@ -48,12 +64,23 @@ impl Exchange<'_> {
         req: &Request,
         route: &RouteConfig,
         http: &HttpSettings,
+        ask: Ask,
     ) -> Option<Step<'g>> {
-        match check(req, route, true) {
+        match check(req, route, ask) {
             Check::Plain => None,
             Check::Refuse(v) => Some(Step::Answer(v)),
             Check::Fail(e) => Some(Step::Fail(e)),
             Check::Switch(protocol) => {
+                let key = if ask == Ask::ExtendedConnect
+                    && name_of(&protocol).eq_ignore_ascii_case(WEBSOCKET.as_bytes())
+                {
+                    match websocket::new_key() {
+                        Some(k) => Some(k),
+                        None => return Some(Step::Fail(NO_KEY)),
+                    }
+                } else {
+                    None
+                };
                 let Some(slot) = TunnelSlot::take(self.ctx, http.max_tunnels) else {
                     return Some(Step::Fail(TUNNELS_FULL));
                 };
@@ -62,6 +89,7 @@ impl Exchange<'_> {
                     .unwrap_or(http.tunnel_idle_timeout);
                 self.upgrade = Some(Box::new(Admitted {
                     protocol,
+                    key,
                     slot,
                     idle_timeout,
                 }));
@@ -72,7 +100,8 @@ impl Exchange<'_> {
 
     /// The upstream answered `101`: to an upgrade it was asked for, the head goes to the
     /// client and the upstream connection to the session's tunnel ([`Next::Tunnel`]);
-    /// otherwise (no upgrade asked, or another protocol) → 502.
+    /// otherwise (no upgrade asked, another protocol, or the wrong
+    /// `Sec-WebSocket-Accept` for the gateway's key) → 502.
     #[inline(never)]
     pub(super) fn switch<'s, S: ResponseSink>(
         &'s mut self,
@@ -94,6 +123,11 @@ impl Exchange<'_> {
         };
         if !switched_to(&head.headers, &admitted.protocol) {
             return Err(SWITCHED_ELSEWHERE);
+        }
+        if let Some(key) = &admitted.key
+            && !accepts(&head.headers, key)
+        {
+            return Err(WRONG_ACCEPT);
         }
         let Admitted {
             slot, idle_timeout, ..
@@ -126,6 +160,21 @@ const SWITCHED_ELSEWHERE: ProxyError = ProxyError::new(
     Kind::UpstreamProtocol,
     "upstream switched to a protocol other than the one asked",
 );
+const WRONG_ACCEPT: ProxyError = ProxyError::new(
+    Side::Upstream,
+    Kind::UpstreamProtocol,
+    "upstream's 101 lacks the Sec-WebSocket-Accept of the key sent",
+);
+const NO_KEY: ProxyError = ProxyError::new(
+    Side::Internal,
+    Kind::UpstreamProtocol,
+    "no random bytes for a Sec-WebSocket-Key",
+);
+const CONNECT_PROTOCOL: ProxyError = ProxyError::new(
+    Side::Downstream,
+    Kind::BadRequest(Fault::ConnectProtocol),
+    "extended CONNECT with a :protocol this route does not allow",
+);
 const TUNNELS_FULL: ProxyError = ProxyError::new(
     Side::Downstream,
     Kind::TunnelsFull,
@@ -144,13 +193,16 @@ enum Check {
     Fail(ProxyError),
 }
 
-/// Decides the upgrade of `req` on `route`; `asked`: the session saw `Connection:
-/// upgrade` on a request it could tunnel.
-fn check(req: &Request, route: &RouteConfig, asked: bool) -> Check {
-    if !asked {
+/// Decides the upgrade of `req` on `route`; `ask`: how the session saw it asked.
+fn check(req: &Request, route: &RouteConfig, ask: Ask) -> Check {
+    if ask == Ask::No {
         return Check::Plain;
     }
     let Some(protocol) = chosen(req, &route.upgrade) else {
+        // An extended CONNECT waits for a tunnel: a page would be taken for one.
+        if ask == Ask::ExtendedConnect {
+            return Check::Fail(CONNECT_PROTOCOL);
+        }
         return Check::Plain;
     };
     if matches!(req.body, BodyLength::Unknown) || matches!(req.body, BodyLength::Known(n) if n > 0)
@@ -229,6 +281,17 @@ fn switched_to(headers: &[crate::message::Header], asked: &[u8]) -> bool {
         .any(|t| name_of(trim(t)).eq_ignore_ascii_case(asked))
 }
 
+/// Whether the `101`'s one `Sec-WebSocket-Accept` answers `key` (RFC 6455 §4.1).
+fn accepts(headers: &[crate::message::Header], key: &str) -> bool {
+    let mut sent = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"sec-websocket-accept"));
+    match (sent.next(), sent.next()) {
+        (Some(h), None) => trim(&h.value) == websocket::accept_for(key.as_bytes()).as_bytes(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,38 +334,41 @@ mod tests {
     fn websocket_is_tunnelled_by_default_others_only_when_listed() {
         let ws = request(&[("Upgrade", "WebSocket")], BodyLength::None);
         assert_eq!(
-            switch_to(check(&ws, &route(), true)).as_deref(),
+            switch_to(check(&ws, &route(), Ask::Upgrade)).as_deref(),
             Some(&b"WebSocket"[..])
         );
         // Not asked by the session (HTTP/1.0, or no `Connection: upgrade`): plain.
-        assert!(matches!(check(&ws, &route(), false), Check::Plain));
+        assert!(matches!(check(&ws, &route(), Ask::No), Check::Plain));
         let other = request(&[("Upgrade", "foo/2, websocket")], BodyLength::None);
         assert_eq!(
-            switch_to(check(&other, &route(), true)).as_deref(),
+            switch_to(check(&other, &route(), Ask::Upgrade)).as_deref(),
             Some(&b"websocket"[..])
         );
         let mut r = route();
         r.upgrade = vec!["foo".into()];
         assert_eq!(
-            switch_to(check(&other, &r, true)).as_deref(),
+            switch_to(check(&other, &r, Ask::Upgrade)).as_deref(),
             Some(&b"foo/2"[..])
         );
-        assert!(matches!(check(&ws, &r, true), Check::Plain));
+        assert!(matches!(check(&ws, &r, Ask::Upgrade), Check::Plain));
         r.upgrade = Vec::new();
-        assert!(matches!(check(&other, &r, true), Check::Plain));
+        assert!(matches!(check(&other, &r, Ask::Upgrade), Check::Plain));
     }
 
     #[test]
     fn an_upgrade_with_a_body_is_refused() {
         for body in [BodyLength::Known(1), BodyLength::Unknown] {
             let req = request(&[("Upgrade", "websocket")], body);
-            match check(&req, &route(), true) {
+            match check(&req, &route(), Ask::Upgrade) {
                 Check::Fail(e) => assert_eq!(e.status(), Some(400)),
                 _ => panic!("an upgrade with a body went through"),
             }
         }
         let empty = request(&[("Upgrade", "websocket")], BodyLength::Known(0));
-        assert!(matches!(check(&empty, &route(), true), Check::Switch(_)));
+        assert!(matches!(
+            check(&empty, &route(), Ask::Upgrade),
+            Check::Switch(_)
+        ));
     }
 
     #[test]
@@ -314,7 +380,7 @@ mod tests {
         let with = |origins: &[&str]| {
             let mut fields = vec![("Upgrade", "websocket")];
             fields.extend(origins.iter().map(|o| ("Origin", *o)));
-            check(&request(&fields, BodyLength::None), &r, true)
+            check(&request(&fields, BodyLength::None), &r, Ask::Upgrade)
         };
         assert!(matches!(
             with(&["https://app.example.com"]),
@@ -337,6 +403,48 @@ mod tests {
                 _ => panic!("{refused:?} was not refused"),
             }
         }
+    }
+
+    #[test]
+    fn an_extended_connect_for_a_protocol_the_route_does_not_allow_is_501() {
+        let other = request(&[("upgrade", "x-test")], BodyLength::None);
+        match check(&other, &route(), Ask::ExtendedConnect) {
+            Check::Fail(e) => assert_eq!(e.status(), Some(501)),
+            _ => panic!("an extended CONNECT for x-test went through"),
+        }
+        // The same over HTTP/1.1 is plain HTTP.
+        assert!(matches!(
+            check(&other, &route(), Ask::Upgrade),
+            Check::Plain
+        ));
+        let ws = request(&[("upgrade", "websocket")], BodyLength::None);
+        assert!(matches!(
+            check(&ws, &route(), Ask::ExtendedConnect),
+            Check::Switch(_)
+        ));
+    }
+
+    #[test]
+    fn the_101_must_carry_the_accept_of_the_key_sent() {
+        let h = |values: &[&str]| -> Vec<Header> {
+            values
+                .iter()
+                .map(|v| Header {
+                    name: Bytes::from_static(b"Sec-WebSocket-Accept"),
+                    value: Bytes::copy_from_slice(v.as_bytes()),
+                })
+                .collect()
+        };
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        assert!(accepts(&h(&["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]), key));
+        assert!(accepts(&h(&[" s3pPLMBiTxaQ9kYGzzhZRbK+xOo= "]), key));
+        assert!(!accepts(&h(&["d3Jvbmc="]), key));
+        assert!(!accepts(&h(&[]), key));
+        let twice = [
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        ];
+        assert!(!accepts(&h(&twice), key));
     }
 
     #[test]
