@@ -1,0 +1,107 @@
+//! Python peers of the tests: running a script to its end ([`run`]) and the gRPC service
+//! of `tests/grpc/echo_server.py` ([`GrpcioService`]) with its client
+//! (`tests/grpc/client.py`, [`grpc_client`]). A missing interpreter or package fails the
+//! test with the command that installs it (`./test.sh` does) — never a silent pass.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::child::ChildGuard;
+
+/// What installs grpcio.
+pub const GRPC_HINT: &str = "python3 -m pip install grpcio (./test.sh installs it)";
+
+/// A file under `tests/`.
+pub fn test_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel)
+}
+
+/// Runs `python3 ARGS` with `env` to its end; its stdout, trimmed. Panics with its
+/// stderr when it fails, and with `hint` when a module is missing.
+pub fn run<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], hint: &str) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd, "python3");
+    let mut err = String::new();
+    let mut stderr = child.take_stderr().expect("stderr");
+    // Read on a thread: a child filling both pipes would block either read alone.
+    let reader = std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let mut out = String::new();
+    child
+        .take_stdout()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    let err = reader.join().unwrap_or_default();
+    let status = child.wait();
+    if err.contains("ModuleNotFoundError") {
+        panic!("a Python package is missing: {hint}\n{err}");
+    }
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        status.success(),
+        "python3 {shown:?} failed: {status}\n{out}\n{err}"
+    );
+    out.trim().to_string()
+}
+
+/// `tests/grpc/client.py TARGET SCENARIO` with `env` (`CA` and `HOST` for TLS; `HOST`
+/// alone sets the :authority of an h2c call); what it printed.
+pub fn grpc_client(target: SocketAddr, scenario: &str, env: &[(&str, &str)]) -> String {
+    let script = test_file("grpc/client.py");
+    let target = target.to_string();
+    run(
+        &[
+            script.as_os_str(),
+            OsStr::new(&target),
+            OsStr::new(scenario),
+        ],
+        env,
+        GRPC_HINT,
+    )
+}
+
+/// tests/grpc/echo_server.py, killed (and its stdin closed) on drop.
+pub struct GrpcioService {
+    _child: ChildGuard,
+    pub addr: SocketAddr,
+}
+
+impl GrpcioService {
+    pub fn start() -> GrpcioService {
+        let script = test_file("grpc/echo_server.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = ChildGuard::spawn(&mut cmd, "python3 (and grpcio from PyPI)");
+        let stdout = child.take_stdout().expect("piped stdout");
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let Some(port) = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse::<u16>().ok())
+        else {
+            panic!("echo_server.py printed {line:?}, not its port: {GRPC_HINT}");
+        };
+        GrpcioService {
+            _child: child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
