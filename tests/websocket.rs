@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,70 +26,10 @@ use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
-use common::python::{WS_CLIENT, run};
+use common::python::{WS_CLIENT, WsEchoServer, run};
 
 const HOST: &str = "app.test";
 const HINT: &str = "python3 -m pip install 'websockets>=13' kosoku (./test.sh installs them)";
-
-/// The upstream: echoes every message; `/close-CODE` closes with CODE at once;
-/// `/forbidden` answers 403 instead of switching. Prints its port.
-const ECHO_SERVER: &str = r#"
-import asyncio, logging
-from websockets.asyncio.server import serve
-
-# The Autobahn cases send broken frames on purpose: their errors are expected.
-logging.getLogger("websockets").setLevel(logging.CRITICAL)
-
-async def handler(ws):
-    path = ws.request.path
-    if path.startswith("/close-"):
-        await ws.close(int(path[len("/close-"):]), "server says bye")
-        return
-    async for message in ws:
-        await ws.send(message)
-
-def process_request(conn, request):
-    if request.path.endswith("/forbidden"):
-        return conn.respond(403, "no WebSocket here\n")
-    return None
-
-async def main():
-    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     process_request=process_request) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.get_running_loop().create_future()
-
-asyncio.run(main())
-"#;
-
-/// The Python echo server, running until dropped.
-struct EchoServer {
-    _child: ChildGuard,
-    addr: SocketAddr,
-}
-
-impl EchoServer {
-    fn start() -> EchoServer {
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c")
-            .arg(ECHO_SERVER)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = ChildGuard::spawn(&mut cmd, "python3");
-        let mut line = String::new();
-        BufReader::new(child.take_stdout().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the echo server's port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the echo server did not start ({line:?}): {HINT}"));
-        EchoServer {
-            _child: child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
 
 /// A raw upstream: `Upgrade: x-test` → 101, then reads to EOF and answers "got N bytes,
 /// then EOF" before closing (half-close); any other request → 200 whose body says the
@@ -176,7 +116,7 @@ fn raw_conn(mut conn: TcpStream) {
 struct Gateway {
     proxy: Proxy,
     pki: TestPki,
-    echo: EchoServer,
+    echo: WsEchoServer,
     raw: RawUpstream,
 }
 
@@ -184,7 +124,7 @@ impl Gateway {
     fn start(http: &[(&str, &str)], workers: &str) -> Gateway {
         let pki = TestPki::new();
         let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
-        let echo = EchoServer::start();
+        let echo = WsEchoServer::start();
         let raw = RawUpstream::start();
         let mut b = ConfigBuilder::new()
             .server("workers", workers)

@@ -11,7 +11,8 @@ otherwise plaintext HTTP/2 (h2c), with HOST, when set, as :authority.
 Scenarios (each prints one line; a failed check raises, so the exit status is non-zero):
   echo      unary, server streaming, client streaming and bidi, payloads hash-checked
   fail      Fail(9): prints the code, the message and the custom trailing metadata
-  code      Unary: prints the status code name (OK or the error's)
+  code      Unary (or the full method path in METHOD, e.g. /pkg.Svc/Call): prints the
+            status code name (OK or the error's)
   deadline  Sleep(5 s) with a 300 ms deadline: prints the code, then that a unary call
             on the same channel still works
 """
@@ -95,7 +96,9 @@ def fail(ch):
 
 def code(ch):
     try:
-        method(ch, "uu", "Unary")(b"hello", timeout=BOUND)
+        path = os.environ.get("METHOD", SERVICE + "Unary")
+        ch.unary_unary(path, request_serializer=ident, response_deserializer=ident)(
+            b"hello", timeout=BOUND)
         print("OK")
     except grpc.RpcError as e:
         print(e.code().name)
