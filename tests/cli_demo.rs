@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::child::ChildGuard;
 use common::client::{Client, TlsOptions, req};
 use common::proxy::{ProxyProcess, binary, listening_addr, run_cli};
-use common::python::{WS_CLIENT, WS_HINT, run};
+use common::python::WS_CLIENT;
+use common::websocket::python;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -264,10 +265,10 @@ fn the_demo_echo_websocket_answers_a_python_client_over_wss() {
     let uri = format!("wss://127.0.0.1:{port}/ws");
     // Text, binary, fragmented, a 1 MiB message and a ping, then a clean close whose
     // code and reason come back.
-    let out = run(
-        &["-c", WS_CLIENT, "echo", &uri],
+    let out = python(
+        WS_CLIENT,
+        &["echo", &uri],
         &[("CA", &ca), ("HOST", "localhost"), ("BIG", "1048576")],
-        WS_HINT,
     );
     assert_eq!(out, "echo ok, closed 4000 client done");
 }

@@ -17,7 +17,8 @@ use common::backend::Backend;
 use common::example::as_written;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::Proxy;
-use common::python::{GrpcioService, WS_CLIENT, WS_HINT, WsEchoServer, grpc_client, run};
+use common::python::{GrpcioService, WS_CLIENT, grpc_client};
+use common::websocket::{EchoServer, python};
 
 /// The name both examples serve.
 const HOST: &str = "api.example.test";
@@ -84,7 +85,7 @@ impl Running {
         if let Some(o) = origin {
             env.push(("ORIGIN", o));
         }
-        run(&["-c", WS_CLIENT, mode, &uri], &env, WS_HINT)
+        python(WS_CLIENT, &[mode, &uri], &env)
     }
 
     /// curl over HTTP/2 (ALPN h2 over TLS, prior knowledge over plain TCP): the HTTP
@@ -160,7 +161,7 @@ fn grpc_example_policies_answer_with_grpc_codes() {
 
 #[test]
 fn realtime_example_tunnels_websockets_and_checks_the_chat_origin() {
-    let echo = WsEchoServer::start();
+    let echo = EchoServer::start();
     let web = Backend::named("web");
     let r = Running::start(
         "realtime.toml",
@@ -188,7 +189,7 @@ fn realtime_example_tunnels_websockets_and_checks_the_chat_origin() {
 
 #[test]
 fn realtime_example_serves_http2_to_curl() {
-    let echo = WsEchoServer::start();
+    let echo = EchoServer::start();
     let web = Backend::named("web");
     let r = Running::start(
         "realtime.toml",

@@ -26,10 +26,10 @@ use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
-use common::python::{WS_CLIENT, WsEchoServer, run};
+use common::python::WS_CLIENT;
+use common::websocket::{EchoServer, python};
 
 const HOST: &str = "app.test";
-const HINT: &str = "python3 -m pip install 'websockets>=13' kosoku (./test.sh installs them)";
 
 /// A raw upstream: `Upgrade: x-test` → 101, then reads to EOF and answers "got N bytes,
 /// then EOF" before closing (half-close); any other request → 200 whose body says the
@@ -116,7 +116,7 @@ fn raw_conn(mut conn: TcpStream) {
 struct Gateway {
     proxy: Proxy,
     pki: TestPki,
-    echo: WsEchoServer,
+    echo: EchoServer,
     raw: RawUpstream,
 }
 
@@ -124,7 +124,7 @@ impl Gateway {
     fn start(http: &[(&str, &str)], workers: &str) -> Gateway {
         let pki = TestPki::new();
         let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
-        let echo = WsEchoServer::start();
+        let echo = EchoServer::start();
         let raw = RawUpstream::start();
         let mut b = ConfigBuilder::new()
             .server("workers", workers)
@@ -173,7 +173,7 @@ impl Gateway {
         if let Some(o) = origin {
             env.push(("ORIGIN", o));
         }
-        run(&["-c", WS_CLIENT, mode, uri], &env, HINT)
+        python(WS_CLIENT, &[mode, uri], &env)
     }
 
     fn metrics(&self) -> String {

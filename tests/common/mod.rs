@@ -24,6 +24,7 @@ pub mod python;
 pub mod record_cases;
 pub mod records;
 pub mod scripted;
+pub mod websocket;
 
 use std::net::SocketAddr;
 

@@ -2,17 +2,19 @@
 //! of `tests/grpc/echo_server.py` ([`GrpcioService`]) with its client
 //! (`tests/grpc/client.py`, [`grpc_client`]). A missing interpreter or package fails the
 //! test with the command that installs it (`./test.sh` does) — never a silent pass. The
-//! WebSocket client script ([`WS_CLIENT`]) is shared the same way.
+//! WebSocket client script ([`WS_CLIENT`]) is here too; the WebSocket echo server and
+//! its runner are in [`super::websocket`].
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::child::ChildGuard;
 
-/// The Python `websockets` client (`python3 -c WS_CLIENT MODE URI`, [`run`]); CA, HOST
+/// The Python `websockets` client (`python3 -c WS_CLIENT MODE URI`, run with
+/// [`super::websocket::python`]); CA, HOST
 /// (for wss), ORIGIN, BIG (the large message's bytes, default 16 MiB) and CONNECT
 /// (`ip:port` to connect to instead of the URI's host) from the environment. Prints
 /// what it saw; any failed check raises (non-zero exit).
@@ -76,69 +78,6 @@ async def main():
 
 asyncio.run(main())
 "#;
-
-/// What installs the `websockets` client.
-pub const WS_HINT: &str = "python3 -m pip install 'websockets>=13' (./test.sh installs it)";
-
-/// A WebSocket upstream: echoes every message; `/close-CODE` closes with CODE at once;
-/// `/forbidden` answers 403 instead of switching. Prints its port.
-pub const WS_ECHO_SERVER: &str = r#"
-import asyncio, logging
-from websockets.asyncio.server import serve
-
-# The Autobahn cases send broken frames on purpose: their errors are expected.
-logging.getLogger("websockets").setLevel(logging.CRITICAL)
-
-async def handler(ws):
-    path = ws.request.path
-    if path.startswith("/close-"):
-        await ws.close(int(path[len("/close-"):]), "server says bye")
-        return
-    async for message in ws:
-        await ws.send(message)
-
-def process_request(conn, request):
-    if request.path.endswith("/forbidden"):
-        return conn.respond(403, "no WebSocket here\n")
-    return None
-
-async def main():
-    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     process_request=process_request) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.get_running_loop().create_future()
-
-asyncio.run(main())
-"#;
-
-/// The Python `websockets` echo server ([`WS_ECHO_SERVER`]), running until dropped.
-pub struct WsEchoServer {
-    _child: ChildGuard,
-    pub addr: SocketAddr,
-}
-
-impl WsEchoServer {
-    pub fn start() -> WsEchoServer {
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c")
-            .arg(WS_ECHO_SERVER)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = ChildGuard::spawn(&mut cmd, "python3");
-        let mut line = String::new();
-        BufReader::new(child.take_stdout().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the echo server's port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the echo server did not start ({line:?}): {WS_HINT}"));
-        WsEchoServer {
-            _child: child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
 
 /// What installs grpcio.
 pub const GRPC_HINT: &str = "python3 -m pip install grpcio (./test.sh installs it)";
