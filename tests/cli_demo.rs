@@ -271,4 +271,53 @@ fn the_demo_echo_websocket_answers_a_python_client_over_wss() {
         &[("CA", &ca), ("HOST", "localhost"), ("BIG", "1048576")],
     );
     assert_eq!(out, "echo ok, closed 4000 client done");
+    // One byte over the 16 MiB message cap: closed with 1009, the close frame read by
+    // the client (not lost to a reset).
+    let over = ((16 << 20) + 1).to_string();
+    let out = python(
+        WS_CLIENT,
+        &["too-big", &uri],
+        &[("CA", &ca), ("HOST", "localhost"), ("BIG", &over)],
+    );
+    assert_eq!(out, "closed 1009");
+}
+
+/// The built-in origin's `/ws`, over a raw socket: a frame head over the message cap is
+/// answered with close 1009 at once, and that close frame reaches a client still
+/// sending the frame's payload (before the reset its unread bytes cause).
+#[test]
+fn the_origin_closes_an_oversized_message_with_1009_that_the_client_reads() {
+    use std::io::{Read, Write};
+    let origin = ringgate::demo::start_backend("127.0.0.1:0".parse().expect("an address"))
+        .expect("start the built-in origin");
+    let mut tcp = std::net::TcpStream::connect(origin).expect("connect to the origin");
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .expect("send the handshake");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).expect("read the 101");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "), "{head:?}");
+    // A binary frame of 16 MiB + 1, masked; 4 MiB of its payload follow its head.
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&((16u64 << 20) + 1).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&frame).expect("send the frame head");
+    let payload = vec![0u8; 64 * 1024];
+    for _ in 0..64 {
+        if tcp.write_all(&payload).is_err() {
+            break;
+        }
+    }
+    let mut close = [0u8; 4];
+    tcp.read_exact(&mut close)
+        .expect("the close frame arrives, not a reset");
+    assert_eq!(close, [0x88, 0x02, 0x03, 0xF1], "close 1009");
 }

@@ -257,7 +257,10 @@ fn close(out: &mut BytesMut, code: u16) -> Flow {
 }
 
 /// Serves `/ws` on `tcp` (`buf`: bytes already read after the request head) until
-/// either side closes.
+/// either side closes. The origin's task runs it to its end; were it dropped at an
+/// await, the connection closes with it (no state outlives it). After a close frame the
+/// origin closes the connection at once, also when it started the close for an error
+/// (client bytes unread then end in a TCP reset, but the close frame is read first).
 pub async fn serve(tcp: &mut TcpStream, buf: &mut BytesMut, head: &RequestHead) {
     let accepted = match handshake(head) {
         Ok(a) => a,

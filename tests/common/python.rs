@@ -63,6 +63,14 @@ async def main():
             await asyncio.wait_for(pong, 30)
             await ws.close(4000, "client done")
             print("echo ok, closed", ws.close_code, ws.close_reason)
+        elif mode == "too-big":
+            # One message of BIG bytes, which the server refuses: its close code.
+            try:
+                await ws.send(os.urandom(int(os.environ["BIG"])))
+                await ws.recv()
+                print("no close")
+            except ConnectionClosed as e:
+                print("closed", None if e.rcvd is None else e.rcvd.code)
         elif mode == "closed-by-server":
             try:
                 await ws.recv()
