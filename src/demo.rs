@@ -13,8 +13,9 @@
 //! temporary folder behind.
 //!
 //! The built-in upstream is a small keep-alive HTTP/1.1 origin on its own thread: `/`
-//! says hello, `/bytes/N` returns N bytes, and POST/PUT/PATCH (or any request with a
-//! body) get the body echoed back. It doubles as the backend of the load tests.
+//! says hello, `/bytes/N` returns N bytes, POST/PUT/PATCH (or any request with a body)
+//! get the body echoed back, and `/ws` is an echo WebSocket ([`ws`]; nothing of it runs
+//! for other paths). It doubles as the backend of the load tests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ use crate::config::{Config, ConfigErrors};
 use crate::http1::body::{Chunk, ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::transport::{read_tcp, write_tcp};
+
+mod ws;
 
 /// Where `ringgate origin` listens by default, and the upstream a printed demo
 /// configuration names.
@@ -120,6 +123,14 @@ certificates = [{{ cert = "{cert}", key = "{key}" }}]
 path_prefix = "/"
 upstream = "demo"
 
+# The upstream's echo WebSocket: the upgrade is forwarded and, after its 101, bytes are
+# copied both ways; a tunnel idle for 10 minutes is closed.
+[[route]]
+path_prefix = "/ws"
+upstream = "demo"
+upgrade = ["websocket"]
+tunnel_idle_timeout_ms = 600000
+
 [upstream.demo]
 servers = ["{backend}"]
 
@@ -147,7 +158,9 @@ pub fn printed_config(d: &DemoSetup<'_>) -> String {
          #   ringgate origin --listen {backend} &   # the built-in upstream it names\n\
          #   ringgate run -c THIS_FILE\n\
          # The self-signed certificate is kept in {dir}\n\
-         #   curl --cacert {cert} https://localhost:{port}/\n{text}",
+         #   curl --cacert {cert} https://localhost:{port}/\n\
+         #   curl --http2 -sI --cacert {cert} https://localhost:{port}/   # HTTP/2\n\
+         #   SSL_CERT_FILE={cert} python3 -m websockets wss://localhost:{port}/ws   # echo WebSocket\n{text}",
         backend = d.backend,
         dir = d.files.dir.display(),
         cert = d.files.cert.display(),
@@ -244,11 +257,16 @@ async fn backend_conn(mut tcp: TcpStream) {
                 Ok(_) => {}
             }
         };
+        let path = head.path();
+        if path.as_ref() == b"/ws" {
+            // The echo WebSocket: the connection is its own from here on.
+            return ws::serve(&mut tcp, &mut buf, &head).await;
+        }
         let has_body = matches!(head.body, BodyKind::Length(_) | BodyKind::Chunked);
         let ok = if has_body || matches!(head.method.as_ref(), b"POST" | b"PUT" | b"PATCH") {
             echo(&mut tcp, &mut buf, head.body).await
         } else {
-            answer_get(&mut tcp, &head.path(), head.is_head()).await
+            answer_get(&mut tcp, &path, head.is_head()).await
         };
         if !ok || !head.keep_alive {
             return;

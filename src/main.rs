@@ -320,6 +320,17 @@ fn demo(
             addr.port()
         ));
         say(format_args!("  curl -k https://{addr}/bytes/1024 | wc -c"));
+        say(format_args!(
+            "  curl --http2 -sI --cacert {} https://localhost:{}/   (HTTP/2: its status line says so)",
+            files.cert.display(),
+            addr.port()
+        ));
+        say(format_args!(
+            "  SSL_CERT_FILE={} python3 -m websockets wss://localhost:{}/ws   (echo WebSocket; \
+             pip install websockets)",
+            files.cert.display(),
+            addr.port()
+        ));
         if let Some(admin) = h.admin_addr() {
             say(format_args!("  curl http://{admin}/metrics"));
         }

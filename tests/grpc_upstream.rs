@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::backend::{pattern, refusing_addr};
-use common::child::ChildGuard;
 use common::proxy::{ConfigBuilder, ProxyProcess};
+use common::python::GrpcioService;
 use common::sha256_hex;
 
 /// What the test upstream saw.
@@ -526,39 +526,6 @@ fn grpc_timeout_with_a_stalled_upstream_is_deadline_exceeded() {
     );
     assert_eq!(status(&r), "200", "{r}");
     assert!(r.contains("grpc-status: 4\r\n"), "DEADLINE_EXCEEDED: {r}");
-}
-
-/// tests/grpc/echo_server.py, killed (and its stdin closed) on drop.
-struct GrpcioService {
-    _child: ChildGuard,
-    addr: SocketAddr,
-}
-
-impl GrpcioService {
-    fn start() -> GrpcioService {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/echo_server.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        let mut child = ChildGuard::spawn(&mut cmd, "python3 (and grpcio from PyPI)");
-        let stdout = child.take_stdout().expect("piped stdout");
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-        let Some(port) = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse::<u16>().ok())
-        else {
-            panic!(
-                "echo_server.py printed {line:?}, not its port: grpcio must be installed \
-                 (python3 -m pip install grpcio; ./test.sh does)"
-            );
-        };
-        GrpcioService {
-            _child: child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
 }
 
 /// A gRPC call over HTTP/1.1 through the proxy: `message` in one length-prefixed frame.

@@ -26,68 +26,10 @@ use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
+use common::python::WS_CLIENT;
 use common::websocket::{EchoServer, python};
 
 const HOST: &str = "app.test";
-
-/// The client: `MODE URI`; CA, HOST (for wss) and ORIGIN from the environment. Prints
-/// what it saw; any failed check raises (non-zero exit).
-const CLIENT: &str = r#"
-import asyncio, hashlib, os, ssl, sys
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-async def main():
-    mode, uri = sys.argv[1], sys.argv[2]
-    kw = dict(max_size=None, ping_interval=None, open_timeout=30, close_timeout=30)
-    if uri.startswith("wss:"):
-        kw["ssl"] = ssl.create_default_context(cafile=os.environ["CA"])
-        kw["server_hostname"] = os.environ["HOST"]
-    if "ORIGIN" in os.environ:
-        kw["origin"] = os.environ["ORIGIN"]
-    if mode == "status":
-        try:
-            async with connect(uri, **kw) as ws:
-                await ws.send("x")
-                assert await ws.recv() == "x"
-                print("open")
-        except InvalidStatus as e:
-            print("status", e.response.status_code)
-        return
-    async with connect(uri, **kw) as ws:
-        if mode == "echo":
-            await ws.send("héllo wörld")
-            assert await ws.recv() == "héllo wörld"
-            data = os.urandom(1000)
-            await ws.send(data)
-            assert await ws.recv() == data
-            await ws.send(["frag-1 ", "frag-2 ", "frag-3"])
-            assert await ws.recv() == "frag-1 frag-2 frag-3"
-            await ws.send([b"\x00\x01", b"\x02" * 70000, b"\x03"])
-            assert await ws.recv() == b"\x00\x01" + b"\x02" * 70000 + b"\x03"
-            big = os.urandom(16 << 20)
-            await ws.send(big)
-            back = await ws.recv()
-            assert hashlib.sha256(back).hexdigest() == hashlib.sha256(big).hexdigest()
-            pong = await ws.ping(b"are you there")
-            await asyncio.wait_for(pong, 30)
-            await ws.close(4000, "client done")
-            print("echo ok, closed", ws.close_code, ws.close_reason)
-        elif mode == "closed-by-server":
-            try:
-                await ws.recv()
-                print("no close")
-            except ConnectionClosed as e:
-                print("closed", e.rcvd.code, e.rcvd.reason)
-        elif mode == "idle":
-            try:
-                await asyncio.wait_for(ws.recv(), 120)
-                print("a message came")
-            except ConnectionClosed as e:
-                print("closed", "without close frame" if e.rcvd is None else e.rcvd.code)
-
-asyncio.run(main())
-"#;
 
 /// A raw upstream: `Upgrade: x-test` → 101, then reads to EOF and answers "got N bytes,
 /// then EOF" before closing (half-close); any other request → 200 whose body says the
@@ -231,7 +173,7 @@ impl Gateway {
         if let Some(o) = origin {
             env.push(("ORIGIN", o));
         }
-        python(CLIENT, &[mode, uri], &env)
+        python(WS_CLIENT, &[mode, uri], &env)
     }
 
     fn metrics(&self) -> String {

@@ -442,10 +442,13 @@ pub fn request(
 }
 
 /// The exchange's response head for an HTTP/2 response, and its body length for the
-/// client (`head_request`: the request was HEAD).
+/// client (`head_request`: the request was HEAD; `ended`: the HEADERS frame ended the
+/// stream, so no body follows — gRPC's trailers-only form, its `grpc-status` in these
+/// fields, which a gRPC client reads only from a HEADERS frame that ends the stream).
 pub fn response_head(
     parts: &http::response::Parts,
     head_request: bool,
+    ended: bool,
 ) -> (ResponseHead, BodyLength) {
     let status = parts.status.as_u16();
     let head = ResponseHead {
@@ -461,6 +464,10 @@ pub fn response_head(
     };
     let length = if head_request || matches!(status, 204 | 304) {
         BodyLength::None
+    } else if ended {
+        // Empty, said at once: an HTTP/2 client gets one HEADERS frame with END_STREAM,
+        // an HTTP/1.1 client `Content-Length: 0`.
+        BodyLength::Known(0)
     } else {
         match parts
             .headers

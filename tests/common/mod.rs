@@ -2,7 +2,9 @@
 //! HTTP/1.1 client over TLS or TCP ([`client`]), in-process origin servers ([`backend`]),
 //! and ways to start the proxy in-process or as the real binary ([`proxy`]), a raw TLS
 //! record layer ([`records`]) and the record sequences tested with it ([`record_cases`]);
-//! every child process a test starts goes through a kill-on-drop guard ([`child`]).
+//! every child process a test starts goes through a kill-on-drop guard ([`child`]); the
+//! Python peers (grpcio service and client, scripts run to their end) are in [`python`];
+//! a file under `examples/` is loaded as written by [`example`].
 //!
 //! Everything binds `127.0.0.1:0`; readiness is waited on, never slept for; every socket
 //! read has a timeout so a proxy bug fails a test instead of hanging the suite.
@@ -15,8 +17,10 @@
 pub mod backend;
 pub mod child;
 pub mod client;
+pub mod example;
 pub mod pki;
 pub mod proxy;
+pub mod python;
 pub mod record_cases;
 pub mod records;
 pub mod scripted;

@@ -328,11 +328,16 @@ impl ProxyProcess {
 
     /// Like [`ProxyProcess::spawn`], with global options before `run` (e.g. `--log debug`).
     pub fn spawn_with(config: &Path, listeners: usize, options: &[&str]) -> ProxyProcess {
+        let mut args: Vec<&std::ffi::OsStr> = options.iter().map(|o| o.as_ref()).collect();
+        args.extend(["run".as_ref(), "-c".as_ref(), config.as_os_str()]);
+        ProxyProcess::spawn_args(&args, listeners)
+    }
+
+    /// The binary with `args` (e.g. `demo --listen ...`), waited on like
+    /// [`ProxyProcess::spawn`].
+    pub fn spawn_args(args: &[&std::ffi::OsStr], listeners: usize) -> ProxyProcess {
         let mut child: Child = Command::new(binary())
-            .args(options)
-            .arg("run")
-            .arg("-c")
-            .arg(config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -8,7 +8,9 @@ service `ringgate.test.Echo`:
   ServerStream(bytes) -> stream bytes     the request N times, N = its first byte (0: none)
   ClientStream(stream bytes) -> bytes     the requests joined
   Bidi(stream bytes) -> stream bytes      each request echoed as it arrives
-  Fail(bytes) -> error                    grpc-status = the first byte, message "failed"
+  Fail(bytes) -> error                    grpc-status = the first byte, message "failed",
+                                          trailing metadata x-reason: "on purpose" and
+                                          x-detail-bin: the request
   Sleep(bytes) -> bytes                   answers after the first byte x 100 ms (deadlines)
 
 Binds 127.0.0.1:0 and prints `PORT <n>` on stdout (flushed) once serving; runs until
@@ -50,6 +52,7 @@ def bidi(requests, context):
 def fail(request, context):
     code = request[0] if request else 2
     status = next((s for s in grpc.StatusCode if s.value[0] == code), grpc.StatusCode.UNKNOWN)
+    context.set_trailing_metadata((("x-reason", "on purpose"), ("x-detail-bin", bytes(request))))
     context.abort(status, "failed")
 
 

@@ -188,7 +188,7 @@ impl Exchange<'_> {
             self.first_byte = Some(clock::now());
         }
         let (parts, mut recv) = response.into_parts();
-        let (mut head, length) = h2w::response_head(&parts, req.is_head());
+        let (mut head, length) = h2w::response_head(&parts, req.is_head(), recv.is_end_stream());
         let policies = self.response_policies(req);
         if !policies.is_empty() {
             policies.apply(req, &mut head.headers);
