@@ -5,7 +5,8 @@
 //! payloads, an error status with its message and custom trailing metadata, and the
 //! proxy's own answers as the codes a client acts on — upstream down UNAVAILABLE, a
 //! client deadline DEADLINE_EXCEEDED, a route allow-list PERMISSION_DENIED, a rate limit
-//! RESOURCE_EXHAUSTED.
+//! RESOURCE_EXHAUSTED — and the service itself behind TLS (`[upstream.NAME.tls]`,
+//! grpcio's own TLS server, ALPN h2).
 //!
 //! Needs python3 and grpcio (`./test.sh` installs them); a missing one fails the test.
 
@@ -30,8 +31,19 @@ struct Grpc {
 
 impl Grpc {
     fn start() -> Grpc {
-        let service = GrpcioService::start();
+        Grpc::start_with(false)
+    }
+
+    /// `upstream_tls`: the service is reached over TLS (`[upstream.grpc.tls]`, the test
+    /// CA), not h2c.
+    fn start_with(upstream_tls: bool) -> Grpc {
         let pki = TestPki::new();
+        let service = if upstream_tls {
+            let c = pki.leaf(&["127.0.0.1"], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
+            GrpcioService::start_tls(&c.cert, &c.key)
+        } else {
+            GrpcioService::start()
+        };
         let cert = pki.leaf(&NAMES, KeyType::EcdsaP256, KeyEncoding::Pkcs8);
         // One worker: the rate limit's admitted and refused calls meet on it.
         let mut text = ConfigBuilder::new()
@@ -52,6 +64,12 @@ impl Grpc {
             toml_str(&service.addr.to_string()),
             toml_str(&refusing_addr().to_string()),
         );
+        if upstream_tls {
+            text += &format!(
+                "\n[upstream.grpc.tls]\nca = {}\n",
+                toml_str(&pki.root_pem_path().to_string_lossy())
+            );
+        }
         let proxy = Proxy::start(&text, pki.dir());
         Grpc {
             proxy,
@@ -84,6 +102,21 @@ fn every_call_kind_is_hash_checked_over_h2c_and_tls() {
     let g = Grpc::start();
     for tls in [false, true] {
         assert_eq!(g.call(tls, "app.test", "echo"), "echo ok", "tls={tls}");
+    }
+}
+
+/// The service behind TLS (`[upstream.grpc.tls]`): the same calls and statuses, from
+/// clients over h2c and over TLS.
+#[test]
+fn a_grpcio_service_over_upstream_tls_answers_every_call_and_status() {
+    let g = Grpc::start_with(true);
+    for tls in [false, true] {
+        assert_eq!(g.call(tls, "app.test", "echo"), "echo ok", "tls={tls}");
+        assert_eq!(
+            g.call(tls, "app.test", "fail"),
+            "FAILED_PRECONDITION 'failed' 'on purpose' 090102",
+            "tls={tls}"
+        );
     }
 }
 

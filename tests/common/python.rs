@@ -160,9 +160,19 @@ pub struct GrpcioService {
 
 impl GrpcioService {
     pub fn start() -> GrpcioService {
+        GrpcioService::start_with(&[])
+    }
+
+    /// Served over TLS with this PEM chain and key (ALPN h2), not h2c.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> GrpcioService {
+        GrpcioService::start_with(&[OsStr::new("--tls"), cert.as_os_str(), key.as_os_str()])
+    }
+
+    fn start_with(args: &[&OsStr]) -> GrpcioService {
         let script = test_file("grpc/echo_server.py");
         let mut cmd = Command::new("python3");
         cmd.arg(&script)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = ChildGuard::spawn(&mut cmd, "python3 (and grpcio from PyPI)");

@@ -14,7 +14,8 @@ service `ringgate.test.Echo`:
   Sleep(bytes) -> bytes                   answers after the first byte x 100 ms (deadlines)
 
 Binds 127.0.0.1:0 and prints `PORT <n>` on stdout (flushed) once serving; runs until
-stdin closes or a signal ends it. Needs grpcio (`pip install grpcio`).
+stdin closes or a signal ends it. `--tls CERT KEY` serves TLS (grpcio offers ALPN h2)
+with that PEM chain and key instead of h2c. Needs grpcio (`pip install grpcio`).
 """
 import sys
 import threading
@@ -72,7 +73,12 @@ def main():
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        with open(sys.argv[2], "rb") as c, open(sys.argv[3], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port("127.0.0.1:0", creds)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"PORT {port}", flush=True)
     # Ends when the test closes our stdin (or kills us).
