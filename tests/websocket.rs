@@ -145,6 +145,9 @@ impl Gateway {
              \n[[route]]\npath_prefix = \"/denied/\"\nupstream = \"echo\"\ndeny = [\"127.0.0.0/8\"]\n\
              \n[[route]]\npath_prefix = \"/raw/\"\nupstream = \"raw\"\nupgrade = [\"websocket\", \"x-test\"]\n\
              \n[[route]]\npath_prefix = \"/noup/\"\nupstream = \"raw\"\nupgrade = []\n\
+             \n[[route]]\npath_prefix = \"/hdr/\"\nupstream = \"raw\"\nupgrade = [\"x-test\"]\n\
+             [route.security_headers]\nframe_options = \"DENY\"\n\
+             [[route.response_headers]]\naction = \"set\"\nname = \"X-Gateway\"\nvalue = \"ringgate\"\n\
              \n[upstream.echo]\nservers = [{}]\n\
              \n[upstream.raw]\nservers = [{}]\n",
             toml_str(&echo.addr.to_string()),
@@ -295,6 +298,23 @@ fn max_tunnels_refuses_one_more_with_503() {
     let mut second = Client::plain(g.proxy.addrs()[1]).expect("connect");
     let r = second.roundtrip(upgrade_request("/raw/", "x-test", "").as_bytes());
     assert_eq!(r.status, 503, "{}", r.describe());
+}
+
+/// The response step (header rules, security headers) runs on the 101 as on any
+/// response the upstream sends.
+#[test]
+fn the_response_header_rules_apply_to_the_101() {
+    let g = Gateway::start(&[], "1");
+    let mut c = Client::plain(g.proxy.addrs()[1]).expect("connect");
+    let r = c.roundtrip(upgrade_request("/hdr/", "x-test", "").as_bytes());
+    assert_eq!(r.status, 101, "{}", r.describe());
+    assert_eq!(r.header("x-gateway"), Some("ringgate"), "{}", r.describe());
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("DENY"),
+        "{}",
+        r.describe()
+    );
 }
 
 #[test]

@@ -586,7 +586,16 @@ impl<'a> Exchange<'a> {
             f.answered = true;
             match resp.head.status {
                 100 => continue,
-                101 => return self.switch(f, resp.head, s).await,
+                101 => {
+                    // The response step runs on the switch too (nginx `add_header …
+                    // always`, Envoy's response_headers_to_add).
+                    let mut head = resp.head;
+                    let policies = self.response_policies(req);
+                    if !policies.is_empty() {
+                        policies.apply(req, &mut head.headers);
+                    }
+                    return self.switch(f, head, s).await;
+                }
                 102..=199 => Box::pin(s.interim(&resp.head)).await?,
                 _ => break resp,
             }
