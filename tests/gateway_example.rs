@@ -16,10 +16,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 
 use common::backend::pattern;
 use common::client::{Client, Response, TlsOptions, connect_from};
+use common::example::as_written_with;
 use common::pki::{CertFiles, KeyEncoding, KeyType, TestPki};
 use common::proxy::Proxy;
 use common::scripted::{ScriptedBackend, Seen};
@@ -29,60 +29,21 @@ const HOST: &str = "api.example.test";
 /// The example's CORS origin.
 const APP: &str = "https://app.example.test";
 
-fn example_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml")
-}
-
-/// `examples/gateway.toml` with its machine-bound values replaced (see the module doc).
+/// `examples/gateway.toml` with its machine-bound values replaced (see the module doc),
+/// two workers.
 fn example_config(cert: &CertFiles, api: SocketAddr, replicas: SocketAddr) -> String {
-    let text = std::fs::read_to_string(example_path()).expect("read examples/gateway.toml");
-    let mut doc: toml::Table = text.parse().expect("examples/gateway.toml is TOML");
-    assert!(
-        !doc.contains_key("server"),
-        "the example sets [server]: merge the test's settings instead of replacing them"
+    let text = as_written_with(
+        "gateway.toml",
+        cert,
+        &[("api", api), ("replicas", replicas)],
+        2,
     );
-    let mut server = toml::Table::new();
-    server.insert("workers".into(), 2.into());
-    server.insert("pin_workers".into(), false.into());
-    doc.insert("server".into(), server.into());
-    let listeners = doc
-        .get_mut("listener")
-        .and_then(|v| v.as_array_mut())
-        .expect("[[listener]]");
     assert_eq!(
-        listeners.len(),
+        text.matches("[[listener]]").count(),
         2,
         "the test knows an HTTPS and a redirect listener"
     );
-    for l in listeners.iter_mut() {
-        let l = l.as_table_mut().expect("listener table");
-        l.insert("addr".into(), "127.0.0.1:0".into());
-        let Some(tls) = l.get_mut("tls").and_then(|t| t.as_table_mut()) else {
-            continue;
-        };
-        let certificates = tls
-            .get_mut("certificates")
-            .and_then(|c| c.as_array_mut())
-            .expect("certificates");
-        for c in certificates.iter_mut() {
-            let c = c.as_table_mut().expect("certificate entry");
-            c.insert("cert".into(), cert.cert.to_string_lossy().as_ref().into());
-            c.insert("key".into(), cert.key.to_string_lossy().as_ref().into());
-        }
-    }
-    let upstreams = doc
-        .get_mut("upstream")
-        .and_then(|u| u.as_table_mut())
-        .expect("[upstream]");
-    for (name, addr) in [("api", api), ("replicas", replicas)] {
-        let u = upstreams
-            .get_mut(name)
-            .and_then(|u| u.as_table_mut())
-            .unwrap_or_else(|| panic!("[upstream.{name}]"));
-        let servers = toml::Value::Array(vec![addr.to_string().into()]);
-        u.insert("servers".into(), servers);
-    }
-    toml::to_string(&doc).expect("serialise the config")
+    text
 }
 
 /// An origin that answers every request `200` with `X-Powered-By` (which the example's

@@ -1,7 +1,8 @@
 //! A file under `examples/` loaded as written: parsed with the `toml` crate and only what
 //! ties it to a machine replaced — listen addresses (`127.0.0.1:0`, in the file's order),
 //! certificate paths (a certificate of the test PKI for the same names), upstream servers
-//! (in-process peers) and `[server]` (one worker, no pinning: tests run side by side).
+//! (in-process peers) and `[server]` (the test's worker count, no pinning: tests run
+//! side by side).
 //! Every route, policy, limit and protocol setting stays as the file says.
 
 use std::net::SocketAddr;
@@ -9,9 +10,19 @@ use std::path::Path;
 
 use super::pki::CertFiles;
 
-/// `examples/NAME` with its machine-bound values replaced; `servers` names every
-/// upstream of the file and the address that replaces its servers.
+/// `examples/NAME` with its machine-bound values replaced, one worker; `servers` names
+/// every upstream of the file and the address that replaces its servers.
 pub fn as_written(name: &str, cert: &CertFiles, servers: &[(&str, SocketAddr)]) -> String {
+    as_written_with(name, cert, servers, 1)
+}
+
+/// [`as_written`] with `workers` workers.
+pub fn as_written_with(
+    name: &str,
+    cert: &CertFiles,
+    servers: &[(&str, SocketAddr)],
+    workers: i64,
+) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
         .join(name);
@@ -25,7 +36,7 @@ pub fn as_written(name: &str, cert: &CertFiles, servers: &[(&str, SocketAddr)]) 
         "{name} sets [server]: merge the test's settings instead of replacing them"
     );
     let mut server = toml::Table::new();
-    server.insert("workers".into(), 1.into());
+    server.insert("workers".into(), workers.into());
     server.insert("pin_workers".into(), false.into());
     doc.insert("server".into(), server.into());
     let listeners = doc
