@@ -27,7 +27,7 @@ use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
 use common::python::WS_CLIENT;
-use common::websocket::{EchoServer, python};
+use common::websocket::{EchoServer, count_to_eof, python};
 
 const HOST: &str = "app.test";
 
@@ -88,17 +88,10 @@ fn raw_conn(mut conn: TcpStream) {
             let _ = conn.write_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-test\r\nConnection: Upgrade\r\n\r\n",
             );
-            let mut n = buf.len();
-            let mut tmp = [0u8; 4096];
-            loop {
-                match conn.read(&mut tmp) {
-                    Ok(0) => break,
-                    Ok(m) => n += m,
-                    // No EOF (a read timeout): no answer either.
-                    Err(_) => return,
-                }
+            // No EOF (a read timeout): no answer either.
+            if let Some(said) = count_to_eof(&mut conn, buf.len()) {
+                let _ = conn.write_all(said.as_bytes());
             }
-            let _ = conn.write_all(format!("got {n} bytes, then EOF").as_bytes());
             return;
         }
         let body = format!("upgrade: {}", upgrade.as_deref().unwrap_or("absent"));

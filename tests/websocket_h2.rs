@@ -27,7 +27,7 @@ use common::child::ChildGuard;
 use common::client::Client;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy, toml_str};
-use common::websocket::{EchoServer, HINT, python};
+use common::websocket::{EchoServer, HINT, count_to_eof, python};
 
 const HOST: &str = "app.test";
 
@@ -77,16 +77,9 @@ fn raw_upstream() -> (SocketAddr, mpsc::Receiver<(bool, u64)>) {
                     }
                     // Reads to the client's EOF, then answers and closes.
                     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
-                    let mut n = buf.len() - head_end - 4;
-                    let mut tmp = [0u8; 4096];
-                    loop {
-                        match conn.read(&mut tmp) {
-                            Ok(0) => break,
-                            Ok(m) => n += m,
-                            Err(_) => return,
-                        }
+                    if let Some(said) = count_to_eof(&mut conn, buf.len() - head_end - 4) {
+                        let _ = conn.write_all(said.as_bytes());
                     }
-                    let _ = conn.write_all(format!("got {n} bytes, then EOF").as_bytes());
                     return;
                 }
                 if head.starts_with("GET /flood/") {

@@ -46,6 +46,21 @@ asyncio.run(main())
 "#;
 
 /// Runs `python3 -c SCRIPT ARGS` with `env`; its stdout (panics with stderr on failure).
+/// What a raw tunnel upstream says after reading to the client's EOF: `got N bytes,
+/// then EOF`, N counting `already` (bytes past the head read with it); `None` when the
+/// read failed before an EOF (no answer then).
+pub fn count_to_eof(conn: &mut impl Read, already: usize) -> Option<String> {
+    let mut n = already;
+    let mut tmp = [0u8; 4096];
+    loop {
+        match conn.read(&mut tmp) {
+            Ok(0) => return Some(format!("got {n} bytes, then EOF")),
+            Ok(m) => n += m,
+            Err(_) => return None,
+        }
+    }
+}
+
 pub fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new("python3");
     cmd.arg("-c")
