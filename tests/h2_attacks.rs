@@ -147,7 +147,10 @@ impl Bed {
             "a Python package is missing: pip install h2 hyperframe hpack (./test.sh \
              installs them): {err}"
         );
-        assert!(status.success(), "attacks.py {name}: {status}\n{err}\n{out}");
+        assert!(
+            status.success(),
+            "attacks.py {name}: {status}\n{err}\n{out}"
+        );
         let report = Report(out);
         eprintln!("{name}: {report}");
         assert_eq!(report.get("good_during"), "200,1000", "{name}: {report}");
@@ -226,7 +229,10 @@ fn window_update_flood() {
         &["--frames", "5000", "--probe-every", &every],
     );
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
-    assert!(r.n("probe_acks") * PROBE_EVERY <= WINDOW_UPDATE_BUDGET, "{r}");
+    assert!(
+        r.n("probe_acks") * PROBE_EVERY <= WINDOW_UPDATE_BUDGET,
+        "{r}"
+    );
     assert_eq!(bed.errors("window_update_flood"), 1);
 }
 
