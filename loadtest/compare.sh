@@ -49,7 +49,7 @@ quick=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,43p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (usage: loadtest/compare.sh [--quick])" >&2; exit 2 ;;
   esac
 done

@@ -106,6 +106,7 @@ for attack in "${attacks[@]}"; do
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   counters=$(errors)
   f=$work/$attack.out
+  [ -n "${RG_ATTACK_RAW:-}" ] && cat "$f" >&2
   case $(field outcome "$f") in
     goaway) outcome="GOAWAY $(field goaway "$f") (last stream $(field last_stream_id "$f"))" ;;
     resets) outcome="$(field resets "$f") streams reset ($(field reset_codes "$f"))" ;;

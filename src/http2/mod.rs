@@ -216,6 +216,8 @@ pub async fn serve(
         // With streams at work the idle timeout does not run: when the last one ends,
         // the loop comes round again to start it.
         let busy = c.shared.live.get() > 0;
+        // Without streams at work, a wait for the client holds no read buffers.
+        driver.lean = !busy;
         let event = poll_fn(|cx| {
             *c.shared.waker.borrow_mut() = Some(cx.waker().clone());
             if busy && c.shared.live.get() == 0 {
