@@ -4,7 +4,7 @@
 # fresh ringgate (2 workers, userspace TLS, `ringgate origin` behind it), one attack per
 # proxy run, so that the peak RSS is the attack's.
 #
-#   loadtest/h2_attacks.sh [ATTACK...]        (default: all eight)
+#   loadtest/h2_attacks.sh [ATTACK...]        (default: all nine)
 #
 # Prints one table row per attack: flood frames sent (streams for rapid_reset and
 # hpack_bomb), the outcome (GOAWAY code, or the streams reset), what got through (PING /
@@ -28,7 +28,7 @@ python3 -c 'import h2, hyperframe, hpack' 2>/dev/null ||
   { echo "python3 h2 is needed: pip install h2 (./test.sh installs it)" >&2; exit 2; }
 attacks=("$@")
 [ ${#attacks[@]} -gt 0 ] ||
-  attacks=(rapid_reset continuation ping settings empty_data window_update hpack_bomb zero_window)
+  attacks=(rapid_reset continuation ping settings priority empty_data window_update hpack_bomb zero_window)
 
 work=$(mktemp -d)
 pid=
