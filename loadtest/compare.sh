@@ -23,6 +23,8 @@
 #   RG_IDLE_CONNS ("1000 4000 10000"; 1000)   idle connection counts
 #   RG_IDLE_MODES ("sequential concurrent"; concurrent)   how the idle connections are
 #                              opened: one at a time, or RG_IDLE_CONCURRENCY at a time
+#   RG_IDLE_PROTOCOLS ("http1 h2"; http1 h2)   idle connections' protocol: HTTP/1.1, or
+#                              HTTP/2 (ALPN h2: preface, SETTINGS, one GET, then idle)
 #   RG_IDLE_CONCURRENCY (200)  handshakes in flight in the concurrent mode
 #   RG_IDLE_SETTLE (3)         seconds between the last connection open and the sample
 #   RG_PARTS (load idle)       which parts run: load scenarios, idle connections, or both
@@ -47,7 +49,7 @@ quick=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,43p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (usage: loadtest/compare.sh [--quick])" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +65,7 @@ else
   idle_modes=${RG_IDLE_MODES:-sequential concurrent}
 fi
 idle_conc=${RG_IDLE_CONCURRENCY:-200}
+idle_protocols=${RG_IDLE_PROTOCOLS:-http1 h2}
 idle_settle=${RG_IDLE_SETTLE:-3}
 backends=${RG_BACKEND:-origin}
 tls_modes=${RG_TLS:-pinned}
@@ -88,6 +91,7 @@ for m in $idle_modes; do case $m in sequential | concurrent) ;; *) die "unknown 
 for m in $policy_modes; do case $m in off | on) ;; *) die "unknown mode in RG_POLICIES: $m (off|on)" ;; esac; done
 for m in $policy_modes; do [ "$m" = on ] && [[ " $proxies " == *" haproxy "* ]] && die "RG_POLICIES=on: haproxy.cfg.tmpl has no policy set; use RG_PROXIES=\"ringgate nginx\""; done
 for p in $proxies; do case $p in ringgate | nginx | haproxy) ;; *) die "unknown proxy in RG_PROXIES: $p (ringgate|nginx|haproxy)" ;; esac; done
+for x in $idle_protocols; do case $x in http1 | h2) ;; *) die "unknown protocol in RG_IDLE_PROTOCOLS: $x (http1|h2)" ;; esac; done
 for x in $parts; do case $x in load | idle) ;; *) die "unknown part in RG_PARTS: $x (load|idle)" ;; esac; done
 case $caddy_mode in auto | off) ;; *) die "RG_CADDY must be auto or off, not $caddy_mode" ;; esac
 [[ $idle_conc =~ ^[1-9][0-9]*$ ]] || die "RG_IDLE_CONCURRENCY must be a positive number"
@@ -438,11 +442,12 @@ fd_count() { # open fds summed over the proxy's processes
 declare -A tls_checked=()
 # Opens N idle TLS connections (one request each) to a fresh proxy, holds them while RSS,
 # fds and the proxy's established connections are sampled, then releases them.
-measure_idle() { # proxy connections mode(sequential|concurrent)
-  local proxy=$1 n=$2 mode=$3 p=${port[$1]} conc=$idle_conc open_bound=240 hold=$((idle_settle + 300))
-  local tag out before after fds_before fds_after held line open failed cpid i
+measure_idle() { # proxy connections mode(sequential|concurrent) protocol(http1|h2)
+  local proxy=$1 n=$2 mode=$3 proto=${4:-http1} p=${port[$1]} conc=$idle_conc open_bound=240 hold=$((idle_settle + 300))
+  local tag out before after fds_before fds_after held line open failed cpid i h2flag=
   [ "$mode" = sequential ] && conc=1
-  tag=$(echo "$backend-$tls-$proxy-idle-$n-$mode" | tr -c 'A-Za-z0-9_.\n-' _)
+  [ "$proto" = h2 ] && h2flag=--h2
+  tag=$(echo "$backend-$tls-$proxy-idle-$proto-$n-$mode" | tr -c 'A-Za-z0-9_.\n-' _)
   out=$raw/$tag.txt
   start_proxy "$proxy"
   # Caddy has no load rows, so its TLS settings are shown at its first idle start
@@ -460,7 +465,7 @@ measure_idle() { # proxy connections mode(sequential|concurrent)
   mkfifo "$work/idle.fifo"
   exec 7<>"$work/idle.fifo"
   taskset -c 1 timeout $((open_bound + hold + 30)) python3 loadtest/idle_conns.py --port "$p" \
-    -n "$n" --concurrency "$conc" --timeout "$open_bound" --hold "$hold" \
+    -n "$n" --concurrency "$conc" --timeout "$open_bound" --hold "$hold" $h2flag \
     <"$work/idle.fifo" >"$out" 2>"$raw/$tag.err" 7>&- &
   cpid=$!
   pids+=("$cpid")
@@ -485,7 +490,7 @@ measure_idle() { # proxy connections mode(sequential|concurrent)
   open=$(sed -E 's/.*open=([0-9]+).*/\1/' <<<"$line")
   failed=$(sed -E 's/.*failed=([0-9]+).*/\1/' <<<"$line")
   python3 loadtest/report.py idle --results "$results" --proxy "$proxy" --backend "$backend" \
-    --tls "$tls" --mode "$mode" --concurrency "$conc" --conns "$n" --open "$open" \
+    --tls "$tls" --mode "$mode" --protocol "$proto" --concurrency "$conc" --conns "$n" --open "$open" \
     --failed "$failed" --held "$held" --fds-before "$fds_before" --fds-after "$fds_after" \
     --rss-before-kb "$before" --rss-after-kb "$after"
   stop_proxy
@@ -537,9 +542,12 @@ for backend in $backends; do
     [[ " $parts " == *" idle "* ]] || continue
     for n in "${idle_sizes[@]}"; do
       for mode in $idle_modes; do
-        for proxy in $idle_proxies; do
-          log "backend $backend, TLS $tls: idle TLS connections: $proxy ($n, $mode)"
-          measure_idle "$proxy" "$n" "$mode"
+        for proto in $idle_protocols; do
+          for proxy in $idle_proxies; do
+            [ "$proto" = h2 ] && [ "$proxy" = caddy ] && continue # no h2 template checked
+            log "backend $backend, TLS $tls: idle TLS connections: $proxy ($proto, $n, $mode)"
+            measure_idle "$proxy" "$n" "$mode" "$proto"
+          done
         done
       done
     done

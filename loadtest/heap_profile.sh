@@ -5,7 +5,7 @@
 # peak is N idle connections plus one handshake in flight; the peak consumers divided by
 # N are the bytes each idle connection keeps, by call site.
 #
-#   loadtest/heap_profile.sh [N]        (default 2000)
+#   loadtest/heap_profile.sh [N]        (default 2000; RG_H2=1: HTTP/2 connections, ALPN h2)
 #
 # Builds target-heap/release/ringgate (`--features system-allocator`) when missing; needs
 # heaptrack, openssl, python3 and target/release/ringgate (for `ringgate origin`).
@@ -53,7 +53,7 @@ hpid=$!
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/17443) 2>/dev/null && break; sleep 0.2; done
 # idle_conns.py holds its connections until stdin gets a line: a fifo kept open.
 mkfifo "$work/hold"
-timeout 300 python3 loadtest/idle_conns.py --port 17443 -n "$n" --concurrency 1 --timeout 240 \
+timeout 300 python3 loadtest/idle_conns.py --port 17443 -n "$n" --concurrency 1 --timeout 240 ${RG_H2:+--h2} \
   --hold 240 <"$work/hold" >"$work/idle.out" 2>"$work/idle.err" &
 pids+=($!)
 exec 4>"$work/hold"

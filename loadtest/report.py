@@ -148,14 +148,16 @@ def idle(a):
     per = (a.rss_after_kb - a.rss_before_kb) / a.held if a.held else None
     row = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "idle", "proxy": a.proxy,
            "backend": a.backend, "tls": a.tls, "scenario": "idle TLS conns RSS",
-           "mode": a.mode, "concurrency": a.concurrency, "conns": a.conns, "open": a.open,
+           "mode": a.mode, "protocol": a.protocol, "concurrency": a.concurrency,
+           "conns": a.conns, "open": a.open,
            "failed": a.failed, "held": a.held, "valid": valid,
            "fds_before": a.fds_before, "fds_after": a.fds_after,
            "rss_before_kb": a.rss_before_kb, "rss_after_kb": a.rss_after_kb,
            "kb_per_conn": round(per, 2) if per is not None else None}
     with open(a.results, "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"  {a.backend}/{a.tls} {a.proxy:<8} idle {a.conns} {a.mode}: client {a.open} open "
+    print(f"  {a.backend}/{a.tls} {a.proxy:<8} idle {a.protocol} {a.conns} {a.mode}: "
+          f"client {a.open} open "
           f"({a.failed} failed), proxy holds {a.held}, fds {a.fds_before} → {a.fds_after}, "
           f"RSS {a.rss_before_kb} → {a.rss_after_kb} kB = {fmt_num(row['kb_per_conn'])} kB/conn"
           + ("" if valid else f"  ✗ INVALID: fewer than {HELD_MIN:.0%} of {a.conns} held"),
@@ -359,26 +361,28 @@ def idle_table(rows):
     out.append("RSS per idle TLS keep-alive connection, kB: (RSS while N are held − RSS of the "
                "fresh proxy) ÷ connections the proxy held, counted (ss, established on its "
                "port) at sampling time; fds = the proxy's open fds then. One request per "
-               "connection, then idle.")
+               "connection (HTTP/2: preface, SETTINGS, one GET), then idle.")
     out.append("")
-    hdr = ["connections", "opened"] + [f"{p} kB/conn" for p in present] + \
+    hdr = ["protocol", "connections", "opened"] + [f"{p} kB/conn" for p in present] + \
           [f"ringgate ÷ {p}" for p in others]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
-    keys = list(dict.fromkeys((r["conns"], r.get("mode", "concurrent"),
-                               r.get("concurrency", 200)) for r in idl))
+    keys = list(dict.fromkeys((r.get("protocol", "http1"), r["conns"],
+                               r.get("mode", "concurrent"), r.get("concurrency", 200))
+                              for r in idl))
     bad = 0
-    for n, mode, conc in keys:
+    for proto, n, mode, conc in keys:
         cells, kb = [], {}
         for p in present:
             c = [r for r in idl if r["proxy"] == p and r["conns"] == n
-                 and r.get("mode", "concurrent") == mode]
+                 and r.get("mode", "concurrent") == mode
+                 and r.get("protocol", "http1") == proto]
             bad += sum(1 for r in c if not r.get("valid", True))
             text, kb[p] = idle_cell(c)
             cells.append(text)
         opened = "one at a time" if mode == "sequential" else f"{conc} at a time"
         out.append("| " + " | ".join(
-            [f"{n:,}", opened] + cells + [ratio(kb.get("ringgate"), kb[p]) for p in others]) + " |")
+            [{"http1": "HTTP/1.1", "h2": "HTTP/2"}.get(proto, proto), f"{n:,}", opened] + cells + [ratio(kb.get("ringgate"), kb[p]) for p in others]) + " |")
     if bad:
         out.append("")
         out.append(f"✗ {bad} idle run(s) INVALID: the proxy held fewer than {HELD_MIN:.0%} of "
@@ -419,6 +423,7 @@ def main():
     i.add_argument("--fds-before", type=int, required=True)
     i.add_argument("--fds-after", type=int, required=True)
     i.add_argument("--mode", default="concurrent", choices=["sequential", "concurrent"])
+    i.add_argument("--protocol", default="http1", choices=["http1", "h2"])
     i.add_argument("--concurrency", type=int, default=200)
     i.add_argument("--backend", default="origin")
     i.add_argument("--tls", default="pinned")

@@ -7,7 +7,10 @@
 //! then h2 waits), the driver writes them within `send_timeout_ms`; a write that failed
 //! or timed out ends the connection (the stream refuses every later write). Reads wait
 //! for readiness without a buffer, so a response that becomes ready while the client is
-//! silent cancels the wait and goes out; the read itself then runs to its end. Every
+//! silent cancels the wait and goes out; the read itself then runs to its end. With no
+//! stream at work ([`Driver::lean`]) that wait first drops the inbound queue's buffer,
+//! the spent write queue's and the TLS layer's, as an idle HTTP/1.1 keep-alive
+//! connection does (an idle connection then holds what h2 keeps, nothing more). Every
 //! inbound byte passes the [`FrameScan`], which counts control frames per second —
 //! h2 has no budget of its own for PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE
 //! or empty DATA — and raises [`Wire::flood`] beyond the configured budget.
@@ -203,6 +206,9 @@ pub(super) struct Driver {
     io: Io,
     /// An operation failed: the stream is not used again.
     broken: bool,
+    /// No stream is at work (the connection task says so): a wait for the client drops
+    /// the read buffers first, as an idle HTTP/1.1 keep-alive connection does.
+    pub(super) lean: bool,
     send_timeout: Duration,
     read_timeout: Duration,
 }
@@ -219,6 +225,7 @@ impl Driver {
             wire,
             io: Io::Idle,
             broken: false,
+            lean: false,
             send_timeout,
             read_timeout,
         }
@@ -333,6 +340,9 @@ impl Driver {
                 if self.stream.borrow().has_buffered() {
                     self.start_read();
                 } else {
+                    if self.lean {
+                        self.release_buffers();
+                    }
                     let stream = self.stream.clone();
                     self.io = Io::Readable(Box::pin(async move {
                         let s = stream.borrow();
@@ -384,6 +394,22 @@ impl Driver {
             },
             Io::Write(_) => self.poll_write(cx),
         }
+    }
+
+    /// Drops the buffers an idle connection does not need (both queues are empty and no
+    /// operation holds the stream): the inbound queue's, the spent write queue's, and
+    /// the TLS layer's. The next read allocates them again.
+    fn release_buffers(&mut self) {
+        let mut w = self.wire.borrow_mut();
+        if w.inbound.is_empty() {
+            w.inbound = BytesMut::new();
+        }
+        if w.out.is_empty() {
+            // `out` shares its allocation with the last write's bytes: let it go.
+            w.out = BytesMut::new();
+        }
+        drop(w);
+        self.stream.borrow_mut().release_buffers();
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
@@ -577,7 +603,67 @@ impl FrameScan {
 
 #[cfg(test)]
 mod tests {
+    use std::future::poll_fn;
+    use std::io::Write;
+
     use super::*;
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// With no stream at work (`lean`), the wait for the client's next bytes holds no
+    /// queue buffers: what the last read and write used is given back (an idle HTTP/2
+    /// connection costs what h2 keeps, not two queues' worth more).
+    #[test]
+    fn a_lean_wait_for_the_client_holds_no_queue_buffers() {
+        runtime().block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let mut client =
+                std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+            let (s, _) = l.accept().expect("accept");
+            let stream =
+                ClientStream::plain(monoio::net::TcpStream::from_std(s).expect("monoio tcp"));
+            let budgets = Budgets {
+                control: 100,
+                window_update: 100,
+            };
+            let wire = Wire::new(BytesMut::new(), budgets);
+            let mut driver = Driver::new(
+                stream,
+                wire.clone(),
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            );
+            driver.lean = true;
+            client.write_all(&[7u8; 3000]).expect("client write");
+            // A stand-in for h2: takes what was read, answers, then waits until the
+            // driver waits for the client again — with both queues' buffers dropped.
+            let mut answered = false;
+            let idle = poll_fn(|cx| {
+                driver.drive(cx, |_| {
+                    let mut w = wire.borrow_mut();
+                    if !answered && w.inbound.len() == 3000 {
+                        w.inbound.clear();
+                        w.out.extend_from_slice(&[9u8; 2000]);
+                        answered = true;
+                    }
+                    let released = w.inbound.capacity() == 0 && w.out.capacity() == 0;
+                    if answered && released {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+            });
+            // A bound on failure only: without the release the wait never ends.
+            let r = monoio::time::timeout(Duration::from_secs(10), idle).await;
+            assert!(matches!(r, Ok(Ok(()))), "the idle wait kept buffers: {r:?}");
+        });
+    }
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
