@@ -87,8 +87,8 @@
 //! src/proxy/      the exchange (Request → BodySource / ResponseSink → Outcome), full-duplex body pump, splice
 //! src/route.rs    Host + longest prefix
 //! src/websocket.rs the WebSocket handshake keys (RFC 6455 §4): the key an RFC 8441 stream sends upstream, its accept value
-//! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire; h2.rs: multiplexed HTTP/2 (h2c) pools for `protocol = "h2"`
-//! src/demo.rs     `ringgate demo` and its built-in upstream
+//! src/upstream/   per-worker keep-alive pools (idle checks), round robin / least connections; h1.rs: the upstream's HTTP/1.1 wire; h2.rs: multiplexed HTTP/2 pools for `protocol = "h2"` (h2c, or TLS with ALPN h2 via tokio-rustls)
+//! src/demo.rs     `ringgate demo` and its built-in upstream; demo/ws.rs: its echo WebSocket at /ws
 //! src/doctor.rs   `ringgate doctor`: host capabilities and tuning-profile deviations
 //! src/signals.rs  what each signal means (TERM/INT stop, HUP reloads; USR1, USR2, WINCH, PIPE do not)
 //! src/logging.rs  stderr through one writer thread; peer-triggered rustls messages at debug
