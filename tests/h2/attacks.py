@@ -96,6 +96,7 @@ class Attacker:
         self.data_bytes = 0
         self.goaway = None  # (code, last stream id)
         self.closed = False
+        self.server_settings = False  # the proxy's SETTINGS came (and were acknowledged)
         s = SettingsFrame(0)
         s.settings = settings or {}
         self.s.sendall(PREFACE + s.serialize())
@@ -159,6 +160,7 @@ class Attacker:
                 self.acks["settings"] += 1
             elif isinstance(f, SettingsFrame):
                 self.s.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+                self.server_settings = True
             elif isinstance(f, HeadersFrame):
                 # The proxy's responses are small: one HEADERS frame, END_HEADERS.
                 fields = dict(self.dec.decode(bytes(f.data), raw=True))
@@ -249,7 +251,11 @@ def run(a):
     if a.attack == "zero_window":
         settings = {SettingsFrame.INITIAL_WINDOW_SIZE: 0}
     att = Attacker(a, settings)
-    att.read(0.0)
+    # The proxy's SETTINGS first, acknowledged: an ACK sent later could land inside the
+    # CONTINUATION attack's header block, which is the client's own PROTOCOL_ERROR.
+    deadline = time.monotonic() + a.wait
+    while not att.server_settings and not att.done() and time.monotonic() < deadline:
+        att.read(deadline - time.monotonic())
     if a.attack == "ping":
         flood(att, PingFrame(0, opaque_data=b"flood\0\0\0").serialize(), a.frames, good, a)
     elif a.attack == "priority":
