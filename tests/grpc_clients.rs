@@ -49,10 +49,10 @@ impl Grpc {
         let mut text = ConfigBuilder::new()
             .server("workers", "1")
             .tls_listener(&[&cert])
+            .h2c_listener()
             .build();
         text += &format!(
-            "\n[[listener]]\naddr = \"127.0.0.1:0\"\nh2c = true\n\
-             \n[rate_limit.one]\nkey = \"client_ip\"\nrate = \"1r/m\"\n\
+            "\n[rate_limit.one]\nkey = \"client_ip\"\nrate = \"1r/m\"\n\
              \n[[route]]\npath_prefix = \"/\"\nupstream = \"grpc\"\n\
              \n[[route]]\nhost = \"denied.test\"\npath_prefix = \"/\"\nupstream = \"grpc\"\n\
              allow = [\"192.0.2.0/24\"]\n\

@@ -12,17 +12,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::HOST;
 use common::backend::Backend;
 use common::child::ChildGuard;
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, ProxyProcess};
+use common::{HOST, h2_errors};
 
 /// Per-second frame budgets of the test config.
 const CONTROL_BUDGET: u64 = 50;
@@ -89,21 +89,6 @@ impl Bed {
             proxy,
             admin,
         }
-    }
-
-    /// `ringgate_h2_protocol_errors_total{reason}` from `/metrics`.
-    fn errors(&self, reason: &str) -> u64 {
-        let mut s = TcpStream::connect(self.admin).expect("connect to admin");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let key = format!("ringgate_h2_protocol_errors_total{{reason=\"{reason}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(key.as_str()))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {key} in /metrics")) as u64
     }
 
     /// A field of the proxy's /proc/PID/status in KiB (VmRSS, VmHWM).
@@ -195,7 +180,7 @@ fn ping_flood() {
     let r = bed.attack("ping", &["--frames", "5000"]);
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
     assert!(r.n("ping_acks") <= CONTROL_BUDGET, "{r}");
-    assert_eq!(bed.errors("control_frame_flood"), 1);
+    assert_eq!(h2_errors(bed.admin, "control_frame_flood"), 1);
 }
 
 /// SETTINGS flood: GOAWAY ENHANCE_YOUR_CALM with at most the budget's SETTINGS
@@ -206,7 +191,7 @@ fn settings_flood() {
     let r = bed.attack("settings", &["--frames", "5000"]);
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
     assert!(r.n("settings_acks") <= CONTROL_BUDGET, "{r}");
-    assert_eq!(bed.errors("control_frame_flood"), 1);
+    assert_eq!(h2_errors(bed.admin, "control_frame_flood"), 1);
 }
 
 /// PRIORITY flood (for an idle stream): GOAWAY ENHANCE_YOUR_CALM, nothing echoed.
@@ -215,7 +200,7 @@ fn priority_flood() {
     let bed = Bed::new();
     let r = bed.attack("priority", &["--frames", "5000"]);
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
-    assert_eq!(bed.errors("control_frame_flood"), 1);
+    assert_eq!(h2_errors(bed.admin, "control_frame_flood"), 1);
 }
 
 /// WINDOW_UPDATE flood: GOAWAY ENHANCE_YOUR_CALM; the probes answered show at most the
@@ -233,7 +218,7 @@ fn window_update_flood() {
         r.n("probe_acks") * PROBE_EVERY <= WINDOW_UPDATE_BUDGET,
         "{r}"
     );
-    assert_eq!(bed.errors("window_update_flood"), 1);
+    assert_eq!(h2_errors(bed.admin, "window_update_flood"), 1);
 }
 
 /// Empty DATA flood on an open stream: GOAWAY ENHANCE_YOUR_CALM; empty DATA and the
@@ -248,7 +233,7 @@ fn empty_data_flood() {
         r.n("probe_acks") * (PROBE_EVERY + 1) <= CONTROL_BUDGET,
         "{r}"
     );
-    assert_eq!(bed.errors("control_frame_flood"), 1);
+    assert_eq!(h2_errors(bed.admin, "control_frame_flood"), 1);
 }
 
 /// Rapid reset (HEADERS + RST_STREAM, stream after stream): GOAWAY ENHANCE_YOUR_CALM,
@@ -265,7 +250,10 @@ fn rapid_reset() {
         streams <= RESET_BUDGET + PENDING_RESET_BUDGET + MAX_STREAMS,
         "{streams} streams taken: {r}"
     );
-    assert_eq!(bed.errors("reset_flood") + bed.errors("h2_budget"), 1);
+    assert_eq!(
+        h2_errors(bed.admin, "reset_flood") + h2_errors(bed.admin, "h2_budget"),
+        1
+    );
 }
 
 /// CONTINUATION flood (a header block that never ends): GOAWAY ENHANCE_YOUR_CALM from
@@ -276,7 +264,7 @@ fn continuation_flood() {
     let r = bed.attack("continuation", &["--frames", "5000"]);
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
     assert!(r.n("frames_sent") < 5000, "{r}");
-    assert_eq!(bed.errors("h2_budget"), 1);
+    assert_eq!(h2_errors(bed.admin, "h2_budget"), 1);
 }
 
 /// HPACK bomb: one 4 KB field in the dynamic table, then a block of 16,000 references
@@ -289,7 +277,7 @@ fn hpack_bomb() {
     let r = bed.attack("hpack_bomb", &["--frames", "100"]);
     assert_eq!(r.get("goaway"), "ENHANCE_YOUR_CALM", "{r}");
     assert_eq!(r.n("frames_sent"), 1, "{r}");
-    assert_eq!(bed.errors("h2_budget"), 1);
+    assert_eq!(h2_errors(bed.admin, "h2_budget"), 1);
 }
 
 /// Zero-window hold: every stream the client never opens a window for is reset (CANCEL)
@@ -303,5 +291,5 @@ fn zero_window_hold() {
     assert_eq!(r.n("resets"), 4, "{r}");
     assert_eq!(r.get("reset_codes"), "CANCEL", "{r}");
     assert_eq!(r.n("data_bytes"), 0, "{r}");
-    assert_eq!(bed.errors("zero_window"), 4);
+    assert_eq!(h2_errors(bed.admin, "zero_window"), 4);
 }

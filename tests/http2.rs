@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::backend::{Backend, pattern};
 use common::pki::{KeyEncoding, KeyType, TestPki};
 use common::proxy::{ConfigBuilder, Proxy};
-use common::{HOST, sha256_hex};
+use common::{HOST, h2_errors, sha256_hex};
 
 /// A proxy with an h2c listener (plus the admin listener) in front of `upstream`;
 /// `http2`: extra `[http2]` lines.
@@ -30,16 +30,11 @@ fn h2c_proxy(pki: &TestPki, upstream: SocketAddr, http2: &str) -> Proxy {
 /// The configuration [`h2c_proxy`] runs.
 fn h2c_config(upstream: SocketAddr, http2: &str) -> String {
     let text = ConfigBuilder::new()
-        .plain_listener()
+        .h2c_listener()
         .admin()
         .route(None, "/", false, "backend")
         .upstream("backend", &[upstream], &[])
-        .build()
-        .replacen(
-            "addr = \"127.0.0.1:0\"\n",
-            "addr = \"127.0.0.1:0\"\nh2c = true\n",
-            1,
-        );
+        .build();
     format!("{text}\n[http2]\n{http2}\n")
 }
 
@@ -225,17 +220,12 @@ fn a_stream_that_never_reads_neither_stalls_others_nor_fills_the_proxy() {
     let backend = Backend::start();
     let (big, taken) = counting_upstream(64 << 20);
     let text = ConfigBuilder::new()
-        .plain_listener()
+        .h2c_listener()
         .route(None, "/big", false, "big")
         .route(None, "/", false, "backend")
         .upstream("big", &[big], &[])
         .upstream("backend", &[backend.addr], &[])
-        .build()
-        .replacen(
-            "addr = \"127.0.0.1:0\"\n",
-            "addr = \"127.0.0.1:0\"\nh2c = true\n",
-            1,
-        );
+        .build();
     let proxy = Proxy::start(&text, pki.dir());
     let addr = proxy.addr();
     let local = tokio::task::LocalSet::new();
@@ -262,21 +252,6 @@ fn a_stream_that_never_reads_neither_stalls_others_nor_fills_the_proxy() {
             assert!(t < 16 << 20, "the proxy took {t} bytes from the upstream");
         }
     });
-}
-
-/// The counter `ringgate_h2_protocol_errors_total{reason}` from `/metrics`.
-fn h2_errors(proxy: &Proxy, reason: &str) -> u64 {
-    let mut s = TcpStream::connect(proxy.admin_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let key = format!("ringgate_h2_protocol_errors_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(key.as_str()))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {key} in /metrics")) as u64
 }
 
 /// A well-behaved connection is still served.
@@ -332,7 +307,7 @@ fn rapid_reset_ends_in_goaway_and_is_counted() {
     let local = tokio::task::LocalSet::new();
     let reason = local.block_on(&runtime(), reset_streams(addr, &backend));
     assert_eq!(reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
-    assert_eq!(h2_errors(&proxy, "reset_flood"), 1);
+    assert_eq!(h2_errors(proxy.admin_addr(), "reset_flood"), 1);
     still_serves(addr);
 }
 
@@ -353,22 +328,10 @@ fn curl_over_tls_alpn_and_h2c() {
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let text = ConfigBuilder::new()
         .tls_listener(&[&cert])
-        .plain_listener()
+        .h2c_listener()
         .route(None, "/", false, "backend")
         .upstream("backend", &[backend.addr], &[])
         .build();
-    let text = {
-        // The second listener (plain) gets h2c.
-        let i = text
-            .rfind("[[listener]]\naddr = \"127.0.0.1:0\"\n")
-            .unwrap();
-        let mut t = text.clone();
-        t.insert_str(
-            i + "[[listener]]\naddr = \"127.0.0.1:0\"\n".len(),
-            "h2c = true\n",
-        );
-        t
-    };
     let proxy = Proxy::start(&text, pki.dir());
     let (tls, plain) = (proxy.addrs()[0], proxy.addrs()[1]);
     let body = pattern(300_000, 300_000);
@@ -421,17 +384,12 @@ fn a_window_held_shut_past_send_timeout_resets_the_stream() {
     let pki = TestPki::new();
     let backend = Backend::start();
     let text = ConfigBuilder::new()
-        .plain_listener()
+        .h2c_listener()
         .admin()
         .http("send_timeout_ms", 300)
         .route(None, "/", false, "backend")
         .upstream("backend", &[backend.addr], &[])
-        .build()
-        .replacen(
-            "addr = \"127.0.0.1:0\"\n",
-            "addr = \"127.0.0.1:0\"\nh2c = true\n",
-            1,
-        );
+        .build();
     let proxy = Proxy::start(&text, pki.dir());
     let addr = proxy.addr();
     let local = tokio::task::LocalSet::new();
@@ -458,7 +416,7 @@ fn a_window_held_shut_past_send_timeout_resets_the_stream() {
         let (status, _, b) = fetch(&send, "GET", "/bytes/100", &[]).await;
         assert_eq!((status, b.len()), (200, 100));
     });
-    assert_eq!(h2_errors(&proxy, "zero_window"), 1);
+    assert_eq!(h2_errors(proxy.admin_addr(), "zero_window"), 1);
 }
 
 /// `max_requests_per_connection` streams, then GOAWAY: the connection ends in order

@@ -23,13 +23,11 @@ fn proxy(pki: &TestPki, backend: &Backend) -> Proxy {
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let text = ConfigBuilder::new()
         .tls_listener(&[&cert])
+        .h2c_listener()
         .route(None, "/", false, "backend")
         .upstream("backend", &[backend.addr], &[])
         .build();
-    Proxy::start(
-        &format!("{text}\n[[listener]]\naddr = \"127.0.0.1:0\"\nh2c = true\n"),
-        pki.dir(),
-    )
+    Proxy::start(&text, pki.dir())
 }
 
 #[test]

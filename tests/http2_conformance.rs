@@ -156,15 +156,10 @@ fn httpwg_rfc9113_cases_pass_but_the_known_ones() {
     let pki = TestPki::new();
     let upstream = ok_upstream();
     let text = ConfigBuilder::new()
-        .plain_listener()
+        .h2c_listener()
         .route(None, "/", false, "ok")
         .upstream("ok", &[upstream], &[])
-        .build()
-        .replacen(
-            "addr = \"127.0.0.1:0\"\n",
-            "addr = \"127.0.0.1:0\"\nh2c = true\n",
-            1,
-        );
+        .build();
     let proxy = Proxy::start(&text, pki.dir());
     let out = Command::new("httpwg")
         .args([

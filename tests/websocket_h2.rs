@@ -149,16 +149,11 @@ impl Gateway {
             .server("workers", "1")
             .admin()
             .tls_listener(&[&cert])
-            .plain_listener();
+            .h2c_listener();
         for (k, v) in http {
             b = b.http(k, v);
         }
-        let text = b.build();
-        // The second listener (plain) gets h2c.
-        let marker = "[[listener]]\naddr = \"127.0.0.1:0\"\n";
-        let i = text.rfind(marker).expect("plain listener");
-        let mut text = text.clone();
-        text.insert_str(i + marker.len(), "h2c = true\n");
+        let mut text = b.build();
         text += &format!(
             "\n[[route]]\npath_prefix = \"/\"\nupstream = \"echo\"\n\
              \n[[route]]\npath_prefix = \"/idle/\"\nupstream = \"echo\"\ntunnel_idle_timeout_ms = 300\n\

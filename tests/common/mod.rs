@@ -101,3 +101,21 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("connect to proxy {}: {e}", self.addr()))
     }
 }
+
+/// `ringgate_h2_protocol_errors_total{reason}` scraped from the admin listener's
+/// `/metrics`; panics when the series is missing.
+pub fn h2_errors(admin: SocketAddr, reason: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).expect("connect to admin");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .expect("send the scrape");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let key = format!("ringgate_h2_protocol_errors_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {key} in /metrics")) as u64
+}

@@ -140,6 +140,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// A plain listener on `127.0.0.1:0` that also takes HTTP/2 with prior knowledge
+    /// (`h2c = true`).
+    pub fn h2c_listener(mut self) -> Self {
+        self.listeners
+            .push("[[listener]]\naddr = \"127.0.0.1:0\"\nh2c = true\n".to_string());
+        self
+    }
+
     pub fn route(mut self, host: Option<&str>, prefix: &str, strip: bool, upstream: &str) -> Self {
         let mut s = String::from("[[route]]\n");
         if let Some(h) = host {
