@@ -139,20 +139,23 @@ impl<F: Future> Future for Within<'_, F> {
     }
 }
 
+/// A single-threaded runtime with a timer for unit tests (the legacy driver: no
+/// io_uring needed).
+#[cfg(test)]
+pub(crate) fn test_runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("a test runtime")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
-
     #[test]
     fn a_step_that_completes_in_time_gives_its_output() {
-        runtime().block_on(async {
+        test_runtime().block_on(async {
             let mut d = Deadline::new();
             assert_eq!(d.within(Duration::from_secs(5), async { 7 }).await, Ok(7));
             // The entry is reused for the next step.
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_step_that_never_completes_times_out() {
-        runtime().block_on(async {
+        test_runtime().block_on(async {
             let mut d = Deadline::new();
             let started = Instant::now();
             let r = d
@@ -177,7 +180,7 @@ mod tests {
     /// earlier step, to fire sooner: the early firing re-arms instead of timing out.
     #[test]
     fn a_longer_limit_after_a_shorter_one_is_not_cut_short() {
-        runtime().block_on(async {
+        test_runtime().block_on(async {
             let mut d = Deadline::new();
             // Sets the entry to fire 10 ms from now.
             assert_eq!(d.within(Duration::from_millis(10), async {}).await, Ok(()));

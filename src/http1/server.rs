@@ -661,13 +661,6 @@ impl ResponseSink for H1Exchange<'_> {
 mod tests {
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
-
     /// A gateway's own answer (a policy's, say) reaches the client with its extra
     /// fields, its body, and the session's framing.
     #[test]
@@ -680,7 +673,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, peer) = l.accept().unwrap();
-        let next = runtime().block_on(async {
+        let next = crate::clock::test_runtime().block_on(async {
             let mut session = Session {
                 generation: ctx.live.load_full(),
                 stream: ClientStream::plain(monoio::net::TcpStream::from_std(s).unwrap()),
@@ -739,7 +732,7 @@ mod tests {
             "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
              [upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
         );
-        runtime().block_on(async {
+        crate::clock::test_runtime().block_on(async {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
             let (s, peer) = l.accept().unwrap();

@@ -527,13 +527,6 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
 mod tests {
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("a runtime")
-    }
-
     /// An idle HTTP/2 connection holds its task's future: that future carries the h2
     /// connection and the loop's state, not the finished handshake's.
     #[test]
@@ -542,7 +535,7 @@ mod tests {
             "[[listener]]\naddr = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n\
              [upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
         );
-        runtime().block_on(async {
+        crate::clock::test_runtime().block_on(async {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let _client =
                 std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");

@@ -608,19 +608,12 @@ mod tests {
 
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("a runtime")
-    }
-
     /// With no stream at work (`lean`), the wait for the client's next bytes holds no
     /// queue buffers: what the last read and write used is given back (an idle HTTP/2
     /// connection costs what h2 keeps, not two queues' worth more).
     #[test]
     fn a_lean_wait_for_the_client_holds_no_queue_buffers() {
-        runtime().block_on(async {
+        crate::clock::test_runtime().block_on(async {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let mut client =
                 std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
