@@ -222,7 +222,8 @@ impl AllowPattern {
     }
 }
 
-/// Reads a PEM bundle of client CAs; every certificate must be a usable trust anchor.
+/// Reads a PEM bundle of CAs (client CAs; an upstream's `ca`); every certificate must be
+/// a usable trust anchor.
 pub(crate) fn load_ca(path: &Path) -> Result<ClientCa, String> {
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 
 /// TLS settings of one upstream, ready for connections.
 #[derive(Debug)]
@@ -24,22 +24,13 @@ pub struct UpstreamTls {
     pub anchors: String,
 }
 
-/// The trust anchors in a PEM bundle (`ca`), each checked usable.
+/// The trust anchors in a PEM bundle (`ca`), each checked usable: read as the client
+/// CAs are ([`super::client_auth::load_ca`], the same errors).
 pub(crate) fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, String> {
-    let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let ca = super::client_auth::load_ca(path)?;
     let mut roots = rustls::RootCertStore::empty();
-    for (i, item) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-        let cert = item.map_err(|e| format!("{shown}: bad PEM: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{shown}: certificate {} is not a usable CA: {e}", i + 1))?;
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "{shown}: no certificate in file (expected PEM \"-----BEGIN CERTIFICATE-----\" blocks)"
-        ));
-    }
+    // Every certificate was added to a store once already, in load_ca.
+    roots.add_parsable_certificates(ca.certs);
     Ok(roots)
 }
 
