@@ -17,9 +17,6 @@ use rustls::pki_types::ServerName;
 pub struct UpstreamTls {
     /// rustls' client configuration: the trust anchors, ALPN `h2`.
     pub client: Arc<rustls::ClientConfig>,
-    /// `server_name`: the SNI sent and the name the certificate must carry; `None`: the
-    /// host of each server as written in `servers`.
-    pub server_name: Option<ServerName<'static>>,
     /// Where the trust anchors came from (`ca`'s path, or the system's), for messages.
     pub anchors: String,
 }

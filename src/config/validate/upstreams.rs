@@ -214,7 +214,6 @@ impl Validator<'_> {
         ok.then(|| {
             Arc::new(UpstreamTls {
                 client: Arc::new(client),
-                server_name,
                 anchors,
             })
         })
