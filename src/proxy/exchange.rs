@@ -42,7 +42,7 @@ use crate::error::{Kind, ProxyError, Side};
 use crate::forwarding;
 use crate::generation::Generation;
 use crate::identity_headers::{self, IdentityHeaders};
-use crate::message::{BodyLength, Fault, GatewayResponse, Header, Request};
+use crate::message::{BodyLength, Fault, GatewayResponse, Request};
 use crate::policy::headers::{HeaderPolicy, ResponsePolicies};
 use crate::policy::{self, Rejection, Verdict, body_size, redirect};
 use crate::route::{RequestView, Selected};
@@ -400,7 +400,10 @@ impl<'a> Exchange<'a> {
         self.status = response.status;
         // The response phases: header rules and security headers on the gateway's own
         // answers too (nginx's `add_header … always`).
-        self.response_step(req, &mut response.headers);
+        let policies = self.response_policies(req);
+        if !policies.is_empty() {
+            policies.apply(req, &mut response.headers);
+        }
         // Boxed, like every rare branch here: an async fn's state is as large as its
         // largest await point, and the whole exchange future is moved into place for
         // every request (a memcpy of its size).
@@ -456,16 +459,6 @@ impl<'a> Exchange<'a> {
         match Box::pin(s.respond(response, false)).await {
             Ok(()) => Next::KeepAlive,
             Err(_) => Next::Close,
-        }
-    }
-
-    /// The response step (header rules, CORS, security headers) on a head going to the
-    /// client: the upstream's (final or `101`) or the gateway's own.
-    #[inline]
-    pub(super) fn response_step(&self, req: &Request, headers: &mut Vec<Header>) {
-        let policies = self.response_policies(req);
-        if !policies.is_empty() {
-            policies.apply(req, headers);
         }
     }
 
@@ -597,7 +590,10 @@ impl<'a> Exchange<'a> {
                     // The response step runs on the switch too (nginx `add_header …
                     // always`, Envoy's response_headers_to_add).
                     let mut head = resp.head;
-                    self.response_step(req, &mut head.headers);
+                    let policies = self.response_policies(req);
+                    if !policies.is_empty() {
+                        policies.apply(req, &mut head.headers);
+                    }
                     return self.switch(f, head, s).await;
                 }
                 102..=199 => Box::pin(s.interim(&resp.head)).await?,
@@ -606,7 +602,10 @@ impl<'a> Exchange<'a> {
         };
         // ── Issue 22, branch policy-headers: the response step (header rules, CORS,
         // security headers) on the upstream's final head.
-        self.response_step(req, &mut resp.head.headers);
+        let policies = self.response_policies(req);
+        if !policies.is_empty() {
+            policies.apply(req, &mut resp.head.headers);
+        }
         let body = resp.body_length();
         // A body still arriving when the head goes out may never be read whole: the
         // session knows (an HTTP/1 early answer to an upload ends the connection).

@@ -189,7 +189,10 @@ impl Exchange<'_> {
         }
         let (parts, mut recv) = response.into_parts();
         let (mut head, length) = h2w::response_head(&parts, req.is_head(), recv.is_end_stream());
-        self.response_step(req, &mut head.headers);
+        let policies = self.response_policies(req);
+        if !policies.is_empty() {
+            policies.apply(req, &mut head.headers);
+        }
         // The session decides what its connection does (an HTTP/1 early answer to an
         // upload ends it); the exchange says whether the response went out whole.
         s.start(&head, length);
