@@ -38,6 +38,9 @@
 # once) sends the windows' requests; with CG_TEMPLATE=on or `nginx` both proxies run
 # compare.sh's templates, which offer h2 and allow 10^8 requests per connection (h2load
 # does not reconnect after a GOAWAY). Needs h2load (apt-get install nghttp2-client).
+# CG_BROWSER=on (with CG_H2=on) makes h2load send the request fields a browser sends
+# (accept, accept-language, accept-encoding, a browser user-agent, sec-ch-ua*, sec-fetch-*,
+# a cookie: 12 fields beside the pseudo-headers) instead of its own two.
 # CG_BYTES=N asks for N-byte responses instead of 12 (origin backend).
 # CG_BACKEND=nginx serves the requests from compare.sh's nginx backend (static files)
 # instead of `ringgate origin`; CG_KEEP=DIR keeps the two dumps.
@@ -218,9 +221,19 @@ get() { "$load" --url https://127.0.0.1:$port/bytes/$size --insecure -c 1 --requ
 if [ "${CG_H2:-}" = on ]; then
   command -v h2load >/dev/null || { echo "CG_H2=on needs h2load (apt-get install nghttp2-client)" >&2; exit 2; }
   [ -z "${CG_MTLS:-}${CG_HANDSHAKE:-}" ] || { echo "CG_H2: not with CG_MTLS or CG_HANDSHAKE" >&2; exit 2; }
+  browser=()
+  if [ "${CG_BROWSER:-}" = on ]; then
+    browser=(-H 'accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+      -H 'accept-language: en-GB,en;q=0.9' -H 'accept-encoding: gzip, deflate, br, zstd'
+      -H 'user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+      -H 'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"' -H 'sec-ch-ua-mobile: ?0'
+      -H 'sec-ch-ua-platform: "Linux"' -H 'sec-fetch-dest: document' -H 'sec-fetch-mode: navigate'
+      -H 'sec-fetch-site: none' -H 'upgrade-insecure-requests: 1'
+      -H 'cookie: session=4f1c2a9e7b3d; theme=dark')
+  fi
   get() {
     local out
-    out=$(h2load -n "$1" -c 1 -m 10 https://127.0.0.1:$port/bytes/$size 2>&1)
+    out=$(h2load -n "$1" -c 1 -m 10 "${browser[@]}" https://127.0.0.1:$port/bytes/$size 2>&1)
     grep -q "requests: $1 total, $1 started, $1 done, $1 succeeded" <<<"$out" ||
       { echo "h2load did not complete $1 requests:" >&2; echo "$out" >&2; exit 1; }
     grep -q "Application protocol: h2" <<<"$out" || { echo "h2load did not speak h2" >&2; exit 1; }
@@ -240,4 +253,4 @@ if [ -n "${CG_KEEP:-}" ]; then mkdir -p "$CG_KEEP" && cp "$work"/cg.1 "$work"/cg
 ir() { grep -E '^(summary|totals):' "$work/cg.$1" | head -1 | awk '{print $2}'; }
 a=$(ir 1)
 b=$(ir 2)
-echo "$(basename "$bin")${CG_TEMPLATE:+ template=$CG_TEMPLATE} ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}${CG_POLICIES:+ policies=$CG_POLICIES}${CG_H2:+ h2=$CG_H2}${CG_BYTES:+ bytes=$CG_BYTES}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"
+echo "$(basename "$bin")${CG_TEMPLATE:+ template=$CG_TEMPLATE} ${admin:-no-admin}${CG_MTLS:+ mtls=$CG_MTLS}${CG_HANDSHAKE:+ handshake=$CG_HANDSHAKE}${CG_HEADERS:+ headers=$CG_HEADERS}${CG_POLICIES:+ policies=$CG_POLICIES}${CG_H2:+ h2=$CG_H2}${CG_BROWSER:+ browser=$CG_BROWSER}${CG_BYTES:+ bytes=$CG_BYTES}: Ir($n1)=$a Ir($n2)=$b per request=$(((b - a) / (n2 - n1)))"

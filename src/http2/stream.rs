@@ -60,20 +60,22 @@ pub(super) fn request(
     if parts.method == http::Method::CONNECT && protocol.is_none() {
         return Err("CONNECT is not proxied");
     }
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
-    if let Some(p) = protocol {
-        let p = p.as_ref();
-        if p.is_empty() || !p.iter().all(|&b| is_tchar(b) || b == b'/') {
-            return Err(":protocol is not a token");
+    let protocol = match protocol {
+        Some(p) => {
+            let p = p.as_ref();
+            if p.is_empty() || !p.iter().all(|&b| is_tchar(b) || b == b'/') {
+                return Err(":protocol is not a token");
+            }
+            Some(p)
         }
-        headers.push(Header {
-            name: Bytes::from_static(b"upgrade"),
-            value: Bytes::copy_from_slice(p),
-        });
-    }
+        None => None,
+    };
     let mut cookie: Option<Vec<u8>> = None;
     let mut host: Option<&HeaderValue> = None;
     let mut length: Option<u64> = None;
+    // Every name and value is copied into one block (one allocation per head, as
+    // `append_fields` does for responses); the request's fields are slices of it.
+    let mut total = protocol.map_or(0, <[u8]>::len);
     for (name, value) in &parts.headers {
         let v = value.as_bytes();
         if v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
@@ -100,10 +102,42 @@ pub(super) fn request(
             // h2 checked it parses and matches the DATA frames.
             length = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
         }
+        total += name.as_str().len() + v.len();
+    }
+    let sent: &[u8] = match (parts.uri.authority(), host) {
+        // RFC 9113 §8.3.1: a Host that differs from :authority makes the request
+        // malformed (two hosts: the routing one and the upstream's could disagree).
+        (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+            return Err(":authority and host differ");
+        }
+        (Some(a), _) => a.as_str().as_bytes(),
+        (None, Some(h)) => h.as_bytes(),
+        (None, None) => return Err("neither :authority nor host"),
+    };
+    let path: &[u8] = match parts.uri.path_and_query() {
+        Some(p) if !p.as_str().is_empty() => p.as_str().as_bytes(),
+        _ => return Err("no :path"),
+    };
+    total += sent.len() + path.len();
+    let mut block = BytesMut::with_capacity(total);
+    let mut take = |bytes: &[u8]| {
+        block.extend_from_slice(bytes);
+        block.split().freeze()
+    };
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    if let Some(p) = protocol {
         headers.push(Header {
-            name: Bytes::copy_from_slice(name.as_str().as_bytes()),
-            value: Bytes::copy_from_slice(v),
+            name: Bytes::from_static(b"upgrade"),
+            value: take(p),
         });
+    }
+    for (name, value) in &parts.headers {
+        if name != http::header::COOKIE {
+            headers.push(Header {
+                name: take(name.as_str().as_bytes()),
+                value: take(value.as_bytes()),
+            });
+        }
     }
     if let Some(c) = cookie {
         headers.push(Header {
@@ -111,21 +145,9 @@ pub(super) fn request(
             value: Bytes::from(c),
         });
     }
-    let sent: Bytes = match (parts.uri.authority(), host) {
-        // RFC 9113 §8.3.1: a Host that differs from :authority makes the request
-        // malformed (two hosts: the routing one and the upstream's could disagree).
-        (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
-            return Err(":authority and host differ");
-        }
-        (Some(a), _) => Bytes::copy_from_slice(a.as_str().as_bytes()),
-        (None, Some(h)) => Bytes::copy_from_slice(h.as_bytes()),
-        (None, None) => return Err("neither :authority nor host"),
-    };
+    let sent = take(sent);
+    let path = take(path);
     let authority = Some(host_of(&sent));
-    let path = match parts.uri.path_and_query() {
-        Some(p) if !p.as_str().is_empty() => Bytes::copy_from_slice(p.as_str().as_bytes()),
-        _ => return Err("no :path"),
-    };
     let body = match (end_stream, length) {
         // An extended CONNECT's DATA is the tunnel's, not a request body.
         _ if protocol.is_some() => BodyLength::None,
