@@ -60,16 +60,12 @@ pub(super) fn request(
     if parts.method == http::Method::CONNECT && protocol.is_none() {
         return Err("CONNECT is not proxied");
     }
-    let protocol = match protocol {
-        Some(p) => {
-            let p = p.as_ref();
-            if p.is_empty() || !p.iter().all(|&b| is_tchar(b) || b == b'/') {
-                return Err(":protocol is not a token");
-            }
-            Some(p)
-        }
-        None => None,
-    };
+    let protocol = protocol.map(h2::ext::Protocol::as_ref);
+    if let Some(p) = protocol
+        && (p.is_empty() || !p.iter().all(|&b| is_tchar(b) || b == b'/'))
+    {
+        return Err(":protocol is not a token");
+    }
     let mut cookie: Option<Vec<u8>> = None;
     let mut host: Option<&HeaderValue> = None;
     let mut length: Option<u64> = None;
