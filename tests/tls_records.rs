@@ -1,8 +1,10 @@
-//! The userspace TLS record layer (rustls' unbuffered API driven by
-//! src/transport/driver.rs): records split across many TCP segments, several requests in
-//! one record, a request bigger than one record, client KeyUpdates in both directions,
-//! close_notify, and a tampered record, which must cost only its own connection. kTLS is off here so these run the same on
-//! hosts that have it.
+//! Both userspace TLS record layers — ringgate's own (src/transport/seal.rs, the
+//! default) and rustls' unbuffered API (src/transport/driver.rs, `record_layer =
+//! "rustls"`), each test run against each: records split across many TCP segments,
+//! several requests in one record, a request bigger than one record, client KeyUpdates in
+//! both directions, close_notify, every post-handshake record fault, and a tampered
+//! record, which must cost only its own connection. kTLS is off here so these run the
+//! same on hosts that have it.
 
 mod common;
 
@@ -24,18 +26,25 @@ struct Setup {
     _backend: Backend,
 }
 
-fn start() -> Setup {
-    start_with(|c| c)
+/// The userspace record layers, as `record_layer` names them.
+const LAYERS: [&str; 2] = ["ringgate", "rustls"];
+
+fn start(layer: &str) -> Setup {
+    start_with(layer, |c| c)
 }
 
 /// [`start`] with extra settings applied to its config.
-fn start_with(tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Setup {
+fn start_with(layer: &str, tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Setup {
     let pki = TestPki::new();
     let cert = pki.leaf(&[HOST], KeyType::EcdsaP256, KeyEncoding::Pkcs8);
     let backend = Backend::start();
+    let record_layer = format!("\"{layer}\"");
     let config = tweak(
         ConfigBuilder::new()
-            .tls_listener_with(&[CertEntry::from(&cert)], &[("ktls", "\"off\"")])
+            .tls_listener_with(
+                &[CertEntry::from(&cert)],
+                &[("ktls", "\"off\""), ("record_layer", &record_layer)],
+            )
             .route(None, "/", false, "backend")
             .upstream("backend", &[backend.addr], &[]),
     );
@@ -158,12 +167,25 @@ impl Raw {
     }
 }
 
+/// Runs `test` against a proxy with each userspace record layer.
+fn on_each_layer(test: fn(&str)) {
+    for layer in LAYERS {
+        // Shown with a failure: which layer it was.
+        eprintln!("record_layer = \"{layer}\"");
+        test(layer);
+    }
+}
+
 const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
     [&rustls::version::TLS13, &rustls::version::TLS12];
 
 #[test]
 fn records_split_into_tiny_tcp_segments_are_reassembled() {
-    let s = start();
+    on_each_layer(records_split_into_tiny_tcp_segments_are_reassembled_on);
+}
+
+fn records_split_into_tiny_tcp_segments_are_reassembled_on(layer: &str) {
+    let s = start(layer);
     for v in VERSIONS {
         // The whole handshake and a request, one byte per write.
         let mut c = Raw::connect(&s, v, 1);
@@ -182,7 +204,11 @@ fn records_split_into_tiny_tcp_segments_are_reassembled() {
 
 #[test]
 fn several_requests_in_one_record_are_answered_in_order() {
-    let s = start();
+    on_each_layer(several_requests_in_one_record_are_answered_in_order_on);
+}
+
+fn several_requests_in_one_record_are_answered_in_order_on(layer: &str) {
+    let s = start(layer);
     for v in VERSIONS {
         let mut c = Raw::connect(&s, v, usize::MAX);
         let mut three = req::get(HOST, "/bytes/10");
@@ -202,7 +228,11 @@ fn several_requests_in_one_record_are_answered_in_order() {
 
 #[test]
 fn client_key_updates_rotate_both_directions_and_keep_the_connection() {
-    let s = start();
+    on_each_layer(client_key_updates_rotate_both_directions_and_keep_the_connection_on);
+}
+
+fn client_key_updates_rotate_both_directions_and_keep_the_connection_on(layer: &str) {
+    let s = start(layer);
     let mut c = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
     for round in 0..4 {
         // rustls sends KeyUpdate(update_requested): the proxy must take the client's new
@@ -217,7 +247,11 @@ fn client_key_updates_rotate_both_directions_and_keep_the_connection() {
 
 #[test]
 fn client_close_notify_gets_the_response_then_a_close_notify() {
-    let s = start();
+    on_each_layer(client_close_notify_gets_the_response_then_a_close_notify_on);
+}
+
+fn client_close_notify_gets_the_response_then_a_close_notify_on(layer: &str) {
+    let s = start(layer);
     for v in VERSIONS {
         let mut c = Raw::connect(&s, v, usize::MAX);
         c.conn
@@ -241,7 +275,11 @@ fn client_close_notify_gets_the_response_then_a_close_notify() {
 
 #[test]
 fn tampered_record_gets_bad_record_mac_and_costs_only_its_connection() {
-    let s = start();
+    on_each_layer(tampered_record_gets_bad_record_mac_and_costs_only_its_connection_on);
+}
+
+fn tampered_record_gets_bad_record_mac_and_costs_only_its_connection_on(layer: &str) {
+    let s = start(layer);
     for v in VERSIONS {
         let mut bystander = Raw::connect(&s, v, usize::MAX);
         let mut c = Raw::connect(&s, v, usize::MAX);
@@ -277,7 +315,11 @@ fn tampered_record_gets_bad_record_mac_and_costs_only_its_connection() {
 
 #[test]
 fn garbage_after_the_handshake_is_refused_without_hanging() {
-    let s = start();
+    on_each_layer(garbage_after_the_handshake_is_refused_without_hanging_on);
+}
+
+fn garbage_after_the_handshake_is_refused_without_hanging_on(layer: &str) {
+    let s = start(layer);
     let c = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
     let mut sock = c.sock;
     // A record header with an impossible length, then junk.
@@ -306,15 +348,24 @@ fn target(s: &Setup) -> common::records::Target {
 /// goes on. A connection open all along is untouched, and no connection task panicked.
 #[test]
 fn post_handshake_record_faults_get_one_fatal_alert_then_close() {
+    on_each_layer(post_handshake_record_faults_get_one_fatal_alert_then_close_on);
+}
+
+fn post_handshake_record_faults_get_one_fatal_alert_then_close_on(layer: &str) {
     use common::record_cases::{Layer, post_handshake_cases};
     use common::records::{SUITES, suite_name};
-    let s = start();
+    let s = start(layer);
     let t = target(&s);
     let mut bystander = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
     let mut failures = Vec::new();
     for case in post_handshake_cases() {
         for suite in SUITES.into_iter().filter(|s| case.applies(*s)) {
-            if let Err(e) = case.run(&t, suite, Layer::Rustls) {
+            let on = if layer == "rustls" {
+                Layer::Rustls
+            } else {
+                Layer::Ringgate
+            };
+            if let Err(e) = case.run(&t, suite, on) {
                 failures.push(format!("{} {}: {e}", case.name, suite_name(suite)));
             }
         }
@@ -332,8 +383,12 @@ fn post_handshake_record_faults_get_one_fatal_alert_then_close() {
 /// goes out, then the connection closes at once; nothing panics.
 #[test]
 fn handshake_record_faults_get_their_alert_without_a_panic() {
+    on_each_layer(handshake_record_faults_get_their_alert_without_a_panic_on);
+}
+
+fn handshake_record_faults_get_their_alert_without_a_panic_on(layer: &str) {
     use common::record_cases::handshake_cases;
-    let s = start();
+    let s = start(layer);
     let t = target(&s);
     let mut failures = Vec::new();
     for case in handshake_cases() {
@@ -358,8 +413,12 @@ fn handshake_record_faults_get_their_alert_without_a_panic() {
 /// bug all the same). Each connection closes cleanly, and no connection task panicked.
 #[test]
 fn a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic() {
+    on_each_layer(a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic_on);
+}
+
+fn a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic_on(layer: &str) {
     use common::records::{HANDSHAKE, RawSession, SUITES, is_tls13, key_update, suite_name};
-    let s = start_with(|c| c.http("client_header_timeout_ms", 200));
+    let s = start_with(layer, |c| c.http("client_header_timeout_ms", 200));
     let t = target(&s);
     let mut failures = Vec::new();
     for suite in SUITES.into_iter().filter(|s| is_tls13(*s)) {
@@ -388,8 +447,12 @@ fn a_head_read_cancelled_inside_a_handshake_message_closes_without_a_panic() {
 /// reason. A hello in one record still gets its handshake.
 #[test]
 fn a_client_hello_in_too_many_records_is_refused() {
+    on_each_layer(a_client_hello_in_too_many_records_is_refused_on);
+}
+
+fn a_client_hello_in_too_many_records_is_refused_on(layer: &str) {
     use std::io::Read;
-    let s = start_with(|c| c.admin());
+    let s = start_with(layer, |c| c.admin());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -20,7 +20,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use common::pki::{CertFiles, KeyEncoding, KeyType, TestPki};
-use ringgate::config::KtlsMode;
+use ringgate::config::{KtlsMode, RecordLayer};
 use ringgate::observe::Registry;
 use ringgate::observe::metrics::HandshakeFailure;
 use ringgate::transport::{ClientStream, HandshakeError, UpstreamTlsStream};
@@ -71,12 +71,15 @@ fn server_config(
         .collect::<Result<_, _>>()
         .expect("read chain");
     let key = PrivateKeyDer::from_pem_file(&cert.key).expect("read key");
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions(v))
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("server certificate");
+    // As the proxy's own configurations: the record layer after the handshake (the
+    // kernel's or ringgate's) takes the traffic secrets from rustls.
+    config.enable_secret_extraction = true;
     Arc::new(config)
 }
 
@@ -328,7 +331,10 @@ fn accept_records_tls_info_and_counts_handshakes() {
                     tcp,
                     peer,
                     ringgate::transport::tls::ServerConfigs::single(server_cfg.clone()),
-                    KtlsMode::Off,
+                    ringgate::transport::RecordLayers {
+                        ktls: KtlsMode::Off,
+                        userspace: RecordLayer::Ringgate,
+                    },
                     GUARD,
                     &mut rbuf,
                     &metrics,
@@ -336,6 +342,7 @@ fn accept_records_tls_info_and_counts_handshakes() {
                 .await;
                 outcomes.push(accepted.map(|(mut s, info)| {
                     assert!(!s.is_ktls());
+                    assert!(s.is_sealed_here(), "ringgate's record layer took over");
                     assert!(s.splice_socket().is_none());
                     info
                 }));

@@ -292,6 +292,16 @@ pub enum KtlsMode {
     Off,
 }
 
+/// Who seals and opens records in userspace after the handshake (`record_layer`), where
+/// kernel TLS does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordLayer {
+    /// ringgate's own, in place (rustls keeps the key schedule).
+    Ringgate,
+    /// rustls' unbuffered API.
+    Rustls,
+}
+
 /// `[listener.tls]`, with every certificate loaded and checked.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -303,6 +313,7 @@ pub struct TlsSettings {
     pub session_cache_entries: usize,
     pub session_tickets: bool,
     pub ktls: KtlsMode,
+    pub record_layer: RecordLayer,
     /// `cipher_suites`: allowed suites in server preference order; empty = the
     /// provider's AEAD suites in the client's order.
     pub cipher_suites: Vec<rustls::SupportedCipherSuite>,

@@ -211,6 +211,9 @@ pub struct RawTls {
     pub session_tickets: Option<bool>,
     /// `"auto"`, `"on"` or `"off"`: kernel TLS offload after the handshake.
     pub ktls: Option<Spanned<String>>,
+    /// `"ringgate"` (default) or `"rustls"`: who seals and opens records after the
+    /// handshake where the kernel does not.
+    pub record_layer: Option<Spanned<String>>,
     /// Cipher suites allowed, in the server's order of preference (IANA names, e.g.
     /// `"TLS13_AES_128_GCM_SHA256"`). nginx: `ssl_ciphers` + `ssl_conf_command
     /// Ciphersuites` with `ssl_prefer_server_ciphers on`. Absent: all AEAD suites,

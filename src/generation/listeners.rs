@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{BuildError, Generation};
 use crate::config::{
-    Config, HeaderPolicy, IdentityHeaders, KtlsMode, ListenerConfig, ListenerPolicies,
+    Config, HeaderPolicy, IdentityHeaders, KtlsMode, ListenerConfig, ListenerPolicies, RecordLayer,
     RedirectHttps,
 };
 use crate::policy::conn_limit::ConnTable;
@@ -25,6 +25,7 @@ pub struct ListenerTls {
     pub server_configs: ServerConfigs,
     pub handshake_timeout: Duration,
     pub ktls: KtlsMode,
+    pub record_layer: RecordLayer,
 }
 
 /// A running listener's per-request settings in one generation: what its exchanges
@@ -194,5 +195,6 @@ fn listener_tls(
         server_configs,
         handshake_timeout: t.handshake_timeout,
         ktls: t.ktls,
+        record_layer: t.record_layer,
     }))
 }

@@ -65,7 +65,10 @@ pub async fn serve(
                 tcp,
                 peer,
                 tls.server_configs,
-                tls.ktls,
+                transport::RecordLayers {
+                    ktls: tls.ktls,
+                    userspace: tls.record_layer,
+                },
                 tls.handshake_timeout,
                 &mut rbuf,
                 &ctx.metrics,

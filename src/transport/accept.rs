@@ -15,22 +15,36 @@ use tracing::debug;
 
 use super::tls::{ClientVerify, Rejection, Selected, ServerConfigs, TlsInfo};
 use super::{ClientStream, HandshakeError, HandshakeFailure, KtlsEvent, Offload, TlsEvents, ktls};
-use crate::config::{KtlsMode, VerifyClient};
+use crate::config::{KtlsMode, RecordLayer, VerifyClient};
+
+/// Which record layer takes over from rustls after the handshake: the kernel (`ktls`),
+/// else ringgate's own or rustls' (`userspace`).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLayers {
+    pub ktls: KtlsMode,
+    pub userspace: RecordLayer,
+}
 
 /// Accepts a TLS client on `tcp`: handshake within `handshake_timeout`, then the switch
-/// to kernel TLS unless `ktls` is off (plaintext rustls decrypted before the switch goes
-/// to `rbuf`). Every failure is counted in `metrics` and logged at debug level (a kTLS
+/// to kernel TLS unless `layers.ktls` is off, else (`layers.userspace`) to ringgate's own
+/// record layer (plaintext rustls decrypted before a switch goes to `rbuf`). Both take
+/// the traffic secrets from rustls: `configs` must have `enable_secret_extraction` (as
+/// [`super::tls::server_config`] sets it), or each switch fails and closes its connection. Every failure is counted in `metrics` and logged at debug level (a kTLS
 /// failure after the secrets left rustls at warn). `None`: the connection is over.
 pub async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
     configs: ServerConfigs,
-    ktls: KtlsMode,
+    layers: RecordLayers,
     handshake_timeout: Duration,
     rbuf: &mut BytesMut,
     metrics: &(impl TlsEvents + Clone + 'static),
 ) -> Option<(ClientStream, Rc<TlsInfo>)> {
     let m = metrics;
+    let RecordLayers {
+        ktls,
+        userspace: records,
+    } = layers;
     let started = Instant::now();
     // With configurations by SNI this one is replaced once the ClientHello is read.
     let first = configs.select(None).config.clone();
@@ -42,8 +56,12 @@ pub async fn accept(
             return None;
         }
     };
-    let want_ktls = ktls != KtlsMode::Off && ktls::support().is_available();
-    let mut s = ClientStream::tls(tcp, conn, want_ktls);
+    // Handshake records are read one at a time when another record layer follows
+    // rustls, so no record after the handshake reaches rustls: the kernel or ringgate's
+    // own layer opens it (and answers its faults).
+    let exact_records = records == RecordLayer::Ringgate
+        || (ktls != KtlsMode::Off && ktls::support().is_available());
+    let mut s = ClientStream::tls(tcp, conn, exact_records);
     let handshake = s.handshake_with(Some(&configs));
     let sni = match monoio::time::timeout(handshake_timeout, handshake).await {
         Ok(Ok(sni)) => sni,
@@ -84,23 +102,29 @@ pub async fn accept(
         return None;
     }
     m.handshake_done(&info);
-    if ktls == KtlsMode::Off {
-        return Some((s, log_tls(peer, info)));
+    if ktls != KtlsMode::Off {
+        match s.offload(rbuf, metrics) {
+            Offload::Kernel => {
+                info.ktls = true;
+                m.ktls(KtlsEvent::Offloaded);
+                return Some((s, log_tls(peer, info)));
+            }
+            Offload::Fallback(reason) => {
+                m.ktls(KtlsEvent::Fallback(reason));
+                ktls::log_fallback_once(reason);
+            }
+            Offload::Failed(e) => {
+                m.ktls(KtlsEvent::Failed);
+                tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
+                return None;
+            }
+        }
     }
-    match s.offload(rbuf, metrics) {
-        Offload::Kernel => {
-            info.ktls = true;
-            m.ktls(KtlsEvent::Offloaded);
-        }
-        Offload::Fallback(reason) => {
-            m.ktls(KtlsEvent::Fallback(reason));
-            ktls::log_fallback_once(reason);
-        }
-        Offload::Failed(e) => {
-            m.ktls(KtlsEvent::Failed);
-            tracing::warn!(%peer, error = %e, "switch to kernel TLS failed after the handshake; connection closed");
-            return None;
-        }
+    if records == RecordLayer::Ringgate
+        && let Err(e) = s.seal_in_userspace(rbuf)
+    {
+        tracing::warn!(%peer, error = %e, "switch to ringgate's record layer failed after the handshake; connection closed");
+        return None;
     }
     Some((s, log_tls(peer, info)))
 }

@@ -24,7 +24,7 @@ use rustls::unbuffered::{
     UnbufferedStatus,
 };
 
-use super::io::read_spare;
+use super::io::{discard_ready, read_spare};
 
 mod sealed {
     pub trait Sealed {}
@@ -269,7 +269,19 @@ impl<R: Role> TlsDriver<R> {
         let mut hold = false;
         loop {
             if !hold {
-                match self.drive(tcp, None, Action::None).await? {
+                let driven = match self.drive(tcp, None, Action::None).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        if exact_records {
+                            // The peer's flight may still wait in the socket: unread, it
+                            // would turn the close into a reset that can destroy the
+                            // alert before the peer reads it.
+                            discard_ready(tcp, 64 * 1024);
+                        }
+                        return Err(e.into());
+                    }
+                };
+                match driven {
                     Driven::Traffic if !self.conn.is_handshaking() => {
                         self.compact();
                         return Ok(());
@@ -281,7 +293,9 @@ impl<R: Role> TlsDriver<R> {
                 }
             }
             let before = self.cin.len() - self.cin_start;
-            let n = if exact_records {
+            // The first flight (a ClientHello, or the server's reply) cannot reach past
+            // the handshake: read whatever came (plain HTTP is answered whole, too).
+            let n = if exact_records && !first {
                 self.read_record(tcp).await
             } else {
                 self.read_more(tcp).await
@@ -390,9 +404,7 @@ impl<R: Role> TlsDriver<R> {
             self.plain = Vec::new();
             self.plain_pos = 0;
         }
-        if self.out.len == 0 {
-            self.out.buf = Vec::new();
-        }
+        self.out.release();
     }
 
     /// Whether the record layer can move to the kernel now: handshake over, nothing
@@ -417,8 +429,28 @@ impl<R: Role> TlsDriver<R> {
     /// Gives up the driver for the kernel switch: the rustls connection, with plaintext it
     /// already decrypted appended to `plaintext` (it belongs to the reader).
     pub(super) fn into_conn(self, plaintext: &mut BytesMut) -> R {
+        self.into_parts(plaintext).0
+    }
+
+    /// [`Self::into_conn`], and the ciphertext rustls has not processed yet (records
+    /// after the handshake, whole or in part), for a record layer in userspace.
+    pub(super) fn into_parts(mut self, plaintext: &mut BytesMut) -> (R, BytesMut) {
         plaintext.extend_from_slice(&self.plain[self.plain_pos..]);
-        self.conn
+        self.compact();
+        (self.conn, self.cin)
+    }
+
+    /// Whether the record layer can leave rustls for one in userspace: as
+    /// [`Self::ready_for_kernel`], but ciphertext not yet processed may wait in `cin`
+    /// (it goes along).
+    pub(super) fn ready_for_userspace(&self) -> Result<(), NotReady> {
+        if self.failed || self.out.cut {
+            return Err(NotReady::Failed);
+        }
+        if self.out.len > 0 || self.conn.is_handshaking() || self.peer_closed || self.eof {
+            return Err(NotReady::Buffered);
+        }
+        Ok(())
     }
 
     /// Runs rustls until application data can flow (`Traffic`), it needs bytes from the
@@ -620,9 +652,9 @@ fn record_body_len(header: &[u8]) -> Option<usize> {
 /// Ciphertext waiting to be sent: `buf[..len]`; the rest of `buf` is scratch space
 /// rustls encrypts into (kept initialised, so it is zero-filled only when it grows).
 #[derive(Default)]
-struct Out {
+pub(super) struct Out {
     buf: Vec<u8>,
-    len: usize,
+    pub(super) len: usize,
     /// A flush failed or was dropped mid-write: the peer may hold part of a record, and
     /// `buf` went with the write. Nothing is sent again — any later record would follow
     /// half a record (or the zeros of a regrown `buf`) and corrupt the stream.
@@ -651,7 +683,7 @@ impl Out {
     }
 
     /// The free tail, at least `need` bytes long.
-    fn spare(&mut self, need: usize) -> &mut [u8] {
+    pub(super) fn spare(&mut self, need: usize) -> &mut [u8] {
         let want = self.len + need;
         if self.buf.len() < want {
             self.buf.resize(want, 0);
@@ -659,12 +691,24 @@ impl Out {
         &mut self.buf[self.len..]
     }
 
+    /// Grows the free tail to at least `need` bytes at once (before several records).
+    pub(super) fn reserve(&mut self, need: usize) {
+        self.spare(need);
+    }
+
+    /// Drops the buffer while nothing waits in it (keep-alive wait).
+    pub(super) fn release(&mut self) {
+        if self.len == 0 {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Writes `buf[..len]` to the socket.
     ///
     /// Cancel safety: the buffer is lent to the kernel for the write, so a dropped flush
     /// loses it — and may have sent part of it. `cut` is set until the write completes,
     /// so after a failed or dropped flush every later one fails instead of sending.
-    async fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
+    pub(super) async fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
         if self.cut {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,

@@ -51,6 +51,21 @@ pub async fn read_tcp(
     read_spare(tcp, dst, want).await
 }
 
+/// Reads and drops what `tcp` already holds, without waiting, at most `max` bytes: before
+/// a connection closes with bytes unread — which makes the kernel reset it, and the reset
+/// can reach the peer before it read the alert just sent.
+pub(super) fn discard_ready(tcp: &monoio::net::TcpStream, max: usize) {
+    let fd = crate::listener::socket_fd(tcp);
+    let mut buf = [0u8; 4096];
+    let mut left = max;
+    while left > 0 {
+        match crate::listener::recv_queued(fd, &mut buf[..left.min(4096)], false) {
+            Ok(n) if n > 0 => left -= n,
+            _ => return,
+        }
+    }
+}
+
 /// Writes all of `data` to `tcp`.
 pub async fn write_tcp(tcp: &mut impl AsyncWriteRent, data: Bytes) -> io::Result<()> {
     if data.is_empty() {

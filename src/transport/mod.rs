@@ -7,7 +7,7 @@
 //! [`ktls`]). It never parses HTTP and never picks a status code: failures are
 //! `io::Error`s (or a [`HandshakeError`]) for the proxy to map.
 //!
-//! - `stream`: [`Stream`], one enum of plain | rustls | kernel, for either TLS role
+//! - `stream`: [`Stream`], one enum of plain | rustls | kernel | sealed, for either TLS role
 //!   ([`ClientStream`]: we are the server; [`UpstreamTlsStream`]: we are the client).
 //! - [`accept`]: a client connection's TLS setup (timeout-bounded handshake, [`TlsInfo`],
 //!   metrics, the kTLS switch with its fallback).
@@ -16,6 +16,8 @@
 //! - `driver`: the rustls unbuffered driver, one code path for both roles ([`Role`]).
 //! - `io`: the socket read all of them use, which a dropped future cannot corrupt.
 //! - `kernel`: the stream after the switch to kernel TLS (control records, re-keys).
+//! - `seal`: the stream after the switch to ringgate's own record layer, where the
+//!   kernel cannot take it (records sealed and opened in place; rustls's key schedule).
 //! - [`ktls`]: the kernel interface (probe, switch, control-record I/O).
 //! - [`tls`]: rustls `ServerConfig` building, SNI, the handshake's facts ([`TlsInfo`]).
 //! - [`upstream`]: an upstream connection's stream (plain TCP, whole or split).
@@ -28,6 +30,7 @@
 //! accept upstream
 //! stream
 //! kernel
+//! seal
 //! events
 //! ktls
 //! driver
@@ -43,11 +46,12 @@ mod events;
 mod io;
 mod kernel;
 pub mod ktls;
+mod seal;
 mod stream;
 pub mod tls;
 pub mod upstream;
 
-pub use accept::accept;
+pub use accept::{RecordLayers, accept};
 pub use driver::{HandshakeError, Role};
 pub use events::{HandshakeFailure, KtlsEvent, TlsEvents};
 pub use io::{read_tcp, write_tcp};

@@ -1,6 +1,7 @@
 //! A TLS-capable byte stream over monoio's owned-buffer I/O: plain TCP, rustls in
-//! userspace, or kernel TLS after the switch — one [`Stream`] whose record layer is one
-//! of three variants, for either TLS role ([`ClientStream`]: we are the server;
+//! userspace, kernel TLS after the switch, or ringgate's own record layer after it
+//! (where the kernel cannot) — one [`Stream`] whose record layer is one of four
+//! variants, for either TLS role ([`ClientStream`]: we are the server;
 //! [`UpstreamTlsStream`]: we are the client).
 //!
 //! Reads append to a caller's `BytesMut`; writes take `Bytes` so plain TCP can hand the
@@ -19,6 +20,7 @@ use super::events::TlsEvents;
 use super::io::{read_tcp, write_tcp};
 use super::kernel::KtlsState;
 use super::ktls::{self, Fallback};
+use super::seal::SealState;
 use super::tls::{ServerConfigs, hello};
 
 /// A connection's plaintext in and out, whatever carries it: plain TCP, rustls, or the
@@ -48,6 +50,8 @@ pub(super) enum Layer<R: Role> {
     Rustls(Box<TlsDriver<R>>),
     /// The kernel, after the switch.
     Kernel(Box<KtlsState<R::Data>>),
+    /// ringgate's own record layer, after the switch (rustls made the handshake).
+    Sealed(Box<SealState<R::Data>>),
 }
 
 /// The stream facing a client: we are the TLS server.
@@ -98,7 +102,7 @@ impl<R: Role> Stream<R> {
     /// kernel TLS): the condition for splicing bodies.
     pub fn splice_socket(&mut self) -> Option<&mut TcpStream> {
         match self.layer {
-            Layer::Rustls(_) => None,
+            Layer::Rustls(_) | Layer::Sealed(_) => None,
             Layer::Plain | Layer::Kernel(_) => Some(&mut self.tcp),
         }
     }
@@ -147,6 +151,38 @@ impl<R: Role> Stream<R> {
         }
     }
 
+    /// Moves the record layer from rustls to ringgate's own ([`SealState`]) after a
+    /// completed handshake: rustls hands over the secrets and keeps its key schedule.
+    /// Plaintext rustls already decrypted is appended to `plaintext`; ciphertext it had
+    /// not processed goes along. `Ok(false)`: the connection stays in rustls (not at a
+    /// point where it can move: bytes to send, the peer closed). `Err`: the switch
+    /// failed after the secrets left rustls, and the connection must close.
+    pub fn seal_in_userspace(&mut self, plaintext: &mut BytesMut) -> Result<bool, String> {
+        let Layer::Rustls(tls) = &self.layer else {
+            return Ok(false);
+        };
+        match tls.ready_for_userspace() {
+            Ok(()) => {}
+            Err(NotReady::Failed) => return Err("the TLS session already failed".into()),
+            Err(NotReady::Buffered) => return Ok(false),
+        }
+        let Layer::Rustls(tls) = std::mem::replace(&mut self.layer, Layer::Plain) else {
+            return Err("no TLS state".into());
+        };
+        let (conn, cin) = tls.into_parts(plaintext);
+        let (secrets, kernel) = conn
+            .dangerous_into_kernel()
+            .map_err(|e| format!("extracting secrets: {e}"))?;
+        let sealed = SealState::new(kernel, secrets, cin).map_err(|e| e.to_string())?;
+        self.layer = Layer::Sealed(Box::new(sealed));
+        Ok(true)
+    }
+
+    /// True once ringgate's own record layer runs the connection.
+    pub fn is_sealed_here(&self) -> bool {
+        matches!(self.layer, Layer::Sealed(_))
+    }
+
     /// The rustls connection, for SNI, version and cipher details (userspace TLS only).
     pub fn tls_conn(&self) -> Option<&R> {
         match &self.layer {
@@ -168,6 +204,7 @@ impl<R: Role> Stream<R> {
             Layer::Plain => false,
             Layer::Rustls(tls) => tls.has_buffered(),
             Layer::Kernel(k) => k.has_buffered(),
+            Layer::Sealed(s) => s.has_buffered(),
         }
     }
 
@@ -187,6 +224,7 @@ impl<R: Role> Stream<R> {
             Layer::Plain => read_tcp(&mut self.tcp, dst, want).await,
             Layer::Rustls(tls) => tls.read(&mut self.tcp, dst, want).await,
             Layer::Kernel(k) => k.read(&mut self.tcp, dst, want).await,
+            Layer::Sealed(s) => s.read(&mut self.tcp, dst, want).await,
         };
         self.read_cut = false;
         res
@@ -207,6 +245,7 @@ impl<R: Role> Stream<R> {
         self.write_cut = true;
         let res = match &mut self.layer {
             Layer::Rustls(tls) => tls.write(&mut self.tcp, &data).await,
+            Layer::Sealed(s) => s.write(&mut self.tcp, &data).await,
             // The kernel encrypts what goes through the socket.
             Layer::Plain | Layer::Kernel(_) => write_tcp(&mut self.tcp, data).await,
         };
@@ -222,6 +261,7 @@ impl<R: Role> Stream<R> {
                 Layer::Plain => {}
                 Layer::Rustls(tls) => tls.close_notify(&mut self.tcp).await,
                 Layer::Kernel(k) => k.close_notify(&self.tcp),
+                Layer::Sealed(s) => s.close_notify(&mut self.tcp).await,
             }
         }
         let _ = self.tcp.shutdown().await;
@@ -254,8 +294,10 @@ impl<R: Role> Stream<R> {
 
     /// Drops idle buffers (keep-alive wait).
     pub fn release_buffers(&mut self) {
-        if let Layer::Rustls(tls) = &mut self.layer {
-            tls.release_buffers();
+        match &mut self.layer {
+            Layer::Rustls(tls) => tls.release_buffers(),
+            Layer::Sealed(s) => s.release_buffers(),
+            Layer::Plain | Layer::Kernel(_) => {}
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Record sequences and the answer each must get, for both record layers: they run
-//! against userspace rustls (tests/tls_records.rs) and, inside the VM, against kernel TLS
-//! (tests/ktls_vm.rs). [`post_handshake_cases`] and [`handshake_cases`] carry the outcome
+//! Record sequences and the answer each must get, for every record layer: they run
+//! against ringgate's own and userspace rustls (tests/tls_records.rs) and, inside the VM,
+//! against kernel TLS (tests/ktls_vm.rs). ringgate's own layer gives the outcome the RFCs
+//! ask for in every case. [`post_handshake_cases`] and [`handshake_cases`] carry the outcome
 //! RFC 8446 §5/§6 and RFC 5246 §7.2 ask for, and where a layer can only do otherwise
 //! (rustls has no alert for some errors; the kernel reports some faults as a decryption
 //! failure), what it does instead.
@@ -34,7 +35,9 @@ pub enum Expect {
 /// Which record layer serves the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
-    /// rustls in userspace.
+    /// ringgate's own record layer in userspace (`record_layer = "ringgate"`).
+    Ringgate,
+    /// rustls in userspace (`record_layer = "rustls"`).
     Rustls,
     /// Kernel TLS; `rekeys`: the kernel can take a new key (Linux >= 6.14).
     Kernel { rekeys: bool },
@@ -79,6 +82,7 @@ impl Case {
     /// kernel TLS; `Err` says what happened instead.
     pub fn run(&self, target: &Target, suite: CipherSuite, layer: Layer) -> Result<(), String> {
         let expect = match layer {
+            Layer::Ringgate => self.expect,
             Layer::Rustls => self.rustls.unwrap_or(self.expect),
             Layer::Kernel { rekeys: false } if self.rekeys => Expect::CloseNotify,
             Layer::Kernel { .. } => self.kernel.unwrap_or(self.expect),

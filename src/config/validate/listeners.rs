@@ -12,8 +12,8 @@ use super::{Validator, valid_dns_name};
 use crate::config::addr::ip_port;
 use crate::config::raw::{RawCertificate, RawListener, RawTls};
 use crate::config::{
-    ClientAuth, KtlsMode, ListenerConfig, LoadedCertificate, TicketKeyFile, TlsMinVersion,
-    TlsSettings, VerifyClient, certs, ticket_keys,
+    ClientAuth, KtlsMode, ListenerConfig, LoadedCertificate, RecordLayer, TicketKeyFile,
+    TlsMinVersion, TlsSettings, VerifyClient, certs, ticket_keys,
 };
 
 impl Validator<'_> {
@@ -133,6 +133,18 @@ impl Validator<'_> {
                 }
             },
         };
+        let record_layer = match &raw.record_layer {
+            None => RecordLayer::Ringgate,
+            Some(v) => match v.get_ref().as_str() {
+                "ringgate" => RecordLayer::Ringgate,
+                "rustls" => RecordLayer::Rustls,
+                other => {
+                    let msg = format!("expected \"ringgate\" or \"rustls\", got {other:?}");
+                    self.error(Some(v.span()), &format!("{field}.record_layer"), msg);
+                    RecordLayer::Ringgate
+                }
+            },
+        };
         let cipher_suites = self.cipher_suites(&raw.cipher_suites, field, min_version);
         let kx_groups = self.kx_groups(&raw.kx_groups, field, min_version);
         let handshake_timeout = self.millis(
@@ -166,6 +178,7 @@ impl Validator<'_> {
             session_cache_entries,
             session_tickets,
             ktls,
+            record_layer,
             cipher_suites,
             kx_groups,
             session_ticket_keys,
