@@ -34,6 +34,8 @@
 # compare.sh's RG_POLICIES=on: a per-client rate limit that admits everything (one hot
 # key), a per-IP connection limit, allow/deny on the listener and the route; with
 # CG_HEADERS=on too it is the full set.
+# CG_RECORD_LAYER=rustls|ringgate sets the listener's `record_layer` (README "The record
+# layer in userspace"): the same binary counted with each.
 # CG_H2=on counts HTTP/2 instead: h2load (ALPN h2, one connection, -m 10 streams at
 # once) sends the windows' requests; with CG_TEMPLATE=on or `nginx` both proxies run
 # compare.sh's templates, which offer h2 and allow 10^8 requests per connection (h2load
@@ -104,7 +106,7 @@ render() { # template output
   [ "${CG_POLICIES:-}" = on ] && pol=(-e 's/ *# @POLICIES@$//')
   sed "${pol[@]}" -e '/# @DEFAULTS@$/d' -e 's/ *# @PINNED@$//' -e "s|@WORK@|$work|g" \
     -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" -e "s|@ORIGIN_PORT@|$origin_port|g" \
-    -e 's|@WORKERS@|1|g' -e 's|@PIN_WORKERS@|false|g' -e "s|@PORT@|$port|g" -e 's|@KTLS@|off|g' \
+    -e 's|@WORKERS@|1|g' -e 's|@PIN_WORKERS@|false|g' -e "s|@PORT@|$port|g" -e 's|@KTLS@|off|g' -e 's|@RECORD_LAYER@|ringgate|g' \
     -e 's|@NOFILE@|4096|g' -e 's|@MAXCONN@|1024|g' -e 's|@SUITE@|TLS_AES_256_GCM_SHA384|g' \
     -e 's|@RUSTLS_SUITE@|TLS13_AES_256_GCM_SHA384|g' "$1" >"$2"
 }
@@ -118,6 +120,13 @@ elif [ "${CG_TEMPLATE:-}" = on ]; then
 fi
 if [ "${CG_H2:-}" = on ] && [ "$proxy" = ringgate ] && [ "${CG_TEMPLATE:-}" != on ]; then
   printf '[http2]\nmax_requests_per_connection = 100000000\n' >>"$work/rg.toml"
+fi
+if [ -n "${CG_RECORD_LAYER:-}" ] && [ "$proxy" = ringgate ]; then
+  if grep -q '^record_layer = ' "$work/rg.toml"; then
+    sed -i "s/^record_layer = .*/record_layer = \"$CG_RECORD_LAYER\"/" "$work/rg.toml"
+  else
+    sed -i "/^\[listener.tls\]\$/a record_layer = \"$CG_RECORD_LAYER\"" "$work/rg.toml"
+  fi
 fi
 if [ "$admin" = admin ]; then
   printf '[admin]\naddr = "127.0.0.1:%s"\n' "$admin_port" >>"$work/rg.toml"

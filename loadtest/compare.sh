@@ -34,6 +34,8 @@
 #                              raises nginx's CPU per request (loadtest/README.md)
 #   RG_PROXIES (ringgate nginx haproxy)   for debugging one proxy; the table wants all
 #   RG_KTLS (off)              ringgate's ktls setting
+#   RG_RECORD_LAYER (ringgate) ringgate's record_layer: "ringgate" or "rustls" (README
+#                              "The record layer in userspace")
 #   RG_SUITE (TLS_AES_128_GCM_SHA256)     the one TLS 1.3 suite of the pinned mode
 #   RG_POLICIES (off)          list of: off, on (the gateway policy set of the templates'
 #                              @POLICIES@ lines: rate limit, connection limit, allow/deny,
@@ -73,6 +75,7 @@ caddy_mode=${RG_CADDY:-auto}
 parts=${RG_PARTS:-load idle}
 tools_wanted=${RG_TOOLS:-wrk h2load}
 ktls=${RG_KTLS:-off}
+record_layer=${RG_RECORD_LAYER:-ringgate}
 # One TLS 1.3 suite for all proxies in the pinned mode, so each does the same crypto
 # whatever the client offers first (OpenSSL name; ringgate's is TLS13_ + the rest).
 suite=${RG_SUITE:-TLS_AES_128_GCM_SHA256}
@@ -250,7 +253,7 @@ render() { # template out workers pin_workers port
   sed "${pol_sed[@]}" -e "/# @$drop@\$/d" -e "s/ *# @$keep@\$//" -e "s|@WORK@|$work|g" -e "s|@CERT@|$work/cert.pem|g" -e "s|@KEY@|$work/key.pem|g" \
     -e "s|@PEM@|$work/combined.pem|g" -e "s|@ORIGIN_PORT@|$backend_port|g" \
     -e "s|@WORKERS@|$3|g" -e "s|@PIN_WORKERS@|$4|g" -e "s|@PORT@|$5|g" \
-    -e "s|@KTLS@|$ktls|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
+    -e "s|@KTLS@|$ktls|g" -e "s|@RECORD_LAYER@|$record_layer|g" -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$maxconn|g" \
     -e "s|@CADDY_TLS_MIN@|$caddy_min|g" \
     -e "s|@SUITE@|$suite|g" -e "s|@RUSTLS_SUITE@|TLS13_${suite#TLS_}|g" "$1" >"$2"
 }

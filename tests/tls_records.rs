@@ -94,7 +94,10 @@ impl Raw {
         while raw.conn.is_handshaking() {
             raw.send_pending().unwrap();
             if raw.conn.is_handshaking() {
-                raw.receive().unwrap();
+                assert!(
+                    raw.receive().unwrap(),
+                    "the proxy closed during the handshake"
+                );
             }
         }
         raw.send_pending().unwrap();

@@ -293,9 +293,7 @@ impl<R: Role> TlsDriver<R> {
                 }
             }
             let before = self.cin.len() - self.cin_start;
-            // The first flight (a ClientHello, or the server's reply) cannot reach past
-            // the handshake: read whatever came (plain HTTP is answered whole, too).
-            let n = if exact_records && !first {
+            let n = if exact_records {
                 self.read_record(tcp).await
             } else {
                 self.read_more(tcp).await

@@ -17,7 +17,7 @@ use rustls::server::UnbufferedServerConnection;
 
 use super::driver::{CIPHER_READ, HandshakeError, Inspect, NotReady, Role, TlsDriver};
 use super::events::TlsEvents;
-use super::io::{read_tcp, write_tcp};
+use super::io::{discard_ready, read_tcp, write_tcp};
 use super::kernel::KtlsState;
 use super::ktls::{self, Fallback};
 use super::seal::SealState;
@@ -82,7 +82,9 @@ impl<R: Role> Stream<R> {
         }
     }
 
-    /// A TLS connection in either role; `exact_records` when it may move to kernel TLS.
+    /// A TLS connection in either role; `exact_records` when another record layer may
+    /// follow rustls (the kernel's or ringgate's): handshake records are read one at a
+    /// time, so no record after the handshake reaches rustls.
     pub fn tls(tcp: TcpStream, conn: R, exact_records: bool) -> Self {
         Stream {
             tcp,
@@ -292,6 +294,16 @@ impl<R: Role> Stream<R> {
         }
     }
 
+    /// Before a close after an answer to a refused first flight: with `exact_records`
+    /// the rest of what the peer sent may still wait in the socket, and closing with it
+    /// unread resets the connection — which can destroy the answer before the peer
+    /// reads it.
+    fn discard_unread(&self) {
+        if self.exact_records {
+            discard_ready(&self.tcp, 64 * 1024);
+        }
+    }
+
     /// Drops idle buffers (keep-alive wait).
     pub fn release_buffers(&mut self) {
         match &mut self.layer {
@@ -362,6 +374,7 @@ impl Stream<UnbufferedServerConnection> {
             Ok(()) => Ok(sni),
             Err(HandshakeError::PlainHttp) => {
                 let _ = write_tcp(&mut self.tcp, plain_http_answer()).await;
+                self.discard_unread();
                 Err(HandshakeError::PlainHttp)
             }
             Err(HandshakeError::FragmentedHello) => {
@@ -369,6 +382,7 @@ impl Stream<UnbufferedServerConnection> {
                 // answered yet, so nothing is encrypted.
                 let alert: &[u8] = &[21, 3, 3, 0, 2, 2, 40];
                 let _ = write_tcp(&mut self.tcp, Bytes::from_static(alert)).await;
+                self.discard_unread();
                 Err(HandshakeError::FragmentedHello)
             }
             Err(e) => Err(e),
