@@ -361,7 +361,10 @@ fn post_handshake_record_faults_get_one_fatal_alert_then_close_on(layer: &str) {
     let t = target(&s);
     let mut bystander = Raw::connect(&s, &rustls::version::TLS13, usize::MAX);
     let mut failures = Vec::new();
-    for case in post_handshake_cases() {
+    for case in post_handshake_cases()
+        .into_iter()
+        .chain(common::record_cases::warning_alert_cases())
+    {
         for suite in SUITES.into_iter().filter(|s| case.applies(*s)) {
             let on = if layer == "rustls" {
                 Layer::Rustls

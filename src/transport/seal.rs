@@ -53,6 +53,9 @@ const HEADER: usize = 5;
 const TAG: usize = 16;
 /// TLS 1.2 AES-GCM's explicit nonce, sent before each record's ciphertext.
 const EXPLICIT_NONCE: usize = 8;
+/// Alert level `warning`, and TLS 1.3's one warning that does not end the connection.
+const LEVEL_WARNING: u8 = 1;
+const USER_CANCELED: u8 = 90;
 /// Records sealed under one TLS 1.3 AES-GCM key before a KeyUpdate replaces it.
 const AES_GCM_RECORDS_PER_KEY: u64 = 1 << 24;
 
@@ -266,9 +269,15 @@ impl<D> SealState<D> {
     async fn control(&mut self, tcp: &mut TcpStream, record: ControlRecord) -> io::Result<()> {
         match record {
             ControlRecord::CloseNotify => self.eof = true,
+            ControlRecord::Alert(LEVEL_WARNING, desc) if !self.tls13 || desc == USER_CANCELED => {
+                // A TLS 1.2 warning may be ignored (RFC 5246 §7.2), and TLS 1.3's
+                // user_canceled is followed by close_notify (RFC 8446 §6.1): the
+                // connection goes on, as rustls lets it.
+                tracing::debug!(desc, "peer sent a TLS warning alert; ignored");
+            }
             ControlRecord::Alert(level, desc) => {
-                // After a fatal alert nothing more is sent (RFC 8446 §6.2); a TLS 1.2
-                // warning other than close_notify ends the connection too, as rustls does.
+                // Any other alert ends the connection (RFC 8446 §6), and after it
+                // nothing more is sent (§6.2).
                 self.failed = true;
                 return Err(aborted(&format!(
                     "peer sent TLS alert {desc} (level {level})"

@@ -380,6 +380,44 @@ pub fn post_handshake_cases() -> Vec<Case> {
     ]
 }
 
+/// Warning alerts a userspace layer lets pass, as RFC 5246 §7.2 allows for TLS 1.2 and
+/// RFC 8446 §6.1 asks for TLS 1.3's user_canceled; run against ringgate's record layer
+/// and rustls (tests/tls_records.rs), not the kernel's (its layer above closes on any
+/// alert).
+pub fn warning_alert_cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        Case {
+            name: "tls12-warning-alert",
+            versions: Versions::Tls12,
+            expect: Serves,
+            rustls: None,
+            kernel: None,
+            rekeys: false,
+            // user_canceled, then the request.
+            build: |s| s.record(ALERT, &[1, 90]),
+        },
+        Case {
+            name: "tls13-user-canceled-warning",
+            versions: Versions::Tls13,
+            expect: Serves,
+            rustls: None,
+            kernel: None,
+            rekeys: false,
+            build: |s| s.record(ALERT, &[1, 90]),
+        },
+        Case {
+            name: "tls13-other-warning-alert",
+            versions: Versions::Tls13,
+            expect: Close,
+            rustls: Some(Fatal(DECODE_ERROR)),
+            kernel: None,
+            rekeys: false,
+            build: |s| s.record(ALERT, &[1, 100]),
+        },
+    ]
+}
+
 impl Target {
     /// A target for building messages only (a ClientHello needs a config, not a server).
     fn placeholder() -> Target {
