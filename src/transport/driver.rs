@@ -24,7 +24,7 @@ use rustls::unbuffered::{
     UnbufferedStatus,
 };
 
-use super::io::{discard_ready, read_spare};
+use super::io::read_spare;
 
 mod sealed {
     pub trait Sealed {}
@@ -269,19 +269,7 @@ impl<R: Role> TlsDriver<R> {
         let mut hold = false;
         loop {
             if !hold {
-                let driven = match self.drive(tcp, None, Action::None).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        if exact_records {
-                            // The peer's flight may still wait in the socket: unread, it
-                            // would turn the close into a reset that can destroy the
-                            // alert before the peer reads it.
-                            discard_ready(tcp, 64 * 1024);
-                        }
-                        return Err(e.into());
-                    }
-                };
-                match driven {
+                match self.drive(tcp, None, Action::None).await? {
                     Driven::Traffic if !self.conn.is_handshaking() => {
                         self.compact();
                         return Ok(());
@@ -405,20 +393,12 @@ impl<R: Role> TlsDriver<R> {
         self.out.release();
     }
 
-    /// Whether the record layer can move to the kernel now: handshake over, nothing
-    /// buffered either way, the session intact.
+    /// Whether the record layer can move to the kernel now: as
+    /// [`Self::ready_for_userspace`], and no ciphertext waits in `cin` (the kernel reads
+    /// only what is still in the socket).
     pub(super) fn ready_for_kernel(&self) -> Result<(), NotReady> {
-        if self.failed {
-            return Err(NotReady::Failed);
-        }
-        if self.out.cut {
-            return Err(NotReady::Failed);
-        }
-        if self.cin_start < self.cin.len()
-            || self.out.len > 0
-            || self.conn.is_handshaking()
-            || self.peer_closed
-        {
+        self.ready_for_userspace()?;
+        if self.cin_start < self.cin.len() {
             return Err(NotReady::Buffered);
         }
         Ok(())
@@ -438,14 +418,14 @@ impl<R: Role> TlsDriver<R> {
         (self.conn, self.cin)
     }
 
-    /// Whether the record layer can leave rustls for one in userspace: as
-    /// [`Self::ready_for_kernel`], but ciphertext not yet processed may wait in `cin`
-    /// (it goes along).
+    /// Whether the record layer can leave rustls for ringgate's own: handshake over,
+    /// nothing queued to send, no close_notify, the session intact. Ciphertext not yet
+    /// processed may wait in `cin` (it goes along).
     pub(super) fn ready_for_userspace(&self) -> Result<(), NotReady> {
         if self.failed || self.out.cut {
             return Err(NotReady::Failed);
         }
-        if self.out.len > 0 || self.conn.is_handshaking() || self.peer_closed || self.eof {
+        if self.out.len > 0 || self.conn.is_handshaking() || self.peer_closed {
             return Err(NotReady::Buffered);
         }
         Ok(())

@@ -294,10 +294,10 @@ impl<R: Role> Stream<R> {
         }
     }
 
-    /// Before a close after an answer to a refused first flight: with `exact_records`
-    /// the rest of what the peer sent may still wait in the socket, and closing with it
-    /// unread resets the connection — which can destroy the answer before the peer
-    /// reads it.
+    /// Before the close of a handshake that failed (after its 400 or alert): with
+    /// `exact_records` the rest of what the peer sent may still wait in the socket, and
+    /// closing with it unread resets the connection — which can destroy the answer
+    /// before the peer reads it.
     fn discard_unread(&self) {
         if self.exact_records {
             discard_ready(&self.tcp, 64 * 1024);
@@ -370,23 +370,25 @@ impl Stream<UnbufferedServerConnection> {
                 },
             )
             .await;
-        match res {
-            Ok(()) => Ok(sni),
-            Err(HandshakeError::PlainHttp) => {
+        let e = match res {
+            Ok(()) => return Ok(sni),
+            Err(e) => e,
+        };
+        match e {
+            HandshakeError::PlainHttp => {
                 let _ = write_tcp(&mut self.tcp, plain_http_answer()).await;
-                self.discard_unread();
-                Err(HandshakeError::PlainHttp)
             }
-            Err(HandshakeError::FragmentedHello) => {
+            HandshakeError::FragmentedHello => {
                 // A plaintext fatal handshake_failure alert (RFC 8446 §6): rustls has not
                 // answered yet, so nothing is encrypted.
                 let alert: &[u8] = &[21, 3, 3, 0, 2, 2, 40];
                 let _ = write_tcp(&mut self.tcp, Bytes::from_static(alert)).await;
-                self.discard_unread();
-                Err(HandshakeError::FragmentedHello)
             }
-            Err(e) => Err(e),
+            // rustls's own alert, if it had one, went out already.
+            _ => {}
         }
+        self.discard_unread();
+        Err(e)
     }
 }
 

@@ -388,18 +388,9 @@ pub fn warning_alert_cases() -> Vec<Case> {
     use Expect::*;
     vec![
         Case {
-            name: "tls12-warning-alert",
-            versions: Versions::Tls12,
-            expect: Serves,
-            rustls: None,
-            kernel: None,
-            rekeys: false,
-            // user_canceled, then the request.
-            build: |s| s.record(ALERT, &[1, 90]),
-        },
-        Case {
-            name: "tls13-user-canceled-warning",
-            versions: Versions::Tls13,
+            // Any TLS 1.2 warning, and TLS 1.3's user_canceled; then the request.
+            name: "user-canceled-warning",
+            versions: Versions::Both,
             expect: Serves,
             rustls: None,
             kernel: None,
